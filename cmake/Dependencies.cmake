@@ -1,0 +1,50 @@
+# Every external dependency, found once, exposed as an imported target.
+
+find_package(MPI REQUIRED COMPONENTS C CXX)
+
+set(HDF5_PREFER_PARALLEL ON)
+find_package(HDF5 REQUIRED COMPONENTS C)
+if(NOT HDF5_IS_PARALLEL)
+  message(FATAL_ERROR "HDF5 at ${HDF5_INCLUDE_DIRS} is serial; Torch-Handle needs parallel HDF5 "
+                      "(Debian: libhdf5-openmpi-dev; run tests/setup-deps.sh)")
+endif()
+if(NOT TARGET hdf5::hdf5)
+  add_library(hdf5::hdf5 INTERFACE IMPORTED)
+  target_include_directories(hdf5::hdf5 INTERFACE ${HDF5_C_INCLUDE_DIRS} ${HDF5_INCLUDE_DIRS})
+  target_link_libraries(hdf5::hdf5 INTERFACE ${HDF5_C_LIBRARIES} ${HDF5_LIBRARIES})
+  target_compile_definitions(hdf5::hdf5 INTERFACE ${HDF5_C_DEFINITIONS} ${HDF5_DEFINITIONS})
+endif()
+
+find_package(Eigen3 3.3 REQUIRED NO_MODULE)
+
+set(BLA_VENDOR OpenBLAS)
+find_package(BLAS REQUIRED)
+# openblas_set_num_threads() is declared in OpenBLAS's cblas.h; find its folder.
+find_path(OPENBLAS_INCLUDE_DIR cblas.h PATH_SUFFIXES openblas openblas-pthread x86_64-linux-gnu/openblas-pthread)
+
+# Kokkos (Debian 3.4 from Trilinos): its imported target points at ${prefix}/include, but the
+# headers live in ${prefix}/include/trilinos. Wrap it in a target of ours with the right path;
+# system files stay untouched.
+find_package(Kokkos REQUIRED)
+find_path(TH_KOKKOS_INCLUDE_DIR Kokkos_Core.hpp PATHS /usr/include/trilinos /usr/include
+          PATH_SUFFIXES trilinos kokkos)
+if(NOT TH_KOKKOS_INCLUDE_DIR)
+  message(FATAL_ERROR "Kokkos_Core.hpp not found (Debian: libtrilinos-kokkos-dev)")
+endif()
+add_library(th_kokkos INTERFACE)
+target_link_libraries(th_kokkos INTERFACE Kokkos::kokkos)
+target_include_directories(th_kokkos SYSTEM INTERFACE ${TH_KOKKOS_INCLUDE_DIR})
+# Which host execution space this Kokkos provides, for the summary.
+file(STRINGS ${TH_KOKKOS_INCLUDE_DIR}/KokkosCore_config.h _kk_spaces REGEX "^#define KOKKOS_ENABLE_(SERIAL|OPENMP|THREADS)")
+string(REGEX REPLACE "#define KOKKOS_ENABLE_" "" TH_KOKKOS_HOST_SPACES "${_kk_spaces}")
+
+# SentencePiece ships a pkg-config file only; make an imported target from it.
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
+find_library(SENTENCEPIECE_TRAIN_LIBRARY sentencepiece_train REQUIRED)
+add_library(SentencePiece::sentencepiece INTERFACE IMPORTED)
+target_link_libraries(SentencePiece::sentencepiece INTERFACE PkgConfig::SENTENCEPIECE ${SENTENCEPIECE_TRAIN_LIBRARY})
+
+if(TH_BUILD_TESTS)
+  find_package(GTest REQUIRED)
+endif()

@@ -1,0 +1,35 @@
+#pragma once
+// One error path. Code that finds a problem throws th::Error (or a subclass) with a message that
+// says what is wrong; main() catches it, prints it once with the rank prefix, and aborts the job
+// collectively (see th::abort_job). Checks of external calls go through the TH_*_CHECK macros,
+// which add the failing call, file and line.
+#include <stdexcept>
+#include <string>
+
+namespace th {
+
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Errors in user input (deck, command line, data files). Every rank detects them identically
+// (the deck is parsed on rank 0 and the verdict broadcast), so the job can exit cleanly with
+// status 2 instead of aborting.
+class InputError : public Error {
+ public:
+  using Error::Error;
+};
+
+[[noreturn]] void throw_error(const char* file, int line, const std::string& what);
+
+// Print "[rank r] message" on stderr and abort every rank (MPI_Abort). Never returns.
+[[noreturn]] void abort_job(const std::string& message, int exit_code = 1);
+
+}  // namespace th
+
+#define TH_CHECK(cond, msg)                                                            \
+  do {                                                                                 \
+    if (!(cond)) ::th::throw_error(__FILE__, __LINE__, std::string("check failed: ") + \
+                                                           #cond + ": " + (msg));      \
+  } while (0)

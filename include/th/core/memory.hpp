@@ -1,0 +1,57 @@
+#pragma once
+// A caching host allocator that counts bytes live and peak per category. Blocks are kept in a
+// free list when released and handed out again for requests of similar size (best fit, at most 2x
+// the request), so a training step with repeating shapes stops calling the system allocator after
+// its first step. `system_allocations()` lets tests and benchmarks check that.
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <unordered_map>
+
+namespace th {
+
+enum class MemCategory : int { Parameters, Gradients, OptimizerState, Activations, Workspace, Count };
+constexpr int kNumMemCategories = static_cast<int>(MemCategory::Count);
+const char* to_string(MemCategory c);
+
+struct MemStats {
+  std::array<std::int64_t, kNumMemCategories> live{};  // bytes in use now, per category
+  std::array<std::int64_t, kNumMemCategories> peak{};  // highest `live`, per category
+  std::int64_t live_total = 0, peak_total = 0;        // all categories together
+  std::int64_t reserved = 0;                          // bytes held from the system (live + cached)
+  std::int64_t system_allocations = 0;                // calls that reached the system allocator
+};
+
+class MemoryPool {
+ public:
+  MemoryPool() = default;
+  ~MemoryPool();
+  MemoryPool(const MemoryPool&) = delete;
+  MemoryPool& operator=(const MemoryPool&) = delete;
+
+  void* allocate(std::size_t bytes, MemCategory cat);
+  void release(void* p);
+  // Returns every cached (free) block to the system.
+  void trim();
+
+  const MemStats& stats() const { return stats_; }
+  std::int64_t peak(MemCategory c) const { return stats_.peak[static_cast<int>(c)]; }
+  std::int64_t live(MemCategory c) const { return stats_.live[static_cast<int>(c)]; }
+  void reset_peaks();  // peaks restart from the current live values
+
+ private:
+  struct Block {
+    std::size_t size;
+    MemCategory cat;
+  };
+  std::multimap<std::size_t, void*> free_;      // size -> cached block
+  std::unordered_map<void*, Block> in_use_;
+  MemStats stats_;
+};
+
+// The process-wide host pool (one per rank), like a framework's caching allocator.
+MemoryPool& host_pool();
+
+}  // namespace th

@@ -1,0 +1,75 @@
+#pragma once
+// The whole model: encoder-decoder (seq2seq) or decoder-only (language model), built from the
+// layers in layers.hpp. forward() computes the loss of a batch and keeps what backward() needs;
+// backward() accumulates parameter gradients into params().grads().
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "th/core/tensor.hpp"
+#include "th/model/layers.hpp"
+#include "th/model/params.hpp"
+
+namespace th {
+
+struct ModelSpec {
+  bool decoder_only = false;
+  int d_model = 512, n_heads = 8, d_ff = 2048;
+  int n_encoder_layers = 6, n_decoder_layers = 6;
+  cpu::Activation activation = cpu::Activation::ReLU;
+  bool pre_norm = false;
+  float dropout = 0.1f;
+  bool tie_embeddings = true;
+  int max_len = 256;
+  int vocab_size = 0;
+  int pad_id = 0;
+  double label_smoothing = 0.0;
+  bool activation_checkpointing = false;
+};
+
+// Token ids, row-major [B, S] and [B, T]; positions past a row's length hold pad_id.
+// Decoder-only batches have S = 0 and use tgt_in / tgt_out (inputs and next tokens).
+struct Batch {
+  int B = 0, S = 0, T = 0;
+  std::vector<int> src, src_len;
+  std::vector<int> tgt_in, tgt_out, tgt_len;
+  std::int64_t positions() const { return static_cast<std::int64_t>(B) * (S + T); }
+};
+
+template <typename T>
+class Transformer {
+ public:
+  explicit Transformer(const ModelSpec& spec);
+  ~Transformer();
+  const ModelSpec& spec() const { return spec_; }
+  ParamStore<T>& params() { return params_; }
+
+  // Mean label-smoothed cross-entropy over the non-pad target tokens of the batch.
+  // `micro` numbers the micro-batch for dropout masks; `train` = false turns dropout off.
+  double forward(const Batch& batch, std::uint64_t seed, std::uint64_t micro, bool train = true);
+  // Accumulates d(loss_scale * loss)/d(param) into the gradient buffer and frees activations.
+  void backward(double loss_scale = 1.0);
+  std::int64_t target_tokens() const { return count_; }  // non-pad targets of the last forward
+  const Tensor& logits() const { return logits_; }        // [B*T, V], until backward()
+  std::int64_t flops_per_token_estimate() const;
+
+ private:
+  void embed(T* y, const std::vector<int>& tokens, int B, int L, std::int64_t table);
+
+  ModelSpec spec_;
+  ParamStore<T> params_;
+  std::int64_t src_embed_ = 0, tgt_embed_ = 0, out_proj_ = 0;
+  std::vector<std::unique_ptr<Block<T>>> encoder_, decoder_;
+  std::unique_ptr<LayerNorm<T>> enc_norm_, dec_norm_;  // pre-norm only
+  Tensor pe_;                                          // sinusoidal table [max_len, D]
+
+  // Saved by forward for backward.
+  const Batch* batch_ = nullptr;
+  StepCtx<T> enc_ctx_, dec_ctx_;
+  std::vector<Tensor> enc_x_, dec_x_;  // block inputs (and the stack output last)
+  Tensor memory_, dmemory_, final_, logits_, losses_, lse_;
+  std::int64_t count_ = 0;
+};
+
+}  // namespace th

@@ -1,0 +1,154 @@
+#include "io/config.hpp"
+
+#include <vector>
+
+#include "io/deck.hpp"
+#include "io/deck_schema.hpp"
+#include "th/core/error.hpp"
+
+namespace th {
+namespace {
+
+// Reads keys of one group and remembers which, so that a key added to the schema but not to
+// Config is caught the first time any test builds a Config.
+class GroupReader {
+ public:
+  GroupReader(const Deck& deck, std::vector<bool>& seen, const char* group)
+      : deck_(deck), seen_(seen), group_(group) {}
+
+  void get(const char* key, int& out) { out = static_cast<int>(deck_.get_int(group_, mark(key))); }
+  void get(const char* key, long long& out) { out = deck_.get_int(group_, mark(key)); }
+  void get(const char* key, double& out) { out = deck_.get_real(group_, mark(key)); }
+  void get(const char* key, bool& out) { out = deck_.get_bool(group_, mark(key)); }
+  void get(const char* key, std::string& out) { out = deck_.get_string(group_, mark(key)); }
+  void get(const char* key, std::array<double, 2>& out) {
+    const std::vector<double> v = deck_.get_reals(group_, mark(key));
+    if (v.size() != out.size()) throw Error(group_ + "%" + key + " does not have 2 values");
+    out = {v[0], v[1]};
+  }
+
+ private:
+  const char* mark(const char* key) {
+    const int index = deck_key_index(group_, key);
+    if (index >= 0) seen_[static_cast<std::size_t>(index)] = true;
+    return key;
+  }
+
+  const Deck& deck_;
+  std::vector<bool>& seen_;
+  std::string group_;
+};
+
+}  // namespace
+
+Config make_config(const Deck& deck) {
+  Config c;
+  std::vector<bool> seen(deck_schema().size(), false);
+
+  GroupReader run(deck, seen, "run");
+  run.get("task", c.run.task);
+  run.get("output_dir", c.run.output_dir);
+  run.get("seed", c.run.seed);
+  run.get("backend", c.run.backend);
+  run.get("max_steps", c.run.max_steps);
+  run.get("threads", c.run.threads);
+
+  GroupReader model(deck, seen, "model");
+  model.get("arch", c.model.arch);
+  model.get("d_model", c.model.d_model);
+  model.get("n_heads", c.model.n_heads);
+  model.get("d_ff", c.model.d_ff);
+  model.get("n_encoder_layers", c.model.n_encoder_layers);
+  model.get("n_decoder_layers", c.model.n_decoder_layers);
+  model.get("activation", c.model.activation);
+  model.get("norm", c.model.norm);
+  model.get("dropout", c.model.dropout);
+  model.get("tie_embeddings", c.model.tie_embeddings);
+  model.get("max_len", c.model.max_len);
+  model.get("vocab_size", c.model.vocab_size);
+
+  GroupReader data(deck, seen, "data");
+  data.get("train_file", c.data.train_file);
+  data.get("valid_file", c.data.valid_file);
+  data.get("test_file", c.data.test_file);
+  data.get("max_tokens", c.data.max_tokens);
+  data.get("epochs", c.data.epochs);
+  data.get("shuffle", c.data.shuffle);
+  data.get("synthetic", c.data.synthetic);
+  data.get("synthetic_min_len", c.data.synthetic_min_len);
+  data.get("synthetic_max_len", c.data.synthetic_max_len);
+  data.get("synthetic_samples", c.data.synthetic_samples);
+  data.get("synthetic_valid_samples", c.data.synthetic_valid_samples);
+
+  GroupReader prepare(deck, seen, "prepare");
+  prepare.get("source", c.prepare.source);
+  prepare.get("vocab_size", c.prepare.vocab_size);
+  prepare.get("valid_fraction", c.prepare.valid_fraction);
+  prepare.get("test_fraction", c.prepare.test_fraction);
+
+  GroupReader optim(deck, seen, "optim");
+  optim.get("lr", c.optim.lr);
+  optim.get("betas", c.optim.betas);
+  optim.get("eps", c.optim.eps);
+  optim.get("weight_decay", c.optim.weight_decay);
+  optim.get("warmup_steps", c.optim.warmup_steps);
+  optim.get("schedule", c.optim.schedule);
+  optim.get("min_lr_ratio", c.optim.min_lr_ratio);
+  optim.get("clip_norm", c.optim.clip_norm);
+  optim.get("label_smoothing", c.optim.label_smoothing);
+  optim.get("grad_accum", c.optim.grad_accum);
+
+  GroupReader parallel(deck, seen, "parallel");
+  parallel.get("zero_stage", c.parallel.zero_stage);
+  parallel.get("bucket_mb", c.parallel.bucket_mb);
+  parallel.get("overlap_comm", c.parallel.overlap_comm);
+  parallel.get("offload_optimizer", c.parallel.offload_optimizer);
+  parallel.get("offload_param", c.parallel.offload_param);
+  parallel.get("nvme_path", c.parallel.nvme_path);
+  parallel.get("activation_checkpointing", c.parallel.activation_checkpointing);
+  parallel.get("consistency_check_every", c.parallel.consistency_check_every);
+
+  GroupReader precision(deck, seen, "precision");
+  precision.get("dtype", c.precision.dtype);
+  precision.get("loss_scale", c.precision.loss_scale);
+  precision.get("initial_scale_power", c.precision.initial_scale_power);
+  precision.get("loss_scale_window", c.precision.loss_scale_window);
+  precision.get("hysteresis", c.precision.hysteresis);
+  precision.get("min_loss_scale", c.precision.min_loss_scale);
+
+  GroupReader checkpoint(deck, seen, "checkpoint");
+  checkpoint.get("dir", c.checkpoint.dir);
+  checkpoint.get("every_steps", c.checkpoint.every_steps);
+  checkpoint.get("keep_last", c.checkpoint.keep_last);
+  checkpoint.get("resume", c.checkpoint.resume);
+
+  GroupReader profile(deck, seen, "profile");
+  profile.get("enabled", c.profile.enabled);
+  profile.get("start_step", c.profile.start_step);
+  profile.get("num_steps", c.profile.num_steps);
+
+  GroupReader log(deck, seen, "log");
+  log.get("every_steps", c.log.every_steps);
+  log.get("per_rank", c.log.per_rank);
+
+  GroupReader translate(deck, seen, "translate");
+  translate.get("input_file", c.translate.input_file);
+  translate.get("output_file", c.translate.output_file);
+  translate.get("beam_size", c.translate.beam_size);
+  translate.get("max_len_ratio", c.translate.max_len_ratio);
+
+  GroupReader bench(deck, seen, "bench");
+  bench.get("batch", c.bench.batch);
+  bench.get("seq_len", c.bench.seq_len);
+  bench.get("steps", c.bench.steps);
+  bench.get("warmup", c.bench.warmup);
+
+  for (std::size_t i = 0; i < seen.size(); ++i)
+    if (!seen[i])
+      throw Error("deck key '" + deck_schema()[i].group + "%" + deck_schema()[i].key +
+                  "' has no field in th::Config (io/config.hpp)");
+  c.resolved_deck = deck.to_namelist();
+  return c;
+}
+
+}  // namespace th

@@ -1,0 +1,132 @@
+#pragma once
+// The deck as plain typed data: one struct per group, one field per key, named exactly as in the
+// deck (cfg.model.d_model is `&model d_model`). Meanings, defaults and ranges: docs/deck.md.
+// Built once from a validated Deck, so every value here has passed the deck's checks.
+#include <array>
+#include <string>
+
+namespace th {
+
+class Deck;
+
+struct Config {
+  struct Run {
+    std::string task;
+    std::string output_dir;
+    long long seed = 0;
+    std::string backend;
+    int max_steps = 0;
+    int threads = 0;
+  };
+  struct Model {
+    std::string arch;
+    int d_model = 0;
+    int n_heads = 0;
+    int d_ff = 0;
+    int n_encoder_layers = 0;
+    int n_decoder_layers = 0;
+    std::string activation;
+    std::string norm;
+    double dropout = 0;
+    bool tie_embeddings = false;
+    int max_len = 0;
+    int vocab_size = 0;
+  };
+  struct Data {
+    std::string train_file;
+    std::string valid_file;
+    std::string test_file;
+    int max_tokens = 0;
+    int epochs = 0;
+    bool shuffle = false;
+    std::string synthetic;
+    int synthetic_min_len = 0;
+    int synthetic_max_len = 0;
+    int synthetic_samples = 0;
+    int synthetic_valid_samples = 0;
+  };
+  struct Prepare {
+    std::string source;
+    int vocab_size = 0;
+    double valid_fraction = 0;
+    double test_fraction = 0;
+  };
+  struct Optim {
+    double lr = 0;
+    std::array<double, 2> betas{};
+    double eps = 0;
+    double weight_decay = 0;
+    int warmup_steps = 0;
+    std::string schedule;
+    double min_lr_ratio = 0;
+    double clip_norm = 0;
+    double label_smoothing = 0;
+    int grad_accum = 0;
+  };
+  struct Parallel {
+    int zero_stage = 0;
+    double bucket_mb = 0;
+    bool overlap_comm = false;
+    std::string offload_optimizer;
+    std::string offload_param;
+    std::string nvme_path;
+    bool activation_checkpointing = false;
+    int consistency_check_every = 0;
+  };
+  struct Precision {
+    std::string dtype;
+    double loss_scale = 0;
+    int initial_scale_power = 0;
+    int loss_scale_window = 0;
+    int hysteresis = 0;
+    double min_loss_scale = 0;
+  };
+  struct Checkpoint {
+    std::string dir;
+    int every_steps = 0;
+    int keep_last = 0;
+    std::string resume;
+  };
+  struct Profile {
+    bool enabled = false;
+    int start_step = 0;
+    int num_steps = 0;
+  };
+  struct Log {
+    int every_steps = 0;
+    bool per_rank = false;
+  };
+  struct Translate {
+    std::string input_file;
+    std::string output_file;
+    int beam_size = 0;
+    double max_len_ratio = 0;
+  };
+  struct Bench {
+    int batch = 0;
+    int seq_len = 0;
+    int steps = 0;
+    int warmup = 0;
+  };
+
+  Run run;
+  Model model;
+  Data data;
+  Prepare prepare;
+  Optim optim;
+  Parallel parallel;
+  Precision precision;
+  Checkpoint checkpoint;
+  Profile profile;
+  Log log;
+  Translate translate;
+  Bench bench;
+
+  // Deck::to_namelist() of the deck this came from, echoed into every output of the run.
+  std::string resolved_deck;
+};
+
+// Throws th::Error if the schema has a key that Config does not hold (a programming error).
+Config make_config(const Deck& deck);
+
+}  // namespace th

@@ -1,0 +1,74 @@
+#include "io/metrics.hpp"
+
+#include <cstdint>
+
+#include "io/h5_file.hpp"
+#include "th/core/error.hpp"
+
+namespace th {
+
+MetricsFile::MetricsFile(const std::string& path, const std::string& resolved_deck)
+    : file_(std::make_unique<H5File>(path, H5File::Mode::Create)) {
+  file_->write_string("deck", resolved_deck);
+  file_->set_attr("format", std::string("torch-handle metrics 1"));
+  file_->flush();
+}
+
+MetricsFile::~MetricsFile() = default;
+
+namespace {
+bool is_integer_field(const std::string& f) { return f == "step" || f == "epoch"; }
+
+void append_value(H5File& f, const std::string& name, double v, bool integer) {
+  const hid_t file = f.id();
+  const std::string& path = f.path();
+  const hid_t type = integer ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE;
+  hid_t ds;
+  hsize_t n = 0;
+  if (f.exists(name)) {
+    ds = h5_check(H5Dopen2(file, name.c_str(), H5P_DEFAULT), "H5Dopen2", path);
+    hid_t s = H5Dget_space(ds);
+    H5Sget_simple_extent_dims(s, &n, nullptr);
+    H5Sclose(s);
+  } else {
+    const hsize_t zero = 0, unlimited = H5S_UNLIMITED, chunk = 256;
+    hid_t space = h5_check(H5Screate_simple(1, &zero, &unlimited), "H5Screate_simple", path);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, 1, &chunk);
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    ds = h5_check(H5Dcreate2(file, name.c_str(), type, space, lcpl, dcpl, H5P_DEFAULT), "H5Dcreate2", path);
+    H5Pclose(lcpl);
+    H5Pclose(dcpl);
+    H5Sclose(space);
+  }
+  const hsize_t newsize = n + 1, one = 1;
+  h5_check(H5Dset_extent(ds, &newsize), "H5Dset_extent", path);
+  hid_t fspace = H5Dget_space(ds);
+  H5Sselect_hyperslab(fspace, H5S_SELECT_SET, &n, nullptr, &one, nullptr);
+  hid_t mspace = H5Screate_simple(1, &one, nullptr);
+  const std::int64_t iv = static_cast<std::int64_t>(v);
+  h5_check(H5Dwrite(ds, type, mspace, fspace, H5P_DEFAULT, integer ? static_cast<const void*>(&iv) : &v),
+           "H5Dwrite", path);
+  H5Sclose(mspace);
+  H5Sclose(fspace);
+  H5Dclose(ds);
+}
+}  // namespace
+
+void MetricsFile::append(const std::string& group, const std::vector<std::pair<std::string, double>>& fields) {
+  std::vector<std::string> names;
+  for (const auto& f : fields) names.push_back(f.first);
+  bool known = false;
+  for (const auto& g : schema_)
+    if (g.first == group) {
+      TH_CHECK(g.second == names, "metrics group '" + group + "' appended with different fields");
+      known = true;
+    }
+  if (!known) schema_.emplace_back(group, names);
+  for (const auto& f : fields)
+    append_value(*file_, group + "/" + f.first, f.second, is_integer_field(f.first));
+  file_->flush();
+}
+
+}  // namespace th

@@ -1,0 +1,128 @@
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "io/config.hpp"
+#include "io/deck.hpp"
+#include "th/app.hpp"
+#include "th/core/error.hpp"
+#include "th/train/tasks.hpp"
+
+namespace th {
+
+namespace {
+const char* kUsage =
+    "usage: torch-handle DECK [--set group%key=value ...]\n"
+    "       torch-handle --help | --version\n"
+    "Runs the task of the namelist deck DECK (see docs/deck.md); under mpirun/srun every rank runs it.\n";
+
+struct CommandLine {
+  std::string deck;
+  std::vector<std::string> overrides;
+  bool help = false, version = false;
+};
+
+CommandLine parse_command_line(int argc, char** argv) {
+  CommandLine cl;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      cl.help = true;
+    } else if (a == "--version") {
+      cl.version = true;
+    } else if (a == "--set") {
+      if (i + 1 >= argc) throw InputError("command line: --set needs group%key=value");
+      cl.overrides.push_back(argv[++i]);
+    } else if (a.rfind("--set=", 0) == 0) {
+      cl.overrides.push_back(a.substr(6));
+    } else if (!a.empty() && a[0] == '-') {
+      throw InputError("command line: unknown option '" + a + "'\n" + kUsage);
+    } else if (cl.deck.empty()) {
+      cl.deck = a;
+    } else {
+      throw InputError("command line: more than one deck ('" + cl.deck + "', '" + a + "')");
+    }
+  }
+  if (cl.deck.empty() && !cl.help && !cl.version) throw InputError(std::string("command line: no deck given\n") + kUsage);
+  return cl;
+}
+
+// Rank 0 reads, parses and validates; every rank gets either the resolved deck or the error text,
+// so a bad deck stops all ranks the same way, before any work, with one message.
+Config load_config(Comm& comm, const CommandLine& cl) {
+  std::string text;
+  std::int64_t ok = 1;
+  if (comm.rank() == 0) {
+    try {
+      text = Deck::from_file(cl.deck, cl.overrides).to_namelist();
+    } catch (const InputError& e) {
+      text = e.what();
+      ok = 0;
+    }
+  }
+  comm.broadcast(&ok, sizeof ok, 0);
+  comm.broadcast_string(text, 0);
+  if (!ok) throw InputError(text);
+  return make_config(Deck::from_text(text, cl.deck));
+}
+
+void prepare_output_dir(Comm& comm, const Config& cfg) {
+  std::string error;
+  if (comm.rank() == 0) {
+    try {
+      std::filesystem::create_directories(cfg.run.output_dir);
+      std::ofstream out(cfg.run.output_dir + "/deck.resolved.nml");
+      out << cfg.resolved_deck;
+      if (!out) error = "cannot write " + cfg.run.output_dir + "/deck.resolved.nml";
+    } catch (const std::exception& e) {
+      error = "run%output_dir = '" + cfg.run.output_dir + "': " + e.what();
+    }
+  }
+  comm.broadcast_string(error, 0);
+  if (!error.empty()) throw InputError(error);
+}
+
+void print_banner(Runtime& rt, const Config& cfg, const std::string& deck, const std::string& backend) {
+  Comm& w = rt.world();
+  if (w.rank() != 0) return;
+  std::printf("torch-handle %s (git %s)\n", TH_VERSION, TH_GIT_SHA);
+  std::printf("  ranks %d on %d node(s), %d per node; MPI thread level %s\n", w.size(), w.num_nodes(),
+              w.local_size(), rt.thread_level().c_str());
+  std::printf("  backend %s; Kokkos host space %s; %d thread(s) per rank\n", backend.c_str(),
+              rt.kokkos_host_space().c_str(), rt.host_threads());
+  std::printf("  deck %s; task %s; output %s\n", deck.c_str(), cfg.run.task.c_str(), cfg.run.output_dir.c_str());
+  std::fflush(stdout);
+}
+
+std::string choose_backend(const Config& cfg) {
+  if (cfg.run.backend == "cuda")
+    throw InputError("run%backend = 'cuda': training on the CUDA backend is not available in this build yet; "
+                     "use 'cpu' or 'auto'");
+  return "cpu";  // 'auto' picks cuda once the CUDA training path exists
+}
+}  // namespace
+
+int run_app(int argc, char** argv, Runtime& rt) {
+  const CommandLine cl = parse_command_line(argc, argv);
+  if (cl.help || cl.version) {
+    if (rt.world().rank() == 0) std::printf("torch-handle %s (git %s)\n%s", TH_VERSION, TH_GIT_SHA, cl.help ? kUsage : "");
+    return 0;
+  }
+  const Config cfg = load_config(rt.world(), cl);
+  const std::string backend = choose_backend(cfg);
+  if (cfg.run.threads > 0) rt.set_host_threads(cfg.run.threads);
+  prepare_output_dir(rt.world(), cfg);
+  print_banner(rt, cfg, cl.deck, backend);
+  if (cfg.run.task == "train") {
+    run_train(cfg, rt.world());
+  } else if (cfg.run.task == "bench") {
+    run_bench(cfg, rt.world());
+  } else {
+    throw InputError("run%task = '" + cfg.run.task + "' is not available in this build yet (train and bench are)");
+  }
+  return 0;
+}
+
+}  // namespace th

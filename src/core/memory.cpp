@@ -1,0 +1,91 @@
+#include "th/core/memory.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <new>
+
+#include "th/core/error.hpp"
+
+namespace th {
+
+const char* to_string(MemCategory c) {
+  switch (c) {
+    case MemCategory::Parameters: return "parameters";
+    case MemCategory::Gradients: return "gradients";
+    case MemCategory::OptimizerState: return "optimizer_state";
+    case MemCategory::Activations: return "activations";
+    case MemCategory::Workspace: return "workspace";
+    case MemCategory::Count: break;
+  }
+  return "unknown";
+}
+
+namespace {
+constexpr std::size_t kAlign = 64;  // cache line; also what AVX-512 loads like
+std::size_t round_up(std::size_t n) { return (std::max<std::size_t>(n, 1) + kAlign - 1) / kAlign * kAlign; }
+}  // namespace
+
+MemoryPool::~MemoryPool() {
+  trim();
+  for (auto& kv : in_use_) std::free(kv.first);  // leaked tensors at exit: give memory back
+}
+
+void* MemoryPool::allocate(std::size_t bytes, MemCategory cat) {
+  const std::size_t want = round_up(bytes);
+  void* p = nullptr;
+  std::size_t size = want;
+  auto it = free_.lower_bound(want);
+  if (it != free_.end() && it->first <= 2 * want) {
+    size = it->first;
+    p = it->second;
+    free_.erase(it);
+  } else {
+    p = std::aligned_alloc(kAlign, want);
+    if (!p) {
+      trim();
+      p = std::aligned_alloc(kAlign, want);
+    }
+    if (!p) throw Error("host allocation of " + std::to_string(want) + " bytes for " + to_string(cat) +
+                        " failed (live " + std::to_string(stats_.live_total) + " bytes)");
+    stats_.reserved += static_cast<std::int64_t>(want);
+    ++stats_.system_allocations;
+  }
+  in_use_.emplace(p, Block{size, cat});
+  const int c = static_cast<int>(cat);
+  stats_.live[c] += static_cast<std::int64_t>(size);
+  stats_.live_total += static_cast<std::int64_t>(size);
+  stats_.peak[c] = std::max(stats_.peak[c], stats_.live[c]);
+  stats_.peak_total = std::max(stats_.peak_total, stats_.live_total);
+  return p;
+}
+
+void MemoryPool::release(void* p) {
+  if (!p) return;
+  auto it = in_use_.find(p);
+  TH_CHECK(it != in_use_.end(), "release of a pointer this pool did not allocate");
+  const int c = static_cast<int>(it->second.cat);
+  stats_.live[c] -= static_cast<std::int64_t>(it->second.size);
+  stats_.live_total -= static_cast<std::int64_t>(it->second.size);
+  free_.emplace(it->second.size, p);
+  in_use_.erase(it);
+}
+
+void MemoryPool::trim() {
+  for (auto& kv : free_) {
+    std::free(kv.second);
+    stats_.reserved -= static_cast<std::int64_t>(kv.first);
+  }
+  free_.clear();
+}
+
+void MemoryPool::reset_peaks() {
+  stats_.peak = stats_.live;
+  stats_.peak_total = stats_.live_total;
+}
+
+MemoryPool& host_pool() {
+  static MemoryPool pool;
+  return pool;
+}
+
+}  // namespace th

@@ -1,0 +1,146 @@
+#include "th/data/batching.hpp"
+
+#include <algorithm>
+#include <numeric>
+
+#include "th/core/error.hpp"
+#include "th/core/rng.hpp"
+
+namespace th {
+
+namespace {
+int src_len(const Example& e, bool decoder_only) {
+  return decoder_only ? 0 : static_cast<int>(e.src.size()) + 1;
+}
+int tgt_len(const Example& e, bool decoder_only) {
+  return decoder_only ? static_cast<int>(e.src.size() + e.tgt.size()) + 2 : static_cast<int>(e.tgt.size()) + 1;
+}
+
+// Fisher-Yates with the counter-based generator: the same permutation on every rank.
+void shuffle_in_place(std::vector<std::int64_t>& v, std::uint64_t seed, std::uint64_t stream) {
+  for (std::size_t i = v.size(); i > 1; --i) {
+    const auto j = static_cast<std::size_t>(uniform01(seed, stream, i) * static_cast<double>(i));
+    std::swap(v[i - 1], v[std::min(j, i - 1)]);
+  }
+}
+}  // namespace
+
+Batch collate(const std::vector<Example>& data, const std::vector<std::int64_t>& rows, bool decoder_only) {
+  Batch b;
+  b.B = static_cast<int>(rows.size());
+  for (auto r : rows) {
+    b.S = std::max(b.S, src_len(data[r], decoder_only));
+    b.T = std::max(b.T, tgt_len(data[r], decoder_only));
+  }
+  const int P = SpecialTokens::pad;
+  b.src.assign(static_cast<std::size_t>(b.B) * b.S, P);
+  b.tgt_in.assign(static_cast<std::size_t>(b.B) * b.T, P);
+  b.tgt_out.assign(static_cast<std::size_t>(b.B) * b.T, P);
+  for (int i = 0; i < b.B; ++i) {
+    const Example& e = data[rows[i]];
+    std::vector<int> seq;
+    if (decoder_only) {
+      seq = e.src;
+      seq.push_back(SpecialTokens::eos);
+      seq.insert(seq.end(), e.tgt.begin(), e.tgt.end());
+    } else {
+      std::copy(e.src.begin(), e.src.end(), b.src.begin() + static_cast<std::ptrdiff_t>(i) * b.S);
+      b.src[static_cast<std::size_t>(i) * b.S + e.src.size()] = SpecialTokens::eos;
+      b.src_len.push_back(static_cast<int>(e.src.size()) + 1);
+      seq = e.tgt;
+    }
+    const std::size_t row = static_cast<std::size_t>(i) * b.T;
+    b.tgt_in[row] = SpecialTokens::bos;
+    for (std::size_t t = 0; t < seq.size(); ++t) {
+      b.tgt_in[row + t + 1] = seq[t];
+      b.tgt_out[row + t] = seq[t];
+    }
+    b.tgt_out[row + seq.size()] = SpecialTokens::eos;
+    b.tgt_len.push_back(static_cast<int>(seq.size()) + 1);
+  }
+  return b;
+}
+
+std::int64_t padded_positions(const std::vector<Example>& data, const std::vector<std::int64_t>& rows,
+                              bool decoder_only) {
+  int S = 0, T = 0;
+  for (auto r : rows) {
+    S = std::max(S, src_len(data[r], decoder_only));
+    T = std::max(T, tgt_len(data[r], decoder_only));
+  }
+  return static_cast<std::int64_t>(rows.size()) * (S + T);
+}
+
+std::vector<std::vector<std::int64_t>> make_batches(const std::vector<Example>& data, std::int64_t max_tokens,
+                                                    std::uint64_t seed, std::int64_t epoch, bool shuffle,
+                                                    bool decoder_only) {
+  std::vector<std::int64_t> order(data.size());
+  std::iota(order.begin(), order.end(), 0);
+  const std::uint64_t stream = 0x5A4D0000ULL + static_cast<std::uint64_t>(epoch);  // set_epoch rule
+  if (shuffle) shuffle_in_place(order, seed, stream);
+  auto length = [&](std::int64_t i) { return src_len(data[i], decoder_only) + tgt_len(data[i], decoder_only); };
+  int longest = 1;
+  for (const auto& e : data) longest = std::max(longest, src_len(e, decoder_only) + tgt_len(e, decoder_only));
+  const std::size_t window = static_cast<std::size_t>(std::max<std::int64_t>(1, max_tokens / longest)) * 64;
+  for (std::size_t w = 0; w < order.size(); w += window) {
+    auto end = order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), w + window));
+    std::stable_sort(order.begin() + static_cast<std::ptrdiff_t>(w), end,
+                     [&](std::int64_t a, std::int64_t b) { return length(a) < length(b); });
+  }
+  std::vector<std::vector<std::int64_t>> batches;
+  std::vector<std::int64_t> cur;
+  int S = 0, T = 0;
+  for (auto i : order) {
+    const int s = std::max(S, src_len(data[i], decoder_only)), t = std::max(T, tgt_len(data[i], decoder_only));
+    if (!cur.empty() && static_cast<std::int64_t>(cur.size() + 1) * (s + t) > max_tokens) {
+      batches.push_back(std::move(cur));
+      cur.clear();
+      S = T = 0;
+    }
+    if (cur.empty() && src_len(data[i], decoder_only) + tgt_len(data[i], decoder_only) > max_tokens)
+      throw InputError("data%max_tokens = " + std::to_string(max_tokens) + " is smaller than one example (" +
+                       std::to_string(length(i)) + " positions); raise data%max_tokens");
+    cur.push_back(i);
+    S = std::max(S, src_len(data[i], decoder_only));
+    T = std::max(T, tgt_len(data[i], decoder_only));
+  }
+  if (!cur.empty()) batches.push_back(std::move(cur));
+  if (shuffle) {
+    std::vector<std::int64_t> perm(batches.size());
+    std::iota(perm.begin(), perm.end(), 0);
+    shuffle_in_place(perm, seed, stream ^ 0xBA7C4ULL);
+    std::vector<std::vector<std::int64_t>> out(batches.size());
+    for (std::size_t k = 0; k < perm.size(); ++k) out[k] = std::move(batches[perm[k]]);
+    batches = std::move(out);
+  }
+  return batches;
+}
+
+std::vector<std::vector<std::int64_t>> shard_batches(const std::vector<std::vector<std::int64_t>>& all,
+                                                     int rank, int world) {
+  std::vector<std::vector<std::int64_t>> mine;
+  const std::size_t per_rank = all.size() / static_cast<std::size_t>(world);
+  for (std::size_t k = 0; k < per_rank; ++k) mine.push_back(all[k * world + rank]);
+  return mine;
+}
+
+std::vector<Example> make_synthetic(const std::string& kind, std::int64_t n, int min_len, int max_len,
+                                    int vocab, std::uint64_t seed, std::uint64_t stream) {
+  TH_CHECK(kind == "copy" || kind == "reverse", "unknown synthetic task " + kind);
+  if (vocab <= SpecialTokens::first_regular)
+    throw InputError("model%vocab_size = " + std::to_string(vocab) + " leaves no regular tokens (ids 0-3 are "
+                     "pad, unk, bos, eos); use at least 5");
+  std::vector<Example> out(static_cast<std::size_t>(n));
+  std::uint64_t c = 0;
+  const int regular = vocab - SpecialTokens::first_regular;
+  for (auto& e : out) {
+    const int len = min_len + static_cast<int>(uniform01(seed, stream, c++) * (max_len - min_len + 1));
+    for (int t = 0; t < len; ++t)
+      e.src.push_back(SpecialTokens::first_regular + static_cast<int>(uniform01(seed, stream, c++) * regular));
+    e.tgt = e.src;
+    if (kind == "reverse") std::reverse(e.tgt.begin(), e.tgt.end());
+  }
+  return out;
+}
+
+}  // namespace th

@@ -1,0 +1,57 @@
+#include <cmath>
+
+#include "host_loop.hpp"
+#include "th/kernels/cpu.hpp"
+
+namespace th::cpu {
+
+namespace {
+// Exact GELU (erf form), as torch.nn.functional.gelu's default.
+template <typename T> inline T gelu(T x) { return T(0.5) * x * (T(1) + std::erf(x * T(M_SQRT1_2))); }
+template <typename T> inline T gelu_grad(T x) {
+  const T cdf = T(0.5) * (T(1) + std::erf(x * T(M_SQRT1_2)));
+  const T pdf = std::exp(T(-0.5) * x * x) * T(0.3989422804014327);  // 1/sqrt(2 pi)
+  return cdf + x * pdf;
+}
+}  // namespace
+
+template <typename T>
+void bias_act_forward(T* y, T* pre, const T* b, std::int64_t N, int F, Activation act) {
+  if (act == Activation::ReLU) {
+    host_for("BiasReLU::forward", N, [=](std::int64_t i) {
+      for (int j = 0; j < F; ++j) {
+        const T v = pre[i * F + j] + b[j];
+        pre[i * F + j] = v;
+        y[i * F + j] = v > T(0) ? v : T(0);
+      }
+    });
+  } else {
+    host_for("BiasGELU::forward", N, [=](std::int64_t i) {
+      for (int j = 0; j < F; ++j) {
+        const T v = pre[i * F + j] + b[j];
+        pre[i * F + j] = v;
+        y[i * F + j] = gelu(v);
+      }
+    });
+  }
+}
+
+template <typename T>
+void bias_act_backward(T* dpre, T* db, const T* dy, const T* pre, std::int64_t N, int F, Activation act) {
+  const std::int64_t n = N * F;
+  if (act == Activation::ReLU) {
+    host_for("BiasReLU::backward", n, [=](std::int64_t i) { dpre[i] = pre[i] > T(0) ? dy[i] : T(0); });
+  } else {
+    host_for("BiasGELU::backward", n, [=](std::int64_t i) { dpre[i] = dy[i] * gelu_grad(pre[i]); });
+  }
+  bias_grad(db, dpre, N, F);
+}
+
+#define TH_INSTANTIATE(T)                                                                    \
+  template void bias_act_forward<T>(T*, T*, const T*, std::int64_t, int, Activation);        \
+  template void bias_act_backward<T>(T*, T*, const T*, const T*, std::int64_t, int, Activation);
+TH_INSTANTIATE(float)
+TH_INSTANTIATE(double)
+#undef TH_INSTANTIATE
+
+}  // namespace th::cpu

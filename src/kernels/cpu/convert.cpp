@@ -1,0 +1,78 @@
+// fp32 <-> bf16 / fp16 storage conversions, round-to-nearest-even.
+#include <cstring>
+
+#include "host_loop.hpp"
+#include "th/kernels/cpu.hpp"
+
+namespace th::cpu {
+
+namespace {
+inline std::uint32_t bits_of(float f) {
+  std::uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+inline float float_of(std::uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+}  // namespace
+
+std::uint16_t float_to_bf16(float f) {
+  const std::uint32_t x = bits_of(f);
+  if ((x & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<std::uint16_t>((x >> 16) | 0x0040u);  // quiet NaN
+  const std::uint32_t bias = 0x7FFFu + ((x >> 16) & 1u);
+  return static_cast<std::uint16_t>((x + bias) >> 16);
+}
+
+float bf16_to_float(std::uint16_t h) { return float_of(static_cast<std::uint32_t>(h) << 16); }
+
+std::uint16_t float_to_half(float f) {
+  std::uint32_t x = bits_of(f);
+  const std::uint16_t sign = static_cast<std::uint16_t>((x >> 16) & 0x8000u);
+  x &= 0x7FFFFFFFu;
+  if (x > 0x7F800000u) return sign | 0x7E00u;           // NaN
+  if (x >= 0x477FF000u) return sign | 0x7C00u;          // >= 65520 rounds to inf
+  if (x < 0x38800000u) {                                // below 2^-14: subnormal half or zero
+    if (x < 0x33000000u) return sign;                   // <= 2^-25 rounds to zero (tie to even)
+    const int e = static_cast<int>(x >> 23);
+    const std::uint32_t mant = (x & 0x7FFFFFu) | 0x800000u;
+    const int shift = 126 - e;                          // value / 2^-24 = mant >> shift
+    std::uint32_t r = mant >> shift;
+    const std::uint32_t rem = mant & ((1u << shift) - 1u), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (r & 1u))) ++r;
+    return static_cast<std::uint16_t>(sign | r);
+  }
+  const std::uint32_t y = x - 0x38000000u;              // rebias exponent 127 -> 15
+  std::uint32_t h = y >> 13;
+  const std::uint32_t rem = y & 0x1FFFu;
+  if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;  // a carry moves into the exponent
+  return static_cast<std::uint16_t>(sign | h);
+}
+
+float half_to_float(std::uint16_t h) {
+  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
+  const std::uint32_t e = (h >> 10) & 0x1Fu, m = h & 0x3FFu;
+  if (e == 0) {
+    const float v = static_cast<float>(m) * (1.0f / 16777216.0f);  // m * 2^-24
+    return sign ? -v : v;
+  }
+  if (e == 31) return float_of(sign | 0x7F800000u | (m << 13));
+  return float_of(sign | ((e + 112u) << 23) | (m << 13));
+}
+
+void fp32_to_bf16(std::uint16_t* y, const float* x, std::int64_t n) {
+  host_for("Convert::fp32_to_bf16", n, [=](std::int64_t i) { y[i] = float_to_bf16(x[i]); });
+}
+void bf16_to_fp32(float* y, const std::uint16_t* x, std::int64_t n) {
+  host_for("Convert::bf16_to_fp32", n, [=](std::int64_t i) { y[i] = bf16_to_float(x[i]); });
+}
+void fp32_to_fp16(std::uint16_t* y, const float* x, std::int64_t n) {
+  host_for("Convert::fp32_to_fp16", n, [=](std::int64_t i) { y[i] = float_to_half(x[i]); });
+}
+void fp16_to_fp32(float* y, const std::uint16_t* x, std::int64_t n) {
+  host_for("Convert::fp16_to_fp32", n, [=](std::int64_t i) { y[i] = half_to_float(x[i]); });
+}
+
+}  // namespace th::cpu

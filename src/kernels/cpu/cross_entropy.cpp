@@ -1,0 +1,57 @@
+#include <cmath>
+#include <limits>
+
+#include "host_loop.hpp"
+#include "th/kernels/cpu.hpp"
+
+namespace th::cpu {
+
+template <typename T>
+double cross_entropy_forward(T* losses, T* lse, const T* logits, const int* targets, std::int64_t N,
+                             int V, T smoothing, int ignore, std::int64_t* count) {
+  host_for("CrossEntropy::forward", N, [=](std::int64_t n) {
+    const T* z = logits + n * V;
+    T mx = -std::numeric_limits<T>::infinity();
+    for (int v = 0; v < V; ++v) mx = std::max(mx, z[v]);
+    T sum = 0, zsum = 0;
+    for (int v = 0; v < V; ++v) {
+      sum += std::exp(z[v] - mx);
+      zsum += z[v];
+    }
+    const T l = mx + std::log(sum);
+    lse[n] = l;
+    losses[n] = targets[n] == ignore
+                    ? T(0)
+                    : l - (T(1) - smoothing) * z[targets[n]] - smoothing / T(V) * zsum;
+  });
+  *count = static_cast<std::int64_t>(
+      host_sum("CrossEntropy::count", N, [=](std::int64_t n) { return targets[n] == ignore ? 0.0 : 1.0; }));
+  return host_sum("CrossEntropy::sum", N, [=](std::int64_t n) { return static_cast<double>(losses[n]); });
+}
+
+template <typename T>
+void cross_entropy_backward(T* dlogits, const T* logits, const T* lse, const int* targets,
+                            std::int64_t N, int V, T smoothing, int ignore, T dloss) {
+  host_for("CrossEntropy::backward", N, [=](std::int64_t n) {
+    T* d = dlogits + n * V;
+    const T* z = logits + n * V;
+    if (targets[n] == ignore) {
+      for (int v = 0; v < V; ++v) d[v] = T(0);
+      return;
+    }
+    const T l = lse[n], u = smoothing / T(V);
+    for (int v = 0; v < V; ++v) d[v] = dloss * (std::exp(z[v] - l) - u);
+    d[targets[n]] -= dloss * (T(1) - smoothing);
+  });
+}
+
+#define TH_INSTANTIATE(T)                                                                          \
+  template double cross_entropy_forward<T>(T*, T*, const T*, const int*, std::int64_t, int, T, int, \
+                                           std::int64_t*);                                        \
+  template void cross_entropy_backward<T>(T*, const T*, const T*, const int*, std::int64_t, int, T, \
+                                          int, T);
+TH_INSTANTIATE(float)
+TH_INSTANTIATE(double)
+#undef TH_INSTANTIATE
+
+}  // namespace th::cpu

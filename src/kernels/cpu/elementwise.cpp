@@ -1,0 +1,57 @@
+#include "host_loop.hpp"
+#include "th/kernels/cpu.hpp"
+
+namespace th::cpu {
+
+template <typename T> void bias_add(T* y, const T* b, std::int64_t N, int D) {
+  host_for("Bias::add", N, [=](std::int64_t i) {
+    T* row = y + i * D;
+    for (int j = 0; j < D; ++j) row[j] += b[j];
+  });
+}
+
+// Column sums: parallel over column blocks so no two iterations write the same db element; the
+// row loop inside keeps reads contiguous.
+template <typename T> void bias_grad(T* db, const T* dy, std::int64_t N, int D) {
+  constexpr int kBlock = 64;
+  const std::int64_t nblocks = (D + kBlock - 1) / kBlock;
+  host_for("Bias::grad", nblocks, [=](std::int64_t blk) {
+    const int j0 = static_cast<int>(blk) * kBlock, j1 = std::min(D, j0 + kBlock);
+    T acc[kBlock] = {};
+    for (std::int64_t i = 0; i < N; ++i)
+      for (int j = j0; j < j1; ++j) acc[j - j0] += dy[i * D + j];
+    for (int j = j0; j < j1; ++j) db[j] += acc[j - j0];
+  });
+}
+
+template <typename T> void add(T* out, const T* a, const T* b, std::int64_t n) {
+  host_for("Residual::add", n, [=](std::int64_t i) { out[i] = a[i] + b[i]; });
+}
+
+template <typename T> void add_inplace(T* a, const T* b, std::int64_t n) {
+  host_for("Residual::add_inplace", n, [=](std::int64_t i) { a[i] += b[i]; });
+}
+
+template <typename T> void scale_inplace(T* a, T s, std::int64_t n) {
+  host_for("Tensor::scale", n, [=](std::int64_t i) { a[i] *= s; });
+}
+
+template <typename T> double sum_squares(const T* a, std::int64_t n) {
+  return host_sum("Tensor::sum_squares", n, [=](std::int64_t i) {
+    const double v = static_cast<double>(a[i]);
+    return v * v;
+  });
+}
+
+#define TH_INSTANTIATE(T)                                                   \
+  template void bias_add<T>(T*, const T*, std::int64_t, int);               \
+  template void bias_grad<T>(T*, const T*, std::int64_t, int);              \
+  template void add<T>(T*, const T*, const T*, std::int64_t);               \
+  template void add_inplace<T>(T*, const T*, std::int64_t);                 \
+  template void scale_inplace<T>(T*, T, std::int64_t);                      \
+  template double sum_squares<T>(const T*, std::int64_t);
+TH_INSTANTIATE(float)
+TH_INSTANTIATE(double)
+#undef TH_INSTANTIATE
+
+}  // namespace th::cpu

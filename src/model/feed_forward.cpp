@@ -1,0 +1,59 @@
+#include "buffers.hpp"
+#include "th/model/layers.hpp"
+
+namespace th {
+
+template <typename T>
+FeedForward<T>::FeedForward(ParamStore<T>& ps, const std::string& prefix, int D, int F,
+                            cpu::Activation act, float dropout, std::uint64_t site)
+    : ps_(ps), D_(D), F_(F), act_(act), dropout_(dropout), site_(site) {
+  w1_ = ps.declare(prefix + "/fc1/weight", {F, D}, ParamInit::XavierUniform);
+  b1_ = ps.declare(prefix + "/fc1/bias", {F}, ParamInit::Zeros);
+  w2_ = ps.declare(prefix + "/fc2/weight", {D, F}, ParamInit::XavierUniform);
+  b2_ = ps.declare(prefix + "/fc2/bias", {D}, ParamInit::Zeros);
+}
+
+template <typename T>
+void FeedForward<T>::forward(T* y, const T* x, const StepCtx<T>& ctx) {
+  const std::int64_t N = ctx.self.rows();
+  pre_ = saved_buffer<T>(N, F_);
+  h_ = saved_buffer<T>(N, F_);
+  cpu::linear_forward<T>(pre_.data<T>(), x, ps_.value(w1_), nullptr, N, D_, F_);
+  cpu::bias_act_forward(h_.data<T>(), pre_.data<T>(), ps_.value(b1_), N, F_, act_);
+  const T* hd = h_.data<T>();
+  Tensor dropped;
+  if (ctx.train && dropout_ > 0) {
+    dropped = scratch_buffer<T>(N, F_);
+    cpu::dropout_forward(dropped.data<T>(), hd, N * F_, dropout_, ctx.seed, dropout_stream(site_, ctx.micro));
+    hd = dropped.data<T>();
+  }
+  cpu::linear_forward(y, hd, ps_.value(w2_), ps_.value(b2_), N, F_, D_);
+}
+
+template <typename T>
+void FeedForward<T>::backward(T* dx, const T* dy, const T* x, const StepCtx<T>& ctx) {
+  const std::int64_t N = ctx.self.rows();
+  const bool drop = ctx.train && dropout_ > 0;
+  const std::uint64_t stream = dropout_stream(site_, ctx.micro);
+  Tensor dh = scratch_buffer<T>(N, F_), dropped;
+  const T* hd = h_.data<T>();
+  if (drop) {
+    dropped = scratch_buffer<T>(N, F_);
+    cpu::dropout_forward(dropped.data<T>(), hd, N * F_, dropout_, ctx.seed, stream);
+    hd = dropped.data<T>();
+  }
+  cpu::linear_backward(dh.data<T>(), ps_.grad(w2_), ps_.grad(b2_), dy, hd, ps_.value(w2_), N, F_, D_);
+  if (drop) cpu::dropout_forward(dh.data<T>(), dh.data<T>(), N * F_, dropout_, ctx.seed, stream);
+  cpu::bias_act_backward(dh.data<T>(), ps_.grad(b1_), dh.data<T>(), pre_.data<T>(), N, F_, act_);
+  cpu::linear_backward<T>(dx, ps_.grad(w1_), nullptr, dh.data<T>(), x, ps_.value(w1_), N, D_, F_);
+}
+
+template <typename T> void FeedForward<T>::release() {
+  pre_.reset();
+  h_.reset();
+}
+
+template class FeedForward<float>;
+template class FeedForward<double>;
+
+}  // namespace th

@@ -1,0 +1,183 @@
+#include "th/model/transformer.hpp"
+
+#include <cmath>
+
+#include "buffers.hpp"
+#include "th/core/error.hpp"
+
+namespace th {
+
+namespace {
+// Dropout sites 1 and 2 are the embeddings; layers count up from 16.
+constexpr std::uint64_t kSrcEmbedSite = 1, kTgtEmbedSite = 2;
+}  // namespace
+
+template <typename T>
+Transformer<T>::Transformer(const ModelSpec& s) : spec_(s) {
+  TH_CHECK(s.vocab_size > 0, "vocab_size must be set before the model is built");
+  TH_CHECK(s.d_model % s.n_heads == 0, "n_heads must divide d_model");
+  const int D = s.d_model, V = s.vocab_size;
+  const bool enc = !s.decoder_only;
+  if (s.tie_embeddings) {
+    src_embed_ = tgt_embed_ = out_proj_ = params_.declare("embed/weight", {V, D}, ParamInit::EmbeddingNormal);
+  } else {
+    if (enc) src_embed_ = params_.declare("encoder/embed/weight", {V, D}, ParamInit::EmbeddingNormal);
+    tgt_embed_ = params_.declare("decoder/embed/weight", {V, D}, ParamInit::EmbeddingNormal);
+  }
+  std::uint64_t site = 16;
+  auto residual = [&](const std::string& norm, std::unique_ptr<Sublayer<T>> f) {
+    return std::make_unique<Residual<T>>(params_, norm, std::move(f), D, s.pre_norm, s.dropout, site++);
+  };
+  auto attention = [&](const std::string& name, bool cross, bool causal) {
+    return std::make_unique<Attention<T>>(params_, name, D, s.n_heads, cross, causal, s.dropout, site++);
+  };
+  auto ffn = [&](const std::string& name) {
+    return std::make_unique<FeedForward<T>>(params_, name, D, s.d_ff, s.activation, s.dropout, site++);
+  };
+  for (int i = 0; enc && i < s.n_encoder_layers; ++i) {
+    const std::string p = "encoder/layer_" + std::to_string(i);
+    std::vector<std::unique_ptr<Residual<T>>> parts;
+    parts.push_back(residual(p + "/norm1", attention(p + "/self_attn", false, false)));
+    parts.push_back(residual(p + "/norm2", ffn(p + "/ffn")));
+    encoder_.push_back(std::make_unique<Block<T>>(std::move(parts), D, s.activation_checkpointing));
+  }
+  if (enc && s.pre_norm) enc_norm_ = std::make_unique<LayerNorm<T>>(params_, "encoder/final_norm", D);
+  for (int i = 0; i < s.n_decoder_layers; ++i) {
+    const std::string p = "decoder/layer_" + std::to_string(i);
+    std::vector<std::unique_ptr<Residual<T>>> parts;
+    parts.push_back(residual(p + "/norm1", attention(p + "/self_attn", false, true)));
+    if (enc) parts.push_back(residual(p + "/norm2", attention(p + "/cross_attn", true, false)));
+    parts.push_back(residual(p + (enc ? "/norm3" : "/norm2"), ffn(p + "/ffn")));
+    decoder_.push_back(std::make_unique<Block<T>>(std::move(parts), D, s.activation_checkpointing));
+  }
+  if (s.pre_norm) dec_norm_ = std::make_unique<LayerNorm<T>>(params_, "decoder/final_norm", D);
+  if (!s.tie_embeddings) out_proj_ = params_.declare("output/weight", {V, D}, ParamInit::XavierUniform);
+  params_.allocate();
+  // The positional table is a buffer, not a parameter: computed, never trained or communicated.
+  pe_ = Tensor::empty({s.max_len, D}, dtype_of<T>(), MemCategory::Parameters);
+  cpu::sinusoidal_table(pe_.data<T>(), s.max_len, D);
+}
+
+template <typename T> Transformer<T>::~Transformer() = default;
+
+template <typename T>
+void Transformer<T>::embed(T* y, const std::vector<int>& tokens, int B, int L, std::int64_t table) {
+  TH_CHECK(L <= spec_.max_len, "sequence length " + std::to_string(L) + " exceeds model%max_len = " +
+                                   std::to_string(spec_.max_len));
+  for (int t : tokens)
+    TH_CHECK(t >= 0 && t < spec_.vocab_size, "token id " + std::to_string(t) + " outside the vocabulary");
+  cpu::embedding_forward(y, tokens.data(), params_.value(table), pe_.data<T>(), B, L, spec_.d_model,
+                         T(std::sqrt(static_cast<double>(spec_.d_model))));
+}
+
+template <typename T>
+double Transformer<T>::forward(const Batch& batch, std::uint64_t seed, std::uint64_t micro, bool train) {
+  const int D = spec_.d_model, V = spec_.vocab_size, B = batch.B;
+  const float p = train ? spec_.dropout : 0.0f;
+  batch_ = &batch;
+  const Stream src{B, batch.S, batch.src_len.data()}, tgt{B, batch.T, batch.tgt_len.data()};
+  if (!spec_.decoder_only) {
+    enc_ctx_ = StepCtx<T>{src, Stream{}, nullptr, nullptr, seed, micro, train};
+    enc_x_.assign(encoder_.size() + 1, Tensor());
+    enc_x_[0] = saved_buffer<T>(src.rows(), D);
+    embed(enc_x_[0].data<T>(), batch.src, B, batch.S, src_embed_);
+    cpu::dropout_forward(enc_x_[0].data<T>(), enc_x_[0].data<T>(), src.rows() * D, p, seed,
+                         dropout_stream(kSrcEmbedSite, micro));
+    for (std::size_t i = 0; i < encoder_.size(); ++i) {
+      enc_x_[i + 1] = saved_buffer<T>(src.rows(), D);
+      encoder_[i]->forward(enc_x_[i + 1].data<T>(), enc_x_[i].data<T>(), enc_ctx_);
+    }
+    if (enc_norm_) {
+      memory_ = saved_buffer<T>(src.rows(), D);
+      enc_norm_->forward(memory_.data<T>(), enc_x_.back().data<T>(), src.rows());
+    } else {
+      memory_ = enc_x_.back();
+    }
+  }
+  dec_ctx_ = StepCtx<T>{tgt, src, memory_.defined() ? memory_.data<T>() : nullptr, nullptr, seed, micro, train};
+  dec_x_.assign(decoder_.size() + 1, Tensor());
+  dec_x_[0] = saved_buffer<T>(tgt.rows(), D);
+  embed(dec_x_[0].data<T>(), batch.tgt_in, B, batch.T, tgt_embed_);
+  cpu::dropout_forward(dec_x_[0].data<T>(), dec_x_[0].data<T>(), tgt.rows() * D, p, seed,
+                       dropout_stream(kTgtEmbedSite, micro));
+  for (std::size_t i = 0; i < decoder_.size(); ++i) {
+    dec_x_[i + 1] = saved_buffer<T>(tgt.rows(), D);
+    decoder_[i]->forward(dec_x_[i + 1].data<T>(), dec_x_[i].data<T>(), dec_ctx_);
+  }
+  if (dec_norm_) {
+    final_ = saved_buffer<T>(tgt.rows(), D);
+    dec_norm_->forward(final_.data<T>(), dec_x_.back().data<T>(), tgt.rows());
+  } else {
+    final_ = dec_x_.back();
+  }
+  logits_ = saved_buffer<T>(tgt.rows(), V);
+  cpu::linear_forward<T>(logits_.data<T>(), final_.data<T>(), params_.value(out_proj_), nullptr, tgt.rows(), D, V);
+  losses_ = saved_buffer<T>(tgt.rows(), 1);
+  lse_ = saved_buffer<T>(tgt.rows(), 1);
+  const double sum = cpu::cross_entropy_forward(losses_.data<T>(), lse_.data<T>(), logits_.data<T>(),
+                                                batch.tgt_out.data(), tgt.rows(), V,
+                                                T(spec_.label_smoothing), spec_.pad_id, &count_);
+  return count_ > 0 ? sum / static_cast<double>(count_) : 0.0;
+}
+
+template <typename T> void Transformer<T>::backward(double loss_scale) {
+  TH_CHECK(batch_ && logits_.defined(), "backward without forward");
+  const Batch& batch = *batch_;
+  const int D = spec_.d_model, V = spec_.vocab_size;
+  const std::int64_t Nt = dec_ctx_.self.rows(), Ns = enc_ctx_.self.rows();
+  const T scale = T(std::sqrt(static_cast<double>(D)));
+  const std::uint64_t seed = dec_ctx_.seed, micro = dec_ctx_.micro;
+  const float p = dec_ctx_.train ? spec_.dropout : 0.0f;
+  T* dlogits = logits_.data<T>();  // overwritten in place
+  cpu::cross_entropy_backward(dlogits, dlogits, lse_.data<T>(), batch.tgt_out.data(), Nt, V,
+                              T(spec_.label_smoothing), spec_.pad_id,
+                              T(count_ > 0 ? loss_scale / static_cast<double>(count_) : 0.0));
+  Tensor g = scratch_buffer<T>(Nt, D), g2 = scratch_buffer<T>(Nt, D);
+  cpu::linear_backward<T>(g.data<T>(), params_.grad(out_proj_), nullptr, dlogits, final_.data<T>(),
+                          params_.value(out_proj_), Nt, D, V);
+  logits_.reset();
+  if (dec_norm_) {
+    dec_norm_->backward(g2.data<T>(), g.data<T>(), dec_x_.back().data<T>(), Nt);
+    std::swap(g, g2);
+  }
+  if (!spec_.decoder_only) {
+    dmemory_ = Tensor::zeros({Ns, D}, dtype_of<T>(), MemCategory::Workspace);
+    dec_ctx_.dmem = dmemory_.data<T>();
+  }
+  for (std::size_t i = decoder_.size(); i-- > 0;) {
+    decoder_[i]->backward(g2.data<T>(), g.data<T>(), dec_x_[i].data<T>(), dec_ctx_);
+    std::swap(g, g2);
+    dec_x_[i + 1].reset();
+  }
+  cpu::dropout_forward(g.data<T>(), g.data<T>(), Nt * D, p, seed, dropout_stream(kTgtEmbedSite, micro));
+  cpu::embedding_backward(params_.grad(tgt_embed_), batch.tgt_in.data(), g.data<T>(), Nt, D, scale);
+  if (!spec_.decoder_only) {
+    Tensor e = scratch_buffer<T>(Ns, D), e2 = scratch_buffer<T>(Ns, D);
+    if (enc_norm_) {
+      enc_norm_->backward(e.data<T>(), dmemory_.data<T>(), enc_x_.back().data<T>(), Ns);
+    } else {
+      std::swap(e, dmemory_);
+    }
+    for (std::size_t i = encoder_.size(); i-- > 0;) {
+      encoder_[i]->backward(e2.data<T>(), e.data<T>(), enc_x_[i].data<T>(), enc_ctx_);
+      std::swap(e, e2);
+      enc_x_[i + 1].reset();
+    }
+    cpu::dropout_forward(e.data<T>(), e.data<T>(), Ns * D, p, seed, dropout_stream(kSrcEmbedSite, micro));
+    cpu::embedding_backward(params_.grad(src_embed_), batch.src.data(), e.data<T>(), Ns, D, scale);
+  }
+  if (enc_norm_) enc_norm_->release();
+  if (dec_norm_) dec_norm_->release();
+  enc_x_.clear(); dec_x_.clear();
+  memory_.reset(); dmemory_.reset(); final_.reset(); losses_.reset(); lse_.reset();
+  batch_ = nullptr;
+}
+
+template <typename T> std::int64_t Transformer<T>::flops_per_token_estimate() const {
+  return 6 * params_.size();
+}
+
+template class Transformer<float>;
+template class Transformer<double>;
+
+}  // namespace th

@@ -1,0 +1,38 @@
+#pragma once
+// Comm over MPI (host buffers). The only place besides runtime.cpp that includes <mpi.h>.
+#include <mpi.h>
+
+#include "th/parallel/comm.hpp"
+
+namespace th {
+
+[[noreturn]] void mpi_fail(int err, const char* call, const char* file, int line);
+#define TH_MPI_CHECK(call)                                          \
+  do {                                                              \
+    int th_mpi_err_ = (call);                                       \
+    if (th_mpi_err_ != MPI_SUCCESS) ::th::mpi_fail(th_mpi_err_, #call, __FILE__, __LINE__); \
+  } while (0)
+
+class MpiComm final : public Comm {
+ public:
+  explicit MpiComm(MPI_Comm comm);  // duplicates comm; frees its duplicates in the destructor
+  ~MpiComm() override;
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  int local_rank() const override { return local_rank_; }
+  int local_size() const override { return local_size_; }
+  int num_nodes() const override { return num_nodes_; }
+  void barrier() override;
+  void allreduce(float* data, std::size_t n, ReduceOp op) override;
+  void allreduce(double* data, std::size_t n, ReduceOp op) override;
+  void allreduce(std::int64_t* data, std::size_t n, ReduceOp op) override;
+  void broadcast(void* data, std::size_t bytes, int root) override;
+  std::vector<std::string> gather_strings(const std::string& mine, int root) override;
+
+ private:
+  void allreduce_raw(void* data, std::size_t n, MPI_Datatype type, ReduceOp op);
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1, num_nodes_ = 1;
+};
+
+}  // namespace th

@@ -1,0 +1,46 @@
+# Library sources under src/, by layer.
+target_sources(torch_handle PRIVATE
+  # core: errors, memory, tensors
+  ${CMAKE_CURRENT_LIST_DIR}/core/error.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/core/memory.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/core/tensor.cpp
+  # parallel: SPMD runtime and the communicator
+  ${CMAKE_CURRENT_LIST_DIR}/parallel/comm.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/parallel/mpi_comm.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/parallel/runtime.cpp
+  # CPU kernels (the reference backend)
+  ${CMAKE_CURRENT_LIST_DIR}/kernels/cpu/gemm.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/kernels/cpu/elementwise.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/kernels/cpu/layernorm.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/kernels/cpu/activation.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/kernels/cpu/softmax.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/kernels/cpu/embedding.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/kernels/cpu/cross_entropy.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/kernels/cpu/dropout.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/kernels/cpu/adamw.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/kernels/cpu/convert.cpp
+)
+target_sources(torch_handle PRIVATE
+  # model: parameters, layers, the Transformer
+  ${CMAKE_CURRENT_LIST_DIR}/model/params.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/model/attention.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/model/feed_forward.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/model/residual.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/model/transformer.cpp
+)
+target_sources(torch_handle PRIVATE
+  # data: batching, sampler, synthetic tasks
+  ${CMAKE_CURRENT_LIST_DIR}/data/batching.cpp
+  # training: optimizer, progress, tasks
+  ${CMAKE_CURRENT_LIST_DIR}/train/optimizer.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/train/progress.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/train/trainer.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/train/bench.cpp
+  # application
+  ${CMAKE_CURRENT_LIST_DIR}/app/driver.cpp
+)
+target_sources(torch_handle PRIVATE
+  # HDF5 files of one rank: metrics, test exchange
+  ${PROJECT_SOURCE_DIR}/io/h5_file.cpp
+  ${PROJECT_SOURCE_DIR}/io/metrics.cpp
+)

@@ -1,0 +1,133 @@
+// task = 'bench': training throughput on fixed-shape random batches (the shape of
+// ../shared/bench/torch_peer.py), with the step split into phases and model-FLOPs utilisation
+// against a GEMM rate measured on the spot with the same ranks x threads.
+#include <chrono>
+#include <cstdio>
+#include <vector>
+
+#include "th/core/error.hpp"
+#include "th/core/rng.hpp"
+#include "th/data/batching.hpp"
+#include "th/kernels/cpu.hpp"
+#include "th/train/optimizer.hpp"
+#include "th/train/progress.hpp"
+#include "th/train/tasks.hpp"
+
+namespace th {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Model FLOPs of one step: 3 (forward + 2x backward) x 2 x multiply-adds of every matmul, the
+// count the PyTorch peer uses.
+double model_flops(const ModelSpec& m, double B, double S, double T) {
+  const double d = m.d_model, f = m.d_ff, V = m.vocab_size;
+  if (m.decoder_only) {
+    const double dec = T * (4 * d * d + 2 * d * f) + 2 * T * T * d;
+    return 6 * B * (m.n_decoder_layers * dec + T * d * V);
+  }
+  const double enc = S * (4 * d * d + 2 * d * f) + 2 * S * S * d;
+  const double dec = T * (6 * d * d + 2 * d * f) + S * 2 * d * d + 2 * T * T * d + 2 * T * S * d;
+  return 6 * B * (m.n_encoder_layers * enc + m.n_decoder_layers * dec + T * d * V);
+}
+
+// fp32 GEMM rate of this rank (1024^3, 20 times), as the peer measures it.
+double gemm_rate() {
+  const int n = 1024;
+  std::vector<float> a(static_cast<std::size_t>(n) * n), b(a.size()), c(a.size());
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    a[i] = static_cast<float>(uniform01(1, 1, i) - 0.5);
+    b[i] = static_cast<float>(uniform01(1, 2, i) - 0.5);
+  }
+  cpu::gemm<float>(false, false, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n);
+  const auto t0 = Clock::now();
+  for (int r = 0; r < 20; ++r) cpu::gemm<float>(false, false, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n);
+  return 20.0 * 2.0 * n * n * n / since(t0);
+}
+}  // namespace
+
+void run_bench(const Config& cfg, Comm& comm) {
+  const bool root = comm.rank() == 0;
+  if (cfg.model.vocab_size <= 0) throw InputError("task = 'bench' needs model%vocab_size > 0");
+  if (cfg.bench.batch % comm.size() != 0)
+    throw InputError("bench%batch = " + std::to_string(cfg.bench.batch) + " is not divisible by the " +
+                     std::to_string(comm.size()) + " ranks");
+  const ModelSpec spec = model_spec(cfg, cfg.model.vocab_size);
+  Transformer<float> model(spec);
+  ParamStore<float>& ps = model.params();
+  ps.initialize(static_cast<std::uint64_t>(cfg.run.seed));
+  AdamW<float> opt(ps.size(), AdamWConfig{cfg.optim.lr, cfg.optim.betas[0], cfg.optim.betas[1], cfg.optim.eps,
+                                          cfg.optim.weight_decay});
+  // A fixed random batch per rank, no padding: B_local rows of seq_len source and target tokens.
+  const int B = cfg.bench.batch / comm.size(), L = cfg.bench.seq_len;
+  Batch batch;
+  batch.B = B;
+  batch.S = spec.decoder_only ? 0 : L;
+  batch.T = L;
+  const auto seed = static_cast<std::uint64_t>(cfg.run.seed) + static_cast<std::uint64_t>(comm.rank());
+  auto token = [&](std::uint64_t stream, std::uint64_t i) {
+    return SpecialTokens::first_regular +
+           static_cast<int>(uniform01(seed, stream, i) * (spec.vocab_size - SpecialTokens::first_regular));
+  };
+  for (int i = 0; i < B * batch.S; ++i) batch.src.push_back(token(1, static_cast<std::uint64_t>(i)));
+  for (int i = 0; i < B * L; ++i) {
+    batch.tgt_in.push_back(token(2, static_cast<std::uint64_t>(i)));
+    batch.tgt_out.push_back(token(3, static_cast<std::uint64_t>(i)));
+  }
+  batch.src_len.assign(spec.decoder_only ? 0 : B, L);
+  batch.tgt_len.assign(B, L);
+
+  double t_fwd = 0, t_bwd = 0, t_comm = 0, t_opt = 0;
+  const int steps = cfg.bench.steps, warmup = cfg.bench.warmup;
+  std::int64_t allocs_after_warmup = 0;
+  Clock::time_point start;
+  for (int s = 0; s < warmup + steps; ++s) {
+    if (s == warmup) {
+      comm.barrier();
+      start = Clock::now();
+      t_fwd = t_bwd = t_comm = t_opt = 0;
+      allocs_after_warmup = host_pool().stats().system_allocations;
+    }
+    ps.zero_grad();
+    auto t0 = Clock::now();
+    model.forward(batch, seed, static_cast<std::uint64_t>(s));
+    t_fwd += since(t0);
+    t0 = Clock::now();
+    model.backward(1.0);
+    t_bwd += since(t0);
+    t0 = Clock::now();
+    if (comm.size() > 1) {
+      comm.allreduce(ps.grads(), static_cast<std::size_t>(ps.size()), ReduceOp::Sum);
+      cpu::scale_inplace(ps.grads(), 1.0f / static_cast<float>(comm.size()), ps.size());
+    }
+    t_comm += since(t0);
+    t0 = Clock::now();
+    clip_by_global_norm(ps.grads(), ps.size(), cpu::sum_squares(ps.grads(), ps.size()), cfg.optim.clip_norm);
+    opt.step(ps.values(), ps.grads(), cfg.optim.lr);
+    t_opt += since(t0);
+  }
+  comm.barrier();
+  const double step_s = since(start) / steps;
+  const std::int64_t new_allocs = host_pool().stats().system_allocations - allocs_after_warmup;
+  const double rate = comm.sum(gemm_rate());  // all ranks' GEMM rates together, as the peer does
+  const double tokens = static_cast<double>(cfg.bench.batch) * (batch.S + batch.T);
+  const double flops = model_flops(spec, cfg.bench.batch, batch.S, batch.T);
+  const double mfu = flops / step_s / rate;
+  if (root) {
+    std::printf("bench: %s d_model %d heads %d d_ff %d layers %d+%d vocab %d, global batch %d x %d, %d ranks x %d threads\n",
+                cfg.model.arch.c_str(), spec.d_model, spec.n_heads, spec.d_ff, spec.n_encoder_layers,
+                spec.n_decoder_layers, spec.vocab_size, cfg.bench.batch, L, comm.size(), cfg.run.threads);
+    std::printf("  step %.4f s = forward %.4f + backward %.4f + allreduce %.4f + optimizer %.4f (rank 0, per step)\n",
+                step_s, t_fwd / steps, t_bwd / steps, t_comm / steps, t_opt / steps);
+    std::printf("  model %.2f GFLOP/step, %.1f GFLOP/s; GEMM rate measured %.1f GFLOP/s\n", flops / 1e9,
+                flops / step_s / 1e9, rate / 1e9);
+    std::printf("  system allocations after warm-up: %lld (0 = steady state allocates nothing)\n",
+                static_cast<long long>(new_allocs));
+    print_memory_report(host_pool().stats());
+    std::printf("bench: tokens_per_s=%.1f step_s=%.4f mfu=%.3f\n", tokens / step_s, step_s, mfu);
+    std::fflush(stdout);
+  }
+}
+
+}  // namespace th
