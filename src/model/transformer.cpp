@@ -62,8 +62,9 @@ template <typename T> Transformer<T>::~Transformer() = default;
 
 template <typename T>
 void Transformer<T>::embed(T* y, const std::vector<int>& tokens, int B, int L, std::int64_t table) {
-  TH_CHECK(L <= spec_.max_len, "sequence length " + std::to_string(L) + " exceeds model%max_len = " +
-                                   std::to_string(spec_.max_len));
+  if (L > spec_.max_len)
+    throw InputError("a batch holds a sequence of " + std::to_string(L) + " positions (BOS/EOS included), more "
+                     "than model%max_len = " + std::to_string(spec_.max_len) + "; raise model%max_len");
   for (int t : tokens)
     TH_CHECK(t >= 0 && t < spec_.vocab_size, "token id " + std::to_string(t) + " outside the vocabulary");
   cpu::embedding_forward(y, tokens.data(), params_.value(table), pe_.data<T>(), B, L, spec_.d_model,

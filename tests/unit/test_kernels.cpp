@@ -1,0 +1,234 @@
+// CPU kernels against independent references: central finite differences in double for every
+// backward, closed forms for forward, and bit-level checks for conversions and dropout.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <vector>
+
+#include "th/core/rng.hpp"
+#include "th/kernels/cpu.hpp"
+
+using namespace th;
+using Vec = std::vector<double>;
+
+namespace {
+Vec random_vec(std::size_t n, std::uint64_t stream, double scale = 1.0) {
+  Vec v(n);
+  for (std::size_t i = 0; i < n; ++i) v[i] = scale * (2.0 * uniform01(7, stream, i) - 1.0);
+  return v;
+}
+double dot(const Vec& a, const Vec& b) {
+  double s = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
+  return s;
+}
+// Max over entries of |analytic - numeric| / max(1, |numeric|), numeric by central differences
+// of the scalar loss(x) (x perturbed in place).
+double fd_error(Vec& x, const Vec& analytic, const std::function<double()>& loss, double h = 1e-6) {
+  double worst = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const double keep = x[i];
+    x[i] = keep + h;
+    const double up = loss();
+    x[i] = keep - h;
+    const double down = loss();
+    x[i] = keep;
+    const double num = (up - down) / (2 * h);
+    worst = std::max(worst, std::abs(analytic[i] - num) / std::max(1.0, std::abs(num)));
+  }
+  return worst;
+}
+}  // namespace
+
+TEST(Kernels, GemmAllTransposesMatchNaiveProduct) {
+  const int M = 5, N = 7, K = 3;
+  for (int ta = 0; ta < 2; ++ta)
+    for (int tb = 0; tb < 2; ++tb) {
+      Vec A = random_vec(M * K, 1), B = random_vec(K * N, 2), C = random_vec(M * N, 3), ref = C;
+      for (int i = 0; i < M; ++i)
+        for (int j = 0; j < N; ++j) {
+          double s = 0;
+          for (int k = 0; k < K; ++k) s += (ta ? A[k * M + i] : A[i * K + k]) * (tb ? B[j * K + k] : B[k * N + j]);
+          ref[i * N + j] = 2.0 * s + 0.5 * ref[i * N + j];
+        }
+      cpu::gemm<double>(ta, tb, M, N, K, 2.0, A.data(), ta ? M : K, B.data(), tb ? K : N, 0.5, C.data(), N);
+      for (int i = 0; i < M * N; ++i) EXPECT_NEAR(C[i], ref[i], 1e-12) << "ta=" << ta << " tb=" << tb;
+    }
+}
+
+TEST(Kernels, LayerNormBackwardMatchesFiniteDifferences) {
+  const int N = 3, D = 10;
+  Vec x = random_vec(N * D, 1, 2.0), g = random_vec(D, 2), b = random_vec(D, 3), w = random_vec(N * D, 4);
+  Vec y(N * D), mean(N), rstd(N), dx(N * D), dg(D, 0.0), db(D, 0.0);
+  auto loss = [&] {
+    cpu::layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), g.data(), b.data(), N, D, 1e-5);
+    return dot(y, w);
+  };
+  loss();
+  cpu::layernorm_backward(dx.data(), dg.data(), db.data(), w.data(), x.data(), g.data(), mean.data(), rstd.data(), N, D);
+  EXPECT_LT(fd_error(x, dx, loss), 1e-7);
+  EXPECT_LT(fd_error(g, dg, loss), 1e-7);
+  EXPECT_LT(fd_error(b, db, loss), 1e-7);
+  // Forward: each row has mean beta-weighted... check normalisation with gamma=1, beta=0.
+  Vec ones(D, 1.0), zeros(D, 0.0);
+  cpu::layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), ones.data(), zeros.data(), N, D, 0.0);
+  for (int i = 0; i < N; ++i) {
+    double m = 0, v = 0;
+    for (int j = 0; j < D; ++j) m += y[i * D + j] / D;
+    for (int j = 0; j < D; ++j) v += (y[i * D + j] - m) * (y[i * D + j] - m) / D;
+    EXPECT_NEAR(m, 0.0, 1e-12);
+    EXPECT_NEAR(v, 1.0, 1e-10);
+  }
+}
+
+TEST(Kernels, BiasActivationBackwardMatchesFiniteDifferences) {
+  for (auto act : {cpu::Activation::ReLU, cpu::Activation::GELU}) {
+    const int N = 4, F = 6;
+    Vec x = random_vec(N * F, 5), b = random_vec(F, 6), w = random_vec(N * F, 7);
+    Vec pre(N * F), y(N * F), dpre(N * F), db(F, 0.0);
+    auto loss = [&] {
+      pre = x;
+      cpu::bias_act_forward(y.data(), pre.data(), b.data(), N, F, act);
+      return dot(y, w);
+    };
+    loss();
+    cpu::bias_act_backward(dpre.data(), db.data(), w.data(), pre.data(), N, F, act);
+    EXPECT_LT(fd_error(x, dpre, loss), 1e-7);
+    EXPECT_LT(fd_error(b, db, loss), 1e-7);
+  }
+  // Exact GELU values: gelu(1) = 0.8413447460685429, gelu(-1) = -0.15865525393145707.
+  Vec pre = {1.0, -1.0}, y(2), zero = {0.0, 0.0};
+  cpu::bias_act_forward(y.data(), pre.data(), zero.data(), 1, 2, cpu::Activation::GELU);
+  EXPECT_NEAR(y[0], 0.8413447460685429, 1e-15);
+  EXPECT_NEAR(y[1], -0.15865525393145707, 1e-15);
+}
+
+TEST(Kernels, MaskedSoftmaxForwardAndBackward) {
+  const int B = 2, H = 2, Tq = 3, Tk = 4;
+  const int key_len[B] = {4, 2};
+  const double scale = 0.7;
+  for (bool causal : {false, true}) {
+    Vec S = random_vec(B * H * Tq * Tk, 8, 3.0), P(S.size()), w = random_vec(S.size(), 9), dS(S.size());
+    auto loss = [&] {
+      P = S;
+      cpu::attention_softmax_forward(P.data(), B, H, Tq, Tk, key_len, causal, 0, scale);
+      return dot(P, w);
+    };
+    loss();
+    for (int r = 0; r < B * H * Tq; ++r) {
+      const int b = r / (H * Tq), q = r % Tq;
+      int valid = key_len[b];
+      if (causal) valid = std::min(valid, q + 1);
+      double sum = 0;
+      for (int k = 0; k < Tk; ++k) {
+        if (k >= valid) EXPECT_EQ(P[r * Tk + k], 0.0);
+        sum += P[r * Tk + k];
+      }
+      EXPECT_NEAR(sum, 1.0, 1e-12);
+    }
+    cpu::softmax_backward(dS.data(), w.data(), P.data(), B * H * Tq, Tk, scale);
+    EXPECT_LT(fd_error(S, dS, loss), 1e-7);
+  }
+}
+
+TEST(Kernels, CrossEntropyWithSmoothingAndIgnore) {
+  const int N = 4, V = 7, ignore = 0;
+  const int targets[N] = {3, 0, 6, 1};
+  for (double eps : {0.0, 0.1}) {
+    Vec z = random_vec(N * V, 10, 3.0), losses(N), lse(N), dz(N * V);
+    std::int64_t count = 0;
+    auto loss = [&] { return cpu::cross_entropy_forward(losses.data(), lse.data(), z.data(), targets, N, V, eps, ignore, &count); };
+    const double total = loss();
+    EXPECT_EQ(count, 3);
+    EXPECT_EQ(losses[1], 0.0);
+    // Closed form of one row.
+    double m = 0, zs = 0;
+    for (int v = 0; v < V; ++v) { m += std::exp(z[v]); zs += z[v]; }
+    EXPECT_NEAR(losses[0], std::log(m) - (1 - eps) * z[3] - eps / V * zs, 1e-12);
+    EXPECT_NEAR(total, losses[0] + losses[2] + losses[3], 1e-12);
+    cpu::cross_entropy_backward(dz.data(), z.data(), lse.data(), targets, N, V, eps, ignore, 1.0);
+    EXPECT_LT(fd_error(z, dz, loss), 1e-7);
+  }
+}
+
+TEST(Kernels, EmbeddingBackwardScatterAdds) {
+  const int B = 2, L = 3, D = 5, V = 4;
+  const int tokens[B * L] = {1, 2, 1, 3, 3, 0};
+  Vec table = random_vec(V * D, 11), pe(L * D), y(B * L * D), w = random_vec(B * L * D, 12), dt(V * D, 0.0);
+  cpu::sinusoidal_table(pe.data(), L, D);
+  EXPECT_NEAR(pe[1 * D + 0], std::sin(1.0), 1e-15);
+  EXPECT_NEAR(pe[2 * D + 1], std::cos(2.0), 1e-15);
+  EXPECT_NEAR(pe[2 * D + 2], std::sin(2.0 / std::pow(10000.0, 2.0 / D)), 1e-15);
+  auto loss = [&] {
+    cpu::embedding_forward(y.data(), tokens, table.data(), pe.data(), B, L, D, 1.5);
+    return dot(y, w);
+  };
+  loss();
+  cpu::embedding_backward(dt.data(), tokens, w.data(), B * L, D, 1.5);
+  EXPECT_LT(fd_error(table, dt, loss), 1e-7);
+}
+
+TEST(Kernels, DropoutIsCounterBasedAndUnbiased) {
+  const std::int64_t n = 200000;
+  Vec x(n, 1.0), y(n), y2(n);
+  cpu::dropout_forward(y.data(), x.data(), n, 0.25f, 42, 7);
+  cpu::dropout_forward(y2.data(), x.data(), n, 0.25f, 42, 7);
+  EXPECT_EQ(y, y2);  // same (seed, stream): same mask, bit for bit
+  double mean = 0, dropped = 0;
+  for (double v : y) { mean += v / n; dropped += v == 0.0; }
+  EXPECT_NEAR(mean, 1.0, 0.01);
+  EXPECT_NEAR(dropped / n, 0.25, 0.01);
+  cpu::dropout_forward(y2.data(), x.data(), n, 0.25f, 42, 8);
+  EXPECT_NE(y, y2);  // another stream: another mask
+  Vec r(n), f(n, 2.0);
+  cpu::dropout_add(r.data(), x.data(), f.data(), n, 0.25f, 42, 7);
+  for (std::int64_t i = 0; i < 1000; ++i) EXPECT_DOUBLE_EQ(r[i], 1.0 + 2.0 * y[i]);
+}
+
+TEST(Kernels, AdamWMatchesTheFormula) {
+  Vec p = {0.5, -1.0}, g = {0.1, -0.2}, m = {0, 0}, v = {0, 0};
+  const double lr = 0.01, b1 = 0.9, b2 = 0.999, eps = 1e-8, wd = 0.1;
+  Vec ep = p, em = m, ev = v;
+  for (int t = 1; t <= 3; ++t) {
+    cpu::adamw_update(p.data(), g.data(), m.data(), v.data(), 2, lr, b1, b2, eps, wd, t);
+    for (int i = 0; i < 2; ++i) {
+      ep[i] *= 1 - lr * wd;
+      em[i] = b1 * em[i] + (1 - b1) * g[i];
+      ev[i] = b2 * ev[i] + (1 - b2) * g[i] * g[i];
+      ep[i] -= lr * (em[i] / (1 - std::pow(b1, t))) / (std::sqrt(ev[i] / (1 - std::pow(b2, t))) + eps);
+      EXPECT_NEAR(p[i], ep[i], 1e-15);
+    }
+  }
+}
+
+TEST(Kernels, Bf16AndFp16RoundToNearestEven) {
+  // bf16: 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties to even (1.0).
+  EXPECT_EQ(cpu::float_to_bf16(1.0f + std::ldexp(1.0f, -8)), 0x3F80);
+  EXPECT_EQ(cpu::float_to_bf16(1.0f + 3 * std::ldexp(1.0f, -8)), 0x3F82);  // tie, rounds up to even
+  EXPECT_EQ(cpu::bf16_to_float(0x3F80), 1.0f);
+  EXPECT_TRUE(std::isnan(cpu::bf16_to_float(cpu::float_to_bf16(NAN))));
+  // fp16: max finite 65504, 65520 -> inf, smallest subnormal 2^-24, 2^-25 ties to 0.
+  EXPECT_EQ(cpu::float_to_half(65504.0f), 0x7BFF);
+  EXPECT_EQ(cpu::float_to_half(65519.0f), 0x7BFF);
+  EXPECT_EQ(cpu::float_to_half(65520.0f), 0x7C00);
+  EXPECT_EQ(cpu::float_to_half(std::ldexp(1.0f, -24)), 0x0001);
+  EXPECT_EQ(cpu::float_to_half(std::ldexp(1.0f, -25)), 0x0000);
+  EXPECT_EQ(cpu::float_to_half(std::ldexp(1.5f, -25)), 0x0001);
+  EXPECT_EQ(cpu::float_to_half(1.0f + std::ldexp(1.0f, -11)), 0x3C00);      // tie to even
+  EXPECT_EQ(cpu::float_to_half(1.0f + 3 * std::ldexp(1.0f, -11)), 0x3C02);  // tie to even (up)
+  EXPECT_EQ(cpu::float_to_half(-2.0f), 0xC000);
+  // Every half round-trips exactly through float.
+  for (std::uint32_t h = 0; h < 0x10000; ++h) {
+    const auto hh = static_cast<std::uint16_t>(h);
+    const float f = cpu::half_to_float(hh);
+    if (std::isnan(f)) continue;
+    ASSERT_EQ(cpu::float_to_half(f), hh) << std::hex << h;
+  }
+  // Conversions agree with rounding in double for random values.
+  for (int i = 0; i < 10000; ++i) {
+    const float f = static_cast<float>((uniform01(3, 3, i) - 0.5) * 100.0);
+    const float back = cpu::half_to_float(cpu::float_to_half(f));
+    EXPECT_LE(std::abs(back - f), std::abs(f) * std::ldexp(1.0, -11) + 1e-7);
+  }
+}
