@@ -51,10 +51,14 @@ std::string format_values(const std::vector<NamelistValue>& values) {
 
 std::string type_word(KeyType t) {
   switch (t) {
-    case KeyType::Int: return "integer";
-    case KeyType::Real: return "real";
-    case KeyType::Bool: return "logical";
-    case KeyType::String: return "string";
+    case KeyType::Int:
+      return "integer";
+    case KeyType::Real:
+      return "real";
+    case KeyType::Bool:
+      return "logical";
+    case KeyType::String:
+      return "string";
   }
   return "";
 }
@@ -64,10 +68,14 @@ std::string many_of_type(KeyType t) { return type_word(t) + "s"; }
 
 bool has_type(const NamelistValue& v, KeyType t) {
   switch (t) {
-    case KeyType::Int: return std::holds_alternative<long long>(v);
-    case KeyType::Real: return std::holds_alternative<double>(v);
-    case KeyType::Bool: return std::holds_alternative<bool>(v);
-    case KeyType::String: return std::holds_alternative<std::string>(v);
+    case KeyType::Int:
+      return std::holds_alternative<long long>(v);
+    case KeyType::Real:
+      return std::holds_alternative<double>(v);
+    case KeyType::Bool:
+      return std::holds_alternative<bool>(v);
+    case KeyType::String:
+      return std::holds_alternative<std::string>(v);
   }
   return false;
 }
@@ -112,7 +120,8 @@ std::vector<NamelistValue> typed_values(const KeySpec& spec, std::vector<Namelis
                                         const std::string& where) {
   const std::string name = "'" + spec.group + "%" + spec.key + "'";
   const std::size_t want = spec.length == 0 ? 1 : static_cast<std::size_t>(spec.length);
-  const std::string got_n = std::to_string(values.size()) + (values.size() == 1 ? " value" : " values");
+  const std::string got_n =
+      std::to_string(values.size()) + (values.size() == 1 ? " value" : " values");
   if (values.size() != want) {
     if (spec.length == 0)
       input_error(where, name + " expects one " + type_word(spec.type) + ", got " + got_n);
@@ -177,7 +186,8 @@ std::string read_file(const std::string& path) {
 }  // namespace
 
 Deck::Deck(std::string name) : name_(std::move(name)) {
-  for (const KeySpec& spec : deck_schema()) entries_.push_back(Entry{spec.default_value, "", 0, -1});
+  for (const KeySpec& spec : deck_schema())
+    entries_.push_back(Entry{spec.default_value, "", 0, -1});
 }
 
 Deck Deck::from_file(const std::string& path, const std::vector<std::string>& overrides) {

@@ -13,9 +13,9 @@ void Deck::check_rules() const {
 
   // What each task cannot start without.
   if (task == "prepare" && get_string("prepare", "source").empty())
-    fail_at({"run%task", "prepare%source"},
-            show("run%task") +
-                " needs 'prepare%source' (a TSV file or 'bible:SRC_MODULE:TGT_MODULE')");
+    fail_at(
+        {"run%task", "prepare%source"},
+        show("run%task") + " needs 'prepare%source' (a TSV file or 'bible:SRC_MODULE:TGT_MODULE')");
   if (task == "train" && synthetic == "none" && get_string("data", "train_file").empty())
     fail_at({"run%task", "data%synthetic", "data%train_file"},
             show("run%task") + " needs 'data%train_file' or 'data%synthetic'");
@@ -49,8 +49,7 @@ void Deck::check_rules() const {
   if (get_int("data", "synthetic_max_len") < get_int("data", "synthetic_min_len"))
     fail_at({"data%synthetic_max_len", "data%synthetic_min_len"},
             show("data%synthetic_max_len") + " is less than " + show("data%synthetic_min_len"));
-  if (synthetic != "none" &&
-      get_int("data", "synthetic_max_len") + 2 > get_int("model", "max_len"))
+  if (synthetic != "none" && get_int("data", "synthetic_max_len") + 2 > get_int("model", "max_len"))
     fail_at({"data%synthetic_max_len", "model%max_len", "data%synthetic"},
             show("data%synthetic_max_len") + " leaves no room for BOS and EOS within " +
                 show("model%max_len") + " (synthetic_max_len + 2 <= max_len)");

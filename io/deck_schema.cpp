@@ -119,8 +119,7 @@ std::vector<KeySpec> build_schema() {
       integer("data", "synthetic_max_len", 16, ge(1), any(),
               "longest synthetic sequence in tokens (>= synthetic_min_len, <= model%max_len - 2)"),
       integer("data", "synthetic_samples", 4096, ge(1), any(), "synthetic training pairs"),
-      integer("data", "synthetic_valid_samples", 256, ge(1), any(),
-              "synthetic validation pairs"),
+      integer("data", "synthetic_valid_samples", 256, ge(1), any(), "synthetic validation pairs"),
 
       // &prepare
       string("prepare", "source", "",
@@ -128,7 +127,8 @@ std::vector<KeySpec> build_schema() {
              "(needed by task='prepare')"),
       integer("prepare", "vocab_size", 8000, ge(8), any(),
               "SentencePiece vocabulary size (joint source+target)"),
-      real("prepare", "valid_fraction", 0.01, ge(0), lt(1), "share of pairs held out for validation"),
+      real("prepare", "valid_fraction", 0.01, ge(0), lt(1),
+           "share of pairs held out for validation"),
       real("prepare", "test_fraction", 0.01, ge(0), lt(1),
            "share of pairs held out for test (valid_fraction + test_fraction < 1)"),
 
@@ -176,8 +176,10 @@ std::vector<KeySpec> build_schema() {
       real("precision", "min_loss_scale", 1.0, gt(0), any(), "floor of the dynamic scale"),
 
       // &checkpoint
-      string("checkpoint", "dir", "", "checkpoint folder ('': the checkpoints folder inside run%output_dir)"),
-      integer("checkpoint", "every_steps", 0, ge(0), any(), "save period in steps (0: only at the end)"),
+      string("checkpoint", "dir", "",
+             "checkpoint folder ('': the checkpoints folder inside run%output_dir)"),
+      integer("checkpoint", "every_steps", 0, ge(0), any(),
+              "save period in steps (0: only at the end)"),
       integer("checkpoint", "keep_last", 3, ge(1), any(), "how many checkpoints to keep"),
       non_empty(string("checkpoint", "resume", "auto",
                        "'auto' (latest valid checkpoint), 'never', or a checkpoint path")),
@@ -192,7 +194,8 @@ std::vector<KeySpec> build_schema() {
       logical("log", "per_rank", false, "every rank also writes its own log"),
 
       // &translate
-      string("translate", "input_file", "", "sentences to translate, one per line (needed by task='translate')"),
+      string("translate", "input_file", "",
+             "sentences to translate, one per line (needed by task='translate')"),
       string("translate", "output_file", "", "where translations go, one per line"),
       integer("translate", "beam_size", 4, ge(1), any(), "beam width (1: greedy)"),
       real("translate", "max_len_ratio", 1.5, gt(0), any(),
@@ -238,10 +241,18 @@ int deck_key_index(const std::string& group, const std::string& key) {
 std::string key_type_name(const KeySpec& spec) {
   std::string name;
   switch (spec.type) {
-    case KeyType::Int: name = "integer"; break;
-    case KeyType::Real: name = "real"; break;
-    case KeyType::Bool: name = "logical"; break;
-    case KeyType::String: name = "string"; break;
+    case KeyType::Int:
+      name = "integer";
+      break;
+    case KeyType::Real:
+      name = "real";
+      break;
+    case KeyType::Bool:
+      name = "logical";
+      break;
+    case KeyType::String:
+      name = "string";
+      break;
   }
   return spec.length > 0 ? name + "(" + std::to_string(spec.length) + ")" : name;
 }
@@ -249,7 +260,8 @@ std::string key_type_name(const KeySpec& spec) {
 std::string key_allowed(const KeySpec& spec) {
   if (!spec.choices.empty()) {
     std::string out;
-    for (const std::string& c : spec.choices) out += (out.empty() ? "" : ", ") + format_namelist_value(c);
+    for (const std::string& c : spec.choices)
+      out += (out.empty() ? "" : ", ") + format_namelist_value(c);
     return out;
   }
   if (spec.non_empty) return "non-empty";

@@ -22,7 +22,7 @@ struct KeySpec {
   std::string group;
   std::string key;
   KeyType type = KeyType::Int;
-  int length = 0;  // 0: a scalar; n >= 1: an array of exactly n values
+  int length = 0;                            // 0: a scalar; n >= 1: an array of exactly n values
   std::vector<NamelistValue> default_value;  // one value, or `length` values
   Bound lo, hi;                              // numeric keys: applies to every element
   std::vector<std::string> choices;          // string keys: the allowed values (empty: any)

@@ -204,7 +204,8 @@ std::vector<NamelistGroup> Parser::deck() {
 }
 
 void Parser::group_body(NamelistGroup& group) {
-  const std::string unclosed = "&" + group.name + ": missing '/' to close the group (opened at line " +
+  const std::string unclosed = "&" + group.name +
+                               ": missing '/' to close the group (opened at line " +
                                std::to_string(group.line) + ")";
   for (;;) {
     skip_space();
@@ -301,9 +302,10 @@ void Parser::append_word(const std::string& word, int line, const std::string& w
   const std::string count_text = word.substr(0, star);
   constexpr long long kMaxRepeat = 1000000;  // decks hold small arrays; this guards memory only
   long long count = 0;
-  const auto [end, ec] = std::from_chars(count_text.data(), count_text.data() + count_text.size(), count);
-  if (!all_digits(count_text) || ec != std::errc() || end != count_text.data() + count_text.size() ||
-      count < 1 || count > kMaxRepeat)
+  const auto [end, ec] =
+      std::from_chars(count_text.data(), count_text.data() + count_text.size(), count);
+  if (!all_digits(count_text) || ec != std::errc() ||
+      end != count_text.data() + count_text.size() || count < 1 || count > kMaxRepeat)
     fail(line, "bad repeat count in '" + snippet(word) + "' for " + where +
                    " (write n*value with n from 1 to " + std::to_string(kMaxRepeat) + ")");
   const std::string rest = word.substr(star + 1);

@@ -13,8 +13,8 @@ namespace th {
 using NamelistValue = std::variant<long long, double, bool, std::string>;
 
 struct NamelistItem {
-  std::string group;  // lower case
-  std::string key;    // lower case
+  std::string group;                  // lower case
+  std::string key;                    // lower case
   std::vector<NamelistValue> values;  // `n*v` repeats already expanded
   std::string source;
   int line = 0;  // of the key; 0 when the source has no lines (a --set override)

@@ -52,10 +52,14 @@ fi
 found=$(grep -cF -- "$expect" "$err")
 [ "$found" -eq 1 ] || report "expected message found $found times on stderr, wanted exactly 1"
 reports=$(grep -cF -- "torch-handle: error:" "$err")
-[ "$reports" -eq 1 ] || report "'torch-handle: error:' printed $reports times, wanted exactly 1 (rank 0 only)"
+[ "$reports" -eq 1 ] ||
+  report "'torch-handle: error:' printed $reports times, wanted exactly 1 (rank 0 only)"
 
-echo "exit status: $status$([ "$status" -eq 2 ] || echo ' (main should exit 2 on an input error)')"
-echo "elapsed: ${elapsed} s (acceptance: within ${accept_limit} s$(awk -v e="$elapsed" -v l="$accept_limit" 'BEGIN { if (e > l) printf "; OVER" }'))"
+note=""
+[ "$status" -eq 2 ] || note=" (main should exit 2 on an input error)"
+echo "exit status: $status$note"
+over=$(awk -v e="$elapsed" -v l="$accept_limit" 'BEGIN { if (e > l) printf "; OVER" }')
+echo "elapsed: ${elapsed} s (acceptance: within ${accept_limit} s$over)"
 if [ "$fail" -ne 0 ]; then
   echo "---- stderr ----"
   cat "$err"

@@ -53,10 +53,14 @@ std::vector<NamelistValue> values_in(const Deck& d, const KeySpec& s) {
     return {v.begin(), v.end()};
   }
   switch (s.type) {
-    case KeyType::Int: return {d.get_int(s.group, s.key)};
-    case KeyType::Real: return {d.get_real(s.group, s.key)};
-    case KeyType::Bool: return {d.get_bool(s.group, s.key)};
-    case KeyType::String: return {d.get_string(s.group, s.key)};
+    case KeyType::Int:
+      return {d.get_int(s.group, s.key)};
+    case KeyType::Real:
+      return {d.get_real(s.group, s.key)};
+    case KeyType::Bool:
+      return {d.get_bool(s.group, s.key)};
+    case KeyType::String:
+      return {d.get_string(s.group, s.key)};
   }
   return {};
 }
@@ -114,12 +118,15 @@ TEST(DeckSchema, NamesAreUniqueLowerCaseAndDocumented) {
   for (const KeySpec& s : deck_schema()) {
     const std::string name = s.group + "%" + s.key;
     EXPECT_TRUE(seen.insert(name).second) << name << " declared twice";
-    for (char c : s.group + s.key) EXPECT_TRUE((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_') << name;
+    for (char c : s.group + s.key)
+      EXPECT_TRUE((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_') << name;
     EXPECT_FALSE(s.doc.empty()) << name;
-    EXPECT_EQ(s.default_value.size(), s.length == 0 ? 1u : static_cast<std::size_t>(s.length)) << name;
+    EXPECT_EQ(s.default_value.size(), s.length == 0 ? 1u : static_cast<std::size_t>(s.length))
+        << name;
     if (!s.choices.empty()) {
-      EXPECT_NE(std::find(s.choices.begin(), s.choices.end(), std::get<std::string>(s.default_value[0])),
-                s.choices.end())
+      EXPECT_NE(
+          std::find(s.choices.begin(), s.choices.end(), std::get<std::string>(s.default_value[0])),
+          s.choices.end())
           << name << ": default is not a choice";
     }
     EXPECT_EQ(deck_key_index(s.group, s.key), static_cast<int>(seen.size()) - 1);
@@ -141,23 +148,66 @@ TEST(DeckSchema, NamesAreUniqueLowerCaseAndDocumented) {
 
 TEST(DeckSchema, ContractKeysOfDeckMdExist) {
   // The public interface (DECK.md): these names must never disappear.
-  const std::vector<std::string> contract = {
-      "run%task", "run%output_dir", "run%seed", "run%backend", "run%max_steps", "model%arch",
-      "model%d_model", "model%n_heads", "model%d_ff", "model%n_encoder_layers",
-      "model%n_decoder_layers", "model%activation", "model%norm", "model%dropout",
-      "model%tie_embeddings", "model%max_len", "data%train_file", "data%valid_file",
-      "data%test_file", "data%max_tokens", "data%epochs", "data%shuffle", "prepare%source",
-      "prepare%vocab_size", "prepare%valid_fraction", "prepare%test_fraction", "optim%lr",
-      "optim%betas", "optim%eps", "optim%weight_decay", "optim%warmup_steps", "optim%schedule",
-      "optim%clip_norm", "optim%label_smoothing", "optim%grad_accum", "parallel%zero_stage",
-      "parallel%bucket_mb", "parallel%overlap_comm", "parallel%offload_optimizer",
-      "parallel%offload_param", "parallel%nvme_path", "parallel%activation_checkpointing",
-      "precision%dtype", "precision%loss_scale", "precision%initial_scale_power",
-      "precision%loss_scale_window", "precision%hysteresis", "precision%min_loss_scale",
-      "checkpoint%dir", "checkpoint%every_steps", "checkpoint%keep_last", "checkpoint%resume",
-      "profile%enabled", "profile%start_step", "profile%num_steps", "log%every_steps",
-      "translate%input_file", "translate%output_file", "translate%beam_size",
-      "translate%max_len_ratio"};
+  const std::vector<std::string> contract = {"run%task",
+                                             "run%output_dir",
+                                             "run%seed",
+                                             "run%backend",
+                                             "run%max_steps",
+                                             "model%arch",
+                                             "model%d_model",
+                                             "model%n_heads",
+                                             "model%d_ff",
+                                             "model%n_encoder_layers",
+                                             "model%n_decoder_layers",
+                                             "model%activation",
+                                             "model%norm",
+                                             "model%dropout",
+                                             "model%tie_embeddings",
+                                             "model%max_len",
+                                             "data%train_file",
+                                             "data%valid_file",
+                                             "data%test_file",
+                                             "data%max_tokens",
+                                             "data%epochs",
+                                             "data%shuffle",
+                                             "prepare%source",
+                                             "prepare%vocab_size",
+                                             "prepare%valid_fraction",
+                                             "prepare%test_fraction",
+                                             "optim%lr",
+                                             "optim%betas",
+                                             "optim%eps",
+                                             "optim%weight_decay",
+                                             "optim%warmup_steps",
+                                             "optim%schedule",
+                                             "optim%clip_norm",
+                                             "optim%label_smoothing",
+                                             "optim%grad_accum",
+                                             "parallel%zero_stage",
+                                             "parallel%bucket_mb",
+                                             "parallel%overlap_comm",
+                                             "parallel%offload_optimizer",
+                                             "parallel%offload_param",
+                                             "parallel%nvme_path",
+                                             "parallel%activation_checkpointing",
+                                             "precision%dtype",
+                                             "precision%loss_scale",
+                                             "precision%initial_scale_power",
+                                             "precision%loss_scale_window",
+                                             "precision%hysteresis",
+                                             "precision%min_loss_scale",
+                                             "checkpoint%dir",
+                                             "checkpoint%every_steps",
+                                             "checkpoint%keep_last",
+                                             "checkpoint%resume",
+                                             "profile%enabled",
+                                             "profile%start_step",
+                                             "profile%num_steps",
+                                             "log%every_steps",
+                                             "translate%input_file",
+                                             "translate%output_file",
+                                             "translate%beam_size",
+                                             "translate%max_len_ratio"};
   for (const std::string& name : contract) {
     const std::size_t pct = name.find('%');
     EXPECT_GE(deck_key_index(name.substr(0, pct), name.substr(pct + 1)), 0) << name;
@@ -165,7 +215,8 @@ TEST(DeckSchema, ContractKeysOfDeckMdExist) {
 }
 
 TEST(DeckSchema, DescribesTypesDefaultsAndRanges) {
-  const KeySpec& stage = deck_schema()[static_cast<std::size_t>(deck_key_index("parallel", "zero_stage"))];
+  const KeySpec& stage =
+      deck_schema()[static_cast<std::size_t>(deck_key_index("parallel", "zero_stage"))];
   EXPECT_EQ(key_type_name(stage), "integer");
   EXPECT_EQ(key_allowed(stage), "0 to 3");
   EXPECT_EQ(key_default(stage), "0");
@@ -173,12 +224,14 @@ TEST(DeckSchema, DescribesTypesDefaultsAndRanges) {
   EXPECT_EQ(key_type_name(betas), "real(2)");
   EXPECT_EQ(key_allowed(betas), ">= 0.0 and < 1.0");
   EXPECT_EQ(key_default(betas), "0.9, 0.98");
-  const KeySpec& act = deck_schema()[static_cast<std::size_t>(deck_key_index("model", "activation"))];
+  const KeySpec& act =
+      deck_schema()[static_cast<std::size_t>(deck_key_index("model", "activation"))];
   EXPECT_EQ(key_allowed(act), "'relu', 'gelu'");
   EXPECT_EQ(key_default(act), "'relu'");
   const KeySpec& lr = deck_schema()[static_cast<std::size_t>(deck_key_index("optim", "lr"))];
   EXPECT_EQ(key_allowed(lr), "> 0.0");
-  const KeySpec& resume = deck_schema()[static_cast<std::size_t>(deck_key_index("checkpoint", "resume"))];
+  const KeySpec& resume =
+      deck_schema()[static_cast<std::size_t>(deck_key_index("checkpoint", "resume"))];
   EXPECT_EQ(key_allowed(resume), "non-empty");
 }
 
@@ -230,7 +283,8 @@ TEST(Deck, ReadsEveryKeyOfAFullDeck) {
 }
 
 TEST(Deck, ChoicesMatchIgnoringCaseAndAreStoredAsDeclared) {
-  const Deck d = deck_of("&model activation = 'GELU', norm = \"Pre\" /\n&precision dtype = 'BF16' /\n");
+  const Deck d =
+      deck_of("&model activation = 'GELU', norm = \"Pre\" /\n&precision dtype = 'BF16' /\n");
   EXPECT_EQ(d.get_string("model", "activation"), "gelu");
   EXPECT_EQ(d.get_string("model", "norm"), "pre");
   EXPECT_EQ(d.get_string("precision", "dtype"), "bf16");
@@ -314,7 +368,8 @@ TEST(DeckErrors, WrongType) {
 TEST(DeckErrors, WrongNumberOfValues) {
   EXPECT_EQ(error_of("&model d_model = 512, 256 /"),
             "run.nml:1: 'model%d_model' expects one integer, got 2 values");
-  EXPECT_EQ(error_of("&optim betas = 0.9 /"), "run.nml:1: 'optim%betas' expects 2 reals, got 1 value");
+  EXPECT_EQ(error_of("&optim betas = 0.9 /"),
+            "run.nml:1: 'optim%betas' expects 2 reals, got 1 value");
   EXPECT_EQ(error_of("&optim betas = 3*0.9 /"),
             "run.nml:1: 'optim%betas' expects 2 reals, got 3 values");
 }
@@ -340,7 +395,8 @@ TEST(DeckErrors, OutOfRange) {
             "run.nml:1: 'model%d_model' = 3000000000 is out of range (it must fit a 32-bit "
             "integer)");
   // The edges of closed ranges are inside.
-  EXPECT_NO_THROW(deck_of("&parallel zero_stage = 3 /&optim min_lr_ratio = 1 /&model dropout = 0 /"));
+  EXPECT_NO_THROW(
+      deck_of("&parallel zero_stage = 3 /&optim min_lr_ratio = 1 /&model dropout = 0 /"));
 }
 
 TEST(DeckErrors, NotAChoiceOrEmpty) {
@@ -401,14 +457,16 @@ TEST(DeckRules, VocabularySizeWithoutATokenizer) {
 }
 
 TEST(DeckRules, EachTaskHasWhatItNeeds) {
-  EXPECT_EQ(error_of_text(""), "run.nml: 'run%task' = 'train' needs 'data%train_file' or 'data%synthetic'");
+  EXPECT_EQ(error_of_text(""),
+            "run.nml: 'run%task' = 'train' needs 'data%train_file' or 'data%synthetic'");
   EXPECT_EQ(error_of_text("&run task = 'prepare' /"),
             "run.nml:1: 'run%task' = 'prepare' needs 'prepare%source' (a TSV file or "
             "'bible:SRC_MODULE:TGT_MODULE')");
   EXPECT_NO_THROW(Deck::from_text("&run task = 'prepare' /&prepare source = 'a.tsv' /", "p.nml"));
   EXPECT_EQ(error_of_text("&run task = 'translate' /"),
             "run.nml:1: 'run%task' = 'translate' needs 'translate%input_file'");
-  EXPECT_NO_THROW(Deck::from_text("&run task = 'translate' /&translate input_file = 'x' /", "t.nml"));
+  EXPECT_NO_THROW(
+      Deck::from_text("&run task = 'translate' /&translate input_file = 'x' /", "t.nml"));
   EXPECT_NO_THROW(Deck::from_text("&run task = 'evaluate' /", "e.nml"));
   EXPECT_EQ(error_of("&run task = 'bench' /&bench seq_len = 300 /"),
             "run.nml:1: 'bench%seq_len' = 300 exceeds 'model%max_len' = 256");
@@ -442,8 +500,9 @@ TEST(DeckRules, OffloadNeedsZero) {
             "run.nml:1: 'parallel%offload_optimizer' = 'cpu' needs 'parallel%zero_stage' >= 1 (it "
             "is 0)");
   EXPECT_NO_THROW(deck_of("&parallel offload_optimizer = 'cpu', zero_stage = 1 /"));
-  EXPECT_EQ(error_of("&parallel\n zero_stage = 2\n offload_param = 'cpu'\n/"),
-            "run.nml:3: 'parallel%offload_param' = 'cpu' needs 'parallel%zero_stage' = 3 (it is 2)");
+  EXPECT_EQ(
+      error_of("&parallel\n zero_stage = 2\n offload_param = 'cpu'\n/"),
+      "run.nml:3: 'parallel%offload_param' = 'cpu' needs 'parallel%zero_stage' = 3 (it is 2)");
   EXPECT_NO_THROW(deck_of("&parallel offload_param = 'nvme', zero_stage = 3 /"));
   EXPECT_EQ(error_of("&parallel zero_stage = 3, offload_param = 'nvme'\n nvme_path = '' /"),
             "run.nml:2: NVMe offload needs 'parallel%nvme_path'");
@@ -453,9 +512,11 @@ TEST(DeckRules, DynamicScalerStartsAboveItsFloor) {
   EXPECT_EQ(error_of("&precision dtype = 'fp16', initial_scale_power = 2, min_loss_scale = 8 /"),
             "run.nml:1: 'precision%min_loss_scale' = 8.0 is above the initial dynamic scale 2^2 "
             "('precision%initial_scale_power' = 2)");
-  EXPECT_NO_THROW(deck_of("&precision dtype = 'fp16', initial_scale_power = 3, min_loss_scale = 8 /"));
-  EXPECT_NO_THROW(deck_of("&precision dtype = 'fp16', initial_scale_power = 2, min_loss_scale = 8, "
-                          "loss_scale = 1024 /"));
+  EXPECT_NO_THROW(
+      deck_of("&precision dtype = 'fp16', initial_scale_power = 3, min_loss_scale = 8 /"));
+  EXPECT_NO_THROW(
+      deck_of("&precision dtype = 'fp16', initial_scale_power = 2, min_loss_scale = 8, "
+              "loss_scale = 1024 /"));
 }
 
 // ---- --set overrides ----
@@ -592,9 +653,10 @@ TEST(DeckResolved, ListsEveryKeyInSchemaOrder) {
 TEST(DeckResolved, ReadsBackToTheIdenticalDeck) {
   const std::vector<Deck> decks = {
       deck_of(""), Deck::from_text(kFullDeck, "full.nml"),
-      deck_of("&optim lr = 0.30000000000000004, eps = 1e-300, betas = 0.1, 0.3333333333333333 /",
-              {"run%output_dir='it''s \"here\" ! not / a & comment'", "run%seed=9223372036854775807",
-               "parallel%bucket_mb=1e10", "checkpoint%resume=\"/ckpt/step 10\""})};
+      deck_of(
+          "&optim lr = 0.30000000000000004, eps = 1e-300, betas = 0.1, 0.3333333333333333 /",
+          {"run%output_dir='it''s \"here\" ! not / a & comment'", "run%seed=9223372036854775807",
+           "parallel%bucket_mb=1e10", "checkpoint%resume=\"/ckpt/step 10\""})};
   for (const Deck& d : decks) {
     const std::string text = d.to_namelist();
     const Deck back = Deck::from_text(text, "resolved.nml");
@@ -730,8 +792,8 @@ TEST(DeckDocs, EveryKeyIsDocumentedWithItsTypeDefaultAndRange) {
     for (std::string line; std::getline(lines, line);) {
       if (line.rfind("| `", 0) != 0) continue;
       const std::string key = line.substr(3, line.find('`', 3) - 3);
-      EXPECT_GE(deck_key_index(group, key), 0) << "docs/deck.md documents " << group << "%" << key
-                                               << ", which is not in the schema";
+      EXPECT_GE(deck_key_index(group, key), 0)
+          << "docs/deck.md documents " << group << "%" << key << ", which is not in the schema";
     }
   }
 }

@@ -47,8 +47,8 @@ std::string value_error_of(const std::string& text) {
 }
 
 TEST(Namelist, GroupsAndKeysAreLowerCasedWithSourceAndLines) {
-  const std::vector<NamelistGroup> groups =
-      parse_namelist("! header\n&MODEL\n  D_Model = 512\n  N_HEADS = 8\n/\n&Optim lr = 1e-3 /\n", "deck.nml");
+  const std::vector<NamelistGroup> groups = parse_namelist(
+      "! header\n&MODEL\n  D_Model = 512\n  N_HEADS = 8\n/\n&Optim lr = 1e-3 /\n", "deck.nml");
   ASSERT_EQ(groups.size(), 2u);
   EXPECT_EQ(groups[0].name, "model");
   EXPECT_EQ(groups[0].line, 2);
@@ -69,9 +69,9 @@ TEST(Namelist, GroupsAndKeysAreLowerCasedWithSourceAndLines) {
 }
 
 TEST(Namelist, SeparatorsAreCommaBlankOrNewline) {
-  const std::vector<NamelistItem> all =
-      items("&model arch = 'encoder-decoder', d_model = 512 n_heads = 8\n d_ff = 2048,\n"
-            "activation='relu'/\n");
+  const std::vector<NamelistItem> all = items(
+      "&model arch = 'encoder-decoder', d_model = 512 n_heads = 8\n d_ff = 2048,\n"
+      "activation='relu'/\n");
   ASSERT_EQ(all.size(), 5u);
   EXPECT_EQ(all[0].key, "arch");
   EXPECT_EQ(all[1].key, "d_model");
@@ -109,9 +109,9 @@ TEST(Namelist, Integers) {
 
 TEST(Namelist, Reals) {
   const std::vector<std::pair<std::string, double>> cases = {
-      {"1.", 1.0},       {".5", 0.5},         {"1e-4", 1e-4},     {"1.0d-4", 1e-4},
-      {"1.0D4", 1e4},    {"-2.5E+3", -2500},  {"+.25", 0.25},     {"7.0e-4", 7e-4},
-      {"3d0", 3.0},      {"-0.0", 0.0},       {"1E5", 1e5},       {"0.1", 0.1}};
+      {"1.", 1.0},    {".5", 0.5},        {"1e-4", 1e-4}, {"1.0d-4", 1e-4},
+      {"1.0D4", 1e4}, {"-2.5E+3", -2500}, {"+.25", 0.25}, {"7.0e-4", 7e-4},
+      {"3d0", 3.0},   {"-0.0", 0.0},      {"1E5", 1e5},   {"0.1", 0.1}};
   for (const auto& [text, expected] : cases) {
     const std::vector<NamelistValue> v = values_of("&g k = " + text + " /");
     ASSERT_EQ(v.size(), 1u) << text;
@@ -122,9 +122,9 @@ TEST(Namelist, Reals) {
 
 TEST(Namelist, Logicals) {
   const std::vector<std::pair<std::string, bool>> cases = {
-      {".true.", true}, {".TRUE.", true}, {".t.", true},    {".T.", true},   {"T", true},
-      {"t", true},      {"true", true},   {"True", true},   {".false.", false}, {".False.", false},
-      {".f.", false},   {"F", false},     {"f", false},     {"false", false}, {"FALSE", false}};
+      {".true.", true}, {".TRUE.", true}, {".t.", true},  {".T.", true},      {"T", true},
+      {"t", true},      {"true", true},   {"True", true}, {".false.", false}, {".False.", false},
+      {".f.", false},   {"F", false},     {"f", false},   {"false", false},   {"FALSE", false}};
   for (const auto& [text, expected] : cases) {
     const std::vector<NamelistValue> v = values_of("&g k = " + text + " /");
     ASSERT_EQ(v.size(), 1u) << text;
@@ -208,11 +208,27 @@ TEST(Namelist, ValuesOfAnOverride) {
 }
 
 TEST(Namelist, FormattedValuesReadBackIdentically) {
-  const std::vector<NamelistValue> values = {
-      0.1, 1.0 / 3.0, 7e-4, 1e-9, 0.98, 1e300, 2.5e-308, 123456789.125, -2.0, 1e22, 512.0,
-      std::numeric_limits<double>::min(), std::numeric_limits<double>::max(),
-      std::numeric_limits<double>::epsilon(), 0LL, -5LL, std::numeric_limits<long long>::min(),
-      true, false, std::string("it's \"quoted\" ! not a comment / & = ,"), std::string("")};
+  const std::vector<NamelistValue> values = {0.1,
+                                             1.0 / 3.0,
+                                             7e-4,
+                                             1e-9,
+                                             0.98,
+                                             1e300,
+                                             2.5e-308,
+                                             123456789.125,
+                                             -2.0,
+                                             1e22,
+                                             512.0,
+                                             std::numeric_limits<double>::min(),
+                                             std::numeric_limits<double>::max(),
+                                             std::numeric_limits<double>::epsilon(),
+                                             0LL,
+                                             -5LL,
+                                             std::numeric_limits<long long>::min(),
+                                             true,
+                                             false,
+                                             std::string("it's \"quoted\" ! not a comment / & = ,"),
+                                             std::string("")};
   for (const NamelistValue& v : values) {
     const std::string text = format_namelist_value(v);
     const std::vector<NamelistValue> back = values_of("&g k = " + text + " /");
@@ -284,14 +300,16 @@ TEST(NamelistErrors, KeyWithoutEquals) {
 }
 
 TEST(NamelistErrors, NotAKeyName) {
-  EXPECT_EQ(error_of("&model\n 512 = 3 /"), "run.nml:2: &model: expected a key name or '/', got '512'");
+  EXPECT_EQ(error_of("&model\n 512 = 3 /"),
+            "run.nml:2: &model: expected a key name or '/', got '512'");
   EXPECT_EQ(error_of("&model = 3 /"), "run.nml:1: &model: expected a key name or '/', got '='");
   EXPECT_EQ(error_of("&model 'x' /"), "run.nml:1: &model: expected a key name or '/', got '''");
 }
 
 TEST(NamelistErrors, KeyWithoutValue) {
   EXPECT_EQ(error_of("&model\n d_model =\n/"), "run.nml:2: 'model%d_model' has no value");
-  EXPECT_EQ(error_of("&model d_model = , n_heads = 8 /"), "run.nml:1: 'model%d_model' has no value");
+  EXPECT_EQ(error_of("&model d_model = , n_heads = 8 /"),
+            "run.nml:1: 'model%d_model' has no value");
   EXPECT_EQ(error_of("&model d_model = n_heads = 8 /"), "run.nml:1: 'model%d_model' has no value");
   EXPECT_EQ(error_of("&model d_model = &end"), "run.nml:1: 'model%d_model' has no value");
   EXPECT_EQ(error_of("&optim\n betas = 0.9,\n ,0.98 /"),
@@ -305,8 +323,8 @@ TEST(NamelistErrors, UnquotedWordsAndBadNumbers) {
   EXPECT_EQ(error_of("&model d_model = abc /"),
             "run.nml:1: cannot read 'abc' as a value of 'model%d_model' (a string needs quotes: "
             "'abc')");
-  for (const std::string bad : {"1.2.3", "1e", "--5", "1e+", ".", "+", "5x", ".true", "1.0q3",
-                                "0x10"})
+  for (const std::string bad :
+       {"1.2.3", "1e", "--5", "1e+", ".", "+", "5x", ".true", "1.0q3", "0x10"})
     EXPECT_EQ(error_of("&optim\n\n lr = " + bad + " /"),
               "run.nml:3: cannot read '" + bad + "' as a value of 'optim%lr'")
         << bad;
@@ -346,13 +364,15 @@ TEST(NamelistErrors, OverrideValuesHaveNoLineNumber) {
             "--set model%d_model=abc: cannot read 'abc' as a value of 'model%d_model' (a string "
             "needs quotes: 'abc')");
   EXPECT_EQ(value_error_of(""), "--set model%d_model=: 'model%d_model' has no value");
-  EXPECT_EQ(value_error_of("5 /"), "--set model%d_model=5 /: unexpected '/' after the value of "
-                                   "'model%d_model'");
+  EXPECT_EQ(value_error_of("5 /"),
+            "--set model%d_model=5 /: unexpected '/' after the value of "
+            "'model%d_model'");
   EXPECT_EQ(value_error_of("5 n_heads = 3"),
             "--set model%d_model=5 n_heads = 3: unexpected 'n_heads' after the value of "
             "'model%d_model'");
-  EXPECT_EQ(value_error_of("'5"), "--set model%d_model='5: unterminated string for key "
-                                  "'model%d_model'");
+  EXPECT_EQ(value_error_of("'5"),
+            "--set model%d_model='5: unterminated string for key "
+            "'model%d_model'");
 }
 
 }  // namespace
