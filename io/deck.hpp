@@ -53,7 +53,7 @@ class Deck {
   explicit Deck(std::string name);
   void assign(const NamelistItem& item, const std::string& where);
   void apply_override(const std::string& text);
-  void check_rules() const;
+  void check_rules() const;  // io/deck_rules.cpp
   // Throws for a cross-key rule, located at whichever of `keys` (group%key) was set last.
   [[noreturn]] void fail_at(const std::vector<std::string>& keys, const std::string& what) const;
   const Entry& entry(const std::string& group, const std::string& key, KeyType type,

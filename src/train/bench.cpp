@@ -9,6 +9,7 @@
 #include "th/core/rng.hpp"
 #include "th/data/batching.hpp"
 #include "th/kernels/cpu.hpp"
+#include "th/train/data_parallel.hpp"
 #include "th/train/optimizer.hpp"
 #include "th/train/progress.hpp"
 #include "th/train/tasks.hpp"
@@ -97,10 +98,7 @@ void run_bench(const Config& cfg, Comm& comm) {
     model.backward(1.0);
     t_bwd += since(t0);
     t0 = Clock::now();
-    if (comm.size() > 1) {
-      comm.allreduce(ps.grads(), static_cast<std::size_t>(ps.size()), ReduceOp::Sum);
-      cpu::scale_inplace(ps.grads(), 1.0f / static_cast<float>(comm.size()), ps.size());
-    }
+    average_gradients(comm, ps.grads(), ps.size());
     t_comm += since(t0);
     t0 = Clock::now();
     clip_by_global_norm(ps.grads(), ps.size(), cpu::sum_squares(ps.grads(), ps.size()), cfg.optim.clip_norm);

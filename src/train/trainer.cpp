@@ -10,6 +10,7 @@
 #include "th/core/error.hpp"
 #include "th/data/batching.hpp"
 #include "th/kernels/cpu.hpp"
+#include "th/train/data_parallel.hpp"
 #include "th/train/optimizer.hpp"
 #include "th/train/progress.hpp"
 #include "th/train/tasks.hpp"
@@ -135,10 +136,7 @@ void run_train(const Config& cfg, Comm& comm) {
         model.backward(1.0 / accum);
         tokens += static_cast<double>(b.positions());
       }
-      if (comm.size() > 1) {
-        comm.allreduce(ps.grads(), static_cast<std::size_t>(ps.size()), ReduceOp::Sum);
-        cpu::scale_inplace(ps.grads(), 1.0f / static_cast<float>(comm.size()), ps.size());
-      }
+      average_gradients(comm, ps.grads(), ps.size());
       const double gnorm = clip_by_global_norm(ps.grads(), ps.size(), cpu::sum_squares(ps.grads(), ps.size()),
                                                cfg.optim.clip_norm);
       if (!std::isfinite(gnorm))
@@ -147,6 +145,10 @@ void run_train(const Config& cfg, Comm& comm) {
       ++step;
       const double lr = schedule.at(step);
       opt.step(ps.values(), ps.grads(), lr);
+      const int check_every = cfg.parallel.consistency_check_every;
+      if (check_every > 0 && step % check_every == 0 && !replicas_identical(comm, ps.values(), ps.size()))
+        throw Error("parameters differ between ranks after step " + std::to_string(step) +
+                    " (parallel%consistency_check_every): the replicas diverged");
       double stats[2] = {loss, tokens};
       comm.allreduce(stats, 2, ReduceOp::Sum);
       window_loss += stats[0] / comm.size();

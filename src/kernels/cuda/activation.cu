@@ -1,0 +1,70 @@
+// Bias + activation (ReLU, exact-erf GELU) forward and backward, elementwise over [N,F].
+#include "kernels/cuda/device_utils.cuh"
+#include "th/kernels/cuda.hpp"
+
+namespace th::cuda {
+
+namespace {
+constexpr float kSqrtHalf = 0.70710678118654752f;     // 1/sqrt(2)
+constexpr float kInvSqrt2Pi = 0.3989422804014327f;    // 1/sqrt(2 pi)
+
+// Exact GELU (erf form), as torch.nn.functional.gelu's default and th::cpu.
+__device__ __forceinline__ float gelu(float x) { return 0.5f * x * (1.0f + erff(x * kSqrtHalf)); }
+__device__ __forceinline__ float gelu_grad(float x) {
+  const float cdf = 0.5f * (1.0f + erff(x * kSqrtHalf));
+  const float pdf = expf(-0.5f * x * x) * kInvSqrt2Pi;
+  return cdf + x * pdf;
+}
+}  // namespace
+
+// ---- kernels --------------------------------------------------------------------------------
+
+// pre[N,F] += b[F]; y = act(pre).
+template <Activation kAct>
+__global__ void bias_act_forward_kernel(float* y, float* pre, const float* b, std::int64_t N, int F) {
+  const std::int64_t total = N * F;
+  for (std::int64_t i = global_thread_index(); i < total; i += grid_stride()) {
+    const float v = pre[i] + b[i % F];
+    pre[i] = v;
+    y[i] = kAct == Activation::ReLU ? (v > 0.0f ? v : 0.0f) : gelu(v);
+  }
+}
+
+// dpre = dy * act'(pre); dpre may alias dy (each element is read before it is written).
+template <Activation kAct>
+__global__ void bias_act_backward_kernel(float* dpre, const float* dy, const float* pre, std::int64_t n) {
+  for (std::int64_t i = global_thread_index(); i < n; i += grid_stride()) {
+    dpre[i] = kAct == Activation::ReLU ? (pre[i] > 0.0f ? dy[i] : 0.0f) : dy[i] * gelu_grad(pre[i]);
+  }
+}
+
+// ---- launchers ------------------------------------------------------------------------------
+
+void bias_act_forward(float* y, float* pre, const float* b, std::int64_t N, int F, Activation act,
+                      cudaStream_t stream) {
+  TH_CHECK(N >= 0 && F > 0, "bias_act_forward: need N >= 0, F > 0");
+  if (N == 0) return;
+  TH_CHECK(y && pre && b, "bias_act_forward: null pointer");
+  const unsigned grid = elementwise_grid(N * F);
+  if (act == Activation::ReLU)
+    bias_act_forward_kernel<Activation::ReLU><<<grid, kElementwiseBlock, 0, stream>>>(y, pre, b, N, F);
+  else
+    bias_act_forward_kernel<Activation::GELU><<<grid, kElementwiseBlock, 0, stream>>>(y, pre, b, N, F);
+  TH_CUDA_CHECK_LAUNCH();
+}
+
+void bias_act_backward(float* dpre, float* db, const float* dy, const float* pre, std::int64_t N, int F,
+                       Activation act, cudaStream_t stream) {
+  TH_CHECK(N >= 0 && F > 0, "bias_act_backward: need N >= 0, F > 0");
+  if (N == 0) return;
+  TH_CHECK(dpre && db && dy && pre, "bias_act_backward: null pointer");
+  const std::int64_t n = N * F;
+  if (act == Activation::ReLU)
+    bias_act_backward_kernel<Activation::ReLU><<<elementwise_grid(n), kElementwiseBlock, 0, stream>>>(dpre, dy, pre, n);
+  else
+    bias_act_backward_kernel<Activation::GELU><<<elementwise_grid(n), kElementwiseBlock, 0, stream>>>(dpre, dy, pre, n);
+  TH_CUDA_CHECK_LAUNCH();
+  bias_grad(db, dpre, N, F, stream);
+}
+
+}  // namespace th::cuda

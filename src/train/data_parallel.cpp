@@ -1,0 +1,31 @@
+#include "th/train/data_parallel.hpp"
+
+#include <cstring>
+
+#include "th/core/rng.hpp"
+#include "th/kernels/cpu.hpp"
+
+namespace th {
+
+void average_gradients(Comm& comm, float* grads, std::int64_t n) {
+  if (comm.size() == 1) return;
+  comm.allreduce(grads, static_cast<std::size_t>(n), ReduceOp::Sum);
+  cpu::scale_inplace(grads, 1.0f / static_cast<float>(comm.size()), n);
+}
+
+bool replicas_identical(Comm& comm, const float* values, std::int64_t n) {
+  std::uint64_t h = 0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    std::uint32_t bits;
+    std::memcpy(&bits, values + i, 4);
+    h = mix64(h, bits, static_cast<std::uint64_t>(i));
+  }
+  // Compare as two 32-bit halves (exact in int64 min/max).
+  std::int64_t v[4] = {static_cast<std::int64_t>(h >> 32), static_cast<std::int64_t>(h & 0xFFFFFFFFu), 0, 0};
+  v[2] = -v[0];
+  v[3] = -v[1];
+  comm.allreduce(v, 4, ReduceOp::Max);  // max(x) == -max(-x) == min(x) iff all equal
+  return v[0] == -v[2] && v[1] == -v[3];
+}
+
+}  // namespace th
