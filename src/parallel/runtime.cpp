@@ -76,7 +76,9 @@ std::string Runtime::kokkos_host_space() const {
   return Kokkos::DefaultHostExecutionSpace::name();
 }
 
-int Runtime::host_threads() const { return openblas_get_num_threads(); }
+int blas_threads() { return openblas_get_num_threads(); }
+
+int Runtime::host_threads() const { return blas_threads(); }
 
 void Runtime::set_host_threads(int n) { openblas_set_num_threads(n > 0 ? n : 1); }
 

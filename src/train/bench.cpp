@@ -8,6 +8,7 @@
 #include "th/core/error.hpp"
 #include "th/core/rng.hpp"
 #include "th/data/batching.hpp"
+#include "th/parallel/runtime.hpp"
 #include "th/kernels/cpu.hpp"
 #include "th/train/data_parallel.hpp"
 #include "th/train/optimizer.hpp"
@@ -115,7 +116,7 @@ void run_bench(const Config& cfg, Comm& comm) {
   if (root) {
     std::printf("bench: %s d_model %d heads %d d_ff %d layers %d+%d vocab %d, global batch %d x %d, %d ranks x %d threads\n",
                 cfg.model.arch.c_str(), spec.d_model, spec.n_heads, spec.d_ff, spec.n_encoder_layers,
-                spec.n_decoder_layers, spec.vocab_size, cfg.bench.batch, L, comm.size(), cfg.run.threads);
+                spec.n_decoder_layers, spec.vocab_size, cfg.bench.batch, L, comm.size(), blas_threads());
     std::printf("  step %.4f s = forward %.4f + backward %.4f + allreduce %.4f + optimizer %.4f (rank 0, per step)\n",
                 step_s, t_fwd / steps, t_bwd / steps, t_comm / steps, t_opt / steps);
     std::printf("  model %.2f GFLOP/step, %.1f GFLOP/s; GEMM rate measured %.1f GFLOP/s\n", flops / 1e9,

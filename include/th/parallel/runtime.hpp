@@ -29,4 +29,7 @@ class Runtime {
 // Rank of this process in the world (0 before MPI starts); used by the error path.
 int world_rank();
 
+// Threads each rank's BLAS uses (what Runtime::set_host_threads set).
+int blas_threads();
+
 }  // namespace th
