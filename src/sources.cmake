@@ -31,9 +31,11 @@ target_sources(torch_handle PRIVATE
 target_sources(torch_handle PRIVATE
   # data: batching, sampler, synthetic tasks
   ${CMAKE_CURRENT_LIST_DIR}/data/batching.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/data/loader.cpp
   # training: optimizer, progress, tasks
   ${CMAKE_CURRENT_LIST_DIR}/train/optimizer.cpp
   ${CMAKE_CURRENT_LIST_DIR}/train/data_parallel.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/train/grad_sync.cpp
   ${CMAKE_CURRENT_LIST_DIR}/train/progress.cpp
   ${CMAKE_CURRENT_LIST_DIR}/train/trainer.cpp
   ${CMAKE_CURRENT_LIST_DIR}/train/bench.cpp

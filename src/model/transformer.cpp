@@ -36,20 +36,24 @@ Transformer<T>::Transformer(const ModelSpec& s) : spec_(s) {
   };
   for (int i = 0; enc && i < s.n_encoder_layers; ++i) {
     const std::string p = "encoder/layer_" + std::to_string(i);
+    enc_begin_.push_back(params_.size());
     std::vector<std::unique_ptr<Residual<T>>> parts;
     parts.push_back(residual(p + "/norm1", attention(p + "/self_attn", false, false)));
     parts.push_back(residual(p + "/norm2", ffn(p + "/ffn")));
     encoder_.push_back(std::make_unique<Block<T>>(std::move(parts), D, s.activation_checkpointing));
   }
+  enc_norm_begin_ = params_.size();
   if (enc && s.pre_norm) enc_norm_ = std::make_unique<LayerNorm<T>>(params_, "encoder/final_norm", D);
   for (int i = 0; i < s.n_decoder_layers; ++i) {
     const std::string p = "decoder/layer_" + std::to_string(i);
+    dec_begin_.push_back(params_.size());
     std::vector<std::unique_ptr<Residual<T>>> parts;
     parts.push_back(residual(p + "/norm1", attention(p + "/self_attn", false, true)));
     if (enc) parts.push_back(residual(p + "/norm2", attention(p + "/cross_attn", true, false)));
     parts.push_back(residual(p + (enc ? "/norm3" : "/norm2"), ffn(p + "/ffn")));
     decoder_.push_back(std::make_unique<Block<T>>(std::move(parts), D, s.activation_checkpointing));
   }
+  dec_norm_begin_ = params_.size();
   if (s.pre_norm) dec_norm_ = std::make_unique<LayerNorm<T>>(params_, "decoder/final_norm", D);
   if (!s.tie_embeddings) out_proj_ = params_.declare("output/weight", {V, D}, ParamInit::XavierUniform);
   params_.allocate();
@@ -121,7 +125,12 @@ double Transformer<T>::forward(const Batch& batch, std::uint64_t seed, std::uint
   return count_ > 0 ? sum / static_cast<double>(count_) : 0.0;
 }
 
-template <typename T> void Transformer<T>::backward(double loss_scale) {
+template <typename T> void Transformer<T>::backward(double loss_scale, const GradsReadyFn& grads_ready) {
+  // Declaration order is embeddings | encoder | encoder norm | decoder | decoder norm | output,
+  // so the final gradients form a growing suffix of the flat buffer as backward walks back.
+  auto ready = [&](std::int64_t w) {
+    if (grads_ready) grads_ready(w);
+  };
   TH_CHECK(batch_ && logits_.defined(), "backward without forward");
   const Batch& batch = *batch_;
   const int D = spec_.d_model, V = spec_.vocab_size;
@@ -137,9 +146,11 @@ template <typename T> void Transformer<T>::backward(double loss_scale) {
   cpu::linear_backward<T>(g.data<T>(), params_.grad(out_proj_), nullptr, dlogits, final_.data<T>(),
                           params_.value(out_proj_), Nt, D, V);
   logits_.reset();
+  if (!spec_.tie_embeddings) ready(out_proj_);
   if (dec_norm_) {
     dec_norm_->backward(g2.data<T>(), g.data<T>(), dec_x_.back().data<T>(), Nt);
     std::swap(g, g2);
+    ready(dec_norm_begin_);
   }
   if (!spec_.decoder_only) {
     dmemory_ = Tensor::zeros({Ns, D}, dtype_of<T>(), MemCategory::Workspace);
@@ -149,6 +160,7 @@ template <typename T> void Transformer<T>::backward(double loss_scale) {
     decoder_[i]->backward(g2.data<T>(), g.data<T>(), dec_x_[i].data<T>(), dec_ctx_);
     std::swap(g, g2);
     dec_x_[i + 1].reset();
+    ready(dec_begin_[i]);
   }
   cpu::dropout_forward(g.data<T>(), g.data<T>(), Nt * D, p, seed, dropout_stream(kTgtEmbedSite, micro));
   cpu::embedding_backward(params_.grad(tgt_embed_), batch.tgt_in.data(), g.data<T>(), Nt, D, scale);
@@ -156,6 +168,7 @@ template <typename T> void Transformer<T>::backward(double loss_scale) {
     Tensor e = scratch_buffer<T>(Ns, D), e2 = scratch_buffer<T>(Ns, D);
     if (enc_norm_) {
       enc_norm_->backward(e.data<T>(), dmemory_.data<T>(), enc_x_.back().data<T>(), Ns);
+      ready(enc_norm_begin_);
     } else {
       std::swap(e, dmemory_);
     }
@@ -163,10 +176,12 @@ template <typename T> void Transformer<T>::backward(double loss_scale) {
       encoder_[i]->backward(e2.data<T>(), e.data<T>(), enc_x_[i].data<T>(), enc_ctx_);
       std::swap(e, e2);
       enc_x_[i + 1].reset();
+      ready(enc_begin_[i]);
     }
     cpu::dropout_forward(e.data<T>(), e.data<T>(), Ns * D, p, seed, dropout_stream(kSrcEmbedSite, micro));
     cpu::embedding_backward(params_.grad(src_embed_), batch.src.data(), e.data<T>(), Ns, D, scale);
   }
+  ready(0);
   if (enc_norm_) enc_norm_->release();
   if (dec_norm_) dec_norm_->release();
   enc_x_.clear(); dec_x_.clear();

@@ -89,4 +89,65 @@ std::vector<std::string> MpiComm::gather_strings(const std::string& mine, int ro
   return out;
 }
 
+namespace {
+// Non-blocking MPI collectives take int counts: a buffer beyond INT_MAX elements becomes several
+// requests, all owned by one handle.
+class MpiRequest final : public CommRequest {
+ public:
+  std::vector<MPI_Request> reqs;
+  bool test() override {
+    int done = 0;
+    TH_MPI_CHECK(MPI_Testall(static_cast<int>(reqs.size()), reqs.data(), &done, MPI_STATUSES_IGNORE));
+    return done != 0;
+  }
+  void wait() override {
+    TH_MPI_CHECK(MPI_Waitall(static_cast<int>(reqs.size()), reqs.data(), MPI_STATUSES_IGNORE));
+  }
+  ~MpiRequest() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Waitall(static_cast<int>(reqs.size()), reqs.data(), MPI_STATUSES_IGNORE);
+  }
+};
+
+int checked_count(std::size_t n) {
+  if (n > kMaxChunk) throw Error("a collective of " + std::to_string(n) + " elements per rank exceeds MPI's int count");
+  return static_cast<int>(n);
+}
+}  // namespace
+
+void MpiComm::reduce_scatter(const float* send, float* recv, std::size_t count, ReduceOp op) {
+  TH_MPI_CHECK(MPI_Reduce_scatter_block(send, recv, checked_count(count), MPI_FLOAT, to_mpi(op), comm_));
+}
+
+void MpiComm::all_gather(const float* send, float* recv, std::size_t count) {
+  TH_MPI_CHECK(MPI_Allgather(send, checked_count(count), MPI_FLOAT, recv, checked_count(count), MPI_FLOAT, comm_));
+}
+
+CommRequestPtr MpiComm::iallreduce(float* data, std::size_t n, ReduceOp op) {
+  auto r = std::make_unique<MpiRequest>();
+  for (std::size_t off = 0; off < n; off += kMaxChunk) {
+    r->reqs.emplace_back();
+    TH_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, data + off, static_cast<int>(std::min(kMaxChunk, n - off)), MPI_FLOAT,
+                                to_mpi(op), comm_, &r->reqs.back()));
+  }
+  return r;
+}
+
+CommRequestPtr MpiComm::ireduce_scatter(const float* send, float* recv, std::size_t count, ReduceOp op) {
+  auto r = std::make_unique<MpiRequest>();
+  r->reqs.emplace_back();
+  TH_MPI_CHECK(MPI_Ireduce_scatter_block(send, recv, checked_count(count), MPI_FLOAT, to_mpi(op), comm_,
+                                         &r->reqs.back()));
+  return r;
+}
+
+CommRequestPtr MpiComm::iall_gather(const float* send, float* recv, std::size_t count) {
+  auto r = std::make_unique<MpiRequest>();
+  r->reqs.emplace_back();
+  TH_MPI_CHECK(MPI_Iallgather(send, checked_count(count), MPI_FLOAT, recv, checked_count(count), MPI_FLOAT, comm_,
+                              &r->reqs.back()));
+  return r;
+}
+
 }  // namespace th

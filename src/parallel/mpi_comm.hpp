@@ -28,6 +28,11 @@ class MpiComm final : public Comm {
   void allreduce(std::int64_t* data, std::size_t n, ReduceOp op) override;
   void broadcast(void* data, std::size_t bytes, int root) override;
   std::vector<std::string> gather_strings(const std::string& mine, int root) override;
+  void reduce_scatter(const float* send, float* recv, std::size_t count, ReduceOp op) override;
+  void all_gather(const float* send, float* recv, std::size_t count) override;
+  CommRequestPtr iallreduce(float* data, std::size_t n, ReduceOp op) override;
+  CommRequestPtr ireduce_scatter(const float* send, float* recv, std::size_t count, ReduceOp op) override;
+  CommRequestPtr iall_gather(const float* send, float* recv, std::size_t count) override;
 
  private:
   void allreduce_raw(void* data, std::size_t n, MPI_Datatype type, ReduceOp op);

@@ -10,7 +10,7 @@
 #include "th/data/batching.hpp"
 #include "th/parallel/runtime.hpp"
 #include "th/kernels/cpu.hpp"
-#include "th/train/data_parallel.hpp"
+#include "th/train/grad_sync.hpp"
 #include "th/train/optimizer.hpp"
 #include "th/train/progress.hpp"
 #include "th/train/tasks.hpp"
@@ -80,35 +80,58 @@ void run_bench(const Config& cfg, Comm& comm) {
   batch.src_len.assign(spec.decoder_only ? 0 : B, L);
   batch.tgt_len.assign(B, L);
 
-  double t_fwd = 0, t_bwd = 0, t_comm = 0, t_opt = 0;
+  // One timed pass of `steps` steps after `warmup` untimed ones, gradients synchronised with or
+  // without overlap; returns per-step phase times (rank 0's view).
+  struct Pass {
+    double step_s = 0, fwd = 0, bwd = 0, exposed_comm = 0, opt = 0;
+    std::int64_t allocations = 0;
+  };
   const int steps = cfg.bench.steps, warmup = cfg.bench.warmup;
-  std::int64_t allocs_after_warmup = 0;
-  Clock::time_point start;
-  for (int s = 0; s < warmup + steps; ++s) {
-    if (s == warmup) {
-      comm.barrier();
-      start = Clock::now();
-      t_fwd = t_bwd = t_comm = t_opt = 0;
-      allocs_after_warmup = host_pool().stats().system_allocations;
+  std::uint64_t micro = 0;
+  auto timed_pass = [&](bool overlap, int n_warmup) {
+    GradientSync sync(comm, ps.size(), cfg.parallel.bucket_mb, overlap);
+    Pass p;
+    std::int64_t allocs0 = 0;
+    Clock::time_point start;
+    for (int s = 0; s < n_warmup + steps; ++s) {
+      if (s == n_warmup) {
+        comm.barrier();
+        start = Clock::now();
+        p = Pass{};
+        allocs0 = host_pool().stats().system_allocations;
+      }
+      ps.zero_grad();
+      auto t0 = Clock::now();
+      model.forward(batch, seed, ++micro);
+      p.fwd += since(t0);
+      t0 = Clock::now();
+      sync.begin_backward(ps.grads(), true);
+      model.backward(1.0, [&](std::int64_t w) { sync.grads_ready(w); });
+      p.bwd += since(t0);
+      t0 = Clock::now();
+      sync.finish();
+      p.exposed_comm += since(t0);
+      t0 = Clock::now();
+      clip_by_global_norm(ps.grads(), ps.size(), cpu::sum_squares(ps.grads(), ps.size()), cfg.optim.clip_norm);
+      opt.step(ps.values(), ps.grads(), cfg.optim.lr);
+      p.opt += since(t0);
     }
-    ps.zero_grad();
-    auto t0 = Clock::now();
-    model.forward(batch, seed, static_cast<std::uint64_t>(s));
-    t_fwd += since(t0);
-    t0 = Clock::now();
-    model.backward(1.0);
-    t_bwd += since(t0);
-    t0 = Clock::now();
-    average_gradients(comm, ps.grads(), ps.size());
-    t_comm += since(t0);
-    t0 = Clock::now();
-    clip_by_global_norm(ps.grads(), ps.size(), cpu::sum_squares(ps.grads(), ps.size()), cfg.optim.clip_norm);
-    opt.step(ps.values(), ps.grads(), cfg.optim.lr);
-    t_opt += since(t0);
-  }
-  comm.barrier();
-  const double step_s = since(start) / steps;
-  const std::int64_t new_allocs = host_pool().stats().system_allocations - allocs_after_warmup;
+    comm.barrier();
+    p.step_s = since(start) / steps;
+    p.fwd /= steps; p.bwd /= steps; p.exposed_comm /= steps; p.opt /= steps;
+    p.allocations = host_pool().stats().system_allocations - allocs0;
+    return p;
+  };
+  const bool overlap = cfg.parallel.overlap_comm;
+  const Pass main_pass = timed_pass(overlap, warmup);
+  // With several ranks, the same steps with the other overlap setting, to measure how much of
+  // the communication backward hides.
+  Pass other;
+  if (comm.size() > 1) other = timed_pass(!overlap, 1);
+  const Pass& on = overlap ? main_pass : other;
+  const Pass& off = overlap ? other : main_pass;
+  const double step_s = main_pass.step_s;
+  const std::int64_t new_allocs = main_pass.allocations;
   const double rate = comm.sum(gemm_rate());  // all ranks' GEMM rates together, as the peer does
   const double tokens = static_cast<double>(cfg.bench.batch) * (batch.S + batch.T);
   const double flops = model_flops(spec, cfg.bench.batch, batch.S, batch.T);
@@ -117,8 +140,18 @@ void run_bench(const Config& cfg, Comm& comm) {
     std::printf("bench: %s d_model %d heads %d d_ff %d layers %d+%d vocab %d, global batch %d x %d, %d ranks x %d threads\n",
                 cfg.model.arch.c_str(), spec.d_model, spec.n_heads, spec.d_ff, spec.n_encoder_layers,
                 spec.n_decoder_layers, spec.vocab_size, cfg.bench.batch, L, comm.size(), blas_threads());
-    std::printf("  step %.4f s = forward %.4f + backward %.4f + allreduce %.4f + optimizer %.4f (rank 0, per step)\n",
-                step_s, t_fwd / steps, t_bwd / steps, t_comm / steps, t_opt / steps);
+    std::printf("  step %.4f s = forward %.4f + backward %.4f + exposed allreduce %.4f + optimizer %.4f "
+                "(rank 0, per step, overlap_comm %s)\n", step_s, main_pass.fwd, main_pass.bwd, main_pass.exposed_comm,
+                main_pass.opt, overlap ? "on" : "off");
+    if (comm.size() > 1) {
+      const double n = comm.size(), psi = static_cast<double>(ps.size());
+      std::printf("  gradient all-reduce: %.1f MB fp32 payload per step per rank; ring traffic 2*Psi*(N-1)/N = %.1f MB "
+                  "sent per rank (Psi = %.0f parameters x 4 bytes)\n",
+                  4 * psi / 1e6, 2 * 4 * psi * (n - 1) / n / 1e6, psi);
+      std::printf("  exposed communication per step: %.4f s with overlap, %.4f s without (%.0f%% hidden); step %.4f s "
+                  "with, %.4f s without\n", on.exposed_comm, off.exposed_comm,
+                  off.exposed_comm > 0 ? 100.0 * (1.0 - on.exposed_comm / off.exposed_comm) : 0.0, on.step_s, off.step_s);
+    }
     std::printf("  model %.2f GFLOP/step, %.1f GFLOP/s; GEMM rate measured %.1f GFLOP/s\n", flops / 1e9,
                 flops / step_s / 1e9, rate / 1e9);
     std::printf("  system allocations after warm-up: %lld (0 = steady state allocates nothing)\n",

@@ -3,15 +3,8 @@
 #include <cstring>
 
 #include "th/core/rng.hpp"
-#include "th/kernels/cpu.hpp"
 
 namespace th {
-
-void average_gradients(Comm& comm, float* grads, std::int64_t n) {
-  if (comm.size() == 1) return;
-  comm.allreduce(grads, static_cast<std::size_t>(n), ReduceOp::Sum);
-  cpu::scale_inplace(grads, 1.0f / static_cast<float>(comm.size()), n);
-}
 
 bool replicas_identical(Comm& comm, const float* values, std::int64_t n) {
   std::uint64_t h = 0;

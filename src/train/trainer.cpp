@@ -1,17 +1,13 @@
-// task = 'train': the training loop of one process in the SPMD job. Every rank runs the same
-// steps on its own shard of each global batch; gradients are averaged over ranks before the
-// optimizer, so the parameters stay identical everywhere.
+#include "th/train/trainer.hpp"
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <memory>
 
 #include "io/metrics.hpp"
 #include "th/core/error.hpp"
-#include "th/data/batching.hpp"
 #include "th/kernels/cpu.hpp"
 #include "th/train/data_parallel.hpp"
-#include "th/train/optimizer.hpp"
 #include "th/train/progress.hpp"
 #include "th/train/tasks.hpp"
 
@@ -42,139 +38,124 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 void check_supported(const Config& cfg) {
-  auto unsupported = [](const std::string& what) {
-    throw InputError(what + " is not available in this build yet");
-  };
+  auto unsupported = [](const std::string& what) { throw InputError(what + " is not available in this build yet"); };
   if (cfg.precision.dtype != "fp32") unsupported("precision%dtype = '" + cfg.precision.dtype + "'");
   if (cfg.parallel.zero_stage != 0) unsupported("parallel%zero_stage = " + std::to_string(cfg.parallel.zero_stage));
   if (cfg.parallel.offload_optimizer != "none") unsupported("parallel%offload_optimizer");
   if (cfg.parallel.offload_param != "none") unsupported("parallel%offload_param");
 }
-
-struct Datasets {
-  std::vector<Example> train, valid;
-  int vocab = 0;
-};
-
-Datasets load_data(const Config& cfg) {
-  Datasets d;
-  if (cfg.data.synthetic == "none")
-    throw InputError("data%synthetic = 'none' needs data%train_file from task='prepare', which is not "
-                     "available in this build yet; use data%synthetic = 'copy' or 'reverse'");
-  const auto seed = static_cast<std::uint64_t>(cfg.run.seed);
-  d.vocab = cfg.model.vocab_size;
-  d.train = make_synthetic(cfg.data.synthetic, cfg.data.synthetic_samples, cfg.data.synthetic_min_len,
-                           cfg.data.synthetic_max_len, d.vocab, seed, 1);
-  d.valid = make_synthetic(cfg.data.synthetic, cfg.data.synthetic_valid_samples, cfg.data.synthetic_min_len,
-                           cfg.data.synthetic_max_len, d.vocab, seed, 2);
-  return d;
-}
-
-// Mean loss over the validation set, sharded over ranks, dropout off.
-double validate(Transformer<float>& model, const Datasets& data, const Config& cfg, Comm& comm) {
-  const bool dec_only = model.spec().decoder_only;
-  auto batches = make_batches(data.valid, cfg.data.max_tokens, 0, 0, false, dec_only);
-  double sum = 0, count = 0;
-  for (std::size_t k = static_cast<std::size_t>(comm.rank()); k < batches.size(); k += comm.size()) {
-    Batch b = collate(data.valid, batches[k], dec_only);
-    const double loss = model.forward(b, 0, 0, /*train=*/false);
-    sum += loss * static_cast<double>(model.target_tokens());
-    count += static_cast<double>(model.target_tokens());
-    model.backward(0.0);  // frees the activations; gradients get zero added
-  }
-  double v[2] = {sum, count};
-  comm.allreduce(v, 2, ReduceOp::Sum);
-  return v[1] > 0 ? v[0] / v[1] : 0.0;
-}
 }  // namespace
 
-void run_train(const Config& cfg, Comm& comm) {
+Trainer::Trainer(const Config& cfg, Comm& comm) : cfg_(cfg), comm_(comm) {
   check_supported(cfg);
-  const bool root = comm.rank() == 0;
-  Datasets data = load_data(cfg);
-  Transformer<float> model(model_spec(cfg, data.vocab));
-  ParamStore<float>& ps = model.params();
-  const auto seed = static_cast<std::uint64_t>(cfg.run.seed);
-  ps.initialize(seed);
+  loader_ = std::make_unique<TrainLoader>(cfg, comm);
+  model_ = std::make_unique<Transformer<float>>(model_spec(cfg, loader_->vocab_size()));
+  ParamStore<float>& ps = model_->params();
+  ps.initialize(static_cast<std::uint64_t>(cfg.run.seed));
   comm.broadcast(ps.values(), sizeof(float) * static_cast<std::size_t>(ps.size()), 0);  // rank 0's copy wins
-  AdamW<float> opt(ps.size(), AdamWConfig{cfg.optim.lr, cfg.optim.betas[0], cfg.optim.betas[1], cfg.optim.eps,
-                                          cfg.optim.weight_decay});
-  const bool dec_only = model.spec().decoder_only;
-  const int accum = cfg.optim.grad_accum;
-  const auto probe = shard_batches(make_batches(data.train, cfg.data.max_tokens, seed, 0, cfg.data.shuffle, dec_only),
-                                   comm.rank(), comm.size());
-  const std::int64_t steps_per_epoch = static_cast<std::int64_t>(probe.size()) / accum;
-  if (steps_per_epoch == 0)
-    throw InputError("the training set gives no optimizer step per epoch (" + std::to_string(probe.size()) +
-                     " micro-batches per rank, optim%grad_accum = " + std::to_string(accum) +
-                     "): lower data%max_tokens or grad_accum, or add samples");
-  const std::int64_t total = cfg.run.max_steps > 0 ? cfg.run.max_steps : steps_per_epoch * cfg.data.epochs;
-  LRSchedule schedule(cfg.optim.schedule, cfg.optim.lr, cfg.optim.warmup_steps, total, cfg.optim.min_lr_ratio);
+  opt_ = std::make_unique<AdamW<float>>(ps.size(), AdamWConfig{cfg.optim.lr, cfg.optim.betas[0], cfg.optim.betas[1],
+                                                               cfg.optim.eps, cfg.optim.weight_decay});
+  sync_ = std::make_unique<GradientSync>(comm, ps.size(), cfg.parallel.bucket_mb, cfg.parallel.overlap_comm);
+  total_ = cfg.run.max_steps > 0 ? cfg.run.max_steps : loader_->steps_per_epoch() * cfg.data.epochs;
+  schedule_ = std::make_unique<LRSchedule>(cfg.optim.schedule, cfg.optim.lr, cfg.optim.warmup_steps, total_,
+                                           cfg.optim.min_lr_ratio);
+}
 
+Trainer::~Trainer() = default;
+
+Trainer::StepResult Trainer::step() {
+  const auto t0 = Clock::now();
+  ParamStore<float>& ps = model_->params();
+  const auto seed = static_cast<std::uint64_t>(cfg_.run.seed);
+  const std::vector<Batch> micro = loader_->next_step();
+  const int accum = static_cast<int>(micro.size());
+  StepResult r;
+  ps.zero_grad();
+  for (int a = 0; a < accum; ++a) {
+    // Dropout masks differ per micro-batch and per rank: (step's micro counter) x world + rank.
+    const std::uint64_t micro_id = ++micro_ * static_cast<std::uint64_t>(comm_.size()) + static_cast<std::uint64_t>(comm_.rank());
+    r.loss += model_->forward(micro[a], seed, micro_id) / accum;
+    sync_->begin_backward(ps.grads(), a + 1 == accum);
+    model_->backward(1.0 / accum, [this](std::int64_t w) { sync_->grads_ready(w); });
+    sync_->finish();
+    r.tokens += static_cast<double>(micro[a].positions());
+  }
+  r.grad_norm = clip_by_global_norm(ps.grads(), ps.size(), cpu::sum_squares(ps.grads(), ps.size()), cfg_.optim.clip_norm);
+  // The norm is computed from the averaged gradients, identical on every rank: skipping or
+  // stopping on it is a decision all ranks take together.
+  if (!std::isfinite(r.grad_norm))
+    throw Error("gradient norm is " + std::to_string(r.grad_norm) + " at step " + std::to_string(step_ + 1) +
+                " (loss " + std::to_string(r.loss) + "): training diverged; lower optim%lr or raise warmup_steps");
+  ++step_;
+  r.lr = schedule_->at(step_);
+  opt_->step(ps.values(), ps.grads(), r.lr);
+  const int check_every = cfg_.parallel.consistency_check_every;
+  if (check_every > 0 && step_ % check_every == 0 && !replicas_identical(comm_, ps.values(), ps.size()))
+    throw Error("parameters differ between ranks after step " + std::to_string(step_) +
+                " (parallel%consistency_check_every): the replicas diverged");
+  double stats[2] = {r.loss, r.tokens};
+  comm_.allreduce(stats, 2, ReduceOp::Sum);
+  r.loss = stats[0] / comm_.size();
+  r.tokens = stats[1];
+  r.seconds = seconds_since(t0);
+  return r;
+}
+
+double Trainer::validate() {
+  double sum = 0, count = 0;
+  for (const Batch& b : loader_->valid_batches()) {
+    const double loss = model_->forward(b, 0, 0, /*train=*/false);
+    sum += loss * static_cast<double>(model_->target_tokens());
+    count += static_cast<double>(model_->target_tokens());
+    model_->backward(0.0);  // frees the activations; gradients get zero added
+  }
+  double v[2] = {sum, count};
+  comm_.allreduce(v, 2, ReduceOp::Sum);
+  return v[1] > 0 ? v[0] / v[1] : 0.0;
+}
+
+void Trainer::run() {
+  const bool root = comm_.rank() == 0;
   std::unique_ptr<MetricsFile> metrics;
-  if (root) metrics = std::make_unique<MetricsFile>(cfg.run.output_dir + "/metrics.h5", cfg.resolved_deck);
-  Progress progress(total, root);
+  if (root) metrics = std::make_unique<MetricsFile>(cfg_.run.output_dir + "/metrics.h5", cfg_.resolved_deck);
   if (root)
-    std::printf("model: %s, %lld parameters; %zu training examples, %lld steps per epoch, %lld steps\n",
-                cfg.model.arch.c_str(), static_cast<long long>(ps.size()), data.train.size(),
-                static_cast<long long>(steps_per_epoch), static_cast<long long>(total));
-
-  std::int64_t step = 0;
-  std::uint64_t micro = 0;
-  double window_loss = 0, window_tokens = 0, window_time = 0;
-  std::int64_t window_steps = 0;
-  for (std::int64_t epoch = 0; step < total; ++epoch) {
-    auto mine = shard_batches(make_batches(data.train, cfg.data.max_tokens, seed, epoch, cfg.data.shuffle, dec_only),
-                              comm.rank(), comm.size());
-    for (std::int64_t s = 0; s < steps_per_epoch && step < total; ++s) {
-      const auto t0 = Clock::now();
-      ps.zero_grad();
-      double loss = 0, tokens = 0;
-      for (int a = 0; a < accum; ++a) {
-        Batch b = collate(data.train, mine[static_cast<std::size_t>(s * accum + a)], dec_only);
-        loss += model.forward(b, seed, ++micro * static_cast<std::uint64_t>(comm.size()) + comm.rank()) / accum;
-        model.backward(1.0 / accum);
-        tokens += static_cast<double>(b.positions());
-      }
-      average_gradients(comm, ps.grads(), ps.size());
-      const double gnorm = clip_by_global_norm(ps.grads(), ps.size(), cpu::sum_squares(ps.grads(), ps.size()),
-                                               cfg.optim.clip_norm);
-      if (!std::isfinite(gnorm))
-        throw Error("gradient norm is " + std::to_string(gnorm) + " at step " + std::to_string(step + 1) +
-                    " (loss " + std::to_string(loss) + "): training diverged; lower optim%lr or raise warmup_steps");
-      ++step;
-      const double lr = schedule.at(step);
-      opt.step(ps.values(), ps.grads(), lr);
-      const int check_every = cfg.parallel.consistency_check_every;
-      if (check_every > 0 && step % check_every == 0 && !replicas_identical(comm, ps.values(), ps.size()))
-        throw Error("parameters differ between ranks after step " + std::to_string(step) +
-                    " (parallel%consistency_check_every): the replicas diverged");
-      double stats[2] = {loss, tokens};
-      comm.allreduce(stats, 2, ReduceOp::Sum);
-      window_loss += stats[0] / comm.size();
-      window_tokens += stats[1];
-      window_time += seconds_since(t0);
-      ++window_steps;
-      if (step % cfg.log.every_steps == 0 || step == total) {
-        const double mean_loss = window_loss / window_steps, tps = window_tokens / window_time,
-                     step_s = window_time / window_steps;
-        const double peak = comm.max(static_cast<double>(host_pool().stats().peak_total));
-        progress.report(step, epoch, mean_loss, lr, gnorm, tps, step_s);
-        if (metrics)
-          metrics->append("train", {{"step", double(step)}, {"epoch", double(epoch)}, {"loss", mean_loss},
-                                    {"lr", lr}, {"grad_norm", gnorm}, {"loss_scale", 1.0},
-                                    {"tokens_per_s", tps}, {"step_s", step_s}, {"peak_bytes", peak}});
-        window_loss = window_tokens = window_time = 0;
-        window_steps = 0;
-      }
+    std::printf("model: %s, %lld parameters; %lld training examples, %lld steps per epoch, %lld steps\n",
+                cfg_.model.arch.c_str(), static_cast<long long>(model_->params().size()),
+                static_cast<long long>(loader_->examples()), static_cast<long long>(loader_->steps_per_epoch()),
+                static_cast<long long>(total_));
+  Progress progress(total_, root);
+  double w_loss = 0, w_tokens = 0, w_time = 0;
+  std::int64_t w_steps = 0;
+  while (step_ < total_) {
+    const StepResult r = step();
+    w_loss += r.loss;
+    w_tokens += r.tokens;
+    w_time += r.seconds;
+    ++w_steps;
+    if (step_ % cfg_.log.every_steps == 0 || step_ == total_) {
+      const double loss = w_loss / w_steps, tps = w_tokens / w_time, step_s = w_time / w_steps;
+      const double peak = comm_.max(static_cast<double>(host_pool().stats().peak_total));
+      const auto epoch = loader_->state().epoch;
+      progress.report(step_, epoch, loss, r.lr, r.grad_norm, tps, step_s);
+      if (metrics)
+        metrics->append("train", {{"step", double(step_)}, {"epoch", double(epoch)}, {"loss", loss}, {"lr", r.lr},
+                                  {"grad_norm", r.grad_norm}, {"loss_scale", 1.0}, {"tokens_per_s", tps},
+                                  {"step_s", step_s}, {"peak_bytes", peak}});
+      w_loss = w_tokens = w_time = 0;
+      w_steps = 0;
     }
   }
-  const double vloss = validate(model, data, cfg, comm);
+  const double vloss = validate();
   if (root) {
     std::printf("validation: loss %.4f, perplexity %.3f\n", vloss, std::exp(vloss));
     print_memory_report(host_pool().stats());
   }
-  if (metrics) metrics->append("valid", {{"step", double(step)}, {"loss", vloss}, {"perplexity", std::exp(vloss)}});
+  if (metrics) metrics->append("valid", {{"step", double(step_)}, {"loss", vloss}, {"perplexity", std::exp(vloss)}});
+}
+
+void run_train(const Config& cfg, Comm& comm) {
+  Trainer trainer(cfg, comm);
+  trainer.run();
 }
 
 }  // namespace th

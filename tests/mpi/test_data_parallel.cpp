@@ -9,6 +9,7 @@
 #include "th/core/rng.hpp"
 #include "th/data/batching.hpp"
 #include "th/train/data_parallel.hpp"
+#include "th/train/grad_sync.hpp"
 #include "th/train/optimizer.hpp"
 
 using namespace th;
@@ -49,9 +50,11 @@ TEST(DataParallel, AveragedGradientsEqualTheGlobalBatchGradients) {
   const Batch full = collate(data, all, false), shard = collate(data, mine, false);
   reference.forward(full, 0, 0);
   reference.backward(1.0);
+  GradientSync sync(c, replica.params().size(), 0.01, true);  // ~2600 floats per bucket: many buckets
   replica.forward(shard, 0, 0);
-  replica.backward(1.0);
-  average_gradients(c, replica.params().grads(), replica.params().size());
+  sync.begin_backward(replica.params().grads(), true);
+  replica.backward(1.0, [&](std::int64_t w) { sync.grads_ready(w); });
+  sync.finish();
   const float* a = replica.params().grads();
   const float* b = reference.params().grads();
   double d = 0, r = 0;
@@ -69,14 +72,16 @@ TEST(DataParallel, ReplicasStayIdenticalAndDivergenceIsCaught) {
   auto& ps = model.params();
   ps.initialize(9);
   AdamW<float> opt(ps.size(), AdamWConfig{1e-3, 0.9, 0.98, 1e-9, 0.0});
+  GradientSync sync(c, ps.size(), 25.0, false);
   std::vector<std::int64_t> mine;
   for (int i = c.rank(); i < 8; i += c.size()) mine.push_back(i);
   const Batch shard = collate(data, mine, false);
   for (int step = 0; step < 3; ++step) {
     ps.zero_grad();
     model.forward(shard, 0, step);
-    model.backward(1.0);
-    average_gradients(c, ps.grads(), ps.size());
+    sync.begin_backward(ps.grads(), true);
+    model.backward(1.0, [&](std::int64_t w) { sync.grads_ready(w); });
+    sync.finish();
     opt.step(ps.values(), ps.grads(), 1e-3);
     EXPECT_TRUE(replicas_identical(c, ps.values(), ps.size()));
   }

@@ -3,6 +3,7 @@
 // layers in layers.hpp. forward() computes the loss of a batch and keeps what backward() needs;
 // backward() accumulates parameter gradients into params().grads().
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,7 +50,11 @@ class Transformer {
   // `micro` numbers the micro-batch for dropout masks; `train` = false turns dropout off.
   double forward(const Batch& batch, std::uint64_t seed, std::uint64_t micro, bool train = true);
   // Accumulates d(loss_scale * loss)/d(param) into the gradient buffer and frees activations.
-  void backward(double loss_scale = 1.0);
+  // `grads_ready(w)` is called whenever every gradient at flat offset >= w is final for this
+  // backward (w only decreases; the last call has w = 0), so data parallelism can start
+  // communicating a bucket while the rest of backward runs.
+  using GradsReadyFn = std::function<void(std::int64_t)>;
+  void backward(double loss_scale = 1.0, const GradsReadyFn& grads_ready = {});
   std::int64_t target_tokens() const { return count_; }  // non-pad targets of the last forward
   const Tensor& logits() const { return logits_; }        // [B*T, V], until backward()
   std::int64_t flops_per_token_estimate() const;
@@ -63,6 +68,9 @@ class Transformer {
   std::vector<std::unique_ptr<Block<T>>> encoder_, decoder_;
   std::unique_ptr<LayerNorm<T>> enc_norm_, dec_norm_;  // pre-norm only
   Tensor pe_;                                          // sinusoidal table [max_len, D]
+  // First flat offset of each block / final norm: gradient watermarks during backward.
+  std::vector<std::int64_t> enc_begin_, dec_begin_;
+  std::int64_t enc_norm_begin_ = 0, dec_norm_begin_ = 0;
 
   // Saved by forward for backward.
   const Batch* batch_ = nullptr;

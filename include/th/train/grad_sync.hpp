@@ -1,0 +1,51 @@
+#pragma once
+// Data-parallel gradient averaging in buckets (DDP style). The flat gradient buffer is cut into
+// buckets of parallel%bucket_mb from its END (the parameters whose gradients backward produces
+// first). With overlap on, a bucket's non-blocking all-reduce starts as soon as the model reports
+// that every gradient in it is final, and in-flight requests are polled at every report so MPI
+// progresses them while backward computes; the optimizer then waits only for what is still in
+// flight. With gradient accumulation, only the last micro-batch of a step communicates.
+#include <chrono>
+#include <cstdint>
+#include <vector>
+
+#include "th/parallel/comm.hpp"
+
+namespace th {
+
+class GradientSync {
+ public:
+  GradientSync(Comm& comm, std::int64_t n, double bucket_mb, bool overlap);
+  ~GradientSync();
+
+  void begin_backward(float* grads, bool last_micro_batch);
+  void grads_ready(std::int64_t watermark);  // the model's hook: grads[watermark, n) are final
+  void finish();                             // after backward: launch the rest, wait, average
+
+  struct Bucket {
+    std::int64_t begin, end;  // element range of the flat buffer
+  };
+  const std::vector<Bucket>& buckets() const { return buckets_; }
+  // Timings of the last communicating step, seconds from begin_backward():
+  std::vector<double> launch_times() const { return launch_s_; }  // per bucket, in launch order
+  double backward_end() const { return backward_end_s_; }        // when finish() was called
+  double exposed_seconds() const { return exposed_s_; }          // time finish() waited
+  std::int64_t bytes_per_step() const { return 4 * n_; }         // fp32 payload all-reduced
+
+ private:
+  void launch_until(std::int64_t watermark);
+  double since_begin() const;
+  Comm& comm_;
+  std::int64_t n_;
+  bool overlap_;
+  std::vector<Bucket> buckets_;  // buckets_[0] ends at n (first to be ready)
+  std::vector<CommRequestPtr> inflight_;
+  std::size_t next_ = 0;         // next bucket to launch
+  float* grads_ = nullptr;
+  bool active_ = false;
+  std::chrono::steady_clock::time_point t0_;
+  std::vector<double> launch_s_;
+  double backward_end_s_ = 0, exposed_s_ = 0;
+};
+
+}  // namespace th

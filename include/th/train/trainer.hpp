@@ -1,0 +1,51 @@
+#pragma once
+// task = 'train': the training loop of one rank of the SPMD job. Every rank runs the same steps
+// on its own micro-batches (TrainLoader's elastic rule); gradients are averaged over ranks in
+// buckets overlapped with backward (GradientSync) before the optimizer, so the parameters stay
+// identical everywhere.
+#include <cstdint>
+#include <memory>
+
+#include "io/config.hpp"
+#include "th/data/loader.hpp"
+#include "th/model/transformer.hpp"
+#include "th/parallel/comm.hpp"
+#include "th/train/grad_sync.hpp"
+#include "th/train/optimizer.hpp"
+
+namespace th {
+
+class Trainer {
+ public:
+  Trainer(const Config& cfg, Comm& comm);
+  ~Trainer();
+
+  struct StepResult {
+    double loss = 0;       // mean over the step's micro-batches and ranks
+    double grad_norm = 0;  // before clipping
+    double lr = 0;
+    double tokens = 0;     // positions of all ranks' micro-batches, padding included
+    double seconds = 0;
+  };
+  StepResult step();  // one optimizer step (optim%grad_accum micro-batches)
+  double validate();  // mean loss over the validation set, dropout off, all ranks
+  void run();         // the whole task: steps, progress, metrics, validation, memory report
+
+  std::int64_t steps_done() const { return step_; }
+  std::int64_t total_steps() const { return total_; }
+  Transformer<float>& model() { return *model_; }
+  GradientSync& sync() { return *sync_; }
+
+ private:
+  const Config& cfg_;
+  Comm& comm_;
+  std::unique_ptr<TrainLoader> loader_;
+  std::unique_ptr<Transformer<float>> model_;
+  std::unique_ptr<AdamW<float>> opt_;
+  std::unique_ptr<GradientSync> sync_;
+  std::unique_ptr<LRSchedule> schedule_;
+  std::int64_t step_ = 0, total_ = 0;
+  std::uint64_t micro_ = 0;
+};
+
+}  // namespace th
