@@ -3,6 +3,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 
 #include "io/metrics.hpp"
 #include "th/core/error.hpp"
@@ -63,8 +65,24 @@ Trainer::Trainer(const Config& cfg, Comm& comm) : cfg_(cfg), comm_(comm) {
 
 Trainer::~Trainer() = default;
 
+namespace {
+// Testing aid for the no-hang guarantee: TH_FAULT="rank:step:kind" makes that rank fail at the
+// start of that step, by throwing (kind 'throw') or by dying without a word (kind 'exit').
+void maybe_inject_fault(int rank, std::int64_t step) {
+  const char* spec = std::getenv("TH_FAULT");
+  if (!spec) return;
+  int r = -1;
+  long long s = -1;
+  char kind[16] = {};
+  if (std::sscanf(spec, "%d:%lld:%15s", &r, &s, kind) != 3 || r != rank || s != step) return;
+  if (std::string(kind) == "exit") std::_Exit(9);
+  throw Error("fault injected by TH_FAULT at step " + std::to_string(step));
+}
+}  // namespace
+
 Trainer::StepResult Trainer::step() {
   const auto t0 = Clock::now();
+  maybe_inject_fault(comm_.rank(), step_ + 1);
   ParamStore<float>& ps = model_->params();
   const auto seed = static_cast<std::uint64_t>(cfg_.run.seed);
   const std::vector<Batch> micro = loader_->next_step();
@@ -124,10 +142,15 @@ void Trainer::run() {
                 static_cast<long long>(loader_->examples()), static_cast<long long>(loader_->steps_per_epoch()),
                 static_cast<long long>(total_));
   Progress progress(total_, root);
+  std::ofstream rank_log;  // log%per_rank: every rank's own numbers, for debugging divergence
+  if (cfg_.log.per_rank) rank_log.open(cfg_.run.output_dir + "/rank_" + std::to_string(comm_.rank()) + ".log");
   double w_loss = 0, w_tokens = 0, w_time = 0;
   std::int64_t w_steps = 0;
   while (step_ < total_) {
     const StepResult r = step();
+    if (rank_log.is_open())
+      rank_log << "step " << step_ << " loss(all ranks) " << r.loss << " grad_norm " << r.grad_norm << " lr " << r.lr
+               << " step_s " << r.seconds << " local_micro_batches " << cfg_.optim.grad_accum << std::endl;
     w_loss += r.loss;
     w_tokens += r.tokens;
     w_time += r.seconds;

@@ -1,0 +1,8 @@
+# No hang on a bad rank: one rank throws (or dies) mid-training; the job must stop with a
+# non-zero status, the thrower's message naming its rank, within the time limit.
+foreach(kind throw exit)
+  add_test(NAME no_hang_rank1_${kind}_np3
+           COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/check_no_hang.sh ${kind} ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 3
+                   ${TH_MPIEXEC_FLAGS} $<TARGET_FILE:torch-handle> ${PROJECT_SOURCE_DIR}/inputs/copy_task.nml)
+  set_tests_properties(no_hang_rank1_${kind}_np3 PROPERTIES LABELS "mpi" PROCESSORS 3 TIMEOUT 120)
+endforeach()
