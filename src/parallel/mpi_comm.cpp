@@ -35,15 +35,42 @@ MpiComm::MpiComm(MPI_Comm comm) {
   TH_MPI_CHECK(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node));
   TH_MPI_CHECK(MPI_Comm_rank(node, &local_rank_));
   TH_MPI_CHECK(MPI_Comm_size(node, &local_size_));
+  int level = MPI_THREAD_SINGLE;
+  TH_MPI_CHECK(MPI_Query_thread(&level));
+  threaded_ = level == MPI_THREAD_MULTIPLE;
+  if (threaded_) TH_MPI_CHECK(MPI_Comm_dup(comm_, &async_comm_));
   int leader = local_rank_ == 0 ? 1 : 0;
   TH_MPI_CHECK(MPI_Allreduce(&leader, &num_nodes_, 1, MPI_INT, MPI_SUM, comm_));
   TH_MPI_CHECK(MPI_Comm_free(&node));
 }
 
 MpiComm::~MpiComm() {
+  if (worker_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    worker_.join();
+  }
   int finalized = 0;
   MPI_Finalized(&finalized);
+  if (!finalized && async_comm_ != MPI_COMM_NULL) MPI_Comm_free(&async_comm_);
   if (!finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+}
+
+void MpiComm::progress_loop() {
+  for (;;) {
+    std::function<void()> work;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stop requested and nothing left
+      work = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    work();
+  }
 }
 
 void MpiComm::barrier() { TH_MPI_CHECK(MPI_Barrier(comm_)); }
@@ -90,6 +117,35 @@ std::vector<std::string> MpiComm::gather_strings(const std::string& mine, int ro
 }
 
 namespace {
+// A collective queued on the progress thread; done (or its error) is published under a mutex.
+class ThreadRequest final : public CommRequest {
+ public:
+  struct State {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    std::string error;
+  };
+  explicit ThreadRequest(std::shared_ptr<State> s) : s_(std::move(s)) {}
+  ~ThreadRequest() override {
+    std::unique_lock<std::mutex> lock(s_->mu);
+    s_->cv.wait(lock, [&] { return s_->done; });
+  }
+  bool test() override {
+    std::lock_guard<std::mutex> lock(s_->mu);
+    if (s_->done && !s_->error.empty()) throw Error(s_->error);
+    return s_->done;
+  }
+  void wait() override {
+    std::unique_lock<std::mutex> lock(s_->mu);
+    s_->cv.wait(lock, [&] { return s_->done; });
+    if (!s_->error.empty()) throw Error(s_->error);
+  }
+
+ private:
+  std::shared_ptr<State> s_;
+};
+
 // Non-blocking MPI collectives take int counts: a buffer beyond INT_MAX elements becomes several
 // requests, all owned by one handle.
 class MpiRequest final : public CommRequest {
@@ -124,7 +180,35 @@ void MpiComm::all_gather(const float* send, float* recv, std::size_t count) {
   TH_MPI_CHECK(MPI_Allgather(send, checked_count(count), MPI_FLOAT, recv, checked_count(count), MPI_FLOAT, comm_));
 }
 
+CommRequestPtr MpiComm::post(std::function<void(MPI_Comm)> work) {
+  auto state = std::make_shared<ThreadRequest::State>();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!worker_.joinable()) worker_ = std::thread([this] { progress_loop(); });
+    queue_.push_back([state, work = std::move(work), c = async_comm_] {
+      std::string error;
+      try {
+        work(c);
+      } catch (const std::exception& e) {
+        error = e.what();
+      }
+      std::lock_guard<std::mutex> lock(state->mu);
+      state->done = true;
+      state->error = error;
+      state->cv.notify_all();
+    });
+  }
+  cv_.notify_one();
+  return std::make_unique<ThreadRequest>(state);
+}
+
 CommRequestPtr MpiComm::iallreduce(float* data, std::size_t n, ReduceOp op) {
+  if (threaded_)
+    return post([=](MPI_Comm c) {
+      for (std::size_t off = 0; off < n; off += kMaxChunk)
+        TH_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data + off, static_cast<int>(std::min(kMaxChunk, n - off)), MPI_FLOAT,
+                                   to_mpi(op), c));
+    });
   auto r = std::make_unique<MpiRequest>();
   for (std::size_t off = 0; off < n; off += kMaxChunk) {
     r->reqs.emplace_back();
@@ -135,6 +219,10 @@ CommRequestPtr MpiComm::iallreduce(float* data, std::size_t n, ReduceOp op) {
 }
 
 CommRequestPtr MpiComm::ireduce_scatter(const float* send, float* recv, std::size_t count, ReduceOp op) {
+  if (threaded_)
+    return post([=](MPI_Comm c) {
+      TH_MPI_CHECK(MPI_Reduce_scatter_block(send, recv, checked_count(count), MPI_FLOAT, to_mpi(op), c));
+    });
   auto r = std::make_unique<MpiRequest>();
   r->reqs.emplace_back();
   TH_MPI_CHECK(MPI_Ireduce_scatter_block(send, recv, checked_count(count), MPI_FLOAT, to_mpi(op), comm_,
@@ -143,6 +231,10 @@ CommRequestPtr MpiComm::ireduce_scatter(const float* send, float* recv, std::siz
 }
 
 CommRequestPtr MpiComm::iall_gather(const float* send, float* recv, std::size_t count) {
+  if (threaded_)
+    return post([=](MPI_Comm c) {
+      TH_MPI_CHECK(MPI_Allgather(send, checked_count(count), MPI_FLOAT, recv, checked_count(count), MPI_FLOAT, c));
+    });
   auto r = std::make_unique<MpiRequest>();
   r->reqs.emplace_back();
   TH_MPI_CHECK(MPI_Iallgather(send, checked_count(count), MPI_FLOAT, recv, checked_count(count), MPI_FLOAT, comm_,

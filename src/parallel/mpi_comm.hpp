@@ -2,6 +2,12 @@
 // Comm over MPI (host buffers). The only place besides runtime.cpp that includes <mpi.h>.
 #include <mpi.h>
 
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+
 #include "th/parallel/comm.hpp"
 
 namespace th {
@@ -13,6 +19,10 @@ namespace th {
     if (th_mpi_err_ != MPI_SUCCESS) ::th::mpi_fail(th_mpi_err_, #call, __FILE__, __LINE__); \
   } while (0)
 
+// Non-blocking collectives run on a progress thread of the communicator (when MPI gives
+// MPI_THREAD_MULTIPLE), as blocking collectives on a duplicate communicator, in the order they
+// were issued. Open MPI's MPI_I* collectives advance only inside MPI calls, so on a CPU they would
+// make progress only when polled; the thread makes the overlap with backward real.
 class MpiComm final : public Comm {
  public:
   explicit MpiComm(MPI_Comm comm);  // duplicates comm; frees its duplicates in the destructor
@@ -36,7 +46,16 @@ class MpiComm final : public Comm {
 
  private:
   void allreduce_raw(void* data, std::size_t n, MPI_Datatype type, ReduceOp op);
+  CommRequestPtr post(std::function<void(MPI_Comm)> work);  // run `work` on the progress thread
+  void progress_loop();
   MPI_Comm comm_ = MPI_COMM_NULL;
+  MPI_Comm async_comm_ = MPI_COMM_NULL;  // the progress thread's duplicate
+  bool threaded_ = false;
+  std::thread worker_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  bool stop_ = false;
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1, num_nodes_ = 1;
 };
 
