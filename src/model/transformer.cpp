@@ -76,28 +76,54 @@ void Transformer<T>::embed(T* y, const std::vector<int>& tokens, int B, int L, s
 }
 
 template <typename T>
+void Transformer<T>::run_encoder(const Batch& batch, std::uint64_t seed, std::uint64_t micro, bool train) {
+  const int D = spec_.d_model, B = batch.B;
+  const float p = train ? spec_.dropout : 0.0f;
+  const Stream src{B, batch.S, batch.src_len.data()};
+  enc_ctx_ = StepCtx<T>{src, Stream{}, nullptr, nullptr, seed, micro, train};
+  enc_x_.assign(encoder_.size() + 1, Tensor());
+  enc_x_[0] = saved_buffer<T>(src.rows(), D);
+  embed(enc_x_[0].data<T>(), batch.src, B, batch.S, src_embed_);
+  cpu::dropout_forward(enc_x_[0].data<T>(), enc_x_[0].data<T>(), src.rows() * D, p, seed,
+                       dropout_stream(kSrcEmbedSite, micro));
+  for (std::size_t i = 0; i < encoder_.size(); ++i) {
+    enc_x_[i + 1] = saved_buffer<T>(src.rows(), D);
+    encoder_[i]->forward(enc_x_[i + 1].data<T>(), enc_x_[i].data<T>(), enc_ctx_);
+  }
+  if (enc_norm_) {
+    memory_ = saved_buffer<T>(src.rows(), D);
+    enc_norm_->forward(memory_.data<T>(), enc_x_.back().data<T>(), src.rows());
+  } else {
+    memory_ = enc_x_.back();
+  }
+}
+
+template <typename T> Tensor Transformer<T>::encode(const Batch& batch) {
+  TH_CHECK(!spec_.decoder_only, "encode() on a decoder-only model");
+  run_encoder(batch, 0, 0, false);
+  Tensor memory = memory_;
+  discard();
+  return memory;
+}
+
+template <typename T> void Transformer<T>::discard() {
+  for (auto& b : encoder_) b->release();
+  for (auto& b : decoder_) b->release();
+  if (enc_norm_) enc_norm_->release();
+  if (dec_norm_) dec_norm_->release();
+  enc_x_.clear(); dec_x_.clear();
+  memory_.reset(); dmemory_.reset(); final_.reset(); logits_.reset(); losses_.reset(); lse_.reset();
+  batch_ = nullptr;
+}
+
+template <typename T>
 double Transformer<T>::forward(const Batch& batch, std::uint64_t seed, std::uint64_t micro, bool train) {
   const int D = spec_.d_model, V = spec_.vocab_size, B = batch.B;
   const float p = train ? spec_.dropout : 0.0f;
   batch_ = &batch;
   const Stream src{B, batch.S, batch.src_len.data()}, tgt{B, batch.T, batch.tgt_len.data()};
   if (!spec_.decoder_only) {
-    enc_ctx_ = StepCtx<T>{src, Stream{}, nullptr, nullptr, seed, micro, train};
-    enc_x_.assign(encoder_.size() + 1, Tensor());
-    enc_x_[0] = saved_buffer<T>(src.rows(), D);
-    embed(enc_x_[0].data<T>(), batch.src, B, batch.S, src_embed_);
-    cpu::dropout_forward(enc_x_[0].data<T>(), enc_x_[0].data<T>(), src.rows() * D, p, seed,
-                         dropout_stream(kSrcEmbedSite, micro));
-    for (std::size_t i = 0; i < encoder_.size(); ++i) {
-      enc_x_[i + 1] = saved_buffer<T>(src.rows(), D);
-      encoder_[i]->forward(enc_x_[i + 1].data<T>(), enc_x_[i].data<T>(), enc_ctx_);
-    }
-    if (enc_norm_) {
-      memory_ = saved_buffer<T>(src.rows(), D);
-      enc_norm_->forward(memory_.data<T>(), enc_x_.back().data<T>(), src.rows());
-    } else {
-      memory_ = enc_x_.back();
-    }
+    run_encoder(batch, seed, micro, train);
   }
   dec_ctx_ = StepCtx<T>{tgt, src, memory_.defined() ? memory_.data<T>() : nullptr, nullptr, seed, micro, train};
   dec_x_.assign(decoder_.size() + 1, Tensor());
@@ -182,11 +208,7 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
     cpu::embedding_backward(params_.grad(src_embed_), batch.src.data(), e.data<T>(), Ns, D, scale);
   }
   ready(0);
-  if (enc_norm_) enc_norm_->release();
-  if (dec_norm_) dec_norm_->release();
-  enc_x_.clear(); dec_x_.clear();
-  memory_.reset(); dmemory_.reset(); final_.reset(); losses_.reset(); lse_.reset();
-  batch_ = nullptr;
+  discard();
 }
 
 template <typename T> std::int64_t Transformer<T>::flops_per_token_estimate() const {

@@ -136,10 +136,10 @@ class Block {
   Block(std::vector<std::unique_ptr<Residual<T>>> parts, int D, bool checkpoint);
   void forward(T* out, const T* x, const StepCtx<T>& ctx);
   void backward(T* dx, const T* dout, const T* x, const StepCtx<T>& ctx);
+  void release();  // drop what forward saved (inference: forward without backward)
 
  private:
   void run_forward(T* out, const T* x, const StepCtx<T>& ctx);
-  void release();
   std::vector<std::unique_ptr<Residual<T>>> parts_;
   int D_;
   bool checkpoint_;

@@ -55,12 +55,17 @@ class Transformer {
   // communicating a bucket while the rest of backward runs.
   using GradsReadyFn = std::function<void(std::int64_t)>;
   void backward(double loss_scale = 1.0, const GradsReadyFn& grads_ready = {});
+  // Inference: forget what forward saved, without a backward.
+  void discard();
+  // Inference: the encoder output [B*S, D] of a batch (dropout off); saves nothing.
+  Tensor encode(const Batch& batch);
   std::int64_t target_tokens() const { return count_; }  // non-pad targets of the last forward
   const Tensor& logits() const { return logits_; }        // [B*T, V], until backward()
   std::int64_t flops_per_token_estimate() const;
 
  private:
   void embed(T* y, const std::vector<int>& tokens, int B, int L, std::int64_t table);
+  void run_encoder(const Batch& batch, std::uint64_t seed, std::uint64_t micro, bool train);
 
   ModelSpec spec_;
   ParamStore<T> params_;
