@@ -27,6 +27,7 @@ target_sources(torch_handle PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/model/feed_forward.cpp
   ${CMAKE_CURRENT_LIST_DIR}/model/residual.cpp
   ${CMAKE_CURRENT_LIST_DIR}/model/transformer.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/model/decoding.cpp
 )
 target_sources(torch_handle PRIVATE
   # data: batching, sampler, synthetic tasks
