@@ -545,8 +545,9 @@ std::string mib(std::int64_t b) {
 std::string format_summary(const ProfileSummary& s) {
   std::string out;
   char line[256];
-  std::snprintf(line, sizeof line, "profile: %lld steps traced on %d ranks, window %.3f s (slowest rank)\n",
-                static_cast<long long>(s.steps), s.ranks, s.window_s_max);
+  std::snprintf(line, sizeof line, "profile: %lld step%s traced on %d rank%s, window %.3f s (slowest rank)\n",
+                static_cast<long long>(s.steps), s.steps == 1 ? "" : "s", s.ranks, s.ranks == 1 ? "" : "s",
+                s.window_s_max);
   out += line;
   out += "  time per category (union of its events; s):   mean over ranks      max  (rank)\n";
   for (int c = 0; c < kNumCategories; ++c) {

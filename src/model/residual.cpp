@@ -1,4 +1,5 @@
 #include "buffers.hpp"
+#include "th/core/profiler.hpp"
 #include "th/core/error.hpp"
 #include "th/model/layers.hpp"
 
@@ -78,8 +79,9 @@ template <typename T> void Residual<T>::release() {
 }
 
 template <typename T>
-Block<T>::Block(std::vector<std::unique_ptr<Residual<T>>> parts, int D, bool checkpoint)
-    : parts_(std::move(parts)), D_(D), checkpoint_(checkpoint) {}
+Block<T>::Block(std::vector<std::unique_ptr<Residual<T>>> parts, int D, bool checkpoint, const std::string& name)
+    : parts_(std::move(parts)), D_(D), checkpoint_(checkpoint), fwd_name_("forward/" + name),
+      bwd_name_("backward/" + name), recompute_name_("recompute/" + name) {}
 
 template <typename T>
 void Block<T>::run_forward(T* out, const T* x, const StepCtx<T>& ctx) {
@@ -100,6 +102,7 @@ void Block<T>::run_forward(T* out, const T* x, const StepCtx<T>& ctx) {
 
 template <typename T>
 void Block<T>::forward(T* out, const T* x, const StepCtx<T>& ctx) {
+  ProfileScope scope(profiler(), fwd_name_, Category::Compute);
   run_forward(out, x, ctx);
   if (checkpoint_) release();  // keep only the block input (the caller's buffer)
 }
@@ -107,7 +110,9 @@ void Block<T>::forward(T* out, const T* x, const StepCtx<T>& ctx) {
 template <typename T>
 void Block<T>::backward(T* dx, const T* dout, const T* x, const StepCtx<T>& ctx) {
   const std::int64_t N = ctx.self.rows();
+  ProfileScope scope(profiler(), bwd_name_, Category::Compute);
   if (!saved_) {  // activation checkpointing: recompute this block, bit for bit the same
+    ProfileScope recompute(profiler(), recompute_name_, Category::Compute);
     Tensor out = scratch_buffer<T>(N, D_);
     run_forward(out.data<T>(), x, ctx);
   }

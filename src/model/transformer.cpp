@@ -40,7 +40,7 @@ Transformer<T>::Transformer(const ModelSpec& s) : spec_(s) {
     std::vector<std::unique_ptr<Residual<T>>> parts;
     parts.push_back(residual(p + "/norm1", attention(p + "/self_attn", false, false)));
     parts.push_back(residual(p + "/norm2", ffn(p + "/ffn")));
-    encoder_.push_back(std::make_unique<Block<T>>(std::move(parts), D, s.activation_checkpointing));
+    encoder_.push_back(std::make_unique<Block<T>>(std::move(parts), D, s.activation_checkpointing, p));
   }
   enc_norm_begin_ = params_.size();
   if (enc && s.pre_norm) enc_norm_ = std::make_unique<LayerNorm<T>>(params_, "encoder/final_norm", D);
@@ -51,7 +51,7 @@ Transformer<T>::Transformer(const ModelSpec& s) : spec_(s) {
     parts.push_back(residual(p + "/norm1", attention(p + "/self_attn", false, true)));
     if (enc) parts.push_back(residual(p + "/norm2", attention(p + "/cross_attn", true, false)));
     parts.push_back(residual(p + (enc ? "/norm3" : "/norm2"), ffn(p + "/ffn")));
-    decoder_.push_back(std::make_unique<Block<T>>(std::move(parts), D, s.activation_checkpointing));
+    decoder_.push_back(std::make_unique<Block<T>>(std::move(parts), D, s.activation_checkpointing, p));
   }
   dec_norm_begin_ = params_.size();
   if (s.pre_norm) dec_norm_ = std::make_unique<LayerNorm<T>>(params_, "decoder/final_norm", D);

@@ -3,6 +3,7 @@
 #include <climits>
 
 #include "th/core/error.hpp"
+#include "th/core/profiler.hpp"
 
 namespace th {
 
@@ -184,10 +185,14 @@ CommRequestPtr MpiComm::post(std::function<void(MPI_Comm)> work) {
   auto state = std::make_shared<ThreadRequest::State>();
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!worker_.joinable()) worker_ = std::thread([this] { progress_loop(); });
+    if (!worker_.joinable()) worker_ = std::thread([this] {
+      profiler().set_thread_name("comm");
+      progress_loop();
+    });
     queue_.push_back([state, work = std::move(work), c = async_comm_] {
       std::string error;
       try {
+        ProfileScope scope(profiler(), "collective (progress thread)", Category::Communication);
         work(c);
       } catch (const std::exception& e) {
         error = e.what();

@@ -8,6 +8,7 @@
 
 #include "io/metrics.hpp"
 #include "th/core/error.hpp"
+#include "th/core/profiler.hpp"
 #include "th/kernels/cpu.hpp"
 #include "th/train/data_parallel.hpp"
 #include "th/train/progress.hpp"
@@ -61,6 +62,7 @@ Trainer::Trainer(const Config& cfg, Comm& comm) : cfg_(cfg), comm_(comm) {
   total_ = cfg.run.max_steps > 0 ? cfg.run.max_steps : loader_->steps_per_epoch() * cfg.data.epochs;
   schedule_ = std::make_unique<LRSchedule>(cfg.optim.schedule, cfg.optim.lr, cfg.optim.warmup_steps, total_,
                                            cfg.optim.min_lr_ratio);
+  profiler().configure(cfg.profile.enabled, cfg.profile.start_step, cfg.profile.num_steps);
 }
 
 Trainer::~Trainer() = default;
@@ -83,30 +85,46 @@ void maybe_inject_fault(int rank, std::int64_t step) {
 Trainer::StepResult Trainer::step() {
   const auto t0 = Clock::now();
   maybe_inject_fault(comm_.rank(), step_ + 1);
+  Profiler& prof = profiler();
+  prof.set_step(step_ + 1);  // the window counts steps as the progress line does
+  if (prof.window_done() && !prof.trace_written()) prof.finish(comm_, cfg_.run.output_dir + "/trace.json");
   ParamStore<float>& ps = model_->params();
   const auto seed = static_cast<std::uint64_t>(cfg_.run.seed);
-  const std::vector<Batch> micro = loader_->next_step();
+  std::vector<Batch> micro;
+  {
+    ProfileScope scope(prof, "data/next_step", Category::Data);
+    micro = loader_->next_step();
+  }
   const int accum = static_cast<int>(micro.size());
   StepResult r;
   ps.zero_grad();
   for (int a = 0; a < accum; ++a) {
     // Dropout masks differ per micro-batch and per rank: (step's micro counter) x world + rank.
     const std::uint64_t micro_id = ++micro_ * static_cast<std::uint64_t>(comm_.size()) + static_cast<std::uint64_t>(comm_.rank());
-    r.loss += model_->forward(micro[a], seed, micro_id) / accum;
+    {
+      ProfileScope scope(prof, "forward", Category::Compute);
+      r.loss += model_->forward(micro[a], seed, micro_id) / accum;
+    }
     sync_->begin_backward(ps.grads(), a + 1 == accum);
-    model_->backward(1.0 / accum, [this](std::int64_t w) { sync_->grads_ready(w); });
+    {
+      ProfileScope scope(prof, "backward", Category::Compute);
+      model_->backward(1.0 / accum, [this](std::int64_t w) { sync_->grads_ready(w); });
+    }
     sync_->finish();
     r.tokens += static_cast<double>(micro[a].positions());
   }
-  r.grad_norm = clip_by_global_norm(ps.grads(), ps.size(), cpu::sum_squares(ps.grads(), ps.size()), cfg_.optim.clip_norm);
+  {
+    ProfileScope scope(prof, "optimizer", Category::Optimizer);
+    r.grad_norm = clip_by_global_norm(ps.grads(), ps.size(), cpu::sum_squares(ps.grads(), ps.size()), cfg_.optim.clip_norm);
+    r.lr = schedule_->at(step_ + 1);
+    if (std::isfinite(r.grad_norm)) opt_->step(ps.values(), ps.grads(), r.lr);
+  }
   // The norm is computed from the averaged gradients, identical on every rank: skipping or
   // stopping on it is a decision all ranks take together.
   if (!std::isfinite(r.grad_norm))
     throw Error("gradient norm is " + std::to_string(r.grad_norm) + " at step " + std::to_string(step_ + 1) +
                 " (loss " + std::to_string(r.loss) + "): training diverged; lower optim%lr or raise warmup_steps");
   ++step_;
-  r.lr = schedule_->at(step_);
-  opt_->step(ps.values(), ps.grads(), r.lr);
   const int check_every = cfg_.parallel.consistency_check_every;
   if (check_every > 0 && step_ % check_every == 0 && !replicas_identical(comm_, ps.values(), ps.size()))
     throw Error("parameters differ between ranks after step " + std::to_string(step_) +
@@ -167,6 +185,11 @@ void Trainer::run() {
       w_loss = w_tokens = w_time = 0;
       w_steps = 0;
     }
+  }
+  Profiler& prof = profiler();
+  if (prof.enabled() && !prof.trace_written()) {  // the window reached past the last step
+    prof.set_step(step_ + 1);
+    prof.finish(comm_, cfg_.run.output_dir + "/trace.json");
   }
   const double vloss = validate();
   if (root) {

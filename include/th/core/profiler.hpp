@@ -121,7 +121,8 @@ class Profiler {
   // thread becomes track 0, "main". reserve_events: storage reserved when the window opens.
   void configure(bool enabled, std::int64_t start_step, std::int64_t num_steps,
                  std::size_t reserve_events = 1 << 16);
-  // Call with the number of the step about to run; opens/closes the window.
+  // Call with the number of the step about to run; opens/closes the window. configure() and
+  // set_step() belong to the training loop's thread; recording may happen on any thread.
   void set_step(std::int64_t step);
   bool active() const { return active_.load(std::memory_order_relaxed); }
   bool enabled() const { return enabled_; }
@@ -237,6 +238,41 @@ class ProfileScope {
   Profiler* p_ = nullptr;
   std::uint32_t name_ = 0;
   Category cat_ = Category::Other;
+  double begin_us_ = 0;
+  ProfileArgs args_;
+};
+
+// An event whose end is observed later than, and elsewhere from, its start: a non-blocking
+// collective launched now and seen complete by a later test() or wait(). start() at launch,
+// finish() when completion is first observed (the recorded end is therefore an upper bound of the
+// true completion, as tight as the polling). It goes to a virtual track, so several in flight at
+// once are drawn side by side (the writer spreads partial overlaps over lanes "comm", "comm (2)").
+// Inactive profiler: start() is a branch and finish() does nothing. Not thread-safe by itself:
+// one owner starts and finishes it.
+class AsyncProfileEvent {
+ public:
+  void start(Profiler& p, std::string_view name, Category cat, int track, const ProfileArgs& args = {}) {
+    p_ = nullptr;
+    if (!p.active()) return;
+    p_ = &p;
+    name_ = p.intern(name);
+    cat_ = cat;
+    track_ = track;
+    args_ = args;
+    begin_us_ = Profiler::now_us();
+  }
+  void finish() {
+    if (!p_) return;
+    p_->append(name_, cat_, begin_us_, Profiler::now_us(), args_, track_);
+    p_ = nullptr;  // recorded once, however often completion is observed
+  }
+  bool pending() const { return p_ != nullptr; }
+
+ private:
+  Profiler* p_ = nullptr;
+  std::uint32_t name_ = 0;
+  Category cat_ = Category::Other;
+  int track_ = -1;
   double begin_us_ = 0;
   ProfileArgs args_;
 };

@@ -133,7 +133,8 @@ class Residual {
 template <typename T>
 class Block {
  public:
-  Block(std::vector<std::unique_ptr<Residual<T>>> parts, int D, bool checkpoint);
+  // `name` ("encoder/layer_0") labels the block's profiler events.
+  Block(std::vector<std::unique_ptr<Residual<T>>> parts, int D, bool checkpoint, const std::string& name);
   void forward(T* out, const T* x, const StepCtx<T>& ctx);
   void backward(T* dx, const T* dout, const T* x, const StepCtx<T>& ctx);
   void release();  // drop what forward saved (inference: forward without backward)
@@ -143,6 +144,7 @@ class Block {
   std::vector<std::unique_ptr<Residual<T>>> parts_;
   int D_;
   bool checkpoint_;
+  std::string fwd_name_, bwd_name_, recompute_name_;  // built once: no allocation per step
   bool saved_ = false;
   std::vector<Tensor> inner_;  // outputs of parts_[0 .. n-2] (inputs of the later parts)
 };

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "th/core/profiler.hpp"
 #include "th/parallel/comm.hpp"
 
 namespace th {
@@ -40,6 +41,8 @@ class GradientSync {
   bool overlap_;
   std::vector<Bucket> buckets_;  // buckets_[0] ends at n (first to be ready)
   std::vector<CommRequestPtr> inflight_;
+  std::vector<AsyncProfileEvent> events_;  // per bucket: launch to observed completion
+  int comm_track_ = 0;
   std::size_t next_ = 0;         // next bucket to launch
   float* grads_ = nullptr;
   bool active_ = false;

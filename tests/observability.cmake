@@ -1,0 +1,5 @@
+# metrics.h5 survives a crash: the records flushed before it stay readable (h5py).
+add_test(NAME metrics_survive_crash
+         COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/check_metrics_crash.sh $<TARGET_FILE:torch-handle>
+                 ${PROJECT_SOURCE_DIR}/inputs/copy_task.nml)
+set_tests_properties(metrics_survive_crash PROPERTIES LABELS "unit" TIMEOUT 180)
