@@ -31,8 +31,6 @@ target_sources(torch_handle PRIVATE
 )
 target_sources(torch_handle PRIVATE
   # data: batching, sampler, synthetic tasks
-  ${CMAKE_CURRENT_LIST_DIR}/data/batching.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/data/loader.cpp
   # training: optimizer, progress, tasks
   ${CMAKE_CURRENT_LIST_DIR}/train/optimizer.cpp
   ${CMAKE_CURRENT_LIST_DIR}/train/data_parallel.cpp

@@ -11,6 +11,7 @@ packages=(
   libeigen3-dev libopenblas-dev       # dense math
   libtrilinos-kokkos-dev              # Kokkos (host kernels)
   libsentencepiece-dev                # tokenizer
+  diatheke sword-text-web sword-text-sparv python3-sentencepiece   # Bible EN-ES corpus; h5py recipe check
   libgtest-dev                        # tests
   python3-torch python3-h5py python3-numpy   # PyTorch parity test and benchmark peer
 )

@@ -8,6 +8,7 @@
 #include "io/deck.hpp"
 #include "th/app.hpp"
 #include "th/core/error.hpp"
+#include "th/data/prepare.hpp"
 #include "th/train/tasks.hpp"
 
 namespace th {
@@ -119,8 +120,10 @@ int run_app(int argc, char** argv, Runtime& rt) {
     run_train(cfg, rt.world());
   } else if (cfg.run.task == "bench") {
     run_bench(cfg, rt.world());
+  } else if (cfg.run.task == "prepare") {
+    run_prepare(cfg, rt.world());
   } else {
-    throw InputError("run%task = '" + cfg.run.task + "' is not available in this build yet (train and bench are)");
+    throw InputError("run%task = '" + cfg.run.task + "' is not available in this build yet (prepare, train and bench are)");
   }
   return 0;
 }

@@ -9,13 +9,6 @@
 namespace th {
 
 namespace {
-int src_len(const Example& e, bool decoder_only) {
-  return decoder_only ? 0 : static_cast<int>(e.src.size()) + 1;
-}
-int tgt_len(const Example& e, bool decoder_only) {
-  return decoder_only ? static_cast<int>(e.src.size() + e.tgt.size()) + 2 : static_cast<int>(e.tgt.size()) + 1;
-}
-
 // Fisher-Yates with the counter-based generator: the same permutation on every rank.
 void shuffle_in_place(std::vector<std::int64_t>& v, std::uint64_t seed, std::uint64_t stream) {
   for (std::size_t i = v.size(); i > 1; --i) {
@@ -23,7 +16,24 @@ void shuffle_in_place(std::vector<std::int64_t>& v, std::uint64_t seed, std::uin
     std::swap(v[i - 1], v[std::min(j, i - 1)]);
   }
 }
+ExampleLength length_of(const Example& e) {
+  return {static_cast<std::int32_t>(e.src.size()), static_cast<std::int32_t>(e.tgt.size())};
+}
+int src_len(const Example& e, bool decoder_only) { return source_positions(length_of(e), decoder_only); }
+int tgt_len(const Example& e, bool decoder_only) { return target_positions(length_of(e), decoder_only); }
 }  // namespace
+
+std::vector<ExampleLength> lengths_of(const std::vector<Example>& data) {
+  std::vector<ExampleLength> out;
+  out.reserve(data.size());
+  for (const auto& e : data) out.push_back(length_of(e));
+  return out;
+}
+
+int source_positions(const ExampleLength& e, bool decoder_only) { return decoder_only ? 0 : e.src + 1; }
+int target_positions(const ExampleLength& e, bool decoder_only) {
+  return decoder_only ? e.src + e.tgt + 2 : e.tgt + 1;
+}
 
 Batch collate(const std::vector<Example>& data, const std::vector<std::int64_t>& rows, bool decoder_only) {
   Batch b;
@@ -61,6 +71,16 @@ Batch collate(const std::vector<Example>& data, const std::vector<std::int64_t>&
   return b;
 }
 
+std::int64_t padded_positions(const std::vector<ExampleLength>& lengths, const std::vector<std::int64_t>& rows,
+                              bool decoder_only) {
+  int S = 0, T = 0;
+  for (auto r : rows) {
+    S = std::max(S, source_positions(lengths[r], decoder_only));
+    T = std::max(T, target_positions(lengths[r], decoder_only));
+  }
+  return static_cast<std::int64_t>(rows.size()) * (S + T);
+}
+
 std::int64_t padded_positions(const std::vector<Example>& data, const std::vector<std::int64_t>& rows,
                               bool decoder_only) {
   int S = 0, T = 0;
@@ -71,38 +91,51 @@ std::int64_t padded_positions(const std::vector<Example>& data, const std::vecto
   return static_cast<std::int64_t>(rows.size()) * (S + T);
 }
 
-std::vector<std::vector<std::int64_t>> make_batches(const std::vector<Example>& data, std::int64_t max_tokens,
+std::int64_t real_positions(const std::vector<ExampleLength>& lengths, const std::vector<std::int64_t>& rows,
+                            bool decoder_only) {
+  std::int64_t n = 0;
+  for (auto r : rows) n += source_positions(lengths[r], decoder_only) + target_positions(lengths[r], decoder_only);
+  return n;
+}
+
+std::vector<std::vector<std::int64_t>> make_batches(const std::vector<ExampleLength>& lengths, std::int64_t max_tokens,
                                                     std::uint64_t seed, std::int64_t epoch, bool shuffle,
                                                     bool decoder_only) {
-  std::vector<std::int64_t> order(data.size());
+  std::vector<std::int64_t> order(lengths.size());
   std::iota(order.begin(), order.end(), 0);
   const std::uint64_t stream = 0x5A4D0000ULL + static_cast<std::uint64_t>(epoch);  // set_epoch rule
   if (shuffle) shuffle_in_place(order, seed, stream);
-  auto length = [&](std::int64_t i) { return src_len(data[i], decoder_only) + tgt_len(data[i], decoder_only); };
+  auto S_of = [&](std::int64_t i) { return source_positions(lengths[i], decoder_only); };
+  auto T_of = [&](std::int64_t i) { return target_positions(lengths[i], decoder_only); };
+  auto length = [&](std::int64_t i) { return S_of(i) + T_of(i); };
   int longest = 1;
-  for (const auto& e : data) longest = std::max(longest, src_len(e, decoder_only) + tgt_len(e, decoder_only));
+  for (std::size_t i = 0; i < lengths.size(); ++i) longest = std::max(longest, length(static_cast<std::int64_t>(i)));
   const std::size_t window = static_cast<std::size_t>(std::max<std::int64_t>(1, max_tokens / longest)) * 64;
   for (std::size_t w = 0; w < order.size(); w += window) {
     auto end = order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), w + window));
-    std::stable_sort(order.begin() + static_cast<std::ptrdiff_t>(w), end,
-                     [&](std::int64_t a, std::int64_t b) { return length(a) < length(b); });
+    // By the longer side first: a batch pads each side to its own longest row, so rows alike in
+    // max(S, T) waste less than rows alike only in S + T (Bible EN-ES: 11% padding instead of 16%).
+    std::stable_sort(order.begin() + static_cast<std::ptrdiff_t>(w), end, [&](std::int64_t a, std::int64_t b) {
+      const int ma = std::max(S_of(a), T_of(a)), mb = std::max(S_of(b), T_of(b));
+      return ma != mb ? ma < mb : length(a) < length(b);
+    });
   }
   std::vector<std::vector<std::int64_t>> batches;
   std::vector<std::int64_t> cur;
   int S = 0, T = 0;
   for (auto i : order) {
-    const int s = std::max(S, src_len(data[i], decoder_only)), t = std::max(T, tgt_len(data[i], decoder_only));
+    const int s = std::max(S, S_of(i)), t = std::max(T, T_of(i));
     if (!cur.empty() && static_cast<std::int64_t>(cur.size() + 1) * (s + t) > max_tokens) {
       batches.push_back(std::move(cur));
       cur.clear();
       S = T = 0;
     }
-    if (cur.empty() && src_len(data[i], decoder_only) + tgt_len(data[i], decoder_only) > max_tokens)
+    if (cur.empty() && length(i) > max_tokens)
       throw InputError("data%max_tokens = " + std::to_string(max_tokens) + " is smaller than one example (" +
                        std::to_string(length(i)) + " positions); raise data%max_tokens");
     cur.push_back(i);
-    S = std::max(S, src_len(data[i], decoder_only));
-    T = std::max(T, tgt_len(data[i], decoder_only));
+    S = std::max(S, S_of(i));
+    T = std::max(T, T_of(i));
   }
   if (!cur.empty()) batches.push_back(std::move(cur));
   if (shuffle) {
@@ -114,6 +147,45 @@ std::vector<std::vector<std::int64_t>> make_batches(const std::vector<Example>& 
     batches = std::move(out);
   }
   return batches;
+}
+
+std::vector<std::vector<std::int64_t>> make_batches(const std::vector<Example>& data, std::int64_t max_tokens,
+                                                    std::uint64_t seed, std::int64_t epoch, bool shuffle,
+                                                    bool decoder_only) {
+  return make_batches(lengths_of(data), max_tokens, seed, epoch, shuffle, decoder_only);
+}
+
+void split_to_multiple(std::vector<std::vector<std::int64_t>>& batches, std::int64_t multiple) {
+  if (multiple <= 1) return;
+  const auto m = static_cast<std::size_t>(multiple);
+  for (;;) {  // one round in practice; more only when fewer batches than needed can be split
+    const std::size_t need = (m - batches.size() % m) % m;
+    std::vector<std::size_t> splittable;
+    for (std::size_t i = 0; i < batches.size(); ++i)
+      if (batches[i].size() >= 2) splittable.push_back(i);
+    if (need == 0 || splittable.empty()) return;
+    // The `need` widest batches (ties: the earlier one), found in O(n log need) not O(n * need):
+    // G = world * grad_accum can be in the thousands.
+    const std::size_t k = std::min(need, splittable.size());
+    std::partial_sort(splittable.begin(), splittable.begin() + static_cast<std::ptrdiff_t>(k), splittable.end(),
+                      [&](std::size_t a, std::size_t b) {
+                        return batches[a].size() != batches[b].size() ? batches[a].size() > batches[b].size() : a < b;
+                      });
+    std::vector<char> split(batches.size(), 0);
+    for (std::size_t j = 0; j < k; ++j) split[splittable[j]] = 1;
+    std::vector<std::vector<std::int64_t>> out;
+    out.reserve(batches.size() + k);
+    for (std::size_t i = 0; i < batches.size(); ++i) {
+      if (!split[i]) {
+        out.push_back(std::move(batches[i]));
+        continue;
+      }
+      const auto half = static_cast<std::ptrdiff_t>((batches[i].size() + 1) / 2);
+      out.emplace_back(batches[i].begin(), batches[i].begin() + half);
+      out.emplace_back(batches[i].begin() + half, batches[i].end());
+    }
+    batches = std::move(out);
+  }
 }
 
 std::vector<std::vector<std::int64_t>> shard_batches(const std::vector<std::vector<std::int64_t>>& all,

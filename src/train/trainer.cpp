@@ -1,11 +1,14 @@
 #include "th/train/trainer.hpp"
 
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 
+#include "io/checkpoint.hpp"
+#include "io/deck.hpp"
 #include "io/metrics.hpp"
 #include "th/core/error.hpp"
 #include "th/core/profiler.hpp"
@@ -63,9 +66,75 @@ Trainer::Trainer(const Config& cfg, Comm& comm) : cfg_(cfg), comm_(comm) {
   schedule_ = std::make_unique<LRSchedule>(cfg.optim.schedule, cfg.optim.lr, cfg.optim.warmup_steps, total_,
                                            cfg.optim.min_lr_ratio);
   profiler().configure(cfg.profile.enabled, cfg.profile.start_step, cfg.profile.num_steps);
+  resume();
+}
+
+std::string Trainer::checkpoint_dir() const {
+  return cfg_.checkpoint.dir.empty() ? cfg_.run.output_dir + "/checkpoints" : cfg_.checkpoint.dir;
+}
+
+// Continue from a checkpoint (checkpoint%resume): parameters, Adam moments and step, the sampler
+// position and the dropout counter, so the run goes on exactly as if it had not stopped. Written
+// on any number of ranks: with ZeRO stage 0 every rank reads the whole state. The sampler position
+// is kept in micro-batches, so a run may continue on another world size x grad_accum; the batches
+// of each step are the same only when that product is unchanged (the elastic rule).
+void Trainer::resume() {
+  ParamStore<float>& ps = model_->params();
+  const auto tensors = checkpoint_tensors(ps.infos());
+  const std::string path = find_checkpoint(comm_, checkpoint_dir(), cfg_.checkpoint.resume, tensors);
+  if (path.empty()) return;
+  const CheckpointState st = load_checkpoint(comm_, path, tensors, ps.values(), opt_->exp_avg(), opt_->exp_avg_sq(), 0,
+                                             ps.size());
+  step_ = saved_step_ = st.step;
+  opt_->set_steps(st.step);
+  const std::int64_t old_group =
+      static_cast<std::int64_t>(st.world_size) * make_config(Deck::from_text(st.deck, path)).optim.grad_accum;
+  const std::int64_t new_group = static_cast<std::int64_t>(comm_.size()) * cfg_.optim.grad_accum;
+  const std::int64_t consumed = st.step_in_epoch * old_group;  // micro-batches of the epoch used
+  loader_->restore({st.epoch, consumed / new_group});
+  if (comm_.rank() == 0) {
+    std::printf("resumed from %s: step %lld, epoch %lld (written on %d ranks, ZeRO stage %d)\n", path.c_str(),
+                static_cast<long long>(st.step), static_cast<long long>(st.epoch), st.world_size, st.zero_stage);
+    if (consumed % new_group != 0)
+      std::printf("warning: ranks x grad_accum changed from %lld to %lld mid-epoch: %lld micro-batches of epoch %lld "
+                  "are skipped\n", static_cast<long long>(old_group), static_cast<long long>(new_group),
+                  static_cast<long long>(consumed % new_group), static_cast<long long>(st.epoch));
+  }
+}
+
+void Trainer::save_checkpoint_now() {
+  ParamStore<float>& ps = model_->params();
+  const auto sampler = loader_->state();
+  CheckpointState st;
+  st.step = step_;
+  st.epoch = sampler.epoch;
+  st.step_in_epoch = sampler.step_in_epoch;
+  st.micro = static_cast<std::uint64_t>(step_) * static_cast<std::uint64_t>(comm_.size() * cfg_.optim.grad_accum);
+  st.deck = cfg_.resolved_deck;
+  st.world_size = comm_.size();
+  st.zero_stage = cfg_.parallel.zero_stage;
+  // Stage 0: every rank holds everything; rank 0 writes it all, the others take part collectively.
+  const std::int64_t end = comm_.rank() == 0 ? ps.size() : 0;
+  ProfileScope scope(profiler(), "checkpoint/save", Category::IO);
+  save_checkpoint(comm_, checkpoint_dir(), checkpoint_tensors(ps.infos()), ps.values(), opt_->exp_avg(),
+                  opt_->exp_avg_sq(), 0, end, st, cfg_.checkpoint.keep_last);
+  saved_step_ = step_;
 }
 
 Trainer::~Trainer() = default;
+
+namespace {
+// Preemption: Slurm's --signal=B:USR1@<s> (or a TERM before a kill) asks the run to checkpoint and
+// stop. The handler only sets a flag; the training loop agrees on it over all ranks.
+volatile std::sig_atomic_t g_stop_signal = 0;
+void on_stop_signal(int) { g_stop_signal = 1; }
+}  // namespace
+
+void install_stop_signals() {
+  std::signal(SIGUSR1, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
+}
+bool stop_signal_received() { return g_stop_signal != 0; }
 
 namespace {
 // Testing aid for the no-hang guarantee: TH_FAULT="rank:step:kind" makes that rank fail at the
@@ -99,8 +168,12 @@ Trainer::StepResult Trainer::step() {
   StepResult r;
   ps.zero_grad();
   for (int a = 0; a < accum; ++a) {
-    // Dropout masks differ per micro-batch and per rank: (step's micro counter) x world + rank.
-    const std::uint64_t micro_id = ++micro_ * static_cast<std::uint64_t>(comm_.size()) + static_cast<std::uint64_t>(comm_.rank());
+    // Dropout masks are keyed by the global number of the micro-batch (step x world x accum +
+    // a x world + rank, the elastic rule's numbering), so they too do not depend on how the global
+    // batch is split over ranks and accumulation.
+    const auto world = static_cast<std::uint64_t>(comm_.size());
+    const std::uint64_t micro_id = static_cast<std::uint64_t>(step_) * world * static_cast<std::uint64_t>(accum) +
+                                   static_cast<std::uint64_t>(a) * world + static_cast<std::uint64_t>(comm_.rank()) + 1;
     {
       ProfileScope scope(prof, "forward", Category::Compute);
       r.loss += model_->forward(micro[a], seed, micro_id) / accum;
@@ -164,6 +237,8 @@ void Trainer::run() {
   if (cfg_.log.per_rank) rank_log.open(cfg_.run.output_dir + "/rank_" + std::to_string(comm_.rank()) + ".log");
   double w_loss = 0, w_tokens = 0, w_time = 0;
   std::int64_t w_steps = 0;
+  install_stop_signals();
+  bool stopped = false;
   while (step_ < total_) {
     const StepResult r = step();
     if (rank_log.is_open())
@@ -185,7 +260,20 @@ void Trainer::run() {
       w_loss = w_tokens = w_time = 0;
       w_steps = 0;
     }
+    const int every = cfg_.checkpoint.every_steps;
+    if (every > 0 && step_ % every == 0) save_checkpoint_now();
+    // A signal reaches the ranks at different moments: agree first, then all stop at this step.
+    if (comm_.any_true(stop_signal_received())) {
+      if (saved_step_ != step_) save_checkpoint_now();
+      if (root)
+        std::printf("stopped by a signal after step %lld; checkpoint in %s; run again with checkpoint%%resume = "
+                    "'auto' to continue\n", static_cast<long long>(step_), checkpoint_dir().c_str());
+      stopped = true;
+      break;
+    }
   }
+  if (!stopped && saved_step_ != step_) save_checkpoint_now();  // the final state
+  if (stopped) return;
   Profiler& prof = profiler();
   if (prof.enabled() && !prof.trace_written()) {  // the window reached past the last step
     prof.set_step(step_ + 1);

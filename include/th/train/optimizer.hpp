@@ -31,6 +31,7 @@ class AdamW {
   AdamW(std::int64_t n, const AdamWConfig& cfg);  // moments in the OptimizerState category
   void step(T* params, const T* grads, double lr);  // one update, t += 1
   std::int64_t steps() const { return t_; }
+  void set_steps(std::int64_t t) { t_ = t; }  // resuming: the bias corrections continue from t
   T* exp_avg() const { return m_.data<T>(); }
   T* exp_avg_sq() const { return v_.data<T>(); }
 

@@ -5,6 +5,7 @@
 // identical everywhere.
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "io/config.hpp"
 #include "th/data/loader.hpp"
@@ -14,6 +15,10 @@
 #include "th/train/optimizer.hpp"
 
 namespace th {
+
+// SIGUSR1 / SIGTERM set a flag that the training loop checks (collectively) after every step.
+void install_stop_signals();
+bool stop_signal_received();
 
 class Trainer {
  public:
@@ -31,6 +36,10 @@ class Trainer {
   double validate();  // mean loss over the validation set, dropout off, all ranks
   void run();         // the whole task: steps, progress, metrics, validation, memory report
 
+  // Checkpoints (io/checkpoint.hpp): the folder, and a save of the current state (collective).
+  std::string checkpoint_dir() const;
+  void save_checkpoint_now();
+
   std::int64_t steps_done() const { return step_; }
   std::int64_t total_steps() const { return total_; }
   Transformer<float>& model() { return *model_; }
@@ -44,8 +53,8 @@ class Trainer {
   std::unique_ptr<AdamW<float>> opt_;
   std::unique_ptr<GradientSync> sync_;
   std::unique_ptr<LRSchedule> schedule_;
-  std::int64_t step_ = 0, total_ = 0;
-  std::uint64_t micro_ = 0;
+  void resume();
+  std::int64_t step_ = 0, total_ = 0, saved_step_ = -1;
 };
 
 }  // namespace th

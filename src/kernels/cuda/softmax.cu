@@ -20,7 +20,10 @@ __global__ void attention_softmax_forward_kernel(float* P, int B, int H, int Tq,
   const int b = static_cast<int>(row / (static_cast<std::int64_t>(H) * Tq));
   int valid = key_len ? min(key_len[b], Tk) : Tk;
   // q + q_offset + 1 in 64 bits: q_offset may be anything the caller likes.
-  if (causal) valid = static_cast<int>(min<std::int64_t>(valid, static_cast<std::int64_t>(q) + q_offset + 1));
+  if (causal) {
+    const std::int64_t causal_valid = static_cast<std::int64_t>(q) + q_offset + 1;
+    if (causal_valid < valid) valid = static_cast<int>(causal_valid);
+  }
   float* p = P + row * Tk;
   if (valid <= 0) {
     for (int k = lane; k < Tk; k += kWarpSize) p[k] = 0.0f;

@@ -1,0 +1,98 @@
+#pragma once
+// Checkpoints: one HDF5 file per checkpoint, <dir>/ckpt_<step, 8 digits>.h5, written and read
+// collectively through MPI-IO. Every tensor is stored once per kind at its GLOBAL shape
+// (/model/<name>, /optimizer/exp_avg/<name>, /optimizer/exp_avg_sq/<name>), whatever the number
+// of ranks and however the flat buffers were partitioned when it was written, so a checkpoint
+// written on N ranks loads on M ranks: each rank reads the element range it owns now.
+// The format and the commit protocol are documented in docs/checkpoint-format.md.
+//
+// Buffers and ranges. The tensors are slices of flat fp32 buffers (th/model/params.hpp). A rank
+// passes the element range [begin, end) of the flat buffers it owns, and pointers to ITS PART of
+// each buffer: params[k] is flat element begin + k. A rank holding the whole buffer passes the
+// buffer itself with begin = 0; a ZeRO partition passes its local shard with its global range;
+// a rank with an empty range may pass null pointers.
+//
+// Every function here is collective over comm (except verify_checkpoint and
+// checkpoint_file_name). Conditions that could differ between ranks (a file system's view, a
+// verification) are decided on rank 0 and broadcast, so either every rank returns or every rank
+// throws the same th::Error; only an I/O error inside a collective HDF5 call throws on the ranks
+// that saw it (main() then aborts the job, as for any error after start-up).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "th/model/params.hpp"
+
+namespace th {
+
+class Comm;
+
+// A named slice of the flat buffers: elements [offset, offset + numel), row-major of `shape`.
+struct CheckpointTensor {
+  std::string name;                 // "encoder/layer_0/self_attn/q_proj/weight"
+  std::vector<std::int64_t> shape;  // global shape; Linear weights [out, in]
+  std::int64_t offset = 0;
+  std::int64_t numel = 0;
+};
+
+// What a training run needs to continue bit for bit (besides the buffers).
+struct CheckpointState {
+  std::int64_t step = 0, epoch = 0, step_in_epoch = 0;
+  std::uint64_t micro = 0;  // dropout RNG counter (counter-based RNG: the counter is the state)
+  double loss_scale = 1.0;
+  std::string deck;         // the resolved deck text
+  int world_size = 1, zero_stage = 0;
+};
+
+// Version of the layout this code writes, stored in the root attribute format_version; files of
+// a newer version are rejected (an older reader cannot know what it would miss).
+constexpr std::int64_t kCheckpointFormatVersion = 1;
+
+// "ckpt_00000042.h5" (more digits past step 99 999 999).
+std::string checkpoint_file_name(std::int64_t step);
+
+// The tensor list of a parameter store, in declaration order.
+inline std::vector<CheckpointTensor> checkpoint_tensors(const std::vector<ParamInfo>& infos) {
+  std::vector<CheckpointTensor> out;
+  out.reserve(infos.size());
+  for (const ParamInfo& p : infos) out.push_back({p.name, p.shape, p.offset, p.numel});
+  return out;
+}
+
+// Writes <dir>/ckpt_<step>.h5 atomically: into <name>.tmp, flushed (fsync), closed, re-opened and
+// verified (every rank compares what it wrote, every dataset's CRC-32 is checked), renamed, then
+// <dir>/latest rewritten (temp + rename) to hold the file name: that rename is the commit point.
+// Then keeps the keep_last newest checkpoints by step (keep_last <= 0 keeps all), never the one
+// just written, and removes stale *.tmp files of interrupted saves. The ranges of all ranks must
+// be disjoint and together cover every tensor (each element is written exactly once). The state
+// is taken from rank 0. `dir` is created if needed.
+void save_checkpoint(Comm& comm, const std::string& dir, const std::vector<CheckpointTensor>& tensors,
+                     const float* params, const float* exp_avg, const float* exp_avg_sq, std::int64_t begin,
+                     std::int64_t end, const CheckpointState& state, int keep_last);
+
+// Which checkpoint to resume from; every rank gets the same answer ("" = start afresh).
+//   "never": "".
+//   "auto":  the newest checkpoint of dir that verifies: the file `latest` names first, then every
+//            ckpt_*.h5 newest step first. Each one rejected is reported by rank 0 on stderr with
+//            the file and what is wrong (truncated file, bad checksum, missing dataset, wrong
+//            shape, ...). "" when dir holds no checkpoint; th::InputError listing the problems
+//            when it holds some and none verifies (resume = 'never' starts afresh on purpose).
+//   a path:  that file (a bare file name not found as given is looked up in dir); it must verify,
+//            else th::InputError naming it and the problem.
+std::string find_checkpoint(Comm& comm, const std::string& dir, const std::string& resume,
+                            const std::vector<CheckpointTensor>& expected);
+
+// Collective read: each rank reads the elements [begin, end) of the flat buffers (the parts of
+// the datasets that overlap it) into its buffers (same convention as save; exp_avg and exp_avg_sq
+// may be null to read the weights only). Checks the file's structure first (rank 0) and, for every
+// dataset the ranks' ranges cover together, its CRC-32. Returns the state attributes.
+CheckpointState load_checkpoint(Comm& comm, const std::string& path, const std::vector<CheckpointTensor>& tensors,
+                                float* params, float* exp_avg, float* exp_avg_sq, std::int64_t begin,
+                                std::int64_t end);
+
+// Serial, on the calling rank only: every check find_checkpoint makes on one file (opens, format
+// version, state attributes, each expected dataset present with its shape and dtype, no dataset
+// of another model, every CRC-32). Returns "" when the file verifies, else what is wrong.
+std::string verify_checkpoint(const std::string& path, const std::vector<CheckpointTensor>& expected);
+
+}  // namespace th

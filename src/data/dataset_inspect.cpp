@@ -1,0 +1,97 @@
+// Checking a dataset file on one rank before any rank opens it with MPI-IO.
+#include <sys/stat.h>
+
+#include "h5_attr.hpp"
+#include "h5_handle.hpp"
+#include "th/core/error.hpp"
+#include "th/data/dataset_h5.hpp"
+#include "th/data/hdf5_lock.hpp"
+
+namespace th {
+
+namespace {
+// A 1-D dataset of the given type class; its length, or -1 if missing or of another shape/class.
+std::int64_t length_1d(hid_t file, const std::string& name, H5T_class_t cls, const std::string& path) {
+  // Walk the path: a missing group is "missing", not an HDF5 error.
+  const std::size_t slash = name.find('/');
+  if (slash != std::string::npos &&
+      h5_check(H5Lexists(file, name.substr(0, slash).c_str(), H5P_DEFAULT), "H5Lexists", path) <= 0)
+    return -1;
+  if (h5_check(H5Lexists(file, name.c_str(), H5P_DEFAULT), "H5Lexists", path) <= 0) return -1;
+  if (h5_check(H5Oexists_by_name(file, name.c_str(), H5P_DEFAULT), "H5Oexists_by_name", path) <= 0) return -1;
+  H5Handle obj = h5_owned(H5Oopen(file, name.c_str(), H5P_DEFAULT), H5Oclose, "H5Oopen", path);
+  if (H5Iget_type(obj.get()) != H5I_DATASET) return -1;
+  H5Handle ds = h5_owned(H5Dopen2(file, name.c_str(), H5P_DEFAULT), H5Dclose, "H5Dopen2", path);
+  H5Handle type = h5_owned(H5Dget_type(ds.get()), H5Tclose, "H5Dget_type", path);
+  if (H5Tget_class(type.get()) != cls) return -1;
+  H5Handle space = h5_owned(H5Dget_space(ds.get()), H5Sclose, "H5Dget_space", path);
+  if (H5Sget_simple_extent_ndims(space.get()) != 1) return -1;
+  hsize_t n = 0;
+  h5_check(H5Sget_simple_extent_dims(space.get(), &n, nullptr), "H5Sget_simple_extent_dims", path);
+  return static_cast<std::int64_t>(n);
+}
+
+std::vector<std::int64_t> read_int64s(hid_t file, const std::string& name, std::int64_t n, const std::string& path) {
+  std::vector<std::int64_t> v(static_cast<std::size_t>(n));
+  H5Handle ds = h5_owned(H5Dopen2(file, name.c_str(), H5P_DEFAULT), H5Dclose, "H5Dopen2", path);
+  if (n > 0) h5_check(H5Dread(ds.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), "H5Dread", path);
+  return v;
+}
+}  // namespace
+
+DatasetInfo inspect_dataset(const std::string& path) {
+  std::lock_guard<std::mutex> lock(hdf5_mutex());
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // our messages, not HDF5's error stack
+  struct stat st;
+  if (path.empty()) throw InputError("no dataset file named (data%train_file is '')");
+  if (::stat(path.c_str(), &st) != 0) throw InputError(path + ": no such dataset file");
+  const htri_t is_h5 = H5Fis_hdf5(path.c_str());
+  if (is_h5 <= 0)
+    throw InputError(path + ": not an HDF5 file (a dataset is made by run%task = 'prepare')");
+  const hid_t fid = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (fid < 0) throw InputError(path + ": cannot be opened as HDF5: the file is truncated or damaged");
+  H5Handle file(fid, H5Fclose);
+  const std::string bad = path + ": ";
+  DatasetInfo info;
+  info.path = path;
+  std::string format;
+  if (!h5_get_attr(fid, "format", format, path) || format != kDatasetFormat)
+    throw InputError(bad + "an HDF5 file, but not a torch-handle dataset (no root attribute format = '" +
+                     kDatasetFormat + "'); make one with run%task = 'prepare'");
+  std::int64_t version = 0;
+  if (!h5_get_attr(fid, "format_version", version, path) || version != kDatasetFormatVersion)
+    throw InputError(bad + "dataset format version " + std::to_string(version) + ", this build reads version " +
+                     std::to_string(kDatasetFormatVersion) + "; run task='prepare' again");
+  auto need_int = [&](const char* name, std::int64_t& v) {
+    if (!h5_get_attr(fid, name, v, path)) throw InputError(bad + "missing integer attribute '" + name + "'");
+  };
+  need_int("num_examples", info.examples);
+  need_int("src_tokens", info.src_tokens);
+  need_int("tgt_tokens", info.tgt_tokens);
+  need_int("vocab_size", info.vocab_size);
+  if (!h5_get_attr(fid, "split", info.split, path) || !h5_get_attr(fid, "source", info.source, path) ||
+      !h5_get_attr(fid, "tokenizer_fingerprint", info.tokenizer_fingerprint, path))
+    throw InputError(bad + "missing string attribute 'split', 'source' or 'tokenizer_fingerprint'");
+  if (info.vocab_size <= SpecialTokens::first_regular || info.vocab_size > (1LL << 31) - 1 || info.examples < 0)
+    throw InputError(bad + "implausible attributes (vocab_size " + std::to_string(info.vocab_size) + ", num_examples " +
+                     std::to_string(info.examples) + ")");
+  if (length_1d(fid, "tokenizer/model", H5T_INTEGER, path) <= 0)
+    throw InputError(bad + "no tokenizer/model (the embedded SentencePiece model)");
+  for (const char* side : {"src", "tgt"}) {
+    const std::string s(side);
+    const std::int64_t ntok = length_1d(fid, s + "/tokens", H5T_INTEGER, path);
+    const std::int64_t noff = length_1d(fid, s + "/offsets", H5T_INTEGER, path);
+    const std::int64_t want = s == "src" ? info.src_tokens : info.tgt_tokens;
+    if (ntok != want || noff != info.examples + 1)
+      throw InputError(bad + s + "/tokens or " + s + "/offsets missing or of the wrong length (tokens " +
+                       std::to_string(ntok) + ", attribute says " + std::to_string(want) + "; offsets " +
+                       std::to_string(noff) + ", expected num_examples + 1 = " + std::to_string(info.examples + 1) + ")");
+    const auto off = read_int64s(fid, s + "/offsets", noff, path);
+    bool ok = off.front() == 0 && off.back() == ntok;
+    for (std::size_t i = 1; ok && i < off.size(); ++i) ok = off[i] >= off[i - 1];
+    if (!ok) throw InputError(bad + s + "/offsets do not run from 0 to the token count without going back");
+  }
+  return info;
+}
+
+}  // namespace th
