@@ -172,20 +172,7 @@ std::int64_t chain_crc(const std::vector<std::int64_t>& crcs, std::size_t i, con
 // MPI_Comm_create_group is collective over those members only.
 class MpiMirror {
  public:
-  explicit MpiMirror(Comm& comm) : unwinding_(std::uncaught_exceptions()) {
-    int world_rank = 0;
-    TH_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank));
-    std::vector<std::int64_t> ranks(static_cast<std::size_t>(comm.size()), 0);
-    ranks[static_cast<std::size_t>(comm.rank())] = world_rank;
-    comm.allreduce(ranks.data(), ranks.size(), ReduceOp::Sum);
-    std::vector<int> members(ranks.begin(), ranks.end());
-    MPI_Group world_group, group;
-    TH_MPI_CHECK(MPI_Comm_group(MPI_COMM_WORLD, &world_group));
-    TH_MPI_CHECK(MPI_Group_incl(world_group, comm.size(), members.data(), &group));
-    TH_MPI_CHECK(MPI_Comm_create_group(MPI_COMM_WORLD, group, /*tag=*/0x7443, &comm_));
-    MPI_Group_free(&group);
-    MPI_Group_free(&world_group);
-  }
+  explicit MpiMirror(Comm& comm) : comm_(mpi_comm_of(comm)), unwinding_(std::uncaught_exceptions()) {}
   ~MpiMirror() {
     if (std::uncaught_exceptions() > unwinding_) return;  // freeing is collective: see H5Id
     int finalized = 0;

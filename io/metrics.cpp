@@ -4,17 +4,24 @@
 
 #include "io/h5_file.hpp"
 #include "th/core/error.hpp"
+#include "th/data/hdf5_lock.hpp"
 
 namespace th {
 
-MetricsFile::MetricsFile(const std::string& path, const std::string& resolved_deck)
-    : file_(std::make_unique<H5File>(path, H5File::Mode::Create)) {
+// HDF5 is not thread-safe here and the data loader's prefetch thread reads HDF5 while rank 0
+// writes metrics: every HDF5 call holds the process-wide HDF5 lock.
+MetricsFile::MetricsFile(const std::string& path, const std::string& resolved_deck) {
+  std::lock_guard<std::mutex> lock(hdf5_mutex());
+  file_ = std::make_unique<H5File>(path, H5File::Mode::Create);
   file_->write_string("deck", resolved_deck);
   file_->set_attr("format", std::string("torch-handle metrics 1"));
   file_->flush();
 }
 
-MetricsFile::~MetricsFile() = default;
+MetricsFile::~MetricsFile() {
+  std::lock_guard<std::mutex> lock(hdf5_mutex());
+  file_.reset();
+}
 
 namespace {
 bool is_integer_field(const std::string& f) { return f == "step" || f == "epoch"; }
@@ -57,6 +64,7 @@ void append_value(H5File& f, const std::string& name, double v, bool integer) {
 }  // namespace
 
 void MetricsFile::append(const std::string& group, const std::vector<std::pair<std::string, double>>& fields) {
+  std::lock_guard<std::mutex> lock(hdf5_mutex());
   std::vector<std::string> names;
   for (const auto& f : fields) names.push_back(f.first);
   bool known = false;

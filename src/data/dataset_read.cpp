@@ -20,25 +20,6 @@ std::mutex& hdf5_mutex() {
 }
 
 namespace {
-// An MPI communicator with the same ranks in the same order as comm, for the MPI-IO driver.
-// Comm hides its MPI handle (the application layers do not call MPI), so it is rebuilt from the
-// world ranks of comm's members; MPI_Comm_create_group is collective over those members only.
-MPI_Comm mpi_comm_of(Comm& comm) {
-  int world_rank = 0;
-  TH_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank));
-  std::vector<std::int64_t> ranks(static_cast<std::size_t>(comm.size()), 0);
-  ranks[static_cast<std::size_t>(comm.rank())] = world_rank;
-  comm.allreduce(ranks.data(), ranks.size(), ReduceOp::Sum);
-  std::vector<int> members(ranks.begin(), ranks.end());
-  MPI_Group world_group, group;
-  TH_MPI_CHECK(MPI_Comm_group(MPI_COMM_WORLD, &world_group));
-  TH_MPI_CHECK(MPI_Group_incl(world_group, comm.size(), members.data(), &group));
-  MPI_Comm out = MPI_COMM_NULL;
-  TH_MPI_CHECK(MPI_Comm_create_group(MPI_COMM_WORLD, group, /*tag=*/0x7448, &out));
-  MPI_Group_free(&group);
-  MPI_Group_free(&world_group);
-  return out;
-}
 
 H5Handle transfer_plist(H5FD_mpio_xfer_t mode, const std::string& path) {
   H5Handle p = h5_owned(H5Pcreate(H5P_DATASET_XFER), H5Pclose, "H5Pcreate", path);

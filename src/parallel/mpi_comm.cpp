@@ -181,6 +181,23 @@ void MpiComm::all_gather(const float* send, float* recv, std::size_t count) {
   TH_MPI_CHECK(MPI_Allgather(send, checked_count(count), MPI_FLOAT, recv, checked_count(count), MPI_FLOAT, comm_));
 }
 
+MPI_Comm mpi_comm_of(Comm& comm) {
+  int world_rank = 0;
+  TH_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank));
+  std::vector<std::int64_t> ranks(static_cast<std::size_t>(comm.size()), 0);
+  ranks[static_cast<std::size_t>(comm.rank())] = world_rank;
+  comm.allreduce(ranks.data(), ranks.size(), ReduceOp::Sum);
+  std::vector<int> members(ranks.begin(), ranks.end());
+  MPI_Group world_group, group;
+  TH_MPI_CHECK(MPI_Comm_group(MPI_COMM_WORLD, &world_group));
+  TH_MPI_CHECK(MPI_Group_incl(world_group, comm.size(), members.data(), &group));
+  MPI_Comm out = MPI_COMM_NULL;
+  TH_MPI_CHECK(MPI_Comm_create_group(MPI_COMM_WORLD, group, /*tag=*/0x7448, &out));
+  MPI_Group_free(&group);
+  MPI_Group_free(&world_group);
+  return out;
+}
+
 CommRequestPtr MpiComm::post(std::function<void(MPI_Comm)> work) {
   auto state = std::make_shared<ThreadRequest::State>();
   {

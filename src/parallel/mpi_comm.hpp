@@ -23,6 +23,11 @@ namespace th {
 // MPI_THREAD_MULTIPLE), as blocking collectives on a duplicate communicator, in the order they
 // were issued. Open MPI's MPI_I* collectives advance only inside MPI calls, so on a CPU they would
 // make progress only when polled; the thread makes the overlap with backward real.
+// An MPI communicator with comm's ranks in comm's order, for HDF5's MPI-IO driver. Comm hides its
+// MPI handle (the layers above do not call MPI), so it is rebuilt from the members' world ranks;
+// collective over comm's members only. The caller frees it (MPI_Comm_free).
+MPI_Comm mpi_comm_of(Comm& comm);
+
 class MpiComm final : public Comm {
  public:
   explicit MpiComm(MPI_Comm comm);  // duplicates comm; frees its duplicates in the destructor
