@@ -130,12 +130,16 @@ Config make_config(const Deck& deck) {
   GroupReader log(deck, seen, "log");
   log.get("every_steps", c.log.every_steps);
   log.get("per_rank", c.log.per_rank);
+  log.get("valid_every_steps", c.log.valid_every_steps);
 
   GroupReader translate(deck, seen, "translate");
   translate.get("input_file", c.translate.input_file);
   translate.get("output_file", c.translate.output_file);
   translate.get("beam_size", c.translate.beam_size);
   translate.get("max_len_ratio", c.translate.max_len_ratio);
+  translate.get("length_penalty", c.translate.length_penalty);
+  translate.get("batch_sentences", c.translate.batch_sentences);
+  translate.get("samples", c.translate.samples);
 
   GroupReader bench(deck, seen, "bench");
   bench.get("batch", c.bench.batch);
@@ -149,6 +153,10 @@ Config make_config(const Deck& deck) {
                   "' has no field in th::Config (io/config.hpp)");
   c.resolved_deck = deck.to_namelist();
   return c;
+}
+
+std::string checkpoint_folder(const Config& cfg) {
+  return cfg.checkpoint.dir.empty() ? cfg.run.output_dir + "/checkpoints" : cfg.checkpoint.dir;
 }
 
 }  // namespace th

@@ -95,12 +95,16 @@ struct Config {
   struct Log {
     int every_steps = 0;
     bool per_rank = false;
+    int valid_every_steps = 0;
   };
   struct Translate {
     std::string input_file;
     std::string output_file;
     int beam_size = 0;
     double max_len_ratio = 0;
+    double length_penalty = 0;
+    int batch_sentences = 0;
+    int samples = 0;
   };
   struct Bench {
     int batch = 0;
@@ -128,5 +132,8 @@ struct Config {
 
 // Throws th::Error if the schema has a key that Config does not hold (a programming error).
 Config make_config(const Deck& deck);
+
+// Where a run's checkpoints live: checkpoint%dir, or <run%output_dir>/checkpoints when empty.
+std::string checkpoint_folder(const Config& cfg);
 
 }  // namespace th

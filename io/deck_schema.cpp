@@ -192,14 +192,22 @@ std::vector<KeySpec> build_schema() {
       // &log
       integer("log", "every_steps", 10, ge(1), any(), "progress line and metrics record period"),
       logical("log", "per_rank", false, "every rank also writes its own log"),
+      integer("log", "valid_every_steps", 0, ge(0), any(),
+              "validation period in steps (0: only at the end of the run)"),
 
       // &translate
       string("translate", "input_file", "",
-             "sentences to translate, one per line (needed by task='translate')"),
-      string("translate", "output_file", "", "where translations go, one per line"),
+             "sentences to translate, one per line; '-' reads stdin (needed by task='translate')"),
+      string("translate", "output_file", "", "where translations go, one per line (empty: stdout)"),
       integer("translate", "beam_size", 4, ge(1), any(), "beam width (1: greedy)"),
       real("translate", "max_len_ratio", 1.5, gt(0), any(),
            "longest output as a multiple of the input length"),
+      real("translate", "length_penalty", 1.0, ge(0), any(),
+           "beam ranking by score / length^length_penalty (0: raw log-probability)"),
+      integer("translate", "batch_sentences", 32, ge(1), any(),
+              "sentences decoded together (per rank, sorted by length)"),
+      integer("translate", "samples", 3, ge(0), any(),
+              "task='evaluate': sample translations printed (source, reference, output)"),
 
       // &bench
       integer("bench", "batch", 32, ge(1), any(), "global sentences per step"),

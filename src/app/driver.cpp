@@ -69,14 +69,21 @@ Config load_config(Comm& comm, const CommandLine& cl) {
   return make_config(Deck::from_text(text, cl.deck));
 }
 
+// evaluate and translate usually run in the training run's folder: their resolved decks get
+// their own names so the training deck stays there.
+std::string resolved_deck_name(const std::string& task) {
+  return task == "evaluate" || task == "translate" ? "deck." + task + ".resolved.nml" : "deck.resolved.nml";
+}
+
 void prepare_output_dir(Comm& comm, const Config& cfg) {
   std::string error;
   if (comm.rank() == 0) {
     try {
       std::filesystem::create_directories(cfg.run.output_dir);
-      std::ofstream out(cfg.run.output_dir + "/deck.resolved.nml");
+      const std::string path = cfg.run.output_dir + "/" + resolved_deck_name(cfg.run.task);
+      std::ofstream out(path);
       out << cfg.resolved_deck;
-      if (!out) error = "cannot write " + cfg.run.output_dir + "/deck.resolved.nml";
+      if (!out) error = "cannot write " + path;
     } catch (const std::exception& e) {
       error = "run%output_dir = '" + cfg.run.output_dir + "': " + e.what();
     }
@@ -88,13 +95,14 @@ void prepare_output_dir(Comm& comm, const Config& cfg) {
 void print_banner(Runtime& rt, const Config& cfg, const std::string& deck, const std::string& backend) {
   Comm& w = rt.world();
   if (w.rank() != 0) return;
-  std::printf("torch-handle %s (git %s)\n", TH_VERSION, TH_GIT_SHA);
-  std::printf("  ranks %d on %d node(s), %d per node; MPI thread level %s\n", w.size(), w.num_nodes(),
-              w.local_size(), rt.thread_level().c_str());
-  std::printf("  backend %s; Kokkos host space %s; %d thread(s) per rank\n", backend.c_str(),
-              rt.kokkos_host_space().c_str(), rt.host_threads());
-  std::printf("  deck %s; task %s; output %s\n", deck.c_str(), cfg.run.task.c_str(), cfg.run.output_dir.c_str());
-  std::fflush(stdout);
+  std::FILE* out = task_log(cfg);
+  std::fprintf(out, "torch-handle %s (git %s)\n", TH_VERSION, TH_GIT_SHA);
+  std::fprintf(out, "  ranks %d on %d node(s), %d per node; MPI thread level %s\n", w.size(), w.num_nodes(),
+               w.local_size(), rt.thread_level().c_str());
+  std::fprintf(out, "  backend %s; Kokkos host space %s; %d thread(s) per rank\n", backend.c_str(),
+               rt.kokkos_host_space().c_str(), rt.host_threads());
+  std::fprintf(out, "  deck %s; task %s; output %s\n", deck.c_str(), cfg.run.task.c_str(), cfg.run.output_dir.c_str());
+  std::fflush(out);
 }
 
 std::string choose_backend(const Config& cfg) {
@@ -122,8 +130,12 @@ int run_app(int argc, char** argv, Runtime& rt) {
     run_bench(cfg, rt.world());
   } else if (cfg.run.task == "prepare") {
     run_prepare(cfg, rt.world());
+  } else if (cfg.run.task == "evaluate") {
+    run_evaluate(cfg, rt.world());
+  } else if (cfg.run.task == "translate") {
+    run_translate(cfg, rt.world());
   } else {
-    throw InputError("run%task = '" + cfg.run.task + "' is not available in this build yet (prepare, train and bench are)");
+    throw InputError("run%task = '" + cfg.run.task + "' is not a task of this build");
   }
   return 0;
 }

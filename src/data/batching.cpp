@@ -35,6 +35,10 @@ int target_positions(const ExampleLength& e, bool decoder_only) {
   return decoder_only ? e.src + e.tgt + 2 : e.tgt + 1;
 }
 
+bool fits_max_len(const ExampleLength& e, int max_len, bool decoder_only) {
+  return source_positions(e, decoder_only) <= max_len && target_positions(e, decoder_only) <= max_len;
+}
+
 Batch collate(const std::vector<Example>& data, const std::vector<std::int64_t>& rows, bool decoder_only) {
   Batch b;
   b.B = static_cast<int>(rows.size());

@@ -11,11 +11,6 @@
 namespace th {
 
 namespace {
-// Whether an example fits the model's positional table on both sides (BOS/EOS included).
-bool fits(const ExampleLength& e, int max_len, bool decoder_only) {
-  return source_positions(e, decoder_only) <= max_len && target_positions(e, decoder_only) <= max_len;
-}
-
 // Rank r's validation batches: r, r + world, ... of the unshuffled, bucketed packing.
 std::vector<std::vector<std::int64_t>> my_valid_batches(const std::vector<ExampleLength>& lengths, const Config& cfg,
                                                         int rank, int world, bool decoder_only) {
@@ -91,7 +86,7 @@ void TrainLoader::open_datasets(Comm& comm) {
   tokenizer_ = reader_->tokenizer_model();
   const int max_len = cfg_.model.max_len;
   for (std::size_t r = 0; r < reader_->lengths().size(); ++r) {
-    if (fits(reader_->lengths()[r], max_len, decoder_only_)) {
+    if (fits_max_len(reader_->lengths()[r], max_len, decoder_only_)) {
       file_rows_.push_back(static_cast<std::int64_t>(r));
     } else {
       ++too_long_;
@@ -108,7 +103,7 @@ void TrainLoader::open_datasets(Comm& comm) {
   std::vector<std::int64_t> rows;
   std::vector<ExampleLength> lengths;
   for (std::size_t r = 0; r < valid.lengths().size(); ++r)
-    if (fits(valid.lengths()[r], max_len, decoder_only_)) {
+    if (fits_max_len(valid.lengths()[r], max_len, decoder_only_)) {
       rows.push_back(static_cast<std::int64_t>(r));
       lengths.push_back(valid.lengths()[r]);
     }

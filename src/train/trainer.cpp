@@ -70,7 +70,7 @@ Trainer::Trainer(const Config& cfg, Comm& comm) : cfg_(cfg), comm_(comm) {
 }
 
 std::string Trainer::checkpoint_dir() const {
-  return cfg_.checkpoint.dir.empty() ? cfg_.run.output_dir + "/checkpoints" : cfg_.checkpoint.dir;
+  return checkpoint_folder(cfg_);
 }
 
 // Continue from a checkpoint (checkpoint%resume): parameters, Adam moments and step, the sampler
@@ -210,17 +210,19 @@ Trainer::StepResult Trainer::step() {
   return r;
 }
 
-double Trainer::validate() {
-  double sum = 0, count = 0;
-  for (const Batch& b : loader_->valid_batches()) {
-    const double loss = model_->forward(b, 0, 0, /*train=*/false);
-    sum += loss * static_cast<double>(model_->target_tokens());
-    count += static_cast<double>(model_->target_tokens());
-    model_->backward(0.0);  // frees the activations; gradients get zero added
-  }
-  double v[2] = {sum, count};
-  comm_.allreduce(v, 2, ReduceOp::Sum);
-  return v[1] > 0 ? v[0] / v[1] : 0.0;
+EvalStats Trainer::validate() {
+  ProfileScope scope(profiler(), "validate", Category::Compute);
+  return evaluate_batches(*model_, loader_->valid_batches(), comm_);
+}
+
+void Trainer::record_validation(MetricsFile* metrics) {
+  const EvalStats v = validate();
+  if (comm_.rank() == 0)
+    std::printf("validation at step %lld: loss %.4f, perplexity %.3f, token accuracy %.2f%%\n",
+                static_cast<long long>(step_), v.loss, v.perplexity, 100.0 * v.accuracy);
+  if (metrics)
+    metrics->append("valid", {{"step", double(step_)}, {"loss", v.loss}, {"perplexity", v.perplexity},
+                              {"accuracy", v.accuracy}, {"tokens", v.tokens}});
 }
 
 void Trainer::run() {
@@ -260,6 +262,8 @@ void Trainer::run() {
       w_loss = w_tokens = w_time = 0;
       w_steps = 0;
     }
+    const int valid_every = cfg_.log.valid_every_steps;
+    if (valid_every > 0 && step_ % valid_every == 0 && step_ < total_) record_validation(metrics.get());
     const int every = cfg_.checkpoint.every_steps;
     if (every > 0 && step_ % every == 0) save_checkpoint_now();
     // A signal reaches the ranks at different moments: agree first, then all stop at this step.
@@ -279,12 +283,8 @@ void Trainer::run() {
     prof.set_step(step_ + 1);
     prof.finish(comm_, cfg_.run.output_dir + "/trace.json");
   }
-  const double vloss = validate();
-  if (root) {
-    std::printf("validation: loss %.4f, perplexity %.3f\n", vloss, std::exp(vloss));
-    print_memory_report(host_pool().stats());
-  }
-  if (metrics) metrics->append("valid", {{"step", double(step_)}, {"loss", vloss}, {"perplexity", std::exp(vloss)}});
+  record_validation(metrics.get());
+  if (root) print_memory_report(host_pool().stats());
 }
 
 void run_train(const Config& cfg, Comm& comm) {

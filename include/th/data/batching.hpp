@@ -29,6 +29,8 @@ std::vector<ExampleLength> lengths_of(const std::vector<Example>& data);
 // BOS + tgt; decoder-only no source side and BOS + src + EOS + tgt.
 int source_positions(const ExampleLength& e, bool decoder_only);
 int target_positions(const ExampleLength& e, bool decoder_only);
+// Whether an example fits the model's positional table (model%max_len) on both sides.
+bool fits_max_len(const ExampleLength& e, int max_len, bool decoder_only);
 
 // Encoder-decoder: src + EOS | BOS + tgt -> tgt + EOS. Decoder-only: one sequence
 // src + EOS + tgt, fed as BOS + seq -> seq + EOS. Pads to the longest row.

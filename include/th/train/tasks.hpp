@@ -1,6 +1,8 @@
 #pragma once
 // The tasks a run can perform (run%task). Each takes the validated config and the world
 // communicator; output goes to cfg.run.output_dir (rank 0 writes files).
+#include <cstdio>
+
 #include "io/config.hpp"
 #include "th/model/transformer.hpp"
 #include "th/parallel/comm.hpp"
@@ -8,7 +10,15 @@
 namespace th {
 
 ModelSpec model_spec(const Config& cfg, int vocab_size);
+
+// Where rank 0's messages go: stdout, except for task='translate' writing its translations to
+// stdout (translate%output_file empty), whose messages go to stderr so the output can be piped.
+inline std::FILE* task_log(const Config& cfg) {
+  return cfg.run.task == "translate" && cfg.translate.output_file.empty() ? stderr : stdout;
+}
 void run_train(const Config& cfg, Comm& comm);
 void run_bench(const Config& cfg, Comm& comm);
+void run_evaluate(const Config& cfg, Comm& comm);   // src/eval/tasks.cpp
+void run_translate(const Config& cfg, Comm& comm);  // src/eval/tasks.cpp
 
 }  // namespace th

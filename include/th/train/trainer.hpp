@@ -9,12 +9,15 @@
 
 #include "io/config.hpp"
 #include "th/data/loader.hpp"
+#include "th/eval/evaluate.hpp"
 #include "th/model/transformer.hpp"
 #include "th/parallel/comm.hpp"
 #include "th/train/grad_sync.hpp"
 #include "th/train/optimizer.hpp"
 
 namespace th {
+
+class MetricsFile;
 
 // SIGUSR1 / SIGTERM set a flag that the training loop checks (collectively) after every step.
 void install_stop_signals();
@@ -33,7 +36,7 @@ class Trainer {
     double seconds = 0;
   };
   StepResult step();  // one optimizer step (optim%grad_accum micro-batches)
-  double validate();  // mean loss over the validation set, dropout off, all ranks
+  EvalStats validate();  // NLL, perplexity, token accuracy over the validation set, dropout off, all ranks
   void run();         // the whole task: steps, progress, metrics, validation, memory report
 
   // Checkpoints (io/checkpoint.hpp): the folder, and a save of the current state (collective).
@@ -54,6 +57,7 @@ class Trainer {
   std::unique_ptr<GradientSync> sync_;
   std::unique_ptr<LRSchedule> schedule_;
   void resume();
+  void record_validation(MetricsFile* metrics);  // validate, print (rank 0), append to /valid/
   std::int64_t step_ = 0, total_ = 0, saved_step_ = -1;
 };
 
