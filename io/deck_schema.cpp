@@ -119,7 +119,7 @@ std::vector<KeySpec> build_schema() {
       integer("data", "synthetic_max_len", 16, ge(1), any(),
               "longest synthetic sequence in tokens (>= synthetic_min_len, <= model%max_len - 2)"),
       integer("data", "synthetic_samples", 4096, ge(1), any(), "synthetic training pairs"),
-      integer("data", "synthetic_valid_samples", 256, ge(1), any(), "synthetic validation pairs"),
+      integer("data", "synthetic_valid_samples", 256, ge(1), any(), "synthetic validation pairs (task='evaluate': as many test pairs, unseen)"),
 
       // &prepare
       string("prepare", "source", "",

@@ -106,8 +106,9 @@ const char* const kFullDeck = R"(
 /
 &checkpoint dir = 'ckpt', every_steps = 20, keep_last = 5, resume = 'never' /
 &profile enabled = T, start_step = 3, num_steps = 2 /
-&log every_steps = 1, per_rank = T /
-&translate input_file = 'in.txt', output_file = 'out.txt', beam_size = 5, max_len_ratio = 2 /
+&log every_steps = 1, per_rank = T, valid_every_steps = 7 /
+&translate input_file = 'in.txt', output_file = 'out.txt', beam_size = 5, max_len_ratio = 2
+  length_penalty = 0.6, batch_sentences = 8, samples = 0 /
 &bench batch = 16, seq_len = 32, steps = 4, warmup = 1 /
 )";
 
@@ -748,6 +749,10 @@ TEST(Config, HoldsEveryKey) {
   EXPECT_EQ(c.translate.output_file, "out.txt");
   EXPECT_EQ(c.translate.beam_size, 5);
   EXPECT_EQ(c.translate.max_len_ratio, 2.0);
+  EXPECT_EQ(c.translate.length_penalty, 0.6);
+  EXPECT_EQ(c.translate.batch_sentences, 8);
+  EXPECT_EQ(c.translate.samples, 0);
+  EXPECT_EQ(c.log.valid_every_steps, 7);
   EXPECT_EQ(c.bench.batch, 16);
   EXPECT_EQ(c.bench.seq_len, 32);
   EXPECT_EQ(c.bench.steps, 4);
