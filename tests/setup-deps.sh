@@ -14,6 +14,7 @@ packages=(
   diatheke sword-text-web sword-text-sparv python3-sentencepiece   # Bible EN-ES corpus; h5py recipe check
   libgtest-dev                        # tests
   python3-torch python3-h5py python3-numpy   # PyTorch parity test and benchmark peer
+  python3-matplotlib                  # jobs/analysis/plot_metrics.py
 )
 missing=()
 for p in "${packages[@]}"; do
