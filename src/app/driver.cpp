@@ -10,6 +10,9 @@
 #include "th/core/error.hpp"
 #include "th/data/prepare.hpp"
 #include "th/train/tasks.hpp"
+#ifdef TH_HAVE_CUDA
+#include "th/kernels/cuda_profile.hpp"
+#endif
 
 namespace th {
 
@@ -121,6 +124,9 @@ int run_app(int argc, char** argv, Runtime& rt) {
   }
   const Config cfg = load_config(rt.world(), cl);
   const std::string backend = choose_backend(cfg);
+#ifdef TH_HAVE_CUDA
+  cuda::install_nvtx_ranges(profiler());  // profiled scopes also become NVTX ranges (Nsight Systems)
+#endif
   if (cfg.run.threads > 0) rt.set_host_threads(cfg.run.threads);
   prepare_output_dir(rt.world(), cfg);
   print_banner(rt, cfg, cl.deck, backend);

@@ -51,7 +51,7 @@ class NcclRequest final : public CommRequest {
 };
 }  // namespace
 
-NcclComm::NcclComm(Comm& bootstrap) : boot_(bootstrap) {
+NcclComm::NcclComm(Comm& bootstrap) : boot_(bootstrap), timeline_(profiler(), "device: nccl") {
   int devices = 0;
   TH_CUDA_CHECK(cudaGetDeviceCount(&devices));
   if (devices == 0) throw Error("NCCL communicator: no CUDA device visible");
@@ -73,12 +73,16 @@ NcclComm::~NcclComm() {
 }
 
 void NcclComm::order_after_compute() {
+  timeline_.collect(false);
   TH_CUDA_CHECK(cudaEventRecord(ready_, compute_));
   TH_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready_, 0));
 }
 
 CommRequestPtr NcclComm::request() { return std::make_unique<NcclRequest>(stream_); }
-void NcclComm::sync() { TH_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+void NcclComm::sync() {
+  TH_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  timeline_.collect(false);
+}
 
 void NcclComm::barrier() {
   boot_.barrier();
@@ -116,19 +120,31 @@ void NcclComm::all_gather(const float* send, float* recv, std::size_t count) {
   iall_gather(send, recv, count)->wait();
 }
 
+// The float collectives of the gradient path appear on the device timeline of the comm stream
+// (track "device: nccl") while the profiler's window is open; completed ones are collected at the
+// next launch and at every synchronisation.
 CommRequestPtr NcclComm::iallreduce(float* d, std::size_t n, ReduceOp op) {
   order_after_compute();
+  const auto ev = timeline_.begin(stream_, "nccl/allreduce", Category::Communication,
+                                  {{"bytes", static_cast<std::int64_t>(4 * n)}});
   TH_NCCL_CHECK(ncclAllReduce(d, d, n, ncclFloat, to_nccl(op), comm_, stream_));
+  timeline_.end(ev, stream_);
   return request();
 }
 CommRequestPtr NcclComm::ireduce_scatter(const float* send, float* recv, std::size_t count, ReduceOp op) {
   order_after_compute();
+  const auto ev = timeline_.begin(stream_, "nccl/reduce_scatter", Category::Communication,
+                                  {{"bytes", static_cast<std::int64_t>(4 * count * static_cast<std::size_t>(size()))}});
   TH_NCCL_CHECK(ncclReduceScatter(send, recv, count, ncclFloat, to_nccl(op), comm_, stream_));
+  timeline_.end(ev, stream_);
   return request();
 }
 CommRequestPtr NcclComm::iall_gather(const float* send, float* recv, std::size_t count) {
   order_after_compute();
+  const auto ev = timeline_.begin(stream_, "nccl/all_gather", Category::Communication,
+                                  {{"bytes", static_cast<std::int64_t>(4 * count * static_cast<std::size_t>(size()))}});
   TH_NCCL_CHECK(ncclAllGather(send, recv, count, ncclFloat, comm_, stream_));
+  timeline_.end(ev, stream_);
   return request();
 }
 

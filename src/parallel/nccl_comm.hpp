@@ -6,6 +6,7 @@
 #include <cuda_runtime_api.h>
 #include <nccl.h>
 
+#include "th/kernels/cuda_profile.hpp"
 #include "th/parallel/comm.hpp"
 
 namespace th {
@@ -45,6 +46,7 @@ class NcclComm final : public Comm {
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr, compute_ = nullptr;
   cudaEvent_t ready_ = nullptr;
+  cuda::DeviceTimeline timeline_;  // collectives on the device timeline while profiling
 };
 
 }  // namespace th

@@ -36,7 +36,9 @@
 
 #include "th/core/error.hpp"
 #include "th/kernels/cpu.hpp"
+#include "th/core/profiler.hpp"
 #include "th/kernels/cuda.hpp"
+#include "th/kernels/cuda_profile.hpp"
 
 namespace th {
 namespace {
@@ -725,6 +727,50 @@ TEST(CudaRuntime, LaunchersRejectBadArguments) {
   EXPECT_THROW(cuda::layernorm_backward(p, p, p, p, p, p, p, p, 2, 4, nullptr), Error);           // dx aliases dy
   EXPECT_THROW(cuda::attention_softmax_forward(p, 1, 1, 1, 0, nullptr, false, 0, 1.0f, nullptr), Error);
   EXPECT_THROW(cuda::adamw_update(p, p, p, p, 4, 1e-3, 0.9, 0.999, 1e-8, 0.0, 0, nullptr), Error);  // t = 0
+}
+
+// ---- the profiler on the device: cudaEvent pairs on the device timeline, NVTX ranges --------
+
+TEST_F(CudaKernels, DeviceTimelineRecordsKernelsInHostTimeOnTheirTrack) {
+  Profiler p;
+  p.configure(true, 1, 1);
+  p.set_step(1);  // the window is open
+  cuda::install_nvtx_ranges(p);
+  cuda::DeviceTimeline timeline(p, "device: test");
+  const int n = 1024;
+  DeviceArray<float> A(std::vector<float>(n * n, 0.5f)), C(std::vector<float>(n * n, 0.0f));
+  const double host_before = Profiler::now_us();
+  std::int64_t ids[3];
+  {
+    ProfileScope scope(p, "host/launch", Category::Compute);  // also an NVTX range
+    for (std::int64_t& id : ids) {
+      id = timeline.begin(stream_, "gemm", Category::Compute, {{"n", n}});
+      cuda::gemm(false, false, n, n, n, 1.0f, A.get(), n, A.get(), n, 0.0f, C.get(), n, stream_);
+      timeline.end(id, stream_);
+    }
+  }
+  EXPECT_EQ(ids[0], 0);
+  EXPECT_EQ(ids[2], 2);
+  EXPECT_EQ(timeline.collect(true), 3);
+  const double host_after = Profiler::now_us();
+  EXPECT_EQ(timeline.pending(), 0u);
+  std::vector<ProfileEvent> device;
+  for (const ProfileEvent& e : p.events())
+    if (p.track_name(e.track) == "device: test") device.push_back(e);
+  ASSERT_EQ(device.size(), 3u);
+  for (std::size_t k = 0; k < device.size(); ++k) {
+    const ProfileEvent& e = device[k];
+    EXPECT_EQ(p.name(e.name), "gemm");
+    EXPECT_GT(e.end_us, e.begin_us) << "a 1024^3 GEMM takes time";
+    // In the host clock: inside [before launch - sync slack, after collection].
+    EXPECT_GT(e.begin_us, host_before - 50.0);
+    EXPECT_LT(e.end_us, host_after + 50.0);
+    if (k > 0) {
+      EXPECT_GE(e.begin_us, device[k - 1].end_us - 1.0) << "one stream: in order";
+    }
+  }
+  p.set_step(2);  // closes the window: nothing more is recorded
+  EXPECT_EQ(timeline.begin(stream_, "gemm", Category::Compute), -1);
 }
 
 }  // namespace

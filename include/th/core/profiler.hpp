@@ -171,6 +171,17 @@ class Profiler {
   void set_clock_sync(ClockSync mode) { clock_sync_ = mode; }
   double clock_offset_us() const { return offset_us_; }  // this rank's clock minus rank 0's
 
+  // Annotation ranges forwarded to an external tool: on CUDA builds the NVTX ranges that Nsight
+  // Systems shows next to the CUDA API and kernels (src/kernels/cuda/profiler_cuda.cpp). Called
+  // on the recording thread for every ProfileScope recorded inside the window (never outside it,
+  // so the disabled cost is unchanged). Install once at start-up, before any recording.
+  struct RangeHooks {
+    void (*push)(const Profiler& p, std::uint32_t name, Category cat) = nullptr;
+    void (*pop)() = nullptr;
+  };
+  void set_range_hooks(const RangeHooks& hooks) { hooks_ = hooks; }
+  const RangeHooks& range_hooks() const { return hooks_; }
+
   // Internal, used by ProfileScope: interned name id (takes the lock; allocates on first use).
   std::uint32_t intern(std::string_view name);
   void append(std::uint32_t name, Category cat, double begin_us, double end_us, const ProfileArgs& args,
@@ -187,6 +198,7 @@ class Profiler {
   std::size_t reserve_ = 0;
   ClockSync clock_sync_ = ClockSync::Auto;
   double offset_us_ = 0;
+  RangeHooks hooks_;
 
   mutable std::mutex mu_;
   std::vector<ProfileEvent> events_;
@@ -218,7 +230,9 @@ class ProfileScope {
   }
   ~ProfileScope() {
     // Recorded even if the window closed meanwhile: an event started in the window is complete.
-    if (p_) p_->append(name_, cat_, begin_us_, Profiler::now_us(), args_, -1);
+    if (!p_) return;
+    p_->append(name_, cat_, begin_us_, Profiler::now_us(), args_, -1);
+    if (p_->range_hooks().pop) p_->range_hooks().pop();
   }
   ProfileScope(const ProfileScope&) = delete;
   ProfileScope& operator=(const ProfileScope&) = delete;
@@ -233,6 +247,7 @@ class ProfileScope {
     p_ = &p;
     name_ = p.intern(name);  // interned now, so a temporary name may die before the scope ends
     cat_ = cat;
+    if (p.range_hooks().push) p.range_hooks().push(p, name_, cat);
     begin_us_ = Profiler::now_us();
   }
   Profiler* p_ = nullptr;

@@ -12,8 +12,9 @@ target_sources(torch_handle PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/dropout.cu
   ${CMAKE_CURRENT_LIST_DIR}/adamw.cu
   ${CMAKE_CURRENT_LIST_DIR}/convert.cu           # fp32 <-> bf16 / fp16
+  ${CMAKE_CURRENT_LIST_DIR}/profiler_cuda.cpp    # NVTX ranges, device-timeline events (cudaEvent pairs)
 )
-target_link_libraries(torch_handle PUBLIC CUDA::cudart CUDA::cublas CUDA::cublasLt NCCL::nccl)
+target_link_libraries(torch_handle PUBLIC CUDA::cudart CUDA::cublas CUDA::cublasLt CUDA::nvtx3 NCCL::nccl)
 target_compile_definitions(torch_handle PUBLIC TH_HAVE_CUDA=1)
 # Host code inside .cu files gets the same warnings as the .cpp files (through the host compiler);
 # relaxed constexpr lets device code call constexpr host functions (std::min on int64, limits).
