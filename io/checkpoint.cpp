@@ -9,7 +9,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cinttypes>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -321,6 +323,20 @@ std::string commit(const std::string& dir, const std::string& tmp, const std::st
 // -----------------------------------------------------------------------------------------------
 // Save
 
+namespace {
+// Testing aid (tests/check_kill_during_save.sh): TH_FAULT="rank:step:save" kills that rank with
+// SIGKILL, like `kill -9`, in the middle of writing the checkpoint of that step.
+void maybe_kill_during_save(int rank, std::int64_t step) {
+  const char* spec = std::getenv("TH_FAULT");
+  if (!spec) return;
+  int r = -1;
+  long long s = -1;
+  char kind[16] = {};
+  if (std::sscanf(spec, "%d:%lld:%15s", &r, &s, kind) == 3 && r == rank && s == step && std::string(kind) == "save")
+    std::raise(SIGKILL);
+}
+}  // namespace
+
 void save_checkpoint(Comm& comm, const std::string& dir, const std::vector<CheckpointTensor>& tensors,
                      const float* params, const float* exp_avg, const float* exp_avg_sq, std::int64_t begin,
                      std::int64_t end, const CheckpointState& state_in, int keep_last) {
@@ -407,6 +423,7 @@ void save_checkpoint(Comm& comm, const std::string& dir, const std::vector<Check
     put_state(file.get(), state, created, tmp);
     for (int k = 0; k < kKinds; ++k) {
       for (std::size_t i = 0; i < T; ++i) {
+        if (k == 1 && i == 0) maybe_kill_during_save(comm.rank(), state.step);  // the parameters are written
         const CheckpointTensor& t = tensors[i];
         const std::vector<hsize_t> dims = dims_of(t);
         H5Id space = dims.empty() ? own(H5Screate(H5S_SCALAR), H5Sclose, "H5Screate", tmp)

@@ -1,6 +1,7 @@
 #include "io/metrics.hpp"
 
 #include <cstdint>
+#include <filesystem>
 
 #include "io/h5_file.hpp"
 #include "th/core/error.hpp"
@@ -10,11 +11,50 @@ namespace th {
 
 // HDF5 is not thread-safe here and the data loader's prefetch thread reads HDF5 while rank 0
 // writes metrics: every HDF5 call holds the process-wide HDF5 lock.
-MetricsFile::MetricsFile(const std::string& path, const std::string& resolved_deck) {
+namespace {
+// Cuts every dataset of every group of f (groups holding a 'step' dataset) to the records with
+// step <= last. Returns how many records were dropped in all.
+std::int64_t cut_after(H5File& f, std::int64_t last) {
+  std::int64_t dropped = 0;
+  for (const std::string& group : {std::string("train"), std::string("valid"), std::string("test")}) {
+    if (!f.exists(group + "/step")) continue;
+    const std::vector<double> steps = f.read_doubles(group + "/step");
+    hsize_t keep = 0;
+    while (keep < steps.size() && steps[keep] <= static_cast<double>(last)) ++keep;
+    for (const std::string& field : f.list(group)) {
+      const std::string name = group + "/" + field;
+      hid_t ds = h5_check(H5Dopen2(f.id(), name.c_str(), H5P_DEFAULT), "H5Dopen2", f.path());
+      h5_check(H5Dset_extent(ds, &keep), "H5Dset_extent", f.path() + " " + name);
+      H5Dclose(ds);
+    }
+    dropped += static_cast<std::int64_t>(steps.size() - keep);
+  }
+  return dropped;
+}
+}  // namespace
+
+MetricsFile::MetricsFile(const std::string& path, const std::string& resolved_deck, std::int64_t continue_after,
+                         std::string* note) {
   std::lock_guard<std::mutex> lock(hdf5_mutex());
-  file_ = std::make_unique<H5File>(path, H5File::Mode::Create);
-  file_->write_string("deck", resolved_deck);
-  file_->set_attr("format", std::string("torch-handle metrics 1"));
+  if (continue_after >= 0 && std::filesystem::exists(path)) {
+    try {
+      file_ = std::make_unique<H5File>(path, H5File::Mode::Append);
+      const std::int64_t dropped = cut_after(*file_, continue_after);
+      if (note)
+        *note = "continuing " + path + " after step " + std::to_string(continue_after) +
+                (dropped > 0 ? " (" + std::to_string(dropped) + " later records dropped: those steps run again)" : "");
+    } catch (const Error& e) {
+      file_.reset();
+      std::error_code ec;
+      std::filesystem::rename(path, path + ".unreadable", ec);
+      if (note) *note = path + " could not be continued (" + e.what() + "); kept as " + path + ".unreadable";
+    }
+  }
+  if (!file_) {
+    file_ = std::make_unique<H5File>(path, H5File::Mode::Create);
+    file_->write_string("deck", resolved_deck);  // the deck of the run that started the file
+    file_->set_attr("format", std::string("torch-handle metrics 1"));
+  }
   file_->flush();
 }
 

@@ -138,7 +138,8 @@ bool stop_signal_received() { return g_stop_signal != 0; }
 
 namespace {
 // Testing aid for the no-hang guarantee: TH_FAULT="rank:step:kind" makes that rank fail at the
-// start of that step, by throwing (kind 'throw') or by dying without a word (kind 'exit').
+// start of that step, by throwing (kind 'throw') or by dying without a word (kind 'exit'); kind
+// 'save' is a SIGKILL in the middle of writing that step's checkpoint (io/checkpoint.cpp).
 void maybe_inject_fault(int rank, std::int64_t step) {
   const char* spec = std::getenv("TH_FAULT");
   if (!spec) return;
@@ -147,7 +148,7 @@ void maybe_inject_fault(int rank, std::int64_t step) {
   char kind[16] = {};
   if (std::sscanf(spec, "%d:%lld:%15s", &r, &s, kind) != 3 || r != rank || s != step) return;
   if (std::string(kind) == "exit") std::_Exit(9);
-  throw Error("fault injected by TH_FAULT at step " + std::to_string(step));
+  if (std::string(kind) == "throw") throw Error("fault injected by TH_FAULT at step " + std::to_string(step));
 }
 }  // namespace
 
@@ -228,7 +229,12 @@ void Trainer::record_validation(MetricsFile* metrics) {
 void Trainer::run() {
   const bool root = comm_.rank() == 0;
   std::unique_ptr<MetricsFile> metrics;
-  if (root) metrics = std::make_unique<MetricsFile>(cfg_.run.output_dir + "/metrics.h5", cfg_.resolved_deck);
+  if (root) {
+    std::string note;
+    metrics = std::make_unique<MetricsFile>(cfg_.run.output_dir + "/metrics.h5", cfg_.resolved_deck,
+                                            step_ > 0 ? step_ : -1, &note);
+    if (!note.empty()) std::printf("metrics: %s\n", note.c_str());
+  }
   if (root)
     std::printf("model: %s, %lld parameters; %lld training examples, %lld steps per epoch, %lld steps\n",
                 cfg_.model.arch.c_str(), static_cast<long long>(model_->params().size()),
