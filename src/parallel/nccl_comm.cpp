@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "th/core/error.hpp"
 #include "th/kernels/cuda.hpp"
 #include "th/parallel/runtime.hpp"
 
@@ -122,6 +123,8 @@ CommRequestPtr NcclComm::iallreduce(float* d, std::size_t n, ReduceOp op) {
   return request();
 }
 CommRequestPtr NcclComm::ireduce_scatter(const float* send, float* recv, std::size_t count, ReduceOp op) {
+  // NCCL's in-place reduce-scatter leaves the block at recv + rank * count, not Comm's recv[0, count).
+  TH_CHECK(send != recv, "in-place reduce_scatter is not implemented on NCCL yet");
   order_after_compute();
   TH_NCCL_CHECK(ncclReduceScatter(send, recv, count, ncclFloat, to_nccl(op), comm_, stream_));
   return request();

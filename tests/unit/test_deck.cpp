@@ -186,6 +186,8 @@ TEST(DeckSchema, ContractKeysOfDeckMdExist) {
                                              "parallel%zero_stage",
                                              "parallel%bucket_mb",
                                              "parallel%overlap_comm",
+                                             "parallel%stage3_prefetch",
+                                             "parallel%param_persistence_threshold",
                                              "parallel%offload_optimizer",
                                              "parallel%offload_param",
                                              "parallel%nvme_path",

@@ -8,6 +8,8 @@
 namespace th {
 
 ModelSpec model_spec(const Config& cfg, int vocab_size);
+struct ZeroOptions;
+ZeroOptions zero_options(const Config& cfg);  // the &parallel and &optim keys ZeRO needs
 void run_train(const Config& cfg, Comm& comm);
 void run_bench(const Config& cfg, Comm& comm);
 
