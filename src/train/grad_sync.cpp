@@ -76,9 +76,18 @@ void GradientSync::poll() {
 }
 
 void GradientSync::grads_ready(std::int64_t watermark) {
-  if (!active_ || !overlap_) return;
+  if (!active_ || (!overlap_ && !on_done_)) return;
   launch_until(watermark);
-  poll();
+  if (overlap_) {
+    poll();
+    return;
+  }
+  // Reduce-scatter mode without overlap: each bucket still goes as soon as it is final (ZeRO 2-3
+  // never hold the whole gradient), but backward waits for it.
+  for (std::size_t i = 0; i < inflight_.size(); ++i) {
+    inflight_[i]->wait();
+    arrived(i);
+  }
 }
 
 void GradientSync::finish() {

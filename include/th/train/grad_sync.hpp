@@ -29,6 +29,7 @@ class GradientSync {
   // Reduce-scatter mode: `buckets` (lengths multiples of the world size N, in descending order,
   // tiling [0, n)) are reduce-scattered in place: rank r's block of [b, e), summed over ranks, is
   // left at grads[b, b + (e - b) / N); on_done(i) runs once that of bucket i has arrived.
+  // Without overlap each bucket is still reduced when it is final, backward waiting for it.
   GradientSync(Comm& comm, std::vector<Bucket> buckets, bool overlap, std::function<void(std::size_t)> on_done);
   ~GradientSync();
 
