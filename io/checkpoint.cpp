@@ -89,46 +89,77 @@ std::string same_tensors_everywhere(Comm& comm, const std::vector<CheckpointTens
   return v[0] == -v[1] ? "" : "the ranks were given different tensor lists";
 }
 
-// Every rank's [begin, end), on every rank.
+// Every rank's owned ranges, on every rank (of[r]: rank r's, flat bounds; `local` only for me).
 struct Ranges {
-  std::vector<std::int64_t> begin, end;
+  std::vector<std::vector<CheckpointRange>> of;
 };
-Ranges all_ranges(Comm& comm, std::int64_t begin, std::int64_t end) {
-  const auto n = static_cast<std::size_t>(comm.size());
-  std::vector<std::int64_t> v(2 * n, 0);
-  v[2 * static_cast<std::size_t>(comm.rank())] = begin;
-  v[2 * static_cast<std::size_t>(comm.rank()) + 1] = end;
-  comm.allreduce(v.data(), v.size(), ReduceOp::Sum);
-  Ranges r;
-  for (std::size_t i = 0; i < n; ++i) {
-    r.begin.push_back(v[2 * i]);
-    r.end.push_back(v[2 * i + 1]);
+Ranges all_ranges(Comm& comm, const std::vector<CheckpointRange>& mine) {
+  const auto n = static_cast<std::size_t>(comm.size()), me = static_cast<std::size_t>(comm.rank());
+  std::int64_t most = static_cast<std::int64_t>(mine.size());
+  comm.allreduce(&most, 1, ReduceOp::Max);
+  const auto m = static_cast<std::size_t>(most);
+  std::vector<std::int64_t> v(2 * n * m, -1);
+  for (std::size_t i = 0; i < mine.size(); ++i) {
+    v[2 * (me * m + i)] = mine[i].begin;
+    v[2 * (me * m + i) + 1] = mine[i].end;
   }
+  comm.allreduce(v.data(), v.size(), ReduceOp::Max);  // -1 marks "no range" (bounds are >= 0)
+  Ranges r;
+  r.of.resize(n);
+  for (std::size_t k = 0; k < n; ++k)
+    for (std::size_t i = 0; i < m; ++i)
+      if (v[2 * (k * m + i)] >= 0) r.of[k].push_back({v[2 * (k * m + i)], v[2 * (k * m + i) + 1], 0});
+  r.of[me] = mine;
   return r;
 }
 
-// The part of tensor t that rank r holds, relative to the tensor: [lo, hi) (lo == hi: nothing).
-std::pair<std::int64_t, std::int64_t> piece(const Ranges& r, std::size_t rank, const CheckpointTensor& t) {
-  const std::int64_t lo = std::max(r.begin[rank], t.offset), hi = std::min(r.end[rank], t.offset + t.numel);
-  return lo < hi ? std::make_pair(lo - t.offset, hi - t.offset) : std::make_pair(std::int64_t{0}, std::int64_t{0});
+// The part of tensor t that rank r holds, relative to the tensor: [lo, hi) (lo == hi: nothing),
+// and (for this rank's own ranges) the buffer index of element lo.
+struct Piece {
+  std::int64_t lo = 0, hi = 0, local = 0;
+};
+Piece piece(const Ranges& r, std::size_t rank, const CheckpointTensor& t) {
+  for (const CheckpointRange& g : r.of[rank]) {
+    const std::int64_t lo = std::max(g.begin, t.offset), hi = std::min(g.end, t.offset + t.numel);
+    if (lo < hi) return {lo - t.offset, hi - t.offset, g.local + (lo - g.begin)};
+  }
+  return {};
+}
+
+// Problems with one rank's own list: bounds, and a tensor cut between two of its ranges.
+std::string check_own_ranges(const std::vector<CheckpointRange>& mine, const std::vector<CheckpointTensor>& tensors) {
+  for (const CheckpointRange& g : mine)
+    if (g.begin < 0 || g.end < g.begin || g.local < 0)
+      return "bad owned range [" + std::to_string(g.begin) + ", " + std::to_string(g.end) + ")";
+  for (const CheckpointTensor& t : tensors) {
+    int hits = 0;
+    for (const CheckpointRange& g : mine) hits += std::max(g.begin, t.offset) < std::min(g.end, t.offset + t.numel);
+    if (hits > 1) return "tensor " + t.name + " is cut between two owned ranges of one rank";
+  }
+  return "";
 }
 
 // A save writes every element exactly once: the ranges must be disjoint and cover every tensor.
 std::string check_write_ranges(const Ranges& r, const std::vector<CheckpointTensor>& tensors) {
-  std::vector<std::size_t> order;
-  for (std::size_t i = 0; i < r.begin.size(); ++i)
-    if (r.begin[i] < r.end[i]) order.push_back(i);
-  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return r.begin[a] < r.begin[b]; });
-  const auto range = [&](std::size_t i) {
-    return "[" + std::to_string(r.begin[i]) + ", " + std::to_string(r.end[i]) + ") of rank " + std::to_string(i);
+  struct Owned {
+    std::int64_t begin, end;
+    std::size_t rank;
   };
-  for (std::size_t k = 1; k < order.size(); ++k)
-    if (r.begin[order[k]] < r.end[order[k - 1]])
-      return "the owned ranges " + range(order[k - 1]) + " and " + range(order[k]) + " overlap";
+  std::vector<Owned> all;
+  for (std::size_t i = 0; i < r.of.size(); ++i)
+    for (const CheckpointRange& g : r.of[i])
+      if (g.begin < g.end) all.push_back({g.begin, g.end, i});
+  std::sort(all.begin(), all.end(), [](const Owned& a, const Owned& b) { return a.begin < b.begin; });
+  const auto range = [](const Owned& o) {
+    return "[" + std::to_string(o.begin) + ", " + std::to_string(o.end) + ") of rank " + std::to_string(o.rank);
+  };
+  for (std::size_t k = 1; k < all.size(); ++k)
+    if (all[k].begin < all[k - 1].end)
+      return "the owned ranges " + range(all[k - 1]) + " and " + range(all[k]) + " overlap";
   for (const CheckpointTensor& t : tensors) {
     std::int64_t covered = t.offset;  // the sorted disjoint ranges must tile [offset, offset + numel)
-    for (const std::size_t i : order)
-      if (r.begin[i] <= covered && r.end[i] > covered) covered = r.end[i];
+    for (const Owned& o : all)
+      if (o.begin <= covered && o.end > covered) covered = o.end;
     if (covered < t.offset + t.numel)
       return "elements [" + std::to_string(covered) + ", " + std::to_string(t.offset + t.numel) + ") of tensor " +
              t.name + " are owned by no rank";
@@ -149,15 +180,15 @@ std::vector<std::int64_t> exchange_crcs(Comm& comm, const std::vector<std::uint3
 // longest piece starting where the chain stands, each time); -1 if they do not tile it (a load
 // where no rank or set of ranks read all of it).
 std::int64_t chain_crc(const std::vector<std::int64_t>& crcs, std::size_t i, const Ranges& r, const CheckpointTensor& t) {
-  const std::size_t P = r.begin.size();
+  const std::size_t P = r.of.size();
   std::uint32_t crc = 0;
   std::int64_t pos = 0;
   while (pos < t.numel) {
     std::size_t best = P;
     std::int64_t best_len = 0;
     for (std::size_t k = 0; k < P; ++k) {
-      const auto [lo, hi] = piece(r, k, t);
-      if (lo == pos && hi - lo > best_len) best = k, best_len = hi - lo;
+      const Piece pc = piece(r, k, t);
+      if (pc.lo == pos && pc.hi - pc.lo > best_len) best = k, best_len = pc.hi - pc.lo;
     }
     if (best == P) return -1;
     crc = crc_join(crc, static_cast<std::uint32_t>(crcs[i * P + best]), best_len);
@@ -324,6 +355,16 @@ std::string commit(const std::string& dir, const std::string& tmp, const std::st
 // Save
 
 namespace {
+std::vector<CheckpointRange> one_range(std::int64_t begin, std::int64_t end) {
+  if (begin == end && begin >= 0) return {};
+  return {{begin, end, 0}};
+}
+bool owns_any(const std::vector<CheckpointRange>& owned) {
+  for (const CheckpointRange& g : owned)
+    if (g.begin < g.end) return true;
+  return false;
+}
+
 // Testing aid (tests/check_kill_during_save.sh): TH_FAULT="rank:step:save" kills that rank with
 // SIGKILL, like `kill -9`, in the middle of writing the checkpoint of that step.
 void maybe_kill_during_save(int rank, std::int64_t step) {
@@ -339,13 +380,18 @@ void maybe_kill_during_save(int rank, std::int64_t step) {
 
 void save_checkpoint(Comm& comm, const std::string& dir, const std::vector<CheckpointTensor>& tensors,
                      const float* params, const float* exp_avg, const float* exp_avg_sq, std::int64_t begin,
-                     std::int64_t end, const CheckpointState& state_in, int keep_last) {
+                     std::int64_t end, const CheckpointState& state, int keep_last) {
+  save_checkpoint(comm, dir, tensors, params, exp_avg, exp_avg_sq, one_range(begin, end), state, keep_last);
+}
+
+void save_checkpoint(Comm& comm, const std::string& dir, const std::vector<CheckpointTensor>& tensors,
+                     const float* params, const float* exp_avg, const float* exp_avg_sq,
+                     const std::vector<CheckpointRange>& owned, const CheckpointState& state_in, int keep_last) {
   const float* bufs[kKinds] = {params, exp_avg, exp_avg_sq};
   {
     std::string problem = check_tensor_list(tensors);
-    if (problem.empty() && (begin < 0 || end < begin))
-      problem = "bad owned range [" + std::to_string(begin) + ", " + std::to_string(end) + ")";
-    if (problem.empty() && begin < end && (!params || !exp_avg || !exp_avg_sq))
+    if (problem.empty()) problem = check_own_ranges(owned, tensors);
+    if (problem.empty() && owns_any(owned) && (!params || !exp_avg || !exp_avg_sq))
       problem = "a rank owning elements passed a null buffer";
     if (problem.empty() && dir.empty()) problem = "empty checkpoint directory";
     if (problem.empty() && state_in.step < 0) problem = "negative step";
@@ -355,7 +401,7 @@ void save_checkpoint(Comm& comm, const std::string& dir, const std::vector<Check
     const std::string problem = same_tensors_everywhere(comm, tensors);
     agree(comm, problem.empty() ? "" : "save_checkpoint into " + dir + ": " + problem);
   }
-  const Ranges ranges = all_ranges(comm, begin, end);
+  const Ranges ranges = all_ranges(comm, owned);
   {
     const std::string problem = check_write_ranges(ranges, tensors);  // same data on every rank
     if (!problem.empty()) throw Error("save_checkpoint into " + dir + ": " + problem);
@@ -396,8 +442,8 @@ void save_checkpoint(Comm& comm, const std::string& dir, const std::vector<Check
     std::vector<std::uint32_t> mine(kKinds * T, 0);
     for (int k = 0; k < kKinds; ++k)
       for (std::size_t i = 0; i < T; ++i) {
-        const auto [lo, hi] = piece(ranges, static_cast<std::size_t>(comm.rank()), tensors[i]);
-        if (hi > lo) mine[k * T + i] = crc_floats(bufs[k] + (tensors[i].offset + lo - begin), hi - lo);
+        const Piece pc = piece(ranges, static_cast<std::size_t>(comm.rank()), tensors[i]);
+        if (pc.hi > pc.lo) mine[k * T + i] = crc_floats(bufs[k] + pc.local, pc.hi - pc.lo);
       }
     const std::vector<std::int64_t> crcs = exchange_crcs(comm, mine);
     for (std::size_t j = 0; j < kKinds * T; ++j)
@@ -432,10 +478,10 @@ void save_checkpoint(Comm& comm, const std::string& dir, const std::vector<Check
         const std::string p = dataset_path(k, t.name);
         H5Id ds = own(H5Dcreate2(file.get(), p.c_str(), H5T_IEEE_F32LE, space.get(), lcpl.get(), dcpl.get(), H5P_DEFAULT),
                       H5Dclose, "H5Dcreate2", tmp + " " + p);
-        const auto [lo, hi] = piece(ranges, me, t);
+        const auto [lo, hi, local] = piece(ranges, me, t);
         if (t.numel > 0)
           write_range(ds.get(), dims, static_cast<std::uint64_t>(lo), static_cast<std::uint64_t>(hi),
-                      hi > lo ? bufs[k] + (t.offset + lo - begin) : nullptr, dxpl.get(), tmp + " " + p);
+                      hi > lo ? bufs[k] + local : nullptr, dxpl.get(), tmp + " " + p);
         put_attr_u32(ds.get(), "crc32", stored[k * T + i], tmp);
         put_attr(ds.get(), "flat_offset", t.offset, tmp);
         ds.close("H5Dclose", tmp);
@@ -467,12 +513,12 @@ void save_checkpoint(Comm& comm, const std::string& dir, const std::vector<Check
         std::int64_t crc = -1;
         if (!get_attr(ds.get(), "crc32", crc, tmp) || static_cast<std::uint32_t>(crc) != stored[k * T + i])
           if (problem.empty()) problem = "crc32 attribute of " + p + " wrong after writing";
-        const auto [lo, hi] = piece(ranges, me, t);
+        const auto [lo, hi, local] = piece(ranges, me, t);
         buf.resize(static_cast<std::size_t>(hi - lo));
         if (t.numel > 0)
           read_range(ds.get(), dims_of(t), static_cast<std::uint64_t>(lo), static_cast<std::uint64_t>(hi), buf.data(),
                      dxpl.get(), tmp + " " + p);
-        if (hi > lo && std::memcmp(buf.data(), bufs[k] + (t.offset + lo - begin), buf.size() * sizeof(float)) != 0)
+        if (hi > lo && std::memcmp(buf.data(), bufs[k] + local, buf.size() * sizeof(float)) != 0)
           if (problem.empty()) problem = p + " reads back different from what was written";
       }
     }
@@ -551,6 +597,12 @@ std::string find_checkpoint(Comm& comm, const std::string& dir, const std::strin
 CheckpointState load_checkpoint(Comm& comm, const std::string& path, const std::vector<CheckpointTensor>& tensors,
                                 float* params, float* exp_avg, float* exp_avg_sq, std::int64_t begin,
                                 std::int64_t end) {
+  return load_checkpoint(comm, path, tensors, params, exp_avg, exp_avg_sq, one_range(begin, end));
+}
+
+CheckpointState load_checkpoint(Comm& comm, const std::string& path, const std::vector<CheckpointTensor>& tensors,
+                                float* params, float* exp_avg, float* exp_avg_sq,
+                                const std::vector<CheckpointRange>& owned) {
   float* bufs[kKinds] = {params, exp_avg, exp_avg_sq};
   // A kind is read if some rank asks for it (ranks owning nothing may pass null everywhere); the
   // set of datasets read must be the same on every rank, the calls being collective.
@@ -558,11 +610,10 @@ CheckpointState load_checkpoint(Comm& comm, const std::string& path, const std::
   for (int k = 0; k < kKinds; ++k) read_kind[k] = comm.any_true(bufs[k] != nullptr);
   {
     std::string problem = check_tensor_list(tensors);
-    if (problem.empty() && (begin < 0 || end < begin))
-      problem = "bad owned range [" + std::to_string(begin) + ", " + std::to_string(end) + ")";
+    if (problem.empty()) problem = check_own_ranges(owned, tensors);
     if (problem.empty() && !read_kind[0]) problem = "no rank passed a parameter buffer";
     for (int k = 0; k < kKinds && problem.empty(); ++k)
-      if (read_kind[k] && begin < end && !bufs[k]) problem = "a rank owning elements passed a null buffer";
+      if (read_kind[k] && owns_any(owned) && !bufs[k]) problem = "a rank owning elements passed a null buffer";
     agree(comm, problem.empty() ? "" : "load_checkpoint " + path + ": " + problem);
   }
   {
@@ -574,7 +625,7 @@ CheckpointState load_checkpoint(Comm& comm, const std::string& path, const std::
     const std::string problem = verify_file(path, tensors, false);
     return problem.empty() ? "" : "cannot load checkpoint " + path + ": " + problem;
   });
-  const Ranges ranges = all_ranges(comm, begin, end);
+  const Ranges ranges = all_ranges(comm, owned);
   const auto me = static_cast<std::size_t>(comm.rank());
   const std::size_t T = tensors.size();
 
@@ -599,8 +650,8 @@ CheckpointState load_checkpoint(Comm& comm, const std::string& path, const std::
         std::int64_t crc = 0;
         if (!get_attr(ds.get(), "crc32", crc, path)) throw Error(path + ": " + p + " lost its crc32 attribute");
         stored[k * T + i] = static_cast<std::uint32_t>(crc);
-        const auto [lo, hi] = piece(ranges, me, t);
-        float* dst = hi > lo ? bufs[k] + (t.offset + lo - begin) : nullptr;
+        const auto [lo, hi, local] = piece(ranges, me, t);
+        float* dst = hi > lo ? bufs[k] + local : nullptr;
         if (t.numel > 0)
           read_range(ds.get(), dims_of(t), static_cast<std::uint64_t>(lo), static_cast<std::uint64_t>(hi), dst,
                      dxpl.get(), path + " " + p);

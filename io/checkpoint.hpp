@@ -35,6 +35,13 @@ struct CheckpointTensor {
   std::int64_t numel = 0;
 };
 
+// A range of the flat buffers a rank owns: flat elements [begin, end) are buf[local, local +
+// end - begin) of the buffers the rank passes. A rank may own several (a ZeRO partition: one
+// piece of every segment); a tensor may not be cut between two ranges of one rank.
+struct CheckpointRange {
+  std::int64_t begin = 0, end = 0, local = 0;
+};
+
 // What a training run needs to continue bit for bit (besides the buffers).
 struct CheckpointState {
   std::int64_t step = 0, epoch = 0, step_in_epoch = 0;
@@ -69,6 +76,10 @@ inline std::vector<CheckpointTensor> checkpoint_tensors(const std::vector<ParamI
 void save_checkpoint(Comm& comm, const std::string& dir, const std::vector<CheckpointTensor>& tensors,
                      const float* params, const float* exp_avg, const float* exp_avg_sq, std::int64_t begin,
                      std::int64_t end, const CheckpointState& state, int keep_last);
+// The same with a list of owned ranges per rank.
+void save_checkpoint(Comm& comm, const std::string& dir, const std::vector<CheckpointTensor>& tensors,
+                     const float* params, const float* exp_avg, const float* exp_avg_sq,
+                     const std::vector<CheckpointRange>& owned, const CheckpointState& state, int keep_last);
 
 // Which checkpoint to resume from; every rank gets the same answer ("" = start afresh).
 //   "never": "".
@@ -89,6 +100,9 @@ std::string find_checkpoint(Comm& comm, const std::string& dir, const std::strin
 CheckpointState load_checkpoint(Comm& comm, const std::string& path, const std::vector<CheckpointTensor>& tensors,
                                 float* params, float* exp_avg, float* exp_avg_sq, std::int64_t begin,
                                 std::int64_t end);
+CheckpointState load_checkpoint(Comm& comm, const std::string& path, const std::vector<CheckpointTensor>& tensors,
+                                float* params, float* exp_avg, float* exp_avg_sq,
+                                const std::vector<CheckpointRange>& owned);
 
 // Serial, on the calling rank only: every check find_checkpoint makes on one file (opens, format
 // version, state attributes, each expected dataset present with its shape and dtype, no dataset

@@ -102,6 +102,8 @@ Config make_config(const Deck& deck) {
   parallel.get("zero_stage", c.parallel.zero_stage);
   parallel.get("bucket_mb", c.parallel.bucket_mb);
   parallel.get("overlap_comm", c.parallel.overlap_comm);
+  parallel.get("stage3_prefetch", c.parallel.stage3_prefetch);
+  parallel.get("param_persistence_threshold", c.parallel.param_persistence_threshold);
   parallel.get("offload_optimizer", c.parallel.offload_optimizer);
   parallel.get("offload_param", c.parallel.offload_param);
   parallel.get("nvme_path", c.parallel.nvme_path);

@@ -67,6 +67,8 @@ struct Config {
     int zero_stage = 0;
     double bucket_mb = 0;
     bool overlap_comm = false;
+    int stage3_prefetch = 0;
+    int param_persistence_threshold = 0;
     std::string offload_optimizer;
     std::string offload_param;
     std::string nvme_path;

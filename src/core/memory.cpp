@@ -78,6 +78,14 @@ void MemoryPool::trim() {
   free_.clear();
 }
 
+void MemoryPool::account(MemCategory cat, std::int64_t delta) {
+  const int c = static_cast<int>(cat);
+  stats_.live[c] += delta;
+  stats_.live_total += delta;
+  stats_.peak[c] = std::max(stats_.peak[c], stats_.live[c]);
+  stats_.peak_total = std::max(stats_.peak_total, stats_.live_total);
+}
+
 void MemoryPool::reset_peaks() {
   stats_.peak = stats_.live;
   stats_.peak_total = stats_.live_total;

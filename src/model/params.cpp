@@ -8,6 +8,26 @@
 
 namespace th {
 
+template <typename T> void ParamStore<T>::set_segmenting(std::int64_t align, std::int64_t max_elems) {
+  TH_CHECK(infos_.empty() && align >= 1 && max_elems >= 0, "set_segmenting after declarations or with bad values");
+  align_ = align;
+  max_seg_ = max_elems;
+}
+
+template <typename T> void ParamStore<T>::close_segment() {
+  if (total_ == seg_begin_) return;
+  total_ = (total_ + align_ - 1) / align_ * align_;
+  segments_.push_back({seg_begin_, total_, unit_});
+  seg_begin_ = total_;
+}
+
+template <typename T> int ParamStore<T>::end_unit() {
+  if (total_ == unit_begin_) return unit_;  // nothing declared since the last boundary
+  close_segment();
+  unit_begin_ = total_;
+  return ++unit_;
+}
+
 template <typename T>
 std::int64_t ParamStore<T>::declare(const std::string& name, std::vector<std::int64_t> shape, ParamInit init) {
   TH_CHECK(!allocated(), "parameter '" + name + "' declared after allocation");
@@ -16,6 +36,7 @@ std::int64_t ParamStore<T>::declare(const std::string& name, std::vector<std::in
   info.name = name;
   info.numel = 1;
   for (auto d : shape) info.numel *= d;
+  if (max_seg_ > 0 && total_ > seg_begin_ && total_ - seg_begin_ + info.numel > max_seg_) close_segment();
   info.shape = std::move(shape);
   info.offset = total_;
   info.init = init;
@@ -25,16 +46,32 @@ std::int64_t ParamStore<T>::declare(const std::string& name, std::vector<std::in
 }
 
 template <typename T> void ParamStore<T>::allocate() {
+  end_unit();
   values_ = Tensor::zeros({total_}, dtype_of<T>(), MemCategory::Parameters);
   grads_ = Tensor::zeros({total_}, dtype_of<T>(), MemCategory::Gradients);
+  values_ptr_ = values_.template data<T>();
+  grads_ptr_ = grads_.template data<T>();
 }
 
-template <typename T> void ParamStore<T>::zero_grad() { grads_.zero_(); }
+template <typename T> void ParamStore<T>::attach(T* values, T* grads) {
+  end_unit();
+  values_.reset();
+  grads_.reset();
+  values_ptr_ = values;
+  grads_ptr_ = grads;
+}
 
-template <typename T> void ParamStore<T>::initialize(std::uint64_t seed) {
+template <typename T> void ParamStore<T>::zero_grad() {
+  std::memset(grads_ptr_, 0, sizeof(T) * static_cast<std::size_t>(total_));
+}
+
+template <typename T> void ParamStore<T>::initialize(std::uint64_t seed) { initialize(seed, 0, total_); }
+
+template <typename T> void ParamStore<T>::initialize(std::uint64_t seed, std::int64_t begin, std::int64_t end) {
   TH_CHECK(allocated(), "initialize before allocate");
   for (std::size_t k = 0; k < infos_.size(); ++k) {
     const ParamInfo& p = infos_[k];
+    if (p.offset < begin || p.offset >= end) continue;
     T* w = value(p.offset);
     const std::uint64_t stream = 0x1000 + k;  // one stream per parameter, in declaration order
     switch (p.init) {

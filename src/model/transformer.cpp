@@ -18,12 +18,15 @@ Transformer<T>::Transformer(const ModelSpec& s) : spec_(s) {
   TH_CHECK(s.d_model % s.n_heads == 0, "n_heads must divide d_model");
   const int D = s.d_model, V = s.vocab_size;
   const bool enc = !s.decoder_only;
+  params_.set_segmenting(s.param_align, s.param_segment_max);
+  embed_unit_ = params_.current_unit();
   if (s.tie_embeddings) {
     src_embed_ = tgt_embed_ = out_proj_ = params_.declare("embed/weight", {V, D}, ParamInit::EmbeddingNormal);
   } else {
     if (enc) src_embed_ = params_.declare("encoder/embed/weight", {V, D}, ParamInit::EmbeddingNormal);
     tgt_embed_ = params_.declare("decoder/embed/weight", {V, D}, ParamInit::EmbeddingNormal);
   }
+  params_.end_unit();
   std::uint64_t site = 16;
   auto residual = [&](const std::string& norm, std::unique_ptr<Sublayer<T>> f) {
     return std::make_unique<Residual<T>>(params_, norm, std::move(f), D, s.pre_norm, s.dropout, site++);
@@ -37,26 +40,42 @@ Transformer<T>::Transformer(const ModelSpec& s) : spec_(s) {
   for (int i = 0; enc && i < s.n_encoder_layers; ++i) {
     const std::string p = "encoder/layer_" + std::to_string(i);
     enc_begin_.push_back(params_.size());
+    enc_unit_.push_back(params_.current_unit());
     std::vector<std::unique_ptr<Residual<T>>> parts;
     parts.push_back(residual(p + "/norm1", attention(p + "/self_attn", false, false)));
     parts.push_back(residual(p + "/norm2", ffn(p + "/ffn")));
     encoder_.push_back(std::make_unique<Block<T>>(std::move(parts), D, s.activation_checkpointing, p));
+    params_.end_unit();
   }
   enc_norm_begin_ = params_.size();
-  if (enc && s.pre_norm) enc_norm_ = std::make_unique<LayerNorm<T>>(params_, "encoder/final_norm", D);
+  if (enc && s.pre_norm) {
+    enc_norm_unit_ = params_.current_unit();
+    enc_norm_ = std::make_unique<LayerNorm<T>>(params_, "encoder/final_norm", D);
+    params_.end_unit();
+  }
   for (int i = 0; i < s.n_decoder_layers; ++i) {
     const std::string p = "decoder/layer_" + std::to_string(i);
     dec_begin_.push_back(params_.size());
+    dec_unit_.push_back(params_.current_unit());
     std::vector<std::unique_ptr<Residual<T>>> parts;
     parts.push_back(residual(p + "/norm1", attention(p + "/self_attn", false, true)));
     if (enc) parts.push_back(residual(p + "/norm2", attention(p + "/cross_attn", true, false)));
     parts.push_back(residual(p + (enc ? "/norm3" : "/norm2"), ffn(p + "/ffn")));
     decoder_.push_back(std::make_unique<Block<T>>(std::move(parts), D, s.activation_checkpointing, p));
+    params_.end_unit();
   }
   dec_norm_begin_ = params_.size();
-  if (s.pre_norm) dec_norm_ = std::make_unique<LayerNorm<T>>(params_, "decoder/final_norm", D);
-  if (!s.tie_embeddings) out_proj_ = params_.declare("output/weight", {V, D}, ParamInit::XavierUniform);
-  params_.allocate();
+  if (s.pre_norm) {
+    dec_norm_unit_ = params_.current_unit();
+    dec_norm_ = std::make_unique<LayerNorm<T>>(params_, "decoder/final_norm", D);
+    params_.end_unit();
+  }
+  out_unit_ = embed_unit_;
+  if (!s.tie_embeddings) {
+    out_unit_ = params_.current_unit();
+    out_proj_ = params_.declare("output/weight", {V, D}, ParamInit::XavierUniform);
+  }
+  if (!s.external_param_storage) params_.allocate();
   // The positional table is a buffer, not a parameter: computed, never trained or communicated.
   pe_ = Tensor::empty({s.max_len, D}, dtype_of<T>(), MemCategory::Parameters);
   cpu::sinusoidal_table(pe_.data<T>(), s.max_len, D);
@@ -76,23 +95,46 @@ void Transformer<T>::embed(T* y, const std::vector<int>& tokens, int B, int L, s
 }
 
 template <typename T>
-void Transformer<T>::run_encoder(const Batch& batch, std::uint64_t seed, std::uint64_t micro, bool train) {
+void Transformer<T>::embed_inputs(const Batch& batch, std::uint64_t seed, std::uint64_t micro, bool train,
+                                  bool target) {
   const int D = spec_.d_model, B = batch.B;
   const float p = train ? spec_.dropout : 0.0f;
+  acquire(embed_unit_);
+  if (!spec_.decoder_only) {
+    const std::int64_t rows = static_cast<std::int64_t>(B) * batch.S;
+    enc_x_.assign(encoder_.size() + 1, Tensor());
+    enc_x_[0] = saved_buffer<T>(rows, D);
+    embed(enc_x_[0].data<T>(), batch.src, B, batch.S, src_embed_);
+    cpu::dropout_forward(enc_x_[0].data<T>(), enc_x_[0].data<T>(), rows * D, p, seed,
+                         dropout_stream(kSrcEmbedSite, micro));
+  }
+  if (target) {
+    const std::int64_t rows = static_cast<std::int64_t>(B) * batch.T;
+    dec_x_.assign(decoder_.size() + 1, Tensor());
+    dec_x_[0] = saved_buffer<T>(rows, D);
+    embed(dec_x_[0].data<T>(), batch.tgt_in, B, batch.T, tgt_embed_);
+    cpu::dropout_forward(dec_x_[0].data<T>(), dec_x_[0].data<T>(), rows * D, p, seed,
+                         dropout_stream(kTgtEmbedSite, micro));
+  }
+  release(embed_unit_);
+}
+
+template <typename T>
+void Transformer<T>::run_encoder(const Batch& batch, std::uint64_t seed, std::uint64_t micro, bool train) {
+  const int D = spec_.d_model, B = batch.B;
   const Stream src{B, batch.S, batch.src_len.data()};
   enc_ctx_ = StepCtx<T>{src, Stream{}, nullptr, nullptr, seed, micro, train};
-  enc_x_.assign(encoder_.size() + 1, Tensor());
-  enc_x_[0] = saved_buffer<T>(src.rows(), D);
-  embed(enc_x_[0].data<T>(), batch.src, B, batch.S, src_embed_);
-  cpu::dropout_forward(enc_x_[0].data<T>(), enc_x_[0].data<T>(), src.rows() * D, p, seed,
-                       dropout_stream(kSrcEmbedSite, micro));
   for (std::size_t i = 0; i < encoder_.size(); ++i) {
     enc_x_[i + 1] = saved_buffer<T>(src.rows(), D);
+    acquire(enc_unit_[i]);
     encoder_[i]->forward(enc_x_[i + 1].data<T>(), enc_x_[i].data<T>(), enc_ctx_);
+    release(enc_unit_[i]);
   }
   if (enc_norm_) {
     memory_ = saved_buffer<T>(src.rows(), D);
+    acquire(enc_norm_unit_);
     enc_norm_->forward(memory_.data<T>(), enc_x_.back().data<T>(), src.rows());
+    release(enc_norm_unit_);
   } else {
     memory_ = enc_x_.back();
   }
@@ -100,6 +142,7 @@ void Transformer<T>::run_encoder(const Batch& batch, std::uint64_t seed, std::ui
 
 template <typename T> Tensor Transformer<T>::encode(const Batch& batch) {
   TH_CHECK(!spec_.decoder_only, "encode() on a decoder-only model");
+  embed_inputs(batch, 0, 0, false, false);
   run_encoder(batch, 0, 0, false);
   Tensor memory = memory_;
   discard();
@@ -107,6 +150,10 @@ template <typename T> Tensor Transformer<T>::encode(const Batch& batch) {
 }
 
 template <typename T> void Transformer<T>::discard() {
+  if (out_held_) {
+    out_held_ = false;
+    release(out_unit_);
+  }
   for (auto& b : encoder_) b->release();
   for (auto& b : decoder_) b->release();
   if (enc_norm_) enc_norm_->release();
@@ -119,28 +166,34 @@ template <typename T> void Transformer<T>::discard() {
 template <typename T>
 double Transformer<T>::forward(const Batch& batch, std::uint64_t seed, std::uint64_t micro, bool train) {
   const int D = spec_.d_model, V = spec_.vocab_size, B = batch.B;
-  const float p = train ? spec_.dropout : 0.0f;
+  if (out_held_) {  // a forward without backward or discard before it
+    out_held_ = false;
+    release(out_unit_);
+  }
   batch_ = &batch;
   const Stream src{B, batch.S, batch.src_len.data()}, tgt{B, batch.T, batch.tgt_len.data()};
+  // Both embeddings first: the (tied) table is needed once, not again after the encoder.
+  embed_inputs(batch, seed, micro, train, true);
   if (!spec_.decoder_only) {
     run_encoder(batch, seed, micro, train);
   }
   dec_ctx_ = StepCtx<T>{tgt, src, memory_.defined() ? memory_.data<T>() : nullptr, nullptr, seed, micro, train};
-  dec_x_.assign(decoder_.size() + 1, Tensor());
-  dec_x_[0] = saved_buffer<T>(tgt.rows(), D);
-  embed(dec_x_[0].data<T>(), batch.tgt_in, B, batch.T, tgt_embed_);
-  cpu::dropout_forward(dec_x_[0].data<T>(), dec_x_[0].data<T>(), tgt.rows() * D, p, seed,
-                       dropout_stream(kTgtEmbedSite, micro));
   for (std::size_t i = 0; i < decoder_.size(); ++i) {
     dec_x_[i + 1] = saved_buffer<T>(tgt.rows(), D);
+    acquire(dec_unit_[i]);
     decoder_[i]->forward(dec_x_[i + 1].data<T>(), dec_x_[i].data<T>(), dec_ctx_);
+    release(dec_unit_[i]);
   }
   if (dec_norm_) {
     final_ = saved_buffer<T>(tgt.rows(), D);
+    acquire(dec_norm_unit_);
     dec_norm_->forward(final_.data<T>(), dec_x_.back().data<T>(), tgt.rows());
+    release(dec_norm_unit_);
   } else {
     final_ = dec_x_.back();
   }
+  acquire(out_unit_);  // held until backward has used it (or discard())
+  out_held_ = true;
   logits_ = saved_buffer<T>(tgt.rows(), V);
   cpu::linear_forward<T>(logits_.data<T>(), final_.data<T>(), params_.value(out_proj_), nullptr, tgt.rows(), D, V);
   losses_ = saved_buffer<T>(tgt.rows(), 1);
@@ -172,9 +225,13 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
   cpu::linear_backward<T>(g.data<T>(), params_.grad(out_proj_), nullptr, dlogits, final_.data<T>(),
                           params_.value(out_proj_), Nt, D, V);
   logits_.reset();
+  out_held_ = false;
+  release(out_unit_);
   if (!spec_.tie_embeddings) ready(out_proj_);
   if (dec_norm_) {
+    acquire(dec_norm_unit_);
     dec_norm_->backward(g2.data<T>(), g.data<T>(), dec_x_.back().data<T>(), Nt);
+    release(dec_norm_unit_);
     std::swap(g, g2);
     ready(dec_norm_begin_);
   }
@@ -183,7 +240,9 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
     dec_ctx_.dmem = dmemory_.data<T>();
   }
   for (std::size_t i = decoder_.size(); i-- > 0;) {
+    acquire(dec_unit_[i]);  // for the recomputation too, with activation checkpointing
     decoder_[i]->backward(g2.data<T>(), g.data<T>(), dec_x_[i].data<T>(), dec_ctx_);
+    release(dec_unit_[i]);
     std::swap(g, g2);
     dec_x_[i + 1].reset();
     ready(dec_begin_[i]);
@@ -193,13 +252,17 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
   if (!spec_.decoder_only) {
     Tensor e = scratch_buffer<T>(Ns, D), e2 = scratch_buffer<T>(Ns, D);
     if (enc_norm_) {
+      acquire(enc_norm_unit_);
       enc_norm_->backward(e.data<T>(), dmemory_.data<T>(), enc_x_.back().data<T>(), Ns);
+      release(enc_norm_unit_);
       ready(enc_norm_begin_);
     } else {
       std::swap(e, dmemory_);
     }
     for (std::size_t i = encoder_.size(); i-- > 0;) {
+      acquire(enc_unit_[i]);
       encoder_[i]->backward(e2.data<T>(), e.data<T>(), enc_x_[i].data<T>(), enc_ctx_);
+      release(enc_unit_[i]);
       std::swap(e, e2);
       enc_x_[i + 1].reset();
       ready(enc_begin_[i]);

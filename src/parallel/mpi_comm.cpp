@@ -79,6 +79,7 @@ void MpiComm::barrier() { TH_MPI_CHECK(MPI_Barrier(comm_)); }
 void MpiComm::allreduce_raw(void* data, std::size_t n, MPI_Datatype type, ReduceOp op) {
   int elem = 0;
   TH_MPI_CHECK(MPI_Type_size(type, &elem));
+  count_allreduce(static_cast<double>(n) * elem);
   auto* p = static_cast<char*>(data);
   for (std::size_t off = 0; off < n; off += kMaxChunk) {
     const int cnt = static_cast<int>(std::min(kMaxChunk, n - off));
@@ -93,6 +94,7 @@ void MpiComm::allreduce(std::int64_t* d, std::size_t n, ReduceOp op) {
 }
 
 void MpiComm::broadcast(void* data, std::size_t bytes, int root) {
+  count_broadcast(static_cast<double>(bytes), root == rank_);
   auto* p = static_cast<char*>(data);
   for (std::size_t off = 0; off < bytes; off += kMaxChunk) {
     const int cnt = static_cast<int>(std::min(kMaxChunk, bytes - off));
@@ -171,14 +173,22 @@ int checked_count(std::size_t n) {
   if (n > kMaxChunk) throw Error("a collective of " + std::to_string(n) + " elements per rank exceeds MPI's int count");
   return static_cast<int>(n);
 }
+// The in-place conventions of Comm (see comm.hpp) in MPI's terms.
+const void* rs_send(const float* send, const float* recv) { return send == recv ? MPI_IN_PLACE : send; }
+const void* ag_send(const float* send, const float* recv, int rank, std::size_t count) {
+  return send == recv + static_cast<std::size_t>(rank) * count ? MPI_IN_PLACE : send;
+}
 }  // namespace
 
 void MpiComm::reduce_scatter(const float* send, float* recv, std::size_t count, ReduceOp op) {
-  TH_MPI_CHECK(MPI_Reduce_scatter_block(send, recv, checked_count(count), MPI_FLOAT, to_mpi(op), comm_));
+  count_reduce_scatter(4.0 * static_cast<double>(count));
+  TH_MPI_CHECK(MPI_Reduce_scatter_block(rs_send(send, recv), recv, checked_count(count), MPI_FLOAT, to_mpi(op), comm_));
 }
 
 void MpiComm::all_gather(const float* send, float* recv, std::size_t count) {
-  TH_MPI_CHECK(MPI_Allgather(send, checked_count(count), MPI_FLOAT, recv, checked_count(count), MPI_FLOAT, comm_));
+  count_all_gather(4.0 * static_cast<double>(count));
+  TH_MPI_CHECK(MPI_Allgather(ag_send(send, recv, rank_, count), checked_count(count), MPI_FLOAT, recv,
+                             checked_count(count), MPI_FLOAT, comm_));
 }
 
 MPI_Comm mpi_comm_of(Comm& comm) {
@@ -225,6 +235,7 @@ CommRequestPtr MpiComm::post(std::function<void(MPI_Comm)> work) {
 }
 
 CommRequestPtr MpiComm::iallreduce(float* data, std::size_t n, ReduceOp op) {
+  count_allreduce(4.0 * static_cast<double>(n));
   if (threaded_)
     return post([=](MPI_Comm c) {
       for (std::size_t off = 0; off < n; off += kMaxChunk)
@@ -241,25 +252,29 @@ CommRequestPtr MpiComm::iallreduce(float* data, std::size_t n, ReduceOp op) {
 }
 
 CommRequestPtr MpiComm::ireduce_scatter(const float* send, float* recv, std::size_t count, ReduceOp op) {
+  count_reduce_scatter(4.0 * static_cast<double>(count));
+  const void* in = rs_send(send, recv);
   if (threaded_)
     return post([=](MPI_Comm c) {
-      TH_MPI_CHECK(MPI_Reduce_scatter_block(send, recv, checked_count(count), MPI_FLOAT, to_mpi(op), c));
+      TH_MPI_CHECK(MPI_Reduce_scatter_block(in, recv, checked_count(count), MPI_FLOAT, to_mpi(op), c));
     });
   auto r = std::make_unique<MpiRequest>();
   r->reqs.emplace_back();
-  TH_MPI_CHECK(MPI_Ireduce_scatter_block(send, recv, checked_count(count), MPI_FLOAT, to_mpi(op), comm_,
+  TH_MPI_CHECK(MPI_Ireduce_scatter_block(in, recv, checked_count(count), MPI_FLOAT, to_mpi(op), comm_,
                                          &r->reqs.back()));
   return r;
 }
 
 CommRequestPtr MpiComm::iall_gather(const float* send, float* recv, std::size_t count) {
+  count_all_gather(4.0 * static_cast<double>(count));
+  const void* in = ag_send(send, recv, rank_, count);
   if (threaded_)
     return post([=](MPI_Comm c) {
-      TH_MPI_CHECK(MPI_Allgather(send, checked_count(count), MPI_FLOAT, recv, checked_count(count), MPI_FLOAT, c));
+      TH_MPI_CHECK(MPI_Allgather(in, checked_count(count), MPI_FLOAT, recv, checked_count(count), MPI_FLOAT, c));
     });
   auto r = std::make_unique<MpiRequest>();
   r->reqs.emplace_back();
-  TH_MPI_CHECK(MPI_Iallgather(send, checked_count(count), MPI_FLOAT, recv, checked_count(count), MPI_FLOAT, comm_,
+  TH_MPI_CHECK(MPI_Iallgather(in, checked_count(count), MPI_FLOAT, recv, checked_count(count), MPI_FLOAT, comm_,
                               &r->reqs.back()));
   return r;
 }

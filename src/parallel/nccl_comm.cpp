@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "th/core/error.hpp"
 #include "th/kernels/cuda.hpp"
 #include "th/parallel/runtime.hpp"
 
@@ -132,6 +133,8 @@ CommRequestPtr NcclComm::iallreduce(float* d, std::size_t n, ReduceOp op) {
   return request();
 }
 CommRequestPtr NcclComm::ireduce_scatter(const float* send, float* recv, std::size_t count, ReduceOp op) {
+  // NCCL's in-place reduce-scatter leaves the block at recv + rank * count, not Comm's recv[0, count).
+  TH_CHECK(send != recv, "in-place reduce_scatter is not implemented on NCCL yet");
   order_after_compute();
   const auto ev = timeline_.begin(stream_, "nccl/reduce_scatter", Category::Communication,
                                   {{"bytes", static_cast<std::int64_t>(4 * count * static_cast<std::size_t>(size()))}});

@@ -14,6 +14,7 @@
 #include "th/train/grad_sync.hpp"
 #include "th/train/optimizer.hpp"
 #include "th/train/progress.hpp"
+#include "th/train/zero.hpp"
 #include "th/train/tasks.hpp"
 
 namespace th {
@@ -56,12 +57,8 @@ void run_bench(const Config& cfg, Comm& comm) {
   if (cfg.bench.batch % comm.size() != 0)
     throw InputError("bench%batch = " + std::to_string(cfg.bench.batch) + " is not divisible by the " +
                      std::to_string(comm.size()) + " ranks");
-  const ModelSpec spec = model_spec(cfg, cfg.model.vocab_size);
-  Transformer<float> model(spec);
-  ParamStore<float>& ps = model.params();
-  ps.initialize(static_cast<std::uint64_t>(cfg.run.seed));
-  AdamW<float> opt(ps.size(), AdamWConfig{cfg.optim.lr, cfg.optim.betas[0], cfg.optim.betas[1], cfg.optim.eps,
-                                          cfg.optim.weight_decay});
+  const ModelSpec base_spec = model_spec(cfg, cfg.model.vocab_size);
+  const ModelSpec& spec = base_spec;
   // A fixed random batch per rank, no padding: B_local rows of seq_len source and target tokens.
   const int B = cfg.bench.batch / comm.size(), L = cfg.bench.seq_len;
   Batch batch;
@@ -86,12 +83,20 @@ void run_bench(const Config& cfg, Comm& comm) {
   struct Pass {
     double step_s = 0, fwd = 0, bwd = 0, exposed_comm = 0, opt = 0;
     std::int64_t allocations = 0;
+    double psi = 0, comm_bytes = 0, theory_bytes = 0;  // per step per rank
   };
   const int steps = cfg.bench.steps, warmup = cfg.bench.warmup;
   std::uint64_t micro = 0;
+  // Each pass builds its model and ZeRO engine (parallel%zero_stage) afresh: same initial values.
   auto timed_pass = [&](bool overlap, int n_warmup) {
-    GradientSync sync(comm, ps.size(), cfg.parallel.bucket_mb, overlap);
+    ZeroOptions zopt = zero_options(cfg);
+    zopt.overlap = overlap;
+    ModelSpec pass_spec = base_spec;
+    ZeroEngine::configure(pass_spec, zopt, comm.size());
+    Transformer<float> model(pass_spec);
+    ZeroEngine engine(comm, model, zopt);
     Pass p;
+    double bytes0 = 0;
     std::int64_t allocs0 = 0;
     Clock::time_point start;
     for (int s = 0; s < n_warmup + steps; ++s) {
@@ -100,23 +105,27 @@ void run_bench(const Config& cfg, Comm& comm) {
         start = Clock::now();
         p = Pass{};
         allocs0 = host_pool().stats().system_allocations;
+        bytes0 = comm.traffic().total();
       }
-      ps.zero_grad();
+      engine.zero_grad();
       auto t0 = Clock::now();
       model.forward(batch, seed, ++micro);
       p.fwd += since(t0);
       t0 = Clock::now();
-      sync.begin_backward(ps.grads(), true);
-      model.backward(1.0, [&](std::int64_t w) { sync.grads_ready(w); });
+      engine.begin_backward(true);
+      model.backward(1.0, engine.hook());
       p.bwd += since(t0);
       t0 = Clock::now();
-      sync.finish();
+      engine.finish_backward();
       p.exposed_comm += since(t0);
       t0 = Clock::now();
-      clip_by_global_norm(ps.grads(), ps.size(), cpu::sum_squares(ps.grads(), ps.size()), cfg.optim.clip_norm);
-      opt.step(ps.values(), ps.grads(), cfg.optim.lr);
+      engine.clip_and_norm(cfg.optim.clip_norm);
+      engine.update(cfg.optim.lr);
       p.opt += since(t0);
     }
+    p.comm_bytes = (comm.traffic().total() - bytes0) / steps;
+    p.theory_bytes = engine.theory_bytes_per_step();
+    p.psi = static_cast<double>(model.params().size());
     comm.barrier();
     p.step_s = since(start) / steps;
     p.fwd /= steps; p.bwd /= steps; p.exposed_comm /= steps; p.opt /= steps;
@@ -159,10 +168,10 @@ void run_bench(const Config& cfg, Comm& comm) {
                 "(rank 0, per step, overlap_comm %s)\n", step_s, main_pass.fwd, main_pass.bwd, main_pass.exposed_comm,
                 main_pass.opt, overlap ? "on" : "off");
     if (comm.size() > 1) {
-      const double n = comm.size(), psi = static_cast<double>(ps.size());
-      std::printf("  gradient all-reduce: %.1f MB fp32 payload per step per rank; ring traffic 2*Psi*(N-1)/N = %.1f MB "
-                  "sent per rank (Psi = %.0f parameters x 4 bytes)\n",
-                  4 * psi / 1e6, 2 * 4 * psi * (n - 1) / n / 1e6, psi);
+      std::printf("  ZeRO stage %d: %.2f MB sent per step per rank (collectives counted under ring costs), theory %.2f MB "
+                  "(%s Psi (N-1)/N x 4 bytes, Psi = %.0f parameters, padded), ratio %.4f\n",
+                  cfg.parallel.zero_stage, main_pass.comm_bytes / 1e6, main_pass.theory_bytes / 1e6,
+                  cfg.parallel.zero_stage == 3 ? "3" : "2", main_pass.psi, main_pass.comm_bytes / main_pass.theory_bytes);
       std::printf("  exposed communication per step: %.4f s with overlap, %.4f s without (%.0f%% hidden); step %.4f s "
                   "with, %.4f s without\n", on.exposed_comm, off.exposed_comm,
                   off.exposed_comm > 0 ? 100.0 * (1.0 - on.exposed_comm / off.exposed_comm) : 0.0, on.step_s, off.step_s);

@@ -34,9 +34,15 @@ AdamW<T>::AdamW(std::int64_t n, const AdamWConfig& cfg)
       v_(Tensor::zeros({n}, dtype_of<T>(), MemCategory::OptimizerState)) {}
 
 template <typename T> void AdamW<T>::step(T* params, const T* grads, double lr) {
-  ++t_;
-  cpu::adamw_update(params, grads, m_.data<T>(), v_.data<T>(), n_, lr, cfg_.beta1, cfg_.beta2, cfg_.eps,
-                    cfg_.weight_decay, t_);
+  next_step();
+  update(params, grads, 0, n_, lr);
+}
+
+template <typename T>
+void AdamW<T>::update(T* params, const T* grads, std::int64_t offset, std::int64_t n, double lr) {
+  TH_CHECK(offset >= 0 && offset + n <= n_, "AdamW update outside the moments");
+  cpu::adamw_update(params, grads, m_.data<T>() + offset, v_.data<T>() + offset, n, lr, cfg_.beta1, cfg_.beta2,
+                    cfg_.eps, cfg_.weight_decay, t_);
 }
 
 template <typename T>

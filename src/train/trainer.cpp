@@ -39,6 +39,18 @@ ModelSpec model_spec(const Config& cfg, int vocab_size) {
   return s;
 }
 
+ZeroOptions zero_options(const Config& cfg) {
+  ZeroOptions z;
+  z.stage = cfg.parallel.zero_stage;
+  z.bucket_mb = cfg.parallel.bucket_mb;
+  z.overlap = cfg.parallel.overlap_comm;
+  z.prefetch = cfg.parallel.stage3_prefetch;
+  z.persistence_threshold = cfg.parallel.param_persistence_threshold;
+  z.seed = static_cast<std::uint64_t>(cfg.run.seed);
+  z.adam = AdamWConfig{cfg.optim.lr, cfg.optim.betas[0], cfg.optim.betas[1], cfg.optim.eps, cfg.optim.weight_decay};
+  return z;
+}
+
 namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
@@ -46,7 +58,6 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 void check_supported(const Config& cfg) {
   auto unsupported = [](const std::string& what) { throw InputError(what + " is not available in this build yet"); };
   if (cfg.precision.dtype != "fp32") unsupported("precision%dtype = '" + cfg.precision.dtype + "'");
-  if (cfg.parallel.zero_stage != 0) unsupported("parallel%zero_stage = " + std::to_string(cfg.parallel.zero_stage));
   if (cfg.parallel.offload_optimizer != "none") unsupported("parallel%offload_optimizer");
   if (cfg.parallel.offload_param != "none") unsupported("parallel%offload_param");
 }
@@ -55,13 +66,11 @@ void check_supported(const Config& cfg) {
 Trainer::Trainer(const Config& cfg, Comm& comm) : cfg_(cfg), comm_(comm) {
   check_supported(cfg);
   loader_ = std::make_unique<TrainLoader>(cfg, comm);
-  model_ = std::make_unique<Transformer<float>>(model_spec(cfg, loader_->vocab_size()));
-  ParamStore<float>& ps = model_->params();
-  ps.initialize(static_cast<std::uint64_t>(cfg.run.seed));
-  comm.broadcast(ps.values(), sizeof(float) * static_cast<std::size_t>(ps.size()), 0);  // rank 0's copy wins
-  opt_ = std::make_unique<AdamW<float>>(ps.size(), AdamWConfig{cfg.optim.lr, cfg.optim.betas[0], cfg.optim.betas[1],
-                                                               cfg.optim.eps, cfg.optim.weight_decay});
-  sync_ = std::make_unique<GradientSync>(comm, ps.size(), cfg.parallel.bucket_mb, cfg.parallel.overlap_comm);
+  ModelSpec spec = model_spec(cfg, loader_->vocab_size());
+  const ZeroOptions zopt = zero_options(cfg);
+  ZeroEngine::configure(spec, zopt, comm.size());
+  model_ = std::make_unique<Transformer<float>>(spec);
+  engine_ = std::make_unique<ZeroEngine>(comm, *model_, zopt);  // allocates and initializes the parameters
   total_ = cfg.run.max_steps > 0 ? cfg.run.max_steps : loader_->steps_per_epoch() * cfg.data.epochs;
   schedule_ = std::make_unique<LRSchedule>(cfg.optim.schedule, cfg.optim.lr, cfg.optim.warmup_steps, total_,
                                            cfg.optim.min_lr_ratio);
@@ -75,7 +84,9 @@ std::string Trainer::checkpoint_dir() const {
 
 // Continue from a checkpoint (checkpoint%resume): parameters, Adam moments and step, the sampler
 // position and the dropout counter, so the run goes on exactly as if it had not stopped. Written
-// on any number of ranks: with ZeRO stage 0 every rank reads the whole state. The sampler position
+// on any number of ranks and any ZeRO stage: each rank reads what it holds now (stage 0: the
+// whole state; stages 1-3: its partition, then the parameters it keeps whole are all-gathered).
+// The sampler position
 // is kept in micro-batches, so a run may continue on another world size x grad_accum; the batches
 // of each step are the same only when that product is unchanged (the elastic rule).
 void Trainer::resume() {
@@ -83,10 +94,9 @@ void Trainer::resume() {
   const auto tensors = checkpoint_tensors(ps.infos());
   const std::string path = find_checkpoint(comm_, checkpoint_dir(), cfg_.checkpoint.resume, tensors);
   if (path.empty()) return;
-  const CheckpointState st = load_checkpoint(comm_, path, tensors, ps.values(), opt_->exp_avg(), opt_->exp_avg_sq(), 0,
-                                             ps.size());
+  const CheckpointState st = engine_->load(path);
   step_ = saved_step_ = st.step;
-  opt_->set_steps(st.step);
+  engine_->set_steps(st.step);
   const std::int64_t old_group =
       static_cast<std::int64_t>(st.world_size) * make_config(Deck::from_text(st.deck, path)).optim.grad_accum;
   const std::int64_t new_group = static_cast<std::int64_t>(comm_.size()) * cfg_.optim.grad_accum;
@@ -103,7 +113,6 @@ void Trainer::resume() {
 }
 
 void Trainer::save_checkpoint_now() {
-  ParamStore<float>& ps = model_->params();
   const auto sampler = loader_->state();
   CheckpointState st;
   st.step = step_;
@@ -113,11 +122,8 @@ void Trainer::save_checkpoint_now() {
   st.deck = cfg_.resolved_deck;
   st.world_size = comm_.size();
   st.zero_stage = cfg_.parallel.zero_stage;
-  // Stage 0: every rank holds everything; rank 0 writes it all, the others take part collectively.
-  const std::int64_t end = comm_.rank() == 0 ? ps.size() : 0;
   ProfileScope scope(profiler(), "checkpoint/save", Category::IO);
-  save_checkpoint(comm_, checkpoint_dir(), checkpoint_tensors(ps.infos()), ps.values(), opt_->exp_avg(),
-                  opt_->exp_avg_sq(), 0, end, st, cfg_.checkpoint.keep_last);
+  engine_->save(checkpoint_dir(), st, cfg_.checkpoint.keep_last);
   saved_step_ = step_;
 }
 
@@ -158,7 +164,6 @@ Trainer::StepResult Trainer::step() {
   Profiler& prof = profiler();
   prof.set_step(step_ + 1);  // the window counts steps as the progress line does
   if (prof.window_done() && !prof.trace_written()) prof.finish(comm_, cfg_.run.output_dir + "/trace.json");
-  ParamStore<float>& ps = model_->params();
   const auto seed = static_cast<std::uint64_t>(cfg_.run.seed);
   std::vector<Batch> micro;
   {
@@ -167,7 +172,7 @@ Trainer::StepResult Trainer::step() {
   }
   const int accum = static_cast<int>(micro.size());
   StepResult r;
-  ps.zero_grad();
+  engine_->zero_grad();
   for (int a = 0; a < accum; ++a) {
     // Dropout masks are keyed by the global number of the micro-batch (step x world x accum +
     // a x world + rank, the elastic rule's numbering), so they too do not depend on how the global
@@ -179,19 +184,19 @@ Trainer::StepResult Trainer::step() {
       ProfileScope scope(prof, "forward", Category::Compute);
       r.loss += model_->forward(micro[a], seed, micro_id) / accum;
     }
-    sync_->begin_backward(ps.grads(), a + 1 == accum);
+    engine_->begin_backward(a + 1 == accum);
     {
       ProfileScope scope(prof, "backward", Category::Compute);
-      model_->backward(1.0 / accum, [this](std::int64_t w) { sync_->grads_ready(w); });
+      model_->backward(1.0 / accum, engine_->hook());
     }
-    sync_->finish();
+    engine_->finish_backward();
     r.tokens += static_cast<double>(micro[a].positions());
   }
   {
     ProfileScope scope(prof, "optimizer", Category::Optimizer);
-    r.grad_norm = clip_by_global_norm(ps.grads(), ps.size(), cpu::sum_squares(ps.grads(), ps.size()), cfg_.optim.clip_norm);
+    r.grad_norm = engine_->clip_and_norm(cfg_.optim.clip_norm);
     r.lr = schedule_->at(step_ + 1);
-    if (std::isfinite(r.grad_norm)) opt_->step(ps.values(), ps.grads(), r.lr);
+    if (std::isfinite(r.grad_norm)) engine_->update(r.lr);
   }
   // The norm is computed from the averaged gradients, identical on every rank: skipping or
   // stopping on it is a decision all ranks take together.
@@ -200,7 +205,7 @@ Trainer::StepResult Trainer::step() {
                 " (loss " + std::to_string(r.loss) + "): training diverged; lower optim%lr or raise warmup_steps");
   ++step_;
   const int check_every = cfg_.parallel.consistency_check_every;
-  if (check_every > 0 && step_ % check_every == 0 && !replicas_identical(comm_, ps.values(), ps.size()))
+  if (check_every > 0 && step_ % check_every == 0 && !engine_->replicas_identical())
     throw Error("parameters differ between ranks after step " + std::to_string(step_) +
                 " (parallel%consistency_check_every): the replicas diverged");
   double stats[2] = {r.loss, r.tokens};
@@ -213,7 +218,24 @@ Trainer::StepResult Trainer::step() {
 
 EvalStats Trainer::validate() {
   ProfileScope scope(profiler(), "validate", Category::Compute);
-  return evaluate_batches(*model_, loader_->valid_batches(), comm_);
+  std::vector<Batch> batches = loader_->valid_batches();
+  // ZeRO stage 3 gathers parameters inside forward (collectives): every rank runs as many
+  // forwards as the rank with the most batches, the extra ones on an all-padding batch (no tokens).
+  if (engine_->stage() == 3) {
+    const auto n = static_cast<std::size_t>(comm_.max(static_cast<double>(batches.size())));
+    Batch idle;
+    idle.B = 1;
+    idle.S = cfg_.model.arch == "decoder-only" ? 0 : 1;
+    idle.T = 1;
+    idle.src.assign(static_cast<std::size_t>(idle.S), SpecialTokens::pad);
+    idle.src_len.assign(static_cast<std::size_t>(idle.S), 1);
+    idle.tgt_in = idle.tgt_out = {SpecialTokens::pad};
+    idle.tgt_len = {1};
+    batches.resize(n, idle);
+  }
+  const EvalStats stats = evaluate_batches(*model_, batches, comm_);
+  engine_->drop_prefetched();
+  return stats;
 }
 
 void Trainer::record_validation(MetricsFile* metrics) {
@@ -240,6 +262,7 @@ void Trainer::run() {
                 cfg_.model.arch.c_str(), static_cast<long long>(model_->params().size()),
                 static_cast<long long>(loader_->examples()), static_cast<long long>(loader_->steps_per_epoch()),
                 static_cast<long long>(total_));
+  memory_report("at start-up");
   Progress progress(total_, root);
   std::ofstream rank_log;  // log%per_rank: every rank's own numbers, for debugging divergence
   if (cfg_.log.per_rank) rank_log.open(cfg_.run.output_dir + "/rank_" + std::to_string(comm_.rank()) + ".log");
@@ -247,8 +270,10 @@ void Trainer::run() {
   std::int64_t w_steps = 0;
   install_stop_signals();
   bool stopped = false;
+  const std::int64_t first_step = step_;
   while (step_ < total_) {
     const StepResult r = step();
+    if (step_ == first_step + 1) memory_report("after the first step", metrics.get());
     if (rank_log.is_open())
       rank_log << "step " << step_ << " loss(all ranks) " << r.loss << " grad_norm " << r.grad_norm << " lr " << r.lr
                << " step_s " << r.seconds << " local_micro_batches " << cfg_.optim.grad_accum << std::endl;
@@ -291,6 +316,35 @@ void Trainer::run() {
   }
   record_validation(metrics.get());
   if (root) print_memory_report(host_pool().stats());
+}
+
+std::vector<ZeroMemory> Trainer::memory_report(const char* when, MetricsFile* metrics) {
+  const std::vector<ZeroMemory> all = engine_->memory_all();
+  if (comm_.rank() == 0) {
+    const int N = comm_.size();
+    std::printf("memory %s: ZeRO stage %d on %d ranks, Psi = %lld parameters (padded layout); per rank, bytes:\n"
+                "  rank   parameters    gradients    optimizer  model states   formula   ratio  activation peak\n",
+                when, engine_->stage(), N, static_cast<long long>(all[0].psi));
+    for (int r = 0; r < N; ++r) {
+      const ZeroMemory& m = all[static_cast<std::size_t>(r)];
+      const std::int64_t states = m.params + m.grads + m.optimizer;
+      std::printf("  %4d %12lld %12lld %12lld  %12lld %9lld  %6.3f  %15lld\n", r, static_cast<long long>(m.params),
+                  static_cast<long long>(m.grads), static_cast<long long>(m.optimizer), static_cast<long long>(states),
+                  static_cast<long long>(m.formula), m.formula > 0 ? double(states) / double(m.formula) : 0.0,
+                  static_cast<long long>(m.activation_peak));
+    }
+    std::printf("  formula (fp32, Psi padded): stage 0 16Psi, 1 4Psi+4Psi+8Psi/N, 2 4Psi+12Psi/N, 3 16Psi/N\n");
+    std::fflush(stdout);
+  }
+  if (metrics)
+    for (std::size_t r = 0; r < all.size(); ++r)
+      metrics->append("memory", {{"rank", double(r)},
+                                 {"params_bytes", double(all[r].params)},
+                                 {"grads_bytes", double(all[r].grads)},
+                                 {"optimizer_bytes", double(all[r].optimizer)},
+                                 {"formula_bytes", double(all[r].formula)},
+                                 {"activation_peak_bytes", double(all[r].activation_peak)}});
+  return all;
 }
 
 void run_train(const Config& cfg, Comm& comm) {

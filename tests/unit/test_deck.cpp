@@ -97,6 +97,7 @@ const char* const kFullDeck = R"(
 /
 &parallel
   zero_stage = 3, bucket_mb = 12.5, overlap_comm = F, offload_optimizer = 'cpu'
+  stage3_prefetch = 2, param_persistence_threshold = 100000
   offload_param = 'nvme', nvme_path = '/scratch/nvme', activation_checkpointing = T
   consistency_check_every = 50
 /
@@ -187,6 +188,8 @@ TEST(DeckSchema, ContractKeysOfDeckMdExist) {
                                              "parallel%zero_stage",
                                              "parallel%bucket_mb",
                                              "parallel%overlap_comm",
+                                             "parallel%stage3_prefetch",
+                                             "parallel%param_persistence_threshold",
                                              "parallel%offload_optimizer",
                                              "parallel%offload_param",
                                              "parallel%nvme_path",
@@ -725,6 +728,8 @@ TEST(Config, HoldsEveryKey) {
   EXPECT_EQ(c.parallel.zero_stage, 3);
   EXPECT_EQ(c.parallel.bucket_mb, 12.5);
   EXPECT_FALSE(c.parallel.overlap_comm);
+  EXPECT_EQ(c.parallel.stage3_prefetch, 2);
+  EXPECT_EQ(c.parallel.param_persistence_threshold, 100000);
   EXPECT_EQ(c.parallel.offload_optimizer, "cpu");
   EXPECT_EQ(c.parallel.offload_param, "nvme");
   EXPECT_EQ(c.parallel.nvme_path, "/scratch/nvme");

@@ -40,6 +40,9 @@ class MemoryPool {
   std::int64_t peak(MemCategory c) const { return stats_.peak[static_cast<int>(c)]; }
   std::int64_t live(MemCategory c) const { return stats_.live[static_cast<int>(c)]; }
   void reset_peaks();  // peaks restart from the current live values
+  // Memory held outside the pool but owned by this rank (ZeRO's reserved address ranges, whose
+  // pages are committed and returned piece by piece): counted in live and peak like a block.
+  void account(MemCategory cat, std::int64_t delta_bytes);
 
  private:
   struct Block {

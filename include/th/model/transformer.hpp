@@ -27,6 +27,22 @@ struct ModelSpec {
   int pad_id = 0;
   double label_smoothing = 0.0;
   bool activation_checkpointing = false;
+  // Layout of the flat buffers for ZeRO partitioning (ParamStore::set_segmenting): segments
+  // padded to a multiple of param_align elements, at most param_segment_max each (0: no limit).
+  std::int64_t param_align = 1, param_segment_max = 0;
+  // The caller attaches the buffers (ParamStore::attach) instead of the model allocating them.
+  bool external_param_storage = false;
+};
+
+// Where parameter values come and go (ZeRO stage 3): the model calls acquire(unit) before it
+// reads a unit's values and release(unit) after its last read of them, units numbered as in
+// ParamStore (the embeddings, each block, each final norm, the output projection). Unpaired
+// acquires never happen; a unit is never acquired twice without a release in between.
+class ParamAccess {
+ public:
+  virtual ~ParamAccess() = default;
+  virtual void acquire(int unit) = 0;
+  virtual void release(int unit) = 0;
 };
 
 // Token ids, row-major [B, S] and [B, T]; positions past a row's length hold pad_id.
@@ -45,6 +61,7 @@ class Transformer {
   ~Transformer();
   const ModelSpec& spec() const { return spec_; }
   ParamStore<T>& params() { return params_; }
+  void set_param_access(ParamAccess* access) { access_ = access; }
 
   // Mean label-smoothed cross-entropy over the non-pad target tokens of the batch.
   // `micro` numbers the micro-batch for dropout masks; `train` = false turns dropout off.
@@ -65,7 +82,11 @@ class Transformer {
 
  private:
   void embed(T* y, const std::vector<int>& tokens, int B, int L, std::int64_t table);
+  // The embeddings of the source (and of the target with `target`), dropout applied.
+  void embed_inputs(const Batch& batch, std::uint64_t seed, std::uint64_t micro, bool train, bool target);
   void run_encoder(const Batch& batch, std::uint64_t seed, std::uint64_t micro, bool train);
+  void acquire(int unit) { if (access_) access_->acquire(unit); }
+  void release(int unit) { if (access_) access_->release(unit); }
 
   ModelSpec spec_;
   ParamStore<T> params_;
@@ -76,6 +97,11 @@ class Transformer {
   // First flat offset of each block / final norm: gradient watermarks during backward.
   std::vector<std::int64_t> enc_begin_, dec_begin_;
   std::int64_t enc_norm_begin_ = 0, dec_norm_begin_ = 0;
+  // Gather units (ParamAccess): of each block, the final norms, the embeddings and the output.
+  std::vector<int> enc_unit_, dec_unit_;
+  int enc_norm_unit_ = -1, dec_norm_unit_ = -1, embed_unit_ = 0, out_unit_ = 0;
+  ParamAccess* access_ = nullptr;
+  bool out_held_ = false;  // the output unit stays acquired from forward's logits to backward
 
   // Saved by forward for backward.
   const Batch* batch_ = nullptr;

@@ -5,8 +5,13 @@
 // that every gradient in it is final, and in-flight requests are polled at every report so MPI
 // progresses them while backward computes; the optimizer then waits only for what is still in
 // flight. With gradient accumulation, only the last micro-batch of a step communicates.
+//
+// ZeRO (th/train/zero.hpp) uses the same machinery in reduce-scatter mode: its buckets are the
+// partition's segments, each reduce-scattered in place as soon as it is final, and a callback
+// takes each arrived block (into the rank's partition) while backward goes on.
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "th/core/profiler.hpp"
@@ -16,29 +21,41 @@ namespace th {
 
 class GradientSync {
  public:
-  GradientSync(Comm& comm, std::int64_t n, double bucket_mb, bool overlap);
-  ~GradientSync();
-
-  void begin_backward(float* grads, bool last_micro_batch);
-  void grads_ready(std::int64_t watermark);  // the model's hook: grads[watermark, n) are final
-  void finish();                             // after backward: launch the rest, wait, average
-
   struct Bucket {
     std::int64_t begin, end;  // element range of the flat buffer
   };
+  // All-reduce mode: buckets of bucket_mb cut from the end of grads[0, n); finish() averages.
+  GradientSync(Comm& comm, std::int64_t n, double bucket_mb, bool overlap);
+  // Reduce-scatter mode: `buckets` (lengths multiples of the world size N, in descending order,
+  // tiling [0, n)) are reduce-scattered in place: rank r's block of [b, e), summed over ranks, is
+  // left at grads[b, b + (e - b) / N); on_done(i) runs once that of bucket i has arrived.
+  // Without overlap each bucket is still reduced when it is final, backward waiting for it.
+  GradientSync(Comm& comm, std::vector<Bucket> buckets, bool overlap, std::function<void(std::size_t)> on_done);
+  ~GradientSync();
+
+  // `communicate`: this backward's gradients are reduced (with accumulation in all-reduce mode,
+  // only the last micro-batch's).
+  void begin_backward(float* grads, bool communicate);
+  void grads_ready(std::int64_t watermark);  // the model's hook: grads[watermark, n) are final
+  void finish();                             // after backward: launch the rest, wait (, average)
+
   const std::vector<Bucket>& buckets() const { return buckets_; }
   // Timings of the last communicating step, seconds from begin_backward():
   std::vector<double> launch_times() const { return launch_s_; }  // per bucket, in launch order
   double backward_end() const { return backward_end_s_; }        // when finish() was called
   double exposed_seconds() const { return exposed_s_; }          // time finish() waited
-  std::int64_t bytes_per_step() const { return 4 * n_; }         // fp32 payload all-reduced
+  std::int64_t bytes_per_step() const { return 4 * n_; }         // fp32 payload reduced
 
  private:
   void launch_until(std::int64_t watermark);
+  void poll();
+  void arrived(std::size_t i);
   double since_begin() const;
   Comm& comm_;
   std::int64_t n_;
   bool overlap_;
+  std::function<void(std::size_t)> on_done_;  // set: reduce-scatter mode
+  std::vector<char> done_;
   std::vector<Bucket> buckets_;  // buckets_[0] ends at n (first to be ready)
   std::vector<CommRequestPtr> inflight_;
   std::vector<AsyncProfileEvent> events_;  // per bucket: launch to observed completion

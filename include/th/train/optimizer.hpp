@@ -30,6 +30,10 @@ class AdamW {
  public:
   AdamW(std::int64_t n, const AdamWConfig& cfg);  // moments in the OptimizerState category
   void step(T* params, const T* grads, double lr);  // one update, t += 1
+  // The same in pieces (a ZeRO partition): next_step() (t += 1), then update() of each piece,
+  // moments [offset, offset + n) with params[0, n) and grads[0, n).
+  void next_step() { ++t_; }
+  void update(T* params, const T* grads, std::int64_t offset, std::int64_t n, double lr);
   std::int64_t steps() const { return t_; }
   void set_steps(std::int64_t t) { t_ = t; }  // resuming: the bias corrections continue from t
   T* exp_avg() const { return m_.data<T>(); }

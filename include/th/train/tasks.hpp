@@ -10,6 +10,8 @@
 namespace th {
 
 ModelSpec model_spec(const Config& cfg, int vocab_size);
+struct ZeroOptions;
+ZeroOptions zero_options(const Config& cfg);  // the &parallel and &optim keys ZeRO needs
 
 // Where rank 0's messages go: stdout, except for task='translate' writing its translations to
 // stdout (translate%output_file empty), whose messages go to stderr so the output can be piped.

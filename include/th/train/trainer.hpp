@@ -14,6 +14,7 @@
 #include "th/parallel/comm.hpp"
 #include "th/train/grad_sync.hpp"
 #include "th/train/optimizer.hpp"
+#include "th/train/zero.hpp"
 
 namespace th {
 
@@ -22,6 +23,8 @@ class MetricsFile;
 // SIGUSR1 / SIGTERM set a flag that the training loop checks (collectively) after every step.
 void install_stop_signals();
 bool stop_signal_received();
+
+class MetricsFile;
 
 class Trainer {
  public:
@@ -46,15 +49,20 @@ class Trainer {
   std::int64_t steps_done() const { return step_; }
   std::int64_t total_steps() const { return total_; }
   Transformer<float>& model() { return *model_; }
-  GradientSync& sync() { return *sync_; }
+  GradientSync& sync() { return engine_->sync(); }
+  ZeroEngine& zero() { return *engine_; }
+  // The full parameter vector (flat layout), on every rank; collective (stage 3 gathers it).
+  std::vector<float> parameters() { return engine_->gather_values(); }
+  // Rank 0 prints the per-rank memory table (model states vs the ZeRO formula); collective.
+  // With `metrics`, the figures also go to /memory/ of metrics.h5 (one record per rank).
+  std::vector<ZeroMemory> memory_report(const char* when, MetricsFile* metrics = nullptr);
 
  private:
   const Config& cfg_;
   Comm& comm_;
   std::unique_ptr<TrainLoader> loader_;
   std::unique_ptr<Transformer<float>> model_;
-  std::unique_ptr<AdamW<float>> opt_;
-  std::unique_ptr<GradientSync> sync_;
+  std::unique_ptr<ZeroEngine> engine_;
   std::unique_ptr<LRSchedule> schedule_;
   void resume();
   void record_validation(MetricsFile* metrics);  // validate, print (rank 0), append to /valid/

@@ -1,0 +1,145 @@
+#pragma once
+// ZeRO data parallelism (DeepSpeed's stages, fp32, CPU backend) over the flat parameter and
+// gradient buffers of th/model/params.hpp. One engine runs every stage, stage 0 included (plain
+// data parallelism: the reference path), so the trainer and the benchmark have one step.
+//
+//   stage 0  every rank: parameters, gradients, Adam moments (all-reduce of the gradients)
+//   stage 1  every rank: parameters, gradients; its partition of the Adam moments
+//   stage 2  every rank: parameters; its partition of the gradients and moments
+//   stage 3  every rank: its partition of everything; a block's parameters are gathered for its
+//            forward and backward and released right after
+//
+// In fp32 there is no separate master copy of the weights: the optimizer updates the fp32
+// parameters themselves (stages 1-2: the rank's slices of the full buffer, stage 3: its
+// partition buffer), then the updated slices are all-gathered where ranks hold more than their
+// partition.
+//
+// Partition map. With ZeRO the model pads its layout (ModelSpec::param_align = world size):
+// every segment of the flat buffers (ParamStore::segments(): whole parameters of one gather
+// unit, at most parallel%bucket_mb) has a length that is a multiple of N, and rank r owns the
+// r-th N-th of every segment. Its partition buffers (moments; stage 2-3 gradients; stage 3
+// parameters) are the concatenation of its pieces, so every collective is one balanced
+// reduce-scatter or all-gather of a segment.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "io/checkpoint.hpp"
+#include "th/core/memory.hpp"
+#include "th/model/transformer.hpp"
+#include "th/parallel/comm.hpp"
+#include "th/train/grad_sync.hpp"
+#include "th/train/optimizer.hpp"
+
+namespace th {
+
+class ZeroPartition {
+ public:
+  // One segment as seen by every rank: flat [begin, begin + N * count), rank r's piece is
+  // [begin + r * count, begin + (r + 1) * count), kept at `shard` in the rank's partition.
+  struct Piece {
+    std::int64_t begin = 0, count = 0, shard = 0;
+    int unit = 0;
+  };
+  // Elements [begin, end) of one parameter that rank `rank` owns, at `shard` of its partition.
+  struct ParamSlice {
+    int rank = 0;
+    std::int64_t begin = 0, end = 0, shard = 0;
+  };
+  ZeroPartition(const std::vector<ParamSegment>& segments, int rank, int world);
+  int rank() const { return rank_; }
+  int world() const { return world_; }
+  std::int64_t shard_size() const { return shard_; }        // elements each rank owns
+  std::int64_t padded_size() const { return shard_ * world_; }
+  const std::vector<Piece>& pieces() const { return pieces_; }
+  std::int64_t owned(const Piece& p) const { return p.begin + rank_ * p.count; }  // flat start of mine
+  std::vector<ParamSlice> slices(const ParamInfo& p) const;  // every rank's part of a parameter
+  // This rank's pieces as checkpoint ranges (flat range -> partition offset).
+  std::vector<CheckpointRange> owned_ranges() const;
+
+ private:
+  int rank_, world_;
+  std::int64_t shard_ = 0;
+  std::vector<Piece> pieces_;
+};
+
+struct ZeroOptions {
+  int stage = 0;
+  double bucket_mb = 25;
+  bool overlap = true;
+  int prefetch = 1;                          // stage 3: units gathered ahead
+  std::int64_t persistence_threshold = 0;    // stage 3: units below this many elements stay whole
+  std::uint64_t seed = 0;                    // parameter initialization
+  AdamWConfig adam;
+};
+
+// Model-state bytes of one rank: what the pool holds now, and the ZeRO paper's formula.
+struct ZeroMemory {
+  std::int64_t psi = 0;                       // parameters (padded layout)
+  std::int64_t params = 0, grads = 0, optimizer = 0;  // pool live bytes per category
+  std::int64_t formula = 0;
+  std::int64_t activation_peak = 0;
+};
+
+class ZeroEngine {
+ public:
+  // Sets the layout fields of a model spec for this stage and world size (before building it).
+  static void configure(ModelSpec& spec, const ZeroOptions& opt, int world);
+  // The model must have been built from a spec passed through configure(). Allocates or
+  // attaches the buffers and initializes the parameters (identical on every rank).
+  ZeroEngine(Comm& comm, Transformer<float>& model, const ZeroOptions& opt);
+  ~ZeroEngine();
+
+  int stage() const { return opt_.stage; }
+  const ZeroPartition& partition() const { return part_; }
+
+  // One optimizer step: zero_grad(); per micro-batch: forward, begin_backward(last),
+  // model.backward(scale, hook()), finish_backward(); then clip_and_norm(), update().
+  void zero_grad();
+  void begin_backward(bool last_micro_batch);
+  Transformer<float>::GradsReadyFn hook();
+  void finish_backward();
+  double clip_and_norm(double max_norm);  // the global norm of the averaged gradients, clipped
+  void update(double lr);
+  // Releases what stage 3 gathered ahead without using it (after inference passes).
+  void drop_prefetched();
+
+  std::int64_t steps() const;
+  void set_steps(std::int64_t t);
+  GradientSync& sync() { return *sync_; }
+
+  // The full parameter vector (flat layout), assembled on every rank (collective in stage 3).
+  std::vector<float> gather_values();
+  // Checkpoints (collective): this rank's part, written / read as slices of the global datasets.
+  void save(const std::string& dir, const CheckpointState& st, int keep_last);
+  CheckpointState load(const std::string& path);
+  // Replicated state agrees bitwise over ranks (what is replicated at this stage).
+  bool replicas_identical();
+
+  ZeroMemory memory() const;
+  std::vector<ZeroMemory> memory_all() const;  // every rank's, on every rank (collective)
+  // Communication this rank issued per step in theory: 2 Psi (N-1)/N x 4 bytes (stages 0-2),
+  // 3 Psi (N-1)/N x 4 (stage 3).
+  double theory_bytes_per_step() const;
+
+ private:
+  class Reserved;
+  class Gatherer;
+  float* values() const;
+  void for_each_owned(const std::function<void(float* value, float* grad, std::int64_t shard, std::int64_t n)>& f);
+  void all_gather_pieces(bool persistent_only);
+
+  Comm& comm_;
+  Transformer<float>& model_;
+  ParamStore<float>& ps_;
+  ZeroOptions opt_;
+  ZeroPartition part_;
+  std::unique_ptr<AdamW<float>> adam_;
+  std::unique_ptr<GradientSync> sync_;
+  Tensor values_, grads_, shard_values_, shard_grads_;  // from the pool, per stage
+  std::unique_ptr<Reserved> rvalues_, rgrads_;          // reserved address ranges (stages 2-3)
+  std::unique_ptr<Gatherer> gatherer_;                  // stage 3
+};
+
+}  // namespace th
