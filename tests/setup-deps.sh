@@ -14,6 +14,7 @@ packages=(
   diatheke sword-text-web sword-text-sparv python3-sentencepiece   # Bible EN-ES corpus; h5py recipe check
   libgtest-dev                        # tests
   python3-torch python3-h5py python3-numpy   # PyTorch parity test and benchmark peer
+  slurmctld slurmd slurm-client munge slurm-wlm-basic-plugins   # one-node Slurm of the slurm test
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -58,28 +58,36 @@ stop_pid() {  # stop_pid NAME PIDFILE
   kill -KILL "$pid" 2>/dev/null || true
 }
 # Processes left by this test's jobs (a slurmstepd or a rank outlives slurmd if a job was still
-# running): they carry this cluster's SLURM_CONF and a job id in their environment.
+# running): the job processes carry TH_SLURM_TEST=$tmp in their environment (from sbatch), and
+# they and the slurmstepds work in a folder under $tmp.
 job_leftovers() {
-  local p
+  local p cwd
   for p in /proc/[0-9]*; do
     p=${p#/proc/}
     [[ $p == "$$" || $p == "$BASHPID" || $p == "${watchdog:-}" ]] && continue
-    tr '\0' '\n' 2>/dev/null <"/proc/$p/environ" | grep -qx "TH_SLURM_TEST=$tmp" && echo "$p"
+    cwd=$(readlink "/proc/$p/cwd" 2>/dev/null || true)
+    if [[ $cwd == "$tmp" || $cwd == "$tmp"/* ]] ||
+       tr '\0' '\n' 2>/dev/null <"/proc/$p/environ" | grep -qx "TH_SLURM_TEST=$tmp"; then
+      echo "$p"
+    fi
   done
   return 0
 }
 cleanup() {
   local rc=$? left
   trap - EXIT
+  trap '' INT TERM   # a late TERM (the watchdog's) must not cut the clean-up short
   set +e
   [[ -n ${watchdog:-} ]] && kill $(pgrep -P "$watchdog") "$watchdog" 2>/dev/null
   if [[ -s $tmp/slurmctld.pid ]] && kill -0 "$(cat "$tmp/slurmctld.pid")" 2>/dev/null; then
     timeout 10 scancel --quiet --user=root 2>/dev/null
     for _ in $(seq 50); do [[ -z $(timeout 5 squeue -h 2>/dev/null) ]] && break; sleep 0.2; done
   fi
+  say "stopping slurmd, slurmctld, munged"
   stop_pid slurmd "$tmp/slurmd.pid"
   stop_pid slurmctld "$tmp/slurmctld.pid"
   stop_pid munged "$tmp/munge/munged.pid"
+  say "daemons stopped"
   left=$(job_leftovers)
   if [[ -n $left ]]; then
     echo "slurm-test: killing processes left by the jobs: $left"
