@@ -16,6 +16,7 @@
 #      the second run (same job id, same folder) says "resumed from ... step K" and ends at 120
 #   6. chained jobs: TH_REQUEUE=0 job stopped by USR1, then a job submitted with
 #      --dependency=afterany on it and the same TH_RUN_NAME resumes and finishes
+#   7. the interactive recipe: salloc, then srun --mpi=pmix and mpirun inside the allocation
 # Every daemon is stopped by its pid (and the jobs cancelled) on exit, pass or fail.
 # Exit status: 0 pass, 1 fail (daemons that do not start are a failure), 77 skipped (not root).
 set -euo pipefail
@@ -301,5 +302,22 @@ grep -qE "^resumed from .*/runs/chain/checkpoints/$(printf 'ckpt_%08d.h5' "$k"):
   fail "job $id2 (afterany:$id1) did not resume from step $k of runs/chain"
 check_run "$id2" "$total" chain
 say "PASS chained jobs ($id1 stopped at step $k, $id2 --dependency=afterany:$id1 resumed and reached step $total)"
+
+# ---- 7: the interactive recipe of docs/running.md: salloc, then srun --mpi=pmix and mpirun ----
+out=$(timeout 90 salloc --nodes=1 --ntasks-per-node=2 --cpus-per-task=1 --time=5 bash -c '
+  set -euo pipefail
+  export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1} OPENBLAS_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}
+  export SRUN_CPUS_PER_TASK=${SLURM_CPUS_PER_TASK:-1}
+  srun --mpi=pmix "$TH_EXE" tiny.nml --set "run%output_dir='"'"'runs/salloc-srun'"'"'" \
+    --set run%max_steps=10 --set log%every_steps=5 --set data%max_tokens=256
+  mpirun "$TH_EXE" tiny.nml --set "run%output_dir='"'"'runs/salloc-mpirun'"'"'" \
+    --set run%max_steps=10 --set log%every_steps=5 --set data%max_tokens=256' 2>&1) ||
+  fail "salloc + srun/mpirun failed (status $?):
+$out"
+[[ $(grep -c "^  ranks 2 on 1 node(s)" <<<"$out") == 2 && $(grep -c "^step 10/10 " <<<"$out") == 2 ]] ||
+  fail "salloc: expected two 2-rank runs reaching step 10:
+$out"
+[[ -f runs/salloc-srun/metrics.h5 && -f runs/salloc-mpirun/metrics.h5 ]] || fail "salloc: no metrics.h5 in runs/salloc-*"
+say "PASS interactive recipe (salloc, then srun --mpi=pmix and mpirun: 2 ranks, 10 steps each)"
 
 say "all Slurm checks passed"
