@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by jobs/slurm/*.sbatch (sourced, not run): paths, threads, and a launcher that turns a
 # Slurm warning signal into a checkpoint and, for a requeue-able job, a requeue. See
 # docs/running.md ("Slurm"). Everything here can be overridden from the environment of `sbatch`
@@ -20,7 +21,7 @@ th_die() { echo "th-job: error: $*" >&2; exit 2; }
 th_init() {
   [[ $# -ge 1 && -n $1 ]] || th_die "usage: sbatch $(basename "$0") DECK [--set group%key=value ...]"
   local submit=${SLURM_SUBMIT_DIR:-$PWD}
-  cd "$submit"
+  cd "$submit" || th_die "cannot enter the submit folder $submit"
   if [[ -n ${TH_ENV:-} ]]; then
     [[ -r $TH_ENV ]] || th_die "TH_ENV=$TH_ENV is not a readable file"
     # shellcheck disable=SC1090

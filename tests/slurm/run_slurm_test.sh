@@ -92,6 +92,7 @@ cleanup() {
   left=$(job_leftovers)
   if [[ -n $left ]]; then
     echo "slurm-test: killing processes left by the jobs: $left"
+    # shellcheck disable=SC2086  # a list of pids
     kill -KILL $left 2>/dev/null
   fi
   if [[ $rc -ne 0 && $rc -ne 77 ]]; then
@@ -112,6 +113,7 @@ limit=${TH_SLURM_TEST_LIMIT:-200}
 (
   sleep "$limit"
   echo "slurm-test: FAIL: over the ${limit} s limit (TH_SLURM_TEST_LIMIT): stopping" >&2
+  # shellcheck disable=SC2046  # a list of pids
   kill -TERM $(pgrep -P $$ | grep -vx "$BASHPID") $$ 2>/dev/null
 ) &
 watchdog=$!
@@ -304,14 +306,15 @@ check_run "$id2" "$total" chain
 say "PASS chained jobs ($id1 stopped at step $k, $id2 --dependency=afterany:$id1 resumed and reached step $total)"
 
 # ---- 7: the interactive recipe of docs/running.md: salloc, then srun --mpi=pmix and mpirun ----
-out=$(timeout 90 salloc --nodes=1 --ntasks-per-node=2 --cpus-per-task=1 --time=5 bash -c '
-  set -euo pipefail
-  export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1} OPENBLAS_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}
-  export SRUN_CPUS_PER_TASK=${SLURM_CPUS_PER_TASK:-1}
-  srun --mpi=pmix "$TH_EXE" tiny.nml --set "run%output_dir='"'"'runs/salloc-srun'"'"'" \
-    --set run%max_steps=10 --set log%every_steps=5 --set data%max_tokens=256
-  mpirun "$TH_EXE" tiny.nml --set "run%output_dir='"'"'runs/salloc-mpirun'"'"'" \
-    --set run%max_steps=10 --set log%every_steps=5 --set data%max_tokens=256' 2>&1) ||
+cat >interactive.sh <<'EOF'
+set -euo pipefail
+export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1} OPENBLAS_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}
+export SRUN_CPUS_PER_TASK=${SLURM_CPUS_PER_TASK:-1}
+few=(--set run%max_steps=10 --set log%every_steps=5 --set data%max_tokens=256)
+srun --mpi=pmix "$TH_EXE" tiny.nml --set "run%output_dir='runs/salloc-srun'" "${few[@]}"
+mpirun "$TH_EXE" tiny.nml --set "run%output_dir='runs/salloc-mpirun'" "${few[@]}"
+EOF
+out=$(timeout 90 salloc --nodes=1 --ntasks-per-node=2 --cpus-per-task=1 --time=5 bash interactive.sh 2>&1) ||
   fail "salloc + srun/mpirun failed (status $?):
 $out"
 [[ $(grep -c "^  ranks 2 on 1 node(s)" <<<"$out") == 2 && $(grep -c "^step 10/10 " <<<"$out") == 2 ]] ||
