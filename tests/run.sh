@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, builds (CPU + CUDA compile), runs the suite.
 #   bash tests/run.sh              # everything
-#   bash tests/run.sh -L unit      # extra arguments go to ctest (labels: unit mpi deck torch gpu)
+#   bash tests/run.sh -L unit      # extra arguments go to ctest (labels: unit mpi deck torch gpu slurm)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$root/tests/setup-deps.sh"

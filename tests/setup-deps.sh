@@ -15,6 +15,7 @@ packages=(
   libgtest-dev                        # tests
   python3-torch python3-h5py python3-numpy   # PyTorch parity test and benchmark peer
   python3-matplotlib                  # jobs/analysis/plot_metrics.py
+  slurmctld slurmd slurm-client munge slurm-wlm-basic-plugins   # one-node Slurm of the slurm test
 )
 missing=()
 for p in "${packages[@]}"; do
