@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 
 #include "io/checkpoint.hpp"
@@ -94,7 +95,9 @@ void Trainer::resume() {
   const auto tensors = checkpoint_tensors(ps.infos());
   const std::string path = find_checkpoint(comm_, checkpoint_dir(), cfg_.checkpoint.resume, tensors);
   if (path.empty()) return;
+  const auto t0 = Clock::now();
   const CheckpointState st = engine_->load(path);
+  const double load_s = seconds_since(t0);
   step_ = saved_step_ = st.step;
   engine_->set_steps(st.step);
   const std::int64_t old_group =
@@ -103,8 +106,9 @@ void Trainer::resume() {
   const std::int64_t consumed = st.step_in_epoch * old_group;  // micro-batches of the epoch used
   loader_->restore({st.epoch, consumed / new_group});
   if (comm_.rank() == 0) {
-    std::printf("resumed from %s: step %lld, epoch %lld (written on %d ranks, ZeRO stage %d)\n", path.c_str(),
-                static_cast<long long>(st.step), static_cast<long long>(st.epoch), st.world_size, st.zero_stage);
+    std::printf("resumed from %s: step %lld, epoch %lld (written on %d ranks, ZeRO stage %d; read in %.2f s)\n",
+                path.c_str(), static_cast<long long>(st.step), static_cast<long long>(st.epoch), st.world_size,
+                st.zero_stage, load_s);
     if (consumed % new_group != 0)
       std::printf("warning: ranks x grad_accum changed from %lld to %lld mid-epoch: %lld micro-batches of epoch %lld "
                   "are skipped\n", static_cast<long long>(old_group), static_cast<long long>(new_group),
@@ -123,8 +127,18 @@ void Trainer::save_checkpoint_now() {
   st.world_size = comm_.size();
   st.zero_stage = cfg_.parallel.zero_stage;
   ProfileScope scope(profiler(), "checkpoint/save", Category::IO);
+  const auto t0 = Clock::now();
   engine_->save(checkpoint_dir(), st, cfg_.checkpoint.keep_last);
+  const double seconds = seconds_since(t0);  // the save is collective: every rank left it together
   saved_step_ = step_;
+  if (comm_.rank() == 0) {
+    const std::string path = checkpoint_dir() + "/" + checkpoint_file_name(step_);
+    std::error_code ec;
+    const double mb = static_cast<double>(std::filesystem::file_size(path, ec)) / 1e6;
+    std::printf("checkpoint: step %lld -> %s (%.1f MB, written and verified in %.2f s, %.0f MB/s)\n",
+                static_cast<long long>(step_), path.c_str(), ec ? 0.0 : mb, seconds, ec ? 0.0 : mb / seconds);
+    std::fflush(stdout);
+  }
 }
 
 Trainer::~Trainer() = default;

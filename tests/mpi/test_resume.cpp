@@ -13,6 +13,7 @@
 #include "io/deck.hpp"
 #include "parallel/mpi_comm.hpp"
 #include "th/train/trainer.hpp"
+#include "test_dirs.hpp"
 
 using namespace th;
 
@@ -34,15 +35,7 @@ Config make_cfg(const std::string& dir, int accum, const std::string& resume) {
 )", "resume-test"));
 }
 
-std::string fresh_dir(Comm& c, const std::string& name) {
-  const std::string dir = ::testing::TempDir() + "th_resume_" + name + "_np" + std::to_string(c.size());
-  if (c.rank() == 0) {
-    std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir);
-  }
-  c.barrier();
-  return dir;
-}
+std::string fresh_dir(Comm& c, const std::string& name) { return testing_support::fresh_test_dir(c, "resume_" + name); }
 
 std::vector<double> run_steps(Trainer& t, int n) {
   std::vector<double> losses;
