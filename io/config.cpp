@@ -107,6 +107,7 @@ Config make_config(const Deck& deck) {
   parallel.get("offload_optimizer", c.parallel.offload_optimizer);
   parallel.get("offload_param", c.parallel.offload_param);
   parallel.get("nvme_path", c.parallel.nvme_path);
+  parallel.get("nvme_chunk_mb", c.parallel.nvme_chunk_mb);
   parallel.get("activation_checkpointing", c.parallel.activation_checkpointing);
   parallel.get("consistency_check_every", c.parallel.consistency_check_every);
 

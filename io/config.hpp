@@ -72,6 +72,7 @@ struct Config {
     std::string offload_optimizer;
     std::string offload_param;
     std::string nvme_path;
+    double nvme_chunk_mb = 0;
     bool activation_checkpointing = false;
     int consistency_check_every = 0;
   };

@@ -49,6 +49,11 @@ ZeroOptions zero_options(const Config& cfg) {
   z.persistence_threshold = cfg.parallel.param_persistence_threshold;
   z.seed = static_cast<std::uint64_t>(cfg.run.seed);
   z.adam = AdamWConfig{cfg.optim.lr, cfg.optim.betas[0], cfg.optim.betas[1], cfg.optim.eps, cfg.optim.weight_decay};
+  // The trainer and the benchmark both come here: what offload cannot do yet stops both.
+  if (cfg.parallel.offload_param == "nvme")
+    throw InputError("parallel%offload_param = 'nvme' is not available in this build yet (use 'cpu')");
+  z.offload = OffloadOptions{cfg.parallel.offload_optimizer, cfg.parallel.offload_param, cfg.parallel.nvme_path,
+                             cfg.parallel.nvme_chunk_mb};
   return z;
 }
 
@@ -59,8 +64,6 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 void check_supported(const Config& cfg) {
   auto unsupported = [](const std::string& what) { throw InputError(what + " is not available in this build yet"); };
   if (cfg.precision.dtype != "fp32") unsupported("precision%dtype = '" + cfg.precision.dtype + "'");
-  if (cfg.parallel.offload_optimizer != "none") unsupported("parallel%offload_optimizer");
-  if (cfg.parallel.offload_param != "none") unsupported("parallel%offload_param");
 }
 }  // namespace
 
@@ -348,6 +351,18 @@ std::vector<ZeroMemory> Trainer::memory_report(const char* when, MetricsFile* me
                   static_cast<long long>(m.activation_peak));
     }
     std::printf("  formula (fp32, Psi padded): stage 0 16Psi, 1 4Psi+4Psi+8Psi/N, 2 4Psi+12Psi/N, 3 16Psi/N\n");
+    if (cfg_.parallel.offload_optimizer != "none" || cfg_.parallel.offload_param != "none") {
+      std::printf("  offload (optimizer '%s', parameters '%s'): moments %s; per rank, bytes:\n"
+                  "  rank  host offload  of it NVMe window    NVMe file\n",
+                  cfg_.parallel.offload_optimizer.c_str(), cfg_.parallel.offload_param.c_str(),
+                  cfg_.parallel.offload_optimizer == "nvme" ? "streamed from <nvme_path>/th_optim_rank<r>.bin"
+                  : cfg_.parallel.offload_optimizer == "cpu" ? "on the host" : "with the parameters");
+      for (int r = 0; r < N; ++r) {
+        const ZeroMemory& m = all[static_cast<std::size_t>(r)];
+        std::printf("  %4d %13lld %18lld %12lld\n", r, static_cast<long long>(m.offload_host),
+                    static_cast<long long>(m.offload_window), static_cast<long long>(m.offload_nvme));
+      }
+    }
     std::fflush(stdout);
   }
   if (metrics)

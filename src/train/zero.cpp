@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "th/core/error.hpp"
+#include "th/core/profiler.hpp"
 #include "th/kernels/cpu.hpp"
 #include "th/train/data_parallel.hpp"
 
@@ -197,11 +198,7 @@ class ZeroEngine::Gatherer final : public ParamAccess {
     std::vector<CommRequestPtr> reqs;
   };
   void launch(Unit& u) {
-    const auto& pieces = e_.part_.pieces();
-    for (std::size_t k : u.pieces)
-      u.reqs.push_back(e_.comm_.iall_gather(e_.shard_values_.data<float>() + pieces[k].shard,
-                                            e_.rvalues_->data() + pieces[k].begin,
-                                            static_cast<std::size_t>(pieces[k].count)));
+    for (std::size_t k : u.pieces) u.reqs.push_back(e_.gather_piece(e_.part_.pieces()[k]));
   }
   void wait(Unit& u) {
     for (auto& r : u.reqs) r->wait();
@@ -257,7 +254,14 @@ ZeroEngine::ZeroEngine(Comm& comm, Transformer<float>& model, const ZeroOptions&
     gatherer_ = std::make_unique<Gatherer>(*this);
     model.set_param_access(gatherer_.get());
   }
-  adam_ = std::make_unique<AdamW<float>>(opt.stage == 0 ? P : S, opt.adam);
+  TH_CHECK(opt.offload.optimizer == "none" || opt.stage >= 1, "optimizer offload needs ZeRO stage >= 1");
+  TH_CHECK(opt.offload.param == "none" || (opt.offload.param == "cpu" && opt.stage == 3),
+           "parameter offload is 'cpu' with ZeRO stage 3");
+  if (opt.offload.optimizer == "none")
+    adam_ = std::make_unique<AdamW<float>>(opt.stage == 0 ? P : S, opt.adam);
+  else  // an NVMe file that cannot be created stops every rank
+    agree([&] { offload_ = OffloadedAdamW::make(opt.offload, S, opt.adam, comm.rank()); },
+          "creating the offloaded optimizer state");
 
   // Initial values, the same on every rank (deterministic from the seed).
   if (opt.stage < 3) {
@@ -360,12 +364,40 @@ double ZeroEngine::clip_and_norm(double max_norm) {
   return std::sqrt(sq);
 }
 
+// Stage 3. Without parameter offload the partition is gathered straight into the working range.
+// With offload_param = 'cpu' the partition is the host copy: the rank's own block is first
+// copied up into its place in the working range (host -> device on a GPU build; a memcpy here),
+// then the working range is all-gathered in place, so the collective only touches working memory.
+CommRequestPtr ZeroEngine::gather_piece(const Piece& p) {
+  const float* host = shard_values_.data<float>() + p.shard;
+  float* working = rvalues_ ? rvalues_->data() : ps_.values();
+  const auto count = static_cast<std::size_t>(p.count);
+  if (opt_.offload.param == "none") return comm_.iall_gather(host, working + p.begin, count);
+  ProfileScope scope(profiler(), "offload/param_upload", Category::Offload);
+  std::memcpy(working + part_.owned(p), host, sizeof(float) * count);
+  return comm_.iall_gather(working + part_.owned(p), working + p.begin, count);
+}
+
+void ZeroEngine::agree(const std::function<void()>& f, const std::string& what) {
+  std::string mine;
+  try {
+    f();
+  } catch (const Error& e) {
+    mine = e.what();
+  }
+  if (comm_.any_true(!mine.empty()))
+    throw Error(!mine.empty() ? mine : what + " failed on another rank (its message says why)");
+}
+
 void ZeroEngine::all_gather_pieces(bool persistent_only) {
   std::vector<CommRequestPtr> reqs;
   for (const Piece& p : part_.pieces()) {
     if (persistent_only && !gatherer_->persistent(p.unit)) continue;
-    const float* src = opt_.stage == 3 ? shard_values_.data<float>() + p.shard : ps_.values() + part_.owned(p);
-    reqs.push_back(comm_.iall_gather(src, ps_.values() + p.begin, static_cast<std::size_t>(p.count)));
+    if (opt_.stage == 3)
+      reqs.push_back(gather_piece(p));
+    else
+      reqs.push_back(comm_.iall_gather(ps_.values() + part_.owned(p), ps_.values() + p.begin,
+                                       static_cast<std::size_t>(p.count)));
   }
   for (auto& r : reqs) r->wait();
 }
@@ -376,8 +408,17 @@ void ZeroEngine::update(double lr) {
     return;
   }
   if (gatherer_) gatherer_->drop();  // nothing gathered ahead may outlive the old values
-  adam_->next_step();
-  for_each_owned([&](float* v, float* g, std::int64_t shard, std::int64_t n) { adam_->update(v, g, shard, n, lr); });
+  if (offload_) {
+    // The partition's spans go to the host step (a GPU build copies their gradients down before
+    // and their parameters up after); an I/O error on any rank stops every rank.
+    offload_->next_step();
+    std::vector<AdamSpan> spans;
+    for_each_owned([&](float* v, float* g, std::int64_t shard, std::int64_t n) { spans.push_back({v, g, shard, n}); });
+    agree([&] { offload_->update(spans, lr); }, "the offloaded optimizer step");
+  } else {
+    adam_->next_step();
+    for_each_owned([&](float* v, float* g, std::int64_t shard, std::int64_t n) { adam_->update(v, g, shard, n, lr); });
+  }
   all_gather_pieces(opt_.stage == 3);  // stage 3: only the persistent units are kept whole
   if (gatherer_) gatherer_->stop_recording();
 }
@@ -386,8 +427,13 @@ void ZeroEngine::drop_prefetched() {
   if (gatherer_) gatherer_->drop();
 }
 
-std::int64_t ZeroEngine::steps() const { return adam_->steps(); }
-void ZeroEngine::set_steps(std::int64_t t) { adam_->set_steps(t); }
+std::int64_t ZeroEngine::steps() const { return offload_ ? offload_->steps() : adam_->steps(); }
+void ZeroEngine::set_steps(std::int64_t t) {
+  if (offload_)
+    offload_->set_steps(t);
+  else
+    adam_->set_steps(t);
+}
 
 std::vector<float> ZeroEngine::gather_values() {
   if (opt_.stage < 3) return std::vector<float>(ps_.values(), ps_.values() + ps_.size());
@@ -415,8 +461,18 @@ void ZeroEngine::save(const std::string& dir, const CheckpointState& st, int kee
     });
     values = copy.data<float>();
   }
-  save_checkpoint(comm_, dir, tensors, values, adam_->exp_avg(), adam_->exp_avg_sq(), part_.owned_ranges(), st,
-                  keep_last);
+  // Offloaded moments: from the host directly, or read back from the NVMe file (verified) into a
+  // staging buffer for the write.
+  float* m = adam_ ? adam_->exp_avg() : offload_->host_exp_avg();
+  float* v = adam_ ? adam_->exp_avg_sq() : offload_->host_exp_avg_sq();
+  Tensor staged;
+  if (!m) {
+    staged = Tensor::empty({2 * std::max<std::int64_t>(part_.shard_size(), 1)}, DType::F32, MemCategory::Workspace);
+    m = staged.data<float>();
+    v = m + std::max<std::int64_t>(part_.shard_size(), 1);
+    agree([&] { offload_->read_moments(m, v); }, "reading the offloaded optimizer state for the checkpoint");
+  }
+  save_checkpoint(comm_, dir, tensors, values, m, v, part_.owned_ranges(), st, keep_last);
 }
 
 CheckpointState ZeroEngine::load(const std::string& path) {
@@ -429,8 +485,16 @@ CheckpointState ZeroEngine::load(const std::string& path) {
     copy = Tensor::zeros({std::max<std::int64_t>(part_.shard_size(), 1)}, DType::F32, MemCategory::Workspace);
     values = copy.data<float>();
   }
-  const CheckpointState st =
-      load_checkpoint(comm_, path, tensors, values, adam_->exp_avg(), adam_->exp_avg_sq(), part_.owned_ranges());
+  float* m = adam_ ? adam_->exp_avg() : offload_->host_exp_avg();
+  float* v = adam_ ? adam_->exp_avg_sq() : offload_->host_exp_avg_sq();
+  Tensor staged;  // NVMe: the moments go through a staging buffer into the file
+  if (!m) {
+    staged = Tensor::zeros({2 * std::max<std::int64_t>(part_.shard_size(), 1)}, DType::F32, MemCategory::Workspace);
+    m = staged.data<float>();
+    v = m + std::max<std::int64_t>(part_.shard_size(), 1);
+  }
+  const CheckpointState st = load_checkpoint(comm_, path, tensors, values, m, v, part_.owned_ranges());
+  if (staged.defined()) agree([&] { offload_->write_moments(m, v); }, "writing the resumed optimizer state to NVMe");
   if (copy.defined())
     for_each_owned([&](float* v, float*, std::int64_t shard, std::int64_t n) {
       std::memcpy(v, copy.data<float>() + shard, sizeof(float) * static_cast<std::size_t>(n));
@@ -455,6 +519,13 @@ ZeroMemory ZeroEngine::memory() const {
   m.grads = pool.live(MemCategory::Gradients);
   m.optimizer = pool.live(MemCategory::OptimizerState);
   m.activation_peak = pool.peak(MemCategory::Activations);
+  if (offload_) {
+    const OffloadMemory o = offload_->memory();
+    m.offload_host = o.host;
+    m.offload_window = o.window;
+    m.offload_nvme = o.nvme;
+  }
+  if (opt_.offload.param != "none") m.offload_host += static_cast<std::int64_t>(sizeof(float)) * part_.shard_size();
   const double psi = static_cast<double>(m.psi), n = comm_.size();
   const double f[4] = {16 * psi, 8 * psi + 8 * psi / n, 4 * psi + 12 * psi / n, 16 * psi / n};
   m.formula = static_cast<std::int64_t>(f[opt_.stage]);
@@ -464,13 +535,17 @@ ZeroMemory ZeroEngine::memory() const {
 std::vector<ZeroMemory> ZeroEngine::memory_all() const {
   const auto n = static_cast<std::size_t>(comm_.size()), me = static_cast<std::size_t>(comm_.rank());
   const ZeroMemory m = memory();
-  std::vector<std::int64_t> v(6 * n, 0);
-  const std::int64_t mine[6] = {m.psi, m.params, m.grads, m.optimizer, m.formula, m.activation_peak};
-  std::copy(mine, mine + 6, v.begin() + static_cast<std::ptrdiff_t>(6 * me));
+  constexpr std::size_t K = 9;
+  std::vector<std::int64_t> v(K * n, 0);
+  const std::int64_t mine[K] = {m.psi,     m.params,          m.grads,        m.optimizer,   m.formula,
+                                m.activation_peak, m.offload_host, m.offload_window, m.offload_nvme};
+  std::copy(mine, mine + K, v.begin() + static_cast<std::ptrdiff_t>(K * me));
   comm_.allreduce(v.data(), v.size(), ReduceOp::Sum);
   std::vector<ZeroMemory> all(n);
-  for (std::size_t r = 0; r < n; ++r)
-    all[r] = {v[6 * r], v[6 * r + 1], v[6 * r + 2], v[6 * r + 3], v[6 * r + 4], v[6 * r + 5]};
+  for (std::size_t r = 0; r < n; ++r) {
+    const std::int64_t* x = v.data() + K * r;
+    all[r] = {x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8]};
+  }
   return all;
 }
 

@@ -98,7 +98,7 @@ const char* const kFullDeck = R"(
 &parallel
   zero_stage = 3, bucket_mb = 12.5, overlap_comm = F, offload_optimizer = 'cpu'
   stage3_prefetch = 2, param_persistence_threshold = 100000
-  offload_param = 'nvme', nvme_path = '/scratch/nvme', activation_checkpointing = T
+  offload_param = 'nvme', nvme_path = '/scratch/nvme', nvme_chunk_mb = 0.5, activation_checkpointing = T
   consistency_check_every = 50
 /
 &precision
@@ -193,6 +193,7 @@ TEST(DeckSchema, ContractKeysOfDeckMdExist) {
                                              "parallel%offload_optimizer",
                                              "parallel%offload_param",
                                              "parallel%nvme_path",
+                                             "parallel%nvme_chunk_mb",
                                              "parallel%activation_checkpointing",
                                              "precision%dtype",
                                              "precision%loss_scale",
@@ -733,6 +734,7 @@ TEST(Config, HoldsEveryKey) {
   EXPECT_EQ(c.parallel.offload_optimizer, "cpu");
   EXPECT_EQ(c.parallel.offload_param, "nvme");
   EXPECT_EQ(c.parallel.nvme_path, "/scratch/nvme");
+  EXPECT_EQ(c.parallel.nvme_chunk_mb, 0.5);
   EXPECT_TRUE(c.parallel.activation_checkpointing);
   EXPECT_EQ(c.parallel.consistency_check_every, 50);
   EXPECT_EQ(c.precision.dtype, "bf16");

@@ -30,6 +30,7 @@
 #include "th/model/transformer.hpp"
 #include "th/parallel/comm.hpp"
 #include "th/train/grad_sync.hpp"
+#include "th/train/offload.hpp"
 #include "th/train/optimizer.hpp"
 
 namespace th {
@@ -72,6 +73,7 @@ struct ZeroOptions {
   std::int64_t persistence_threshold = 0;    // stage 3: units below this many elements stay whole
   std::uint64_t seed = 0;                    // parameter initialization
   AdamWConfig adam;
+  OffloadOptions offload;                    // parallel%offload_optimizer / offload_param (th/train/offload.hpp)
 };
 
 // Model-state bytes of one rank: what the pool holds now, and the ZeRO paper's formula.
@@ -80,6 +82,10 @@ struct ZeroMemory {
   std::int64_t params = 0, grads = 0, optimizer = 0;  // pool live bytes per category
   std::int64_t formula = 0;
   std::int64_t activation_peak = 0;
+  // Offload (th/train/offload.hpp): bytes of the rank's offloaded state on the host (moments with
+  // 'cpu', the streaming window with 'nvme', the stage-3 parameter partition with offload_param
+  // 'cpu'), of which `offload_window` is the NVMe window, and bytes of its NVMe file.
+  std::int64_t offload_host = 0, offload_window = 0, offload_nvme = 0;
 };
 
 class ZeroEngine {
@@ -118,6 +124,8 @@ class ZeroEngine {
   bool replicas_identical();
 
   ZeroMemory memory() const;
+  // Where the moments live: "" (with the parameters), "host", or the NVMe file.
+  std::string offload_where() const { return offload_ ? offload_->where() : std::string(); }
   std::vector<ZeroMemory> memory_all() const;  // every rank's, on every rank (collective)
   // Communication this rank issued per step in theory: 2 Psi (N-1)/N x 4 bytes (stages 0-2),
   // 3 Psi (N-1)/N x 4 (stage 3).
@@ -129,13 +137,18 @@ class ZeroEngine {
   float* values() const;
   void for_each_owned(const std::function<void(float* value, float* grad, std::int64_t shard, std::int64_t n)>& f);
   void all_gather_pieces(bool persistent_only);
+  // Starts the all-gather of one piece from the stage-3 partition into the working range.
+  CommRequestPtr gather_piece(const ZeroPartition::Piece& p);
+  // Runs f on every rank; if it throws th::Error on any rank, every rank throws (collective).
+  void agree(const std::function<void()>& f, const std::string& what);
 
   Comm& comm_;
   Transformer<float>& model_;
   ParamStore<float>& ps_;
   ZeroOptions opt_;
   ZeroPartition part_;
-  std::unique_ptr<AdamW<float>> adam_;
+  std::unique_ptr<AdamW<float>> adam_;          // moments with the parameters (no offload)
+  std::unique_ptr<OffloadedAdamW> offload_;     // or offloaded (parallel%offload_optimizer)
   std::unique_ptr<GradientSync> sync_;
   Tensor values_, grads_, shard_values_, shard_grads_;  // from the pool, per stage
   std::unique_ptr<Reserved> rvalues_, rgrads_;          // reserved address ranges (stages 2-3)

@@ -1,0 +1,89 @@
+#pragma once
+// ZeRO-Offload and ZeRO-Infinity style placement of the rank's optimizer state (parallel%
+// offload_optimizer = 'cpu' | 'nvme') for ZeroEngine (th/train/zero.hpp). The Adam moments of the
+// rank's partition live on the host ('cpu') or in a file of parallel%nvme_path ('nvme'), and the
+// AdamW step of the partition runs on the host with named Kokkos host loops
+// ("th::offload::adamw"), with the per-element formula of th::cpu::adamw_update
+// (th/kernels/adamw_element.hpp).
+//
+// On the CPU backend the "device" and the host are the same memory, so the gradients and the
+// parameters are handed to the host loop by pointer; the path is still separate (own buffers, own
+// loop, own accounting). On a GPU build the engine would copy the partition's gradients down
+// (device -> pinned host, per span), run update() on the host, and copy the updated parameters up
+// (host -> device): AdamSpan is exactly the unit of those two copies, and nothing else of the
+// optimizer ever touches device memory.
+//
+// 'nvme': the moments live in <nvme_path>/th_optim_rank<r>.bin, created at start (all chunks
+// written once, zero, generation 0) and removed when the engine goes. The moment space [0, n) is
+// cut into chunks of parallel%nvme_chunk_mb MiB (m and v together). One I/O thread serves a FIFO
+// queue; update() streams the chunks through two host slots: while chunk k is updated, chunk k+1
+// is read and chunk k-1 written back (FIFO order makes the reuse of a slot safe). Host memory holds
+// at most those two slots. Each chunk record carries a header (magic, chunk index, generation,
+// element count, checksum of the data) that is verified on every read: a chunk that was never
+// completely written, or belongs to another pass, is never used. Any I/O error (open, short
+// read/write, ENOSPC, a failed verification) throws th::Error naming the file.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "th/core/tensor.hpp"
+#include "th/train/optimizer.hpp"
+
+namespace th {
+
+struct OffloadOptions {
+  std::string optimizer = "none";  // where the moments live: none | cpu | nvme
+  std::string param = "none";      // stage 3: where the parameter partition lives: none | cpu
+  std::string nvme_path = "/tmp/torch-handle-nvme";
+  double nvme_chunk_mb = 4;  // MiB of moments (m and v) per streamed chunk
+};
+
+// A piece of the partition: parameters and gradients (param[0, n), grad[0, n)) whose moments are
+// [offset, offset + n) of the rank's moment space. Spans are given in increasing offset.
+struct AdamSpan {
+  float* param = nullptr;
+  const float* grad = nullptr;
+  std::int64_t offset = 0, n = 0;
+};
+
+// Bytes of offloaded state of one rank.
+struct OffloadMemory {
+  std::int64_t host = 0;    // moments held on the host ('cpu'; 'nvme': the streaming window)
+  std::int64_t nvme = 0;    // bytes of the rank's NVMe file
+  std::int64_t window = 0;  // 'nvme': the host window (two chunk slots), included in `host`
+};
+
+class OffloadedAdamW {
+ public:
+  // n: elements of the rank's partition. Throws th::Error (naming the file) when 'nvme' cannot
+  // create or fill its file.
+  static std::unique_ptr<OffloadedAdamW> make(const OffloadOptions& opt, std::int64_t n, const AdamWConfig& cfg,
+                                              int rank);
+  virtual ~OffloadedAdamW() = default;
+
+  std::int64_t size() const { return n_; }
+  void next_step() { ++t_; }
+  std::int64_t steps() const { return t_; }
+  void set_steps(std::int64_t t) { t_ = t; }
+  // The AdamW step t (after next_step()) of every span.
+  virtual void update(const std::vector<AdamSpan>& spans, double lr) = 0;
+  // The moments as host arrays when they are resident there ('cpu'), else nullptr.
+  virtual float* host_exp_avg() { return nullptr; }
+  virtual float* host_exp_avg_sq() { return nullptr; }
+  // Checkpoints: every moment copied out of / into the store, through the same path as update().
+  virtual void read_moments(float* m, float* v) = 0;
+  virtual void write_moments(const float* m, const float* v) = 0;
+  virtual OffloadMemory memory() const = 0;
+  virtual std::string where() const = 0;  // "host", or the NVMe file
+
+ protected:
+  OffloadedAdamW(std::int64_t n, const AdamWConfig& cfg) : n_(n), cfg_(cfg) {}
+  // The shared host loop: AdamW step t_ of params/grads [0, n) with moments m/v [0, n).
+  void host_update(float* p, const float* g, float* m, float* v, std::int64_t n, double lr) const;
+
+  std::int64_t n_, t_ = 0;
+  AdamWConfig cfg_;
+};
+
+}  // namespace th
