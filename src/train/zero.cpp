@@ -391,7 +391,11 @@ double ZeroEngine::clip_and_norm(double max_norm, double loss_scale) {
 }
 
 bool ZeroEngine::local_overflow() {
-  const float limit = opt_.compute == DType::F16 ? 65504.0f : std::numeric_limits<float>::max();
+  // fp16: the reduction of a real fp16 run carries averages (DeepSpeed divides by N before the
+  // all-reduce); stage 0's buffer holds the average already, stages 1-3 hold the sum over ranks.
+  const float limit = opt_.compute == DType::F16
+                          ? 65504.0f * static_cast<float>(opt_.stage == 0 ? 1 : comm_.size())
+                          : std::numeric_limits<float>::max();
   bool bad = false;
   const auto scan = [&](const float* g, std::int64_t n) {
     for (std::int64_t i = 0; i < n && !bad; ++i) bad = !(std::fabs(g[i]) <= limit);  // NaN too
