@@ -380,6 +380,9 @@ std::vector<ZeroMemory> Trainer::memory_report(const char* when, MetricsFile* me
                   static_cast<long long>(m.activation_peak));
     }
     std::printf("  formula (fp32, Psi padded): stage 0 16Psi, 1 4Psi+4Psi+8Psi/N, 2 4Psi+12Psi/N, 3 16Psi/N\n");
+    if (cfg_.precision.dtype != "fp32")
+      std::printf("  %s (emulated: 16-bit values in fp32 storage): plus the fp32 master, 4Psi at stage 0, 4Psi/N at "
+                  "stages 1-3\n", cfg_.precision.dtype.c_str());
     std::fflush(stdout);
   }
   if (metrics)

@@ -4,6 +4,7 @@
 //    that step: parameters and the optimizer's step count bitwise unchanged across it, identical
 //    over ranks, and the scale halves (hysteresis 1);
 //  * a permanent overflow stops the run on every rank with the scaler's message (no hang);
+//  * an fp16 run with a skipped step resumes bitwise from a checkpoint;
 //  * bf16 and fp16 training follow fp32 on a copy task: the mean loss of the last 10 of 80 steps
 //    within 5% of the fp32 run's (the reference), well below the starting loss, and the
 //    parameters the model computes with are exactly bf16 / fp16 values;
@@ -20,6 +21,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <string>
 
@@ -44,11 +46,12 @@ struct Setup {
   std::string scaler = "";  // extra &precision keys
   std::string task = "reverse";
   int steps = 20;
+  std::string dir = "/tmp/th-mp", resume = "never";
 };
 
 Config make_cfg(const Setup& s) {
   return make_config(Deck::from_text(R"(
-&run task = 'train', output_dir = '/tmp/th-mp', seed = 5, max_steps = )" + std::to_string(s.steps) + R"( /
+&run task = 'train', output_dir = ')" + s.dir + R"(', seed = 5, max_steps = )" + std::to_string(s.steps) + R"( /
 &model arch = 'encoder-decoder', d_model = 64, n_heads = 4, d_ff = 128, n_encoder_layers = 2,
        n_decoder_layers = 2, dropout = 0.0, max_len = 16, vocab_size = 16 /
 &data synthetic = ')" + s.task + R"(', synthetic_min_len = 3, synthetic_max_len = 8, synthetic_samples = 2048,
@@ -56,7 +59,7 @@ Config make_cfg(const Setup& s) {
 &optim lr = 3.0e-3, warmup_steps = 5, clip_norm = 1.0 /
 &parallel zero_stage = )" + std::to_string(s.stage) + R"(, bucket_mb = 0.05 /
 &precision dtype = ')" + s.dtype + "' " + (s.scaler.empty() ? "" : ", " + s.scaler) + R"( /
-&checkpoint resume = 'never' /
+&checkpoint resume = ')" + s.resume + R"(' /
 )", "mp-test"));
 }
 
@@ -156,6 +159,45 @@ TEST(MixedPrecision, PermanentOverflowStopsTheRunWithAMessage) {
     EXPECT_NE(m.find("precision%max_skipped_steps"), std::string::npos) << m;
   }
   EXPECT_EQ(t.zero().steps(), 0);  // never updated
+}
+
+// fp16 with a skipped step before the checkpoint: resuming gives bitwise the steps of the
+// uninterrupted run (scale, scaler counters and the optimizer's update count are restored).
+TEST(MixedPrecision, Fp16ResumeIsBitwise) {
+  Comm& w = world();
+  const std::string dir = ::testing::TempDir() + "th_mp_resume_np" + std::to_string(w.size());
+  if (w.rank() == 0) {
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+  }
+  w.barrier();
+  FaultEnv fault(std::to_string(w.size() - 1) + ":3:overflow");
+  const std::string keys = "initial_scale_power = 8, hysteresis = 1, loss_scale_window = 3";
+  ::Setup s{"fp16", 2, keys, "reverse", 8, dir + "/a"};
+  const Config cfg_a = make_cfg(s);
+  Trainer a(cfg_a, w);
+  std::vector<double> ref;
+  for (int i = 0; i < 8; ++i) ref.push_back(a.step().loss);
+  const std::vector<float> ref_params = a.parameters();
+  s.dir = dir + "/b";
+  s.resume = "auto";
+  const Config cfg_b = make_cfg(s);
+  {
+    Trainer b(cfg_b, w);
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(b.step().loss, ref[static_cast<std::size_t>(i)]) << "step " << i + 1;
+    b.save_checkpoint_now();
+  }
+  Trainer c(cfg_b, w);
+  EXPECT_EQ(c.steps_done(), 5);
+  EXPECT_EQ(c.zero().steps(), 4);  // step 3 was skipped
+  EXPECT_EQ(c.scaler().scale(), 128.0);
+  EXPECT_EQ(c.scaler().state().skipped_steps, 1);
+  EXPECT_EQ(c.scaler().state().clean_steps, 2);
+  for (int i = 5; i < 8; ++i) EXPECT_EQ(c.step().loss, ref[static_cast<std::size_t>(i)]) << "step " << i + 1;
+  EXPECT_EQ(c.scaler().scale(), a.scaler().scale());  // doubled at step 6 in both
+  EXPECT_EQ(a.scaler().scale(), 256.0);
+  const std::vector<float> p = c.parameters();
+  EXPECT_EQ(std::memcmp(p.data(), ref_params.data(), sizeof(float) * p.size()), 0);
 }
 
 TEST(MixedPrecision, Bf16AndFp16FollowFp32OnTheCopyTask) {
