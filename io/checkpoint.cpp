@@ -415,10 +415,13 @@ void save_checkpoint(Comm& comm, const std::string& dir, const std::vector<Check
     std::uint64_t micro;
     double loss_scale;
     std::int64_t world_size, zero_stage;
-  } w{state.step, state.epoch, state.step_in_epoch, state.micro, state.loss_scale, state.world_size, state.zero_stage};
+    std::int64_t optimizer_steps, clean, hysteresis, floor, skipped;
+  } w{state.step, state.epoch, state.step_in_epoch, state.micro, state.loss_scale, state.world_size, state.zero_stage,
+      state.optimizer_steps, state.scaler_clean_steps, state.scaler_hysteresis_left, state.scaler_floor_overflows,
+      state.scaler_skipped_steps};
   comm.broadcast(&w, sizeof w, 0);
   state = {w.step, w.epoch, w.step_in_epoch, w.micro, w.loss_scale, state.deck, static_cast<int>(w.world_size),
-           static_cast<int>(w.zero_stage)};
+           static_cast<int>(w.zero_stage), w.optimizer_steps, w.clean, w.hysteresis, w.floor, w.skipped};
   comm.broadcast_string(state.deck, 0);
   std::string created = comm.rank() == 0 ? utc_now() : std::string();
   comm.broadcast_string(created, 0);

@@ -49,6 +49,12 @@ struct CheckpointState {
   double loss_scale = 1.0;
   std::string deck;         // the resolved deck text
   int world_size = 1, zero_stage = 0;
+  // Optimizer updates done (fewer than `step` when fp16 overflows skipped steps; -1: as many as
+  // `step`) and the fp16 loss scaler's counters (LossScaler::State). Optional in the file: older
+  // checkpoints read as -1 / 0.
+  std::int64_t optimizer_steps = -1;
+  std::int64_t scaler_clean_steps = 0, scaler_hysteresis_left = 0, scaler_floor_overflows = 0,
+               scaler_skipped_steps = 0;
 };
 
 // Version of the layout this code writes, stored in the root attribute format_version; files of

@@ -123,6 +123,11 @@ void put_state(hid_t file, const CheckpointState& s, const std::string& created,
   put_attr(file, "deck", s.deck, path);
   put_attr(file, "world_size", static_cast<std::int64_t>(s.world_size), path);
   put_attr(file, "zero_stage", static_cast<std::int64_t>(s.zero_stage), path);
+  put_attr(file, "optimizer_steps", s.optimizer_steps, path);
+  put_attr(file, "scaler_clean_steps", s.scaler_clean_steps, path);
+  put_attr(file, "scaler_hysteresis_left", s.scaler_hysteresis_left, path);
+  put_attr(file, "scaler_floor_overflows", s.scaler_floor_overflows, path);
+  put_attr(file, "scaler_skipped_steps", s.scaler_skipped_steps, path);
 }
 
 bool get_state(hid_t file, CheckpointState& s, std::string* missing, const std::string& path) {
@@ -143,6 +148,12 @@ bool get_state(hid_t file, CheckpointState& s, std::string* missing, const std::
   ok = need(get_attr(file, "zero_stage", stage, path), "zero_stage") && ok;
   s.world_size = static_cast<int>(world);
   s.zero_stage = static_cast<int>(stage);
+  // Optional (mixed precision; absent in files of earlier versions). Every read still attempted.
+  if (!get_attr(file, "optimizer_steps", s.optimizer_steps, path)) s.optimizer_steps = -1;
+  if (!get_attr(file, "scaler_clean_steps", s.scaler_clean_steps, path)) s.scaler_clean_steps = 0;
+  if (!get_attr(file, "scaler_hysteresis_left", s.scaler_hysteresis_left, path)) s.scaler_hysteresis_left = 0;
+  if (!get_attr(file, "scaler_floor_overflows", s.scaler_floor_overflows, path)) s.scaler_floor_overflows = 0;
+  if (!get_attr(file, "scaler_skipped_steps", s.scaler_skipped_steps, path)) s.scaler_skipped_steps = 0;
   return ok;
 }
 

@@ -118,6 +118,7 @@ Config make_config(const Deck& deck) {
   precision.get("loss_scale_window", c.precision.loss_scale_window);
   precision.get("hysteresis", c.precision.hysteresis);
   precision.get("min_loss_scale", c.precision.min_loss_scale);
+  precision.get("max_skipped_steps", c.precision.max_skipped_steps);
 
   GroupReader checkpoint(deck, seen, "checkpoint");
   checkpoint.get("dir", c.checkpoint.dir);

@@ -83,6 +83,7 @@ struct Config {
     int loss_scale_window = 0;
     int hysteresis = 0;
     double min_loss_scale = 0;
+    int max_skipped_steps = 0;
   };
   struct Checkpoint {
     std::string dir;

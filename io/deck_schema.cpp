@@ -180,6 +180,8 @@ std::vector<KeySpec> build_schema() {
       integer("precision", "hysteresis", 2, ge(1), any(),
               "overflows tolerated before the dynamic scale halves"),
       real("precision", "min_loss_scale", 1.0, gt(0), any(), "floor of the dynamic scale"),
+      integer("precision", "max_skipped_steps", 20, ge(1), any(),
+              "consecutive overflowing steps at the floor scale before the run stops"),
 
       // &checkpoint
       string("checkpoint", "dir", "",

@@ -37,6 +37,7 @@ target_sources(torch_handle PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/train/grad_sync.cpp
   ${CMAKE_CURRENT_LIST_DIR}/train/zero.cpp
   ${CMAKE_CURRENT_LIST_DIR}/train/offload.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/train/loss_scaler.cpp
   ${CMAKE_CURRENT_LIST_DIR}/train/progress.cpp
   ${CMAKE_CURRENT_LIST_DIR}/train/trainer.cpp
   ${CMAKE_CURRENT_LIST_DIR}/train/bench.cpp

@@ -1,6 +1,7 @@
 #include "th/model/transformer.hpp"
 
 #include <cmath>
+#include <type_traits>
 
 #include "buffers.hpp"
 #include "th/core/error.hpp"
@@ -83,6 +84,15 @@ Transformer<T>::Transformer(const ModelSpec& s) : spec_(s) {
 
 template <typename T> Transformer<T>::~Transformer() = default;
 
+template <typename T> void Transformer<T>::round_compute(T* x, std::int64_t n) const {
+  if constexpr (std::is_same_v<T, float>) {
+    if (spec_.compute == DType::BF16) cpu::round_to_bf16(x, n);
+    if (spec_.compute == DType::F16) cpu::round_to_fp16(x, n);
+  } else {
+    TH_CHECK(spec_.compute == DType::F32 || spec_.compute == DType::F64, "16-bit compute needs a float model");
+  }
+}
+
 template <typename T>
 void Transformer<T>::embed(T* y, const std::vector<int>& tokens, int B, int L, std::int64_t table) {
   if (L > spec_.max_len)
@@ -107,6 +117,7 @@ void Transformer<T>::embed_inputs(const Batch& batch, std::uint64_t seed, std::u
     embed(enc_x_[0].data<T>(), batch.src, B, batch.S, src_embed_);
     cpu::dropout_forward(enc_x_[0].data<T>(), enc_x_[0].data<T>(), rows * D, p, seed,
                          dropout_stream(kSrcEmbedSite, micro));
+    round_compute(enc_x_[0]);
   }
   if (target) {
     const std::int64_t rows = static_cast<std::int64_t>(B) * batch.T;
@@ -115,6 +126,7 @@ void Transformer<T>::embed_inputs(const Batch& batch, std::uint64_t seed, std::u
     embed(dec_x_[0].data<T>(), batch.tgt_in, B, batch.T, tgt_embed_);
     cpu::dropout_forward(dec_x_[0].data<T>(), dec_x_[0].data<T>(), rows * D, p, seed,
                          dropout_stream(kTgtEmbedSite, micro));
+    round_compute(dec_x_[0]);
   }
   release(embed_unit_);
 }
@@ -129,12 +141,14 @@ void Transformer<T>::run_encoder(const Batch& batch, std::uint64_t seed, std::ui
     acquire(enc_unit_[i]);
     encoder_[i]->forward(enc_x_[i + 1].data<T>(), enc_x_[i].data<T>(), enc_ctx_);
     release(enc_unit_[i]);
+    round_compute(enc_x_[i + 1]);
   }
   if (enc_norm_) {
     memory_ = saved_buffer<T>(src.rows(), D);
     acquire(enc_norm_unit_);
     enc_norm_->forward(memory_.data<T>(), enc_x_.back().data<T>(), src.rows());
     release(enc_norm_unit_);
+    round_compute(memory_);
   } else {
     memory_ = enc_x_.back();
   }
@@ -183,12 +197,14 @@ double Transformer<T>::forward(const Batch& batch, std::uint64_t seed, std::uint
     acquire(dec_unit_[i]);
     decoder_[i]->forward(dec_x_[i + 1].data<T>(), dec_x_[i].data<T>(), dec_ctx_);
     release(dec_unit_[i]);
+    round_compute(dec_x_[i + 1]);
   }
   if (dec_norm_) {
     final_ = saved_buffer<T>(tgt.rows(), D);
     acquire(dec_norm_unit_);
     dec_norm_->forward(final_.data<T>(), dec_x_.back().data<T>(), tgt.rows());
     release(dec_norm_unit_);
+    round_compute(final_);
   } else {
     final_ = dec_x_.back();
   }
@@ -196,6 +212,7 @@ double Transformer<T>::forward(const Batch& batch, std::uint64_t seed, std::uint
   out_held_ = true;
   logits_ = saved_buffer<T>(tgt.rows(), V);
   cpu::linear_forward<T>(logits_.data<T>(), final_.data<T>(), params_.value(out_proj_), nullptr, tgt.rows(), D, V);
+  round_compute(logits_);
   losses_ = saved_buffer<T>(tgt.rows(), 1);
   lse_ = saved_buffer<T>(tgt.rows(), 1);
   const double sum = cpu::cross_entropy_forward(losses_.data<T>(), lse_.data<T>(), logits_.data<T>(),
@@ -221,9 +238,11 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
   cpu::cross_entropy_backward(dlogits, dlogits, lse_.data<T>(), batch.tgt_out.data(), Nt, V,
                               T(spec_.label_smoothing), spec_.pad_id,
                               T(count_ > 0 ? loss_scale / static_cast<double>(count_) : 0.0));
+  round_compute(dlogits, Nt * V);
   Tensor g = scratch_buffer<T>(Nt, D), g2 = scratch_buffer<T>(Nt, D);
   cpu::linear_backward<T>(g.data<T>(), params_.grad(out_proj_), nullptr, dlogits, final_.data<T>(),
                           params_.value(out_proj_), Nt, D, V);
+  round_compute(g);
   logits_.reset();
   out_held_ = false;
   release(out_unit_);
@@ -233,6 +252,7 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
     dec_norm_->backward(g2.data<T>(), g.data<T>(), dec_x_.back().data<T>(), Nt);
     release(dec_norm_unit_);
     std::swap(g, g2);
+    round_compute(g);
     ready(dec_norm_begin_);
   }
   if (!spec_.decoder_only) {
@@ -244,17 +264,20 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
     decoder_[i]->backward(g2.data<T>(), g.data<T>(), dec_x_[i].data<T>(), dec_ctx_);
     release(dec_unit_[i]);
     std::swap(g, g2);
+    round_compute(g);
     dec_x_[i + 1].reset();
     ready(dec_begin_[i]);
   }
   cpu::dropout_forward(g.data<T>(), g.data<T>(), Nt * D, p, seed, dropout_stream(kTgtEmbedSite, micro));
   cpu::embedding_backward(params_.grad(tgt_embed_), batch.tgt_in.data(), g.data<T>(), Nt, D, scale);
   if (!spec_.decoder_only) {
+    round_compute(dmemory_);  // summed over the decoder blocks' cross-attentions in fp32
     Tensor e = scratch_buffer<T>(Ns, D), e2 = scratch_buffer<T>(Ns, D);
     if (enc_norm_) {
       acquire(enc_norm_unit_);
       enc_norm_->backward(e.data<T>(), dmemory_.data<T>(), enc_x_.back().data<T>(), Ns);
       release(enc_norm_unit_);
+      round_compute(e);
       ready(enc_norm_begin_);
     } else {
       std::swap(e, dmemory_);
@@ -264,6 +287,7 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
       encoder_[i]->backward(e2.data<T>(), e.data<T>(), enc_x_[i].data<T>(), enc_ctx_);
       release(enc_unit_[i]);
       std::swap(e, e2);
+      round_compute(e);
       enc_x_[i + 1].reset();
       ready(enc_begin_[i]);
     }

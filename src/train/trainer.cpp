@@ -37,6 +37,7 @@ ModelSpec model_spec(const Config& cfg, int vocab_size) {
   s.pad_id = SpecialTokens::pad;
   s.label_smoothing = cfg.optim.label_smoothing;
   s.activation_checkpointing = cfg.parallel.activation_checkpointing;
+  s.compute = parse_dtype(cfg.precision.dtype);
   return s;
 }
 
@@ -48,6 +49,7 @@ ZeroOptions zero_options(const Config& cfg) {
   z.prefetch = cfg.parallel.stage3_prefetch;
   z.persistence_threshold = cfg.parallel.param_persistence_threshold;
   z.seed = static_cast<std::uint64_t>(cfg.run.seed);
+  z.compute = parse_dtype(cfg.precision.dtype);
   z.adam = AdamWConfig{cfg.optim.lr, cfg.optim.betas[0], cfg.optim.betas[1], cfg.optim.eps, cfg.optim.weight_decay};
   // The trainer and the benchmark both come here: what offload cannot do yet stops both.
   if (cfg.parallel.offload_param == "nvme")
@@ -60,25 +62,23 @@ ZeroOptions zero_options(const Config& cfg) {
 namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-void check_supported(const Config& cfg) {
-  auto unsupported = [](const std::string& what) { throw InputError(what + " is not available in this build yet"); };
-  if (cfg.precision.dtype != "fp32") unsupported("precision%dtype = '" + cfg.precision.dtype + "'");
-}
 }  // namespace
 
 Trainer::Trainer(const Config& cfg, Comm& comm) : cfg_(cfg), comm_(comm) {
-  check_supported(cfg);
-  loader_ = std::make_unique<TrainLoader>(cfg, comm);
-  ModelSpec spec = model_spec(cfg, loader_->vocab_size());
-  const ZeroOptions zopt = zero_options(cfg);
+  // Everything below uses the member copy (the loader keeps a reference to it).
+  loader_ = std::make_unique<TrainLoader>(cfg_, comm);
+  ModelSpec spec = model_spec(cfg_, loader_->vocab_size());
+  const ZeroOptions zopt = zero_options(cfg_);
   ZeroEngine::configure(spec, zopt, comm.size());
   model_ = std::make_unique<Transformer<float>>(spec);
   engine_ = std::make_unique<ZeroEngine>(comm, *model_, zopt);  // allocates and initializes the parameters
-  total_ = cfg.run.max_steps > 0 ? cfg.run.max_steps : loader_->steps_per_epoch() * cfg.data.epochs;
-  schedule_ = std::make_unique<LRSchedule>(cfg.optim.schedule, cfg.optim.lr, cfg.optim.warmup_steps, total_,
-                                           cfg.optim.min_lr_ratio);
-  profiler().configure(cfg.profile.enabled, cfg.profile.start_step, cfg.profile.num_steps);
+  total_ = cfg_.run.max_steps > 0 ? cfg_.run.max_steps : loader_->steps_per_epoch() * cfg_.data.epochs;
+  schedule_ = std::make_unique<LRSchedule>(cfg_.optim.schedule, cfg_.optim.lr, cfg_.optim.warmup_steps, total_,
+                                           cfg_.optim.min_lr_ratio);
+  profiler().configure(cfg_.profile.enabled, cfg_.profile.start_step, cfg_.profile.num_steps);
+  if (cfg_.precision.dtype == "fp16")  // bf16 has fp32's exponent range: no scaling
+    scaler_ = LossScaler({cfg_.precision.loss_scale, cfg_.precision.initial_scale_power, cfg_.precision.loss_scale_window,
+                          cfg_.precision.hysteresis, cfg_.precision.min_loss_scale, cfg_.precision.max_skipped_steps});
   resume();
 }
 
@@ -102,7 +102,18 @@ void Trainer::resume() {
   const CheckpointState st = engine_->load(path);
   const double load_s = seconds_since(t0);
   step_ = saved_step_ = st.step;
-  engine_->set_steps(st.step);
+  engine_->set_steps(st.optimizer_steps >= 0 ? st.optimizer_steps : st.step);
+  if (scaler_.enabled()) {
+    LossScaler::State s = scaler_.state();
+    s.scale = st.loss_scale;
+    if (st.scaler_hysteresis_left > 0) {  // written by an fp16 run
+      s.clean_steps = st.scaler_clean_steps;
+      s.hysteresis_left = st.scaler_hysteresis_left;
+      s.floor_overflows = st.scaler_floor_overflows;
+      s.skipped_steps = st.scaler_skipped_steps;
+    }
+    scaler_.restore(s);
+  }
   const std::int64_t old_group =
       static_cast<std::int64_t>(st.world_size) * make_config(Deck::from_text(st.deck, path)).optim.grad_accum;
   const std::int64_t new_group = static_cast<std::int64_t>(comm_.size()) * cfg_.optim.grad_accum;
@@ -129,6 +140,15 @@ void Trainer::save_checkpoint_now() {
   st.deck = cfg_.resolved_deck;
   st.world_size = comm_.size();
   st.zero_stage = cfg_.parallel.zero_stage;
+  st.loss_scale = scaler_.scale();
+  st.optimizer_steps = engine_->steps();
+  if (scaler_.enabled()) {
+    const LossScaler::State& s = scaler_.state();
+    st.scaler_clean_steps = s.clean_steps;
+    st.scaler_hysteresis_left = s.hysteresis_left;
+    st.scaler_floor_overflows = s.floor_overflows;
+    st.scaler_skipped_steps = s.skipped_steps;
+  }
   ProfileScope scope(profiler(), "checkpoint/save", Category::IO);
   const auto t0 = Clock::now();
   engine_->save(checkpoint_dir(), st, cfg_.checkpoint.keep_last);
@@ -163,15 +183,22 @@ namespace {
 // Testing aid for the no-hang guarantee: TH_FAULT="rank:step:kind" makes that rank fail at the
 // start of that step, by throwing (kind 'throw') or by dying without a word (kind 'exit'); kind
 // 'save' is a SIGKILL in the middle of writing that step's checkpoint (io/checkpoint.cpp).
-void maybe_inject_fault(int rank, std::int64_t step) {
+// Kind 'overflow' sets one of that rank's reduced gradients to inf before the overflow check of
+// that step (the step number 0 means every step: a permanent overflow).
+std::string fault_kind(int rank, std::int64_t step) {
   const char* spec = std::getenv("TH_FAULT");
-  if (!spec) return;
+  if (!spec) return {};
   int r = -1;
   long long s = -1;
   char kind[16] = {};
-  if (std::sscanf(spec, "%d:%lld:%15s", &r, &s, kind) != 3 || r != rank || s != step) return;
-  if (std::string(kind) == "exit") std::_Exit(9);
-  if (std::string(kind) == "throw") throw Error("fault injected by TH_FAULT at step " + std::to_string(step));
+  if (std::sscanf(spec, "%d:%lld:%15s", &r, &s, kind) != 3 || r != rank) return {};
+  if (s != step && !(s == 0 && std::string(kind) == "overflow")) return {};
+  return kind;
+}
+void maybe_inject_fault(int rank, std::int64_t step) {
+  const std::string kind = fault_kind(rank, step);
+  if (kind == "exit") std::_Exit(9);
+  if (kind == "throw") throw Error("fault injected by TH_FAULT at step " + std::to_string(step));
 }
 }  // namespace
 
@@ -204,16 +231,27 @@ Trainer::StepResult Trainer::step() {
     engine_->begin_backward(a + 1 == accum);
     {
       ProfileScope scope(prof, "backward", Category::Compute);
-      model_->backward(1.0 / accum, engine_->hook());
+      model_->backward(scaler_.scale() / accum, engine_->hook());
     }
     engine_->finish_backward();
     r.tokens += static_cast<double>(micro[a].positions());
   }
+  r.loss_scale = scaler_.scale();
   {
     ProfileScope scope(prof, "optimizer", Category::Optimizer);
-    r.grad_norm = engine_->clip_and_norm(cfg_.optim.clip_norm);
     r.lr = schedule_->at(step_ + 1);
-    if (std::isfinite(r.grad_norm)) engine_->update(r.lr);
+    if (scaler_.enabled()) {
+      // fp16: did any rank's gradients overflow? One decision for all ranks, taken before
+      // anything is skipped; update() throws on every rank alike when the scale is stuck.
+      if (fault_kind(comm_.rank(), step_ + 1) == "overflow") engine_->inject_overflow();
+      r.skipped = scaler_.update(comm_.any_true(engine_->local_overflow()), step_ + 1);
+    }
+    if (!r.skipped) {
+      r.grad_norm = engine_->clip_and_norm(cfg_.optim.clip_norm, r.loss_scale);
+      if (std::isfinite(r.grad_norm)) engine_->update(r.lr);
+    } else {
+      engine_->skip_update();
+    }
   }
   // The norm is computed from the averaged gradients, identical on every rank: skipping or
   // stopping on it is a decision all ranks take together.
@@ -293,7 +331,11 @@ void Trainer::run() {
     if (step_ == first_step + 1) memory_report("after the first step", metrics.get());
     if (rank_log.is_open())
       rank_log << "step " << step_ << " loss(all ranks) " << r.loss << " grad_norm " << r.grad_norm << " lr " << r.lr
+               << " loss_scale " << r.loss_scale << (r.skipped ? " skipped" : "")
                << " step_s " << r.seconds << " local_micro_batches " << cfg_.optim.grad_accum << std::endl;
+    if (root && r.skipped)
+      std::printf("step %lld: fp16 gradients overflowed on some rank, update skipped; loss scale now %g\n",
+                  static_cast<long long>(step_), scaler_.scale());
     w_loss += r.loss;
     w_tokens += r.tokens;
     w_time += r.seconds;
@@ -305,7 +347,7 @@ void Trainer::run() {
       progress.report(step_, epoch, loss, r.lr, r.grad_norm, tps, step_s);
       if (metrics)
         metrics->append("train", {{"step", double(step_)}, {"epoch", double(epoch)}, {"loss", loss}, {"lr", r.lr},
-                                  {"grad_norm", r.grad_norm}, {"loss_scale", 1.0}, {"tokens_per_s", tps},
+                                  {"grad_norm", r.grad_norm}, {"loss_scale", r.loss_scale}, {"tokens_per_s", tps},
                                   {"step_s", step_s}, {"peak_bytes", peak}});
       w_loss = w_tokens = w_time = 0;
       w_steps = 0;
@@ -363,6 +405,9 @@ std::vector<ZeroMemory> Trainer::memory_report(const char* when, MetricsFile* me
                     static_cast<long long>(m.offload_window), static_cast<long long>(m.offload_nvme));
       }
     }
+    if (cfg_.precision.dtype != "fp32")
+      std::printf("  %s (emulated: 16-bit values in fp32 storage): plus the fp32 master, 4Psi at stage 0, 4Psi/N at "
+                  "stages 1-3\n", cfg_.precision.dtype.c_str());
     std::fflush(stdout);
   }
   if (metrics)

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "th/core/error.hpp"
 #include "th/core/profiler.hpp"
@@ -262,14 +263,34 @@ ZeroEngine::ZeroEngine(Comm& comm, Transformer<float>& model, const ZeroOptions&
   else  // an NVMe file that cannot be created stops every rank
     agree([&] { offload_ = OffloadedAdamW::make(opt.offload, S, opt.adam, comm.rank()); },
           "creating the offloaded optimizer state");
+  TH_CHECK(opt.compute == DType::F32 || opt.compute == DType::BF16 || opt.compute == DType::F16,
+           std::string("compute type ") + to_string(opt.compute));
+  if (opt.compute != DType::F32)
+    master_ = Tensor::zeros({std::max<std::int64_t>(opt.stage == 0 ? P : S, 1)}, DType::F32, MemCategory::OptimizerState);
 
   // Initial values, the same on every rank (deterministic from the seed).
   if (opt.stage < 3) {
     ps_.initialize(opt.seed);
     comm.broadcast(ps_.values(), sizeof(float) * static_cast<std::size_t>(P), 0);  // rank 0's copy wins
+    if (master_.defined()) {
+      if (opt.stage == 0)
+        std::memcpy(master_.data<float>(), ps_.values(), sizeof(float) * static_cast<std::size_t>(P));
+      else
+        for_each_owned([&](float* v, float*, std::int64_t shard, std::int64_t n) {
+          std::memcpy(master_.data<float>() + shard, v, sizeof(float) * static_cast<std::size_t>(n));
+        });
+      round_compute(ps_.values(), P);
+    }
   } else {  // unit by unit: only one unit is ever whole
     for (int u = 0; u < gatherer_->count(); ++u) {
       ps_.initialize(opt.seed, gatherer_->begin(u), gatherer_->end(u));
+      if (master_.defined()) {
+        for (const auto& p : part_.pieces())
+          if (p.unit == u)
+            std::memcpy(master_.data<float>() + p.shard, rvalues_->data() + part_.owned(p),
+                        sizeof(float) * static_cast<std::size_t>(p.count));
+        round_compute(rvalues_->data() + gatherer_->begin(u), gatherer_->end(u) - gatherer_->begin(u));
+      }
       for (const auto& p : part_.pieces())
         if (p.unit == u)
           std::memcpy(shard_values_.data<float>() + p.shard, rvalues_->data() + part_.owned(p),
@@ -323,11 +344,17 @@ void ZeroEngine::zero_grad() {
 
 void ZeroEngine::begin_backward(bool last_micro_batch) {
   // Stages 2-3 reduce every micro-batch (the full gradient is never kept); 0-1 only the last.
-  sync_->begin_backward(ps_.grads(), opt_.stage >= 2 || last_micro_batch);
+  communicating_ = opt_.stage >= 2 || last_micro_batch;
+  rounded_from_ = ps_.size();
+  sync_->begin_backward(ps_.grads(), communicating_);
 }
 
 Transformer<float>::GradsReadyFn ZeroEngine::hook() {
   return [this](std::int64_t w) {
+    if (master_.defined() && communicating_ && w < rounded_from_) {  // 16-bit gradients into the reduction
+      round_compute(ps_.grads() + w, rounded_from_ - w);
+      rounded_from_ = w;
+    }
     if (rgrads_) rgrads_->account();  // the bucket pages backward has written so far
     sync_->grads_ready(w);
   };
@@ -350,10 +377,13 @@ void ZeroEngine::for_each_owned(
   }
 }
 
-double ZeroEngine::clip_and_norm(double max_norm) {
-  if (opt_.stage == 0)
+double ZeroEngine::clip_and_norm(double max_norm, double loss_scale) {
+  if (opt_.stage == 0) {
+    if (loss_scale != 1.0) cpu::scale_inplace(ps_.grads(), static_cast<float>(1.0 / loss_scale), ps_.size());
     return clip_by_global_norm(ps_.grads(), ps_.size(), cpu::sum_squares(ps_.grads(), ps_.size()), max_norm);
-  const float inv = 1.0f / static_cast<float>(comm_.size());
+  }
+  const float inv = loss_scale == 1.0 ? 1.0f / static_cast<float>(comm_.size())
+                                      : static_cast<float>(1.0 / (comm_.size() * loss_scale));
   double sq = 0;
   for_each_owned([&](float*, float* g, std::int64_t, std::int64_t n) {
     cpu::scale_inplace(g, inv, n);  // sums over ranks -> averages
@@ -389,6 +419,51 @@ void ZeroEngine::agree(const std::function<void()>& f, const std::string& what) 
     throw Error(!mine.empty() ? mine : what + " failed on another rank (its message says why)");
 }
 
+bool ZeroEngine::local_overflow() {
+  // fp16: the reduction of a real fp16 run carries averages (DeepSpeed divides by N before the
+  // all-reduce); stage 0's buffer holds the average already, stages 1-3 hold the sum over ranks.
+  const float limit = opt_.compute == DType::F16
+                          ? 65504.0f * static_cast<float>(opt_.stage == 0 ? 1 : comm_.size())
+                          : std::numeric_limits<float>::max();
+  bool bad = false;
+  const auto scan = [&](const float* g, std::int64_t n) {
+    for (std::int64_t i = 0; i < n && !bad; ++i) bad = !(std::fabs(g[i]) <= limit);  // NaN too
+  };
+  if (opt_.stage == 0)
+    scan(ps_.grads(), ps_.size());
+  else
+    for_each_owned([&](float*, float* g, std::int64_t, std::int64_t n) { scan(g, n); });
+  return bad;
+}
+
+void ZeroEngine::inject_overflow() {
+  if (opt_.stage == 0) {
+    ps_.grads()[0] = std::numeric_limits<float>::infinity();
+    return;
+  }
+  bool done = false;
+  for_each_owned([&](float*, float* g, std::int64_t, std::int64_t n) {
+    if (!done && n > 0) g[0] = std::numeric_limits<float>::infinity(), done = true;
+  });
+}
+
+void ZeroEngine::round_compute(float* x, std::int64_t n) const {
+  if (opt_.compute == DType::BF16) cpu::round_to_bf16(x, n);
+  if (opt_.compute == DType::F16) cpu::round_to_fp16(x, n);
+}
+
+void ZeroEngine::master_to_compute() {
+  if (opt_.stage == 0) {
+    std::memcpy(ps_.values(), master_.data<float>(), sizeof(float) * static_cast<std::size_t>(ps_.size()));
+    round_compute(ps_.values(), ps_.size());
+    return;
+  }
+  for_each_owned([&](float* v, float*, std::int64_t shard, std::int64_t n) {
+    std::memcpy(v, master_.data<float>() + shard, sizeof(float) * static_cast<std::size_t>(n));
+    round_compute(v, n);
+  });
+}
+
 void ZeroEngine::all_gather_pieces(bool persistent_only) {
   std::vector<CommRequestPtr> reqs;
   for (const Piece& p : part_.pieces()) {
@@ -403,24 +478,39 @@ void ZeroEngine::all_gather_pieces(bool persistent_only) {
 }
 
 void ZeroEngine::update(double lr) {
+  // Mixed precision: Adam updates the fp32 master, the compute copy is rounded from it.
+  float* master = master_.defined() ? master_.data<float>() : nullptr;
   if (opt_.stage == 0) {
-    adam_->step(ps_.values(), ps_.grads(), lr);
+    adam_->step(master ? master : ps_.values(), ps_.grads(), lr);
+    if (master) master_to_compute();
     return;
   }
   if (gatherer_) gatherer_->drop();  // nothing gathered ahead may outlive the old values
   if (offload_) {
     // The partition's spans go to the host step (a GPU build copies their gradients down before
-    // and their parameters up after); an I/O error on any rank stops every rank.
+    // and their parameters up after); an I/O error on any rank stops every rank. Mixed precision:
+    // the spans point into the fp32 master.
     offload_->next_step();
     std::vector<AdamSpan> spans;
-    for_each_owned([&](float* v, float* g, std::int64_t shard, std::int64_t n) { spans.push_back({v, g, shard, n}); });
+    for_each_owned([&](float* v, float* g, std::int64_t shard, std::int64_t n) {
+      spans.push_back({master ? master + shard : v, g, shard, n});
+    });
     agree([&] { offload_->update(spans, lr); }, "the offloaded optimizer step");
   } else {
     adam_->next_step();
-    for_each_owned([&](float* v, float* g, std::int64_t shard, std::int64_t n) { adam_->update(v, g, shard, n, lr); });
+    for_each_owned([&](float* v, float* g, std::int64_t shard, std::int64_t n) {
+      adam_->update(master ? master + shard : v, g, shard, n, lr);
+    });
   }
+  if (master) master_to_compute();
   all_gather_pieces(opt_.stage == 3);  // stage 3: only the persistent units are kept whole
   if (gatherer_) gatherer_->stop_recording();
+}
+
+void ZeroEngine::skip_update() {
+  if (!gatherer_) return;
+  gatherer_->drop();  // as after an update: the recorded order is complete after the first step
+  gatherer_->stop_recording();
 }
 
 void ZeroEngine::drop_prefetched() {
@@ -447,13 +537,15 @@ void ZeroEngine::save(const std::string& dir, const CheckpointState& st, int kee
   const auto tensors = checkpoint_tensors(ps_.infos());
   if (opt_.stage == 0) {  // every rank holds everything: rank 0 writes it all
     const std::int64_t end = comm_.rank() == 0 ? ps_.size() : 0;
-    save_checkpoint(comm_, dir, tensors, ps_.values(), adam_->exp_avg(), adam_->exp_avg_sq(), 0, end, st, keep_last);
+    save_checkpoint(comm_, dir, tensors, master_.defined() ? master_.data<float>() : ps_.values(), adam_->exp_avg(), adam_->exp_avg_sq(), 0, end, st, keep_last);
     return;
   }
   // Every rank writes its partition: parameters in partition layout (stages 1-2: copied from the
   // full buffer for the write), moments as they are.
   Tensor copy;
-  const float* values = shard_values_.defined() ? shard_values_.data<float>() : nullptr;
+  const float* values = master_.defined()        ? master_.data<float>()
+                        : shard_values_.defined() ? shard_values_.data<float>()
+                                                  : nullptr;
   if (!values) {
     copy = Tensor::empty({std::max<std::int64_t>(part_.shard_size(), 1)}, DType::F32, MemCategory::Workspace);
     for_each_owned([&](float* v, float*, std::int64_t shard, std::int64_t n) {
@@ -477,10 +569,16 @@ void ZeroEngine::save(const std::string& dir, const CheckpointState& st, int kee
 
 CheckpointState ZeroEngine::load(const std::string& path) {
   const auto tensors = checkpoint_tensors(ps_.infos());
-  if (opt_.stage == 0)
-    return load_checkpoint(comm_, path, tensors, ps_.values(), adam_->exp_avg(), adam_->exp_avg_sq(), 0, ps_.size());
+  if (opt_.stage == 0) {
+    const CheckpointState st = load_checkpoint(comm_, path, tensors, master_.defined() ? master_.data<float>() : ps_.values(),
+                                               adam_->exp_avg(), adam_->exp_avg_sq(), 0, ps_.size());
+    if (master_.defined()) master_to_compute();
+    return st;
+  }
   Tensor copy;
-  float* values = shard_values_.defined() ? shard_values_.data<float>() : nullptr;
+  float* values = master_.defined()        ? master_.data<float>()
+                  : shard_values_.defined() ? shard_values_.data<float>()
+                                            : nullptr;
   if (!values) {
     copy = Tensor::zeros({std::max<std::int64_t>(part_.shard_size(), 1)}, DType::F32, MemCategory::Workspace);
     values = copy.data<float>();
@@ -495,7 +593,9 @@ CheckpointState ZeroEngine::load(const std::string& path) {
   }
   const CheckpointState st = load_checkpoint(comm_, path, tensors, values, m, v, part_.owned_ranges());
   if (staged.defined()) agree([&] { offload_->write_moments(m, v); }, "writing the resumed optimizer state to NVMe");
-  if (copy.defined())
+  if (master_.defined())
+    master_to_compute();
+  else if (copy.defined())
     for_each_owned([&](float* v, float*, std::int64_t shard, std::int64_t n) {
       std::memcpy(v, copy.data<float>() + shard, sizeof(float) * static_cast<std::size_t>(n));
     });
@@ -528,7 +628,10 @@ ZeroMemory ZeroEngine::memory() const {
   if (opt_.offload.param != "none") m.offload_host += static_cast<std::int64_t>(sizeof(float)) * part_.shard_size();
   const double psi = static_cast<double>(m.psi), n = comm_.size();
   const double f[4] = {16 * psi, 8 * psi + 8 * psi / n, 4 * psi + 12 * psi / n, 16 * psi / n};
-  m.formula = static_cast<std::int64_t>(f[opt_.stage]);
+  // Mixed precision as stored here: fp32 compute copy and gradients, plus the fp32 master (4 Psi,
+  // partitioned from stage 1 on).
+  const double master = master_.defined() ? 4 * psi / (opt_.stage == 0 ? 1 : n) : 0;
+  m.formula = static_cast<std::int64_t>(f[opt_.stage] + master);
   return m;
 }
 

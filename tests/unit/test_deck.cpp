@@ -103,7 +103,7 @@ const char* const kFullDeck = R"(
 /
 &precision
   dtype = 'bf16', loss_scale = 128, initial_scale_power = 12, loss_scale_window = 500
-  hysteresis = 4, min_loss_scale = 0.5
+  hysteresis = 4, min_loss_scale = 0.5, max_skipped_steps = 7
 /
 &checkpoint dir = 'ckpt', every_steps = 20, keep_last = 5, resume = 'never' /
 &profile enabled = T, start_step = 3, num_steps = 2 /
@@ -201,6 +201,7 @@ TEST(DeckSchema, ContractKeysOfDeckMdExist) {
                                              "precision%loss_scale_window",
                                              "precision%hysteresis",
                                              "precision%min_loss_scale",
+                                             "precision%max_skipped_steps",
                                              "checkpoint%dir",
                                              "checkpoint%every_steps",
                                              "checkpoint%keep_last",
@@ -743,6 +744,7 @@ TEST(Config, HoldsEveryKey) {
   EXPECT_EQ(c.precision.loss_scale_window, 500);
   EXPECT_EQ(c.precision.hysteresis, 4);
   EXPECT_EQ(c.precision.min_loss_scale, 0.5);
+  EXPECT_EQ(c.precision.max_skipped_steps, 7);
   EXPECT_EQ(c.checkpoint.dir, "ckpt");
   EXPECT_EQ(c.checkpoint.every_steps, 20);
   EXPECT_EQ(c.checkpoint.keep_last, 5);

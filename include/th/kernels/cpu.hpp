@@ -114,5 +114,10 @@ std::uint16_t float_to_bf16(float f);
 float bf16_to_float(std::uint16_t h);
 std::uint16_t float_to_half(float f);
 float half_to_float(std::uint16_t h);
+// Mixed-precision emulation: rounds fp32 values in place to the nearest bf16 / fp16 value (the
+// conversions above there and back), so fp32 storage holds exactly the 16-bit numbers.
+// fp16: magnitudes from 65520 up become inf (overflow), like a real fp16 store.
+void round_to_bf16(float* x, std::int64_t n);
+void round_to_fp16(float* x, std::int64_t n);
 
 }  // namespace th::cpu

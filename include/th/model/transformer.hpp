@@ -32,6 +32,10 @@ struct ModelSpec {
   std::int64_t param_align = 1, param_segment_max = 0;
   // The caller attaches the buffers (ParamStore::attach) instead of the model allocating them.
   bool external_param_storage = false;
+  // Mixed-precision emulation (float models only): BF16 / F16 round the activations at the
+  // layer boundaries (embeddings, every block's output, final norms, logits) and the activation
+  // gradients between blocks in backward to that type; GEMMs and reductions accumulate in fp32.
+  DType compute = DType::F32;
 };
 
 // Where parameter values come and go (ZeRO stage 3): the model calls acquire(unit) before it
@@ -87,6 +91,8 @@ class Transformer {
   void run_encoder(const Batch& batch, std::uint64_t seed, std::uint64_t micro, bool train);
   void acquire(int unit) { if (access_) access_->acquire(unit); }
   void release(int unit) { if (access_) access_->release(unit); }
+  void round_compute(T* x, std::int64_t n) const;  // ModelSpec::compute
+  void round_compute(Tensor& t) const { round_compute(t.data<T>(), t.numel()); }
 
   ModelSpec spec_;
   ParamStore<T> params_;

@@ -13,6 +13,7 @@
 #include "th/model/transformer.hpp"
 #include "th/parallel/comm.hpp"
 #include "th/train/grad_sync.hpp"
+#include "th/train/loss_scaler.hpp"
 #include "th/train/optimizer.hpp"
 #include "th/train/zero.hpp"
 
@@ -37,6 +38,8 @@ class Trainer {
     double lr = 0;
     double tokens = 0;     // positions of all ranks' micro-batches, padding included
     double seconds = 0;
+    double loss_scale = 1;  // the scale this step's backward used (fp16; 1 otherwise)
+    bool skipped = false;   // fp16 overflow: no update (grad_norm 0)
   };
   StepResult step();  // one optimizer step (optim%grad_accum micro-batches)
   EvalStats validate();  // NLL, perplexity, token accuracy over the validation set, dropout off, all ranks
@@ -51,6 +54,7 @@ class Trainer {
   Transformer<float>& model() { return *model_; }
   GradientSync& sync() { return engine_->sync(); }
   ZeroEngine& zero() { return *engine_; }
+  const LossScaler& scaler() const { return scaler_; }
   // The full parameter vector (flat layout), on every rank; collective (stage 3 gathers it).
   std::vector<float> parameters() { return engine_->gather_values(); }
   // Rank 0 prints the per-rank memory table (model states vs the ZeRO formula); collective.
@@ -58,12 +62,13 @@ class Trainer {
   std::vector<ZeroMemory> memory_report(const char* when, MetricsFile* metrics = nullptr);
 
  private:
-  const Config& cfg_;
+  const Config cfg_;  // a copy: callers may pass a temporary
   Comm& comm_;
   std::unique_ptr<TrainLoader> loader_;
   std::unique_ptr<Transformer<float>> model_;
   std::unique_ptr<ZeroEngine> engine_;
   std::unique_ptr<LRSchedule> schedule_;
+  LossScaler scaler_;  // fp16 only (scale 1 otherwise)
   void resume();
   void record_validation(MetricsFile* metrics);  // validate, print (rank 0), append to /valid/
   std::int64_t step_ = 0, total_ = 0, saved_step_ = -1;

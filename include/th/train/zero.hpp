@@ -14,6 +14,15 @@
 // partition buffer), then the updated slices are all-gathered where ranks hold more than their
 // partition.
 //
+// Mixed precision (ZeroOptions::compute = BF16 / F16): the optimizer keeps an fp32 master copy
+// of what it updates (stage 0: every parameter, stages 1-3: the rank's partition, in partition
+// layout, counted as optimizer state) and the parameter buffers above become the 16-bit compute
+// copy: after every update (and at initialization and load) the master values are rounded to the
+// compute type into them. Storage stays fp32 holding exactly-representable 16-bit values (the
+// CPU backend has no 16-bit GEMM). Each rank's gradients are rounded to the compute type when
+// handed to the reduction (fp16: beyond 65504 they become inf); accumulation over micro-batches
+// and the reduction sums are fp32. Checkpoints hold the master values.
+//
 // Partition map. With ZeRO the model pads its layout (ModelSpec::param_align = world size):
 // every segment of the flat buffers (ParamStore::segments(): whole parameters of one gather
 // unit, at most parallel%bucket_mb) has a length that is a multiple of N, and rank r owns the
@@ -72,6 +81,7 @@ struct ZeroOptions {
   int prefetch = 1;                          // stage 3: units gathered ahead
   std::int64_t persistence_threshold = 0;    // stage 3: units below this many elements stay whole
   std::uint64_t seed = 0;                    // parameter initialization
+  DType compute = DType::F32;                // F32, or BF16 / F16: fp32 master + 16-bit compute copy
   AdamWConfig adam;
   OffloadOptions offload;                    // parallel%offload_optimizer / offload_param (th/train/offload.hpp)
 };
@@ -106,8 +116,16 @@ class ZeroEngine {
   void begin_backward(bool last_micro_batch);
   Transformer<float>::GradsReadyFn hook();
   void finish_backward();
-  double clip_and_norm(double max_norm);  // the global norm of the averaged gradients, clipped
+  // The global norm of the averaged gradients, clipped; `loss_scale`: the gradients are those of
+  // loss_scale x loss and are divided by it first.
+  double clip_and_norm(double max_norm, double loss_scale = 1.0);
+  // After finish_backward(): this rank's reduced gradients hold inf/NaN (or, in fp16, a magnitude
+  // above 65504). Local: agree over ranks (Comm::any_true) before acting on it.
+  bool local_overflow();
+  // Testing aid: sets this rank's first owned gradient to inf (after finish_backward()).
+  void inject_overflow();
   void update(double lr);
+  void skip_update();  // instead of update(): a step whose gradients overflowed (fp16)
   // Releases what stage 3 gathered ahead without using it (after inference passes).
   void drop_prefetched();
 
@@ -141,6 +159,12 @@ class ZeroEngine {
   CommRequestPtr gather_piece(const ZeroPartition::Piece& p);
   // Runs f on every rank; if it throws th::Error on any rank, every rank throws (collective).
   void agree(const std::function<void()>& f, const std::string& what);
+  void round_compute(float* x, std::int64_t n) const;  // to the compute type, in place
+  // Mixed precision: the owned compute values from the master copy (rounded).
+  void master_to_compute();
+
+  std::int64_t rounded_from_ = 0;  // mixed precision: gradients [rounded_from_, P) are rounded
+  bool communicating_ = false;
 
   Comm& comm_;
   Transformer<float>& model_;
@@ -151,6 +175,7 @@ class ZeroEngine {
   std::unique_ptr<OffloadedAdamW> offload_;     // or offloaded (parallel%offload_optimizer)
   std::unique_ptr<GradientSync> sync_;
   Tensor values_, grads_, shard_values_, shard_grads_;  // from the pool, per stage
+  Tensor master_;                                       // mixed precision: fp32 master (owned)
   std::unique_ptr<Reserved> rvalues_, rgrads_;          // reserved address ranges (stages 2-3)
   std::unique_ptr<Gatherer> gatherer_;                  // stage 3
 };

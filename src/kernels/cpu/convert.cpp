@@ -75,4 +75,11 @@ void fp16_to_fp32(float* y, const std::uint16_t* x, std::int64_t n) {
   host_for("Convert::fp16_to_fp32", n, [=](std::int64_t i) { y[i] = half_to_float(x[i]); });
 }
 
+void round_to_bf16(float* x, std::int64_t n) {
+  host_for("Convert::round_to_bf16", n, [=](std::int64_t i) { x[i] = bf16_to_float(float_to_bf16(x[i])); });
+}
+void round_to_fp16(float* x, std::int64_t n) {
+  host_for("Convert::round_to_fp16", n, [=](std::int64_t i) { x[i] = half_to_float(float_to_half(x[i])); });
+}
+
 }  // namespace th::cpu
