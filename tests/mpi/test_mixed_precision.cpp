@@ -31,6 +31,7 @@
 #include "th/core/error.hpp"
 #include "th/kernels/cpu.hpp"
 #include "th/train/trainer.hpp"
+#include "training_support.hpp"
 
 using namespace th;
 
@@ -63,14 +64,8 @@ Config make_cfg(const Setup& s) {
 )", "mp-test"));
 }
 
-using Named = std::map<std::string, std::vector<float>>;
-Named named_params(Trainer& t) {
-  const std::vector<float> flat = t.parameters();
-  Named out;
-  for (const ParamInfo& p : t.model().params().infos())
-    out[p.name].assign(flat.begin() + p.offset, flat.begin() + p.offset + p.numel);
-  return out;
-}
+using Named = testing_support::NamedParams;
+using testing_support::named_params;
 
 struct Trained {
   std::vector<double> losses;

@@ -24,6 +24,7 @@
 #include "parallel/mpi_comm.hpp"
 #include "th/core/error.hpp"
 #include "th/train/trainer.hpp"
+#include "training_support.hpp"
 
 using namespace th;
 
@@ -56,46 +57,15 @@ Config make_cfg(const Setup& s) {
 )", "offload-test"));
 }
 
-using Named = std::map<std::string, std::vector<float>>;
-Named named_params(Trainer& t) {
-  const std::vector<float> flat = t.parameters();
-  Named out;
-  for (const ParamInfo& p : t.model().params().infos())
-    out[p.name].assign(flat.begin() + p.offset, flat.begin() + p.offset + p.numel);
-  return out;
-}
+using testing_support::NamedParams;
+using Named = NamedParams;
+using Trained = testing_support::TrainedRun;
+using testing_support::named_params;
 
-struct Trained {
-  std::vector<double> losses;
-  Named params;
-};
-
-Trained train(const Setup& s, Comm& comm, int steps = 20) {
-  const Config cfg = make_cfg(s);
-  Trainer t(cfg, comm);
-  Trained r;
-  for (int i = 0; i < steps; ++i) r.losses.push_back(t.step().loss);
-  r.params = named_params(t);
-  return r;
-}
+Trained train(const Setup& s, Comm& comm, int steps = 20) { return testing_support::run_trainer(make_cfg(s), comm, steps); }
 
 void expect_close(const Trained& a, const Trained& ref, const std::string& what) {
-  ASSERT_EQ(a.losses.size(), ref.losses.size());
-  for (std::size_t s = 0; s < a.losses.size(); ++s)
-    EXPECT_NEAR(a.losses[s], ref.losses[s], 2e-5 * std::abs(ref.losses[s])) << what << " step " << s + 1;
-  double d = 0, n = 0;
-  for (const auto& [name, v] : ref.params) {
-    if (name.find("k_proj/bias") != std::string::npos) continue;
-    const std::vector<float>& w = a.params.at(name);
-    for (std::size_t i = 0; i < v.size(); ++i) {
-      d += (double(w[i]) - v[i]) * (double(w[i]) - v[i]);
-      n += double(v[i]) * v[i];
-    }
-  }
-  EXPECT_LT(std::sqrt(d / n), 1e-5) << what;
-  if (world().rank() == 0)
-    std::printf("[ offload ] %-44s final loss %.6f (stage 0: %.6f), params rel. diff %.1e\n", what.c_str(),
-                a.losses.back(), ref.losses.back(), std::sqrt(d / n));
+  testing_support::expect_same_run(a, ref, what, "offload", world().rank());
 }
 
 void expect_bitwise(const Trained& a, const Trained& b, const std::string& what) {

@@ -13,7 +13,7 @@
 #include "io/deck.hpp"
 #include "parallel/mpi_comm.hpp"
 #include "th/train/trainer.hpp"
-#include "test_dirs.hpp"
+#include "training_support.hpp"
 
 using namespace th;
 
