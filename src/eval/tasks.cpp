@@ -246,8 +246,8 @@ void run_translate(const Config& cfg, Comm& comm) {
   if (truncated > 0)
     std::fprintf(report, "warning: %.0f input line(s) longer than model%%max_len = %d tokens were cut\n", truncated,
                  cfg.model.max_len);
-  std::fprintf(report, "translate: %zu sentences, %s (beam %d), %.2f s, %.1f sentences/s on %d ranks%s%s\n",
-               outputs.size(), opt.decode.beam_size == 1 ? "greedy" : "beam search", opt.decode.beam_size, seconds,
+  std::fprintf(report, "translate: %zu sentence%s, %s (beam %d), %.2f s, %.1f sentences/s on %d ranks%s%s\n",
+               outputs.size(), outputs.size() == 1 ? "" : "s", opt.decode.beam_size == 1 ? "greedy" : "beam search", opt.decode.beam_size, seconds,
                seconds > 0 ? static_cast<double>(outputs.size()) / seconds : 0.0, comm.size(),
                cfg.translate.output_file.empty() ? "" : "; output in ",
                cfg.translate.output_file.c_str());
