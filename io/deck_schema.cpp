@@ -164,7 +164,7 @@ std::vector<KeySpec> build_schema() {
              "where parameters live (needs zero_stage = 3)"),
       string("parallel", "nvme_path", "/tmp/torch-handle-nvme", "folder for NVMe offload files"),
       real("parallel", "nvme_chunk_mb", 4.0, gt(0), any(),
-           "NVMe offload: MiB of optimizer state (m and v) streamed per chunk"),
+           "NVMe offload: MiB per streamed chunk (optimizer state: m and v together; parameters: values)"),
       logical("parallel", "activation_checkpointing", false, "recompute each block in backward"),
       integer("parallel", "consistency_check_every", 0, ge(0), any(),
               "check every N steps that replicated state agrees across ranks (0: off)"),

@@ -112,7 +112,8 @@ class IoQueue {
   std::thread thread_;  // last: started once the rest is constructed
 };
 
-// Chunk record: this header, then m[count], v[count]. Records have a fixed stride in the file.
+// Chunk record: this header, then array 0 [count], array 1 [count], ... Records have a fixed
+// stride in the file.
 struct ChunkHeader {
   std::uint64_t magic, chunk, generation, count, checksum, reserved[3];
 };
@@ -130,43 +131,213 @@ std::uint64_t checksum(const float* data, std::int64_t words) {
   return (b << 32) ^ a ^ (b >> 32);
 }
 
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// ChunkFile: the verified-chunk store shared by NVMe moments and NVMe parameters.
+
+struct ChunkFile::Io {
+  IoQueue queue;
+};
+
+ChunkFile::ChunkFile(const std::string& dir, const std::string& name, std::int64_t n, int width, double chunk_mb,
+                     MemCategory cat)
+    : n_(n), width_(width) {
+  TH_CHECK(width >= 1 && width <= 2, "ChunkFile: 1 or 2 arrays per record");
+  chunk_ = std::max<std::int64_t>(1, static_cast<std::int64_t>(chunk_mb * 1024 * 1024 / (width * sizeof(float))));
+  chunk_ = std::min(chunk_, std::max<std::int64_t>(n, 1));
+  nchunks_ = n == 0 ? 0 : (n + chunk_ - 1) / chunk_;
+  stride_ = static_cast<std::int64_t>(sizeof(ChunkHeader)) + width * chunk_ * static_cast<std::int64_t>(sizeof(float));
+  // Two slots, each one record: the header, then the arrays.
+  const std::int64_t slot_floats = stride_ / static_cast<std::int64_t>(sizeof(float));
+  slots_ = Tensor::zeros({2 * slot_floats}, DType::F32, cat);
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw Error("NVMe offload: cannot create the folder " + dir + " (parallel%nvme_path): " + ec.message());
+  path_ = (std::filesystem::path(dir) / name).string();
+  fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd_ < 0) throw Error("NVMe offload: cannot create " + path_ + ": " + std::strerror(errno));
+  const int rc = ::posix_fallocate(fd_, 0, file_bytes());
+  if (rc != 0 && rc != EOPNOTSUPP && rc != EINVAL) {
+    close_and_remove();
+    throw Error("NVMe offload: cannot reserve " + std::to_string(file_bytes()) + " bytes for " + path_ + ": " +
+                std::strerror(rc));
+  }
+  io_ = std::make_unique<Io>();
+  try {
+    fill([](float*, float*, std::int64_t, std::int64_t) {});  // zeros, generation 0 -> 1
+  } catch (...) {
+    io_.reset();
+    close_and_remove();
+    throw;
+  }
+}
+
+ChunkFile::~ChunkFile() {
+  io_.reset();  // finishes whatever is queued
+  close_and_remove();
+}
+
+char* ChunkFile::slot(int s) const { return reinterpret_cast<char*>(slots_.data<float>()) + s * stride_; }
+float* ChunkFile::slot_a(int s) const { return reinterpret_cast<float*>(slot(s) + sizeof(ChunkHeader)); }
+float* ChunkFile::slot_b(int s) const { return width_ == 2 ? slot_a(s) + chunk_ : nullptr; }
+std::int64_t ChunkFile::count(std::int64_t k) const { return std::min(chunk_, n_ - k * chunk_); }
+std::int64_t ChunkFile::record_bytes(std::int64_t k) const {
+  return static_cast<std::int64_t>(sizeof(ChunkHeader)) + width_ * count(k) * static_cast<std::int64_t>(sizeof(float));
+}
+
+void ChunkFile::close_and_remove() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  if (!path_.empty()) ::unlink(path_.c_str());
+}
+
+// Record layout in a slot is [header | a[chunk_] | b[chunk_]]; on disk only [header | a[count] |
+// b[count]] is meaningful, so b is moved next to a for the write and back after the read.
+void ChunkFile::write_chunk(int s, std::int64_t k, std::uint64_t generation) {
+  ProfileScope scope(profiler(), "offload/nvme_write", Category::Offload);
+  scope.arg("bytes", record_bytes(k));
+  const std::int64_t c = count(k);
+  if (width_ == 2 && c < chunk_) std::memmove(slot_a(s) + c, slot_b(s), sizeof(float) * static_cast<std::size_t>(c));
+  auto* h = reinterpret_cast<ChunkHeader*>(slot(s));
+  *h = ChunkHeader{kMagic, static_cast<std::uint64_t>(k), generation, static_cast<std::uint64_t>(c),
+                   checksum(slot_a(s), width_ * c), {0, 0, 0}};
+  transfer(true, s, k);
+}
+
+void ChunkFile::read_chunk(int s, std::int64_t k, std::uint64_t generation) {
+  ProfileScope scope(profiler(), "offload/nvme_read", Category::Offload);
+  scope.arg("bytes", record_bytes(k));
+  transfer(false, s, k);
+  const std::int64_t c = count(k);
+  const auto* h = reinterpret_cast<const ChunkHeader*>(slot(s));
+  const std::string at = path_ + ", chunk " + std::to_string(k) + " at byte " + std::to_string(k * stride_);
+  if (h->magic != kMagic || h->chunk != static_cast<std::uint64_t>(k) || h->count != static_cast<std::uint64_t>(c))
+    throw Error("NVMe offload: " + at + " is not a complete chunk record of this run (damaged or overwritten)");
+  if (h->generation != generation)
+    throw Error("NVMe offload: " + at + " has generation " + std::to_string(h->generation) + ", expected " +
+                std::to_string(generation) + ": a write of it did not complete");
+  if (h->checksum != checksum(slot_a(s), width_ * c))
+    throw Error("NVMe offload: " + at + " fails its checksum: the data read back is corrupt");
+  if (width_ == 2 && c < chunk_) std::memmove(slot_b(s), slot_a(s) + c, sizeof(float) * static_cast<std::size_t>(c));
+}
+
+void ChunkFile::transfer(bool write, int s, std::int64_t k) {
+  const std::int64_t bytes = record_bytes(k);
+  std::int64_t done = 0;
+  while (done < bytes) {
+    const auto len = static_cast<std::size_t>(bytes - done);
+    const off_t off = static_cast<off_t>(k * stride_ + done);
+    const ssize_t r = write ? ::pwrite(fd_, slot(s) + done, len, off) : ::pread(fd_, slot(s) + done, len, off);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0)
+      throw Error(std::string("NVMe offload: ") + (write ? "write" : "read") + " of " + path_ + " failed (chunk " +
+                  std::to_string(k) + "): " + std::strerror(errno));
+    if (r == 0)
+      throw Error("NVMe offload: short " + std::string(write ? "write" : "read") + " of " + path_ + " (chunk " +
+                  std::to_string(k) + ": " + std::to_string(done) + " of " + std::to_string(bytes) + " bytes at byte " +
+                  std::to_string(k * stride_) + "); was the file truncated or the disk full?");
+    done += r;
+  }
+}
+
+namespace {
+// The futures of the jobs in flight per slot.
+struct Pending {
+  std::future<void> read[2], write[2];
+  void finish(int s) {
+    if (write[s].valid()) write[s].get();
+  }
+  void finish_all() {
+    for (int s = 0; s < 2; ++s) finish(s);
+  }
+  void abandon() {  // after an error: let the queued jobs end, dropping their errors
+    for (int s = 0; s < 2; ++s) {
+      if (read[s].valid()) read[s].wait();
+      if (write[s].valid()) write[s].wait();
+    }
+  }
+};
+}  // namespace
+
+// Writes every chunk (slot contents from `f`) with the next generation; the I/O thread writes
+// chunk k while `f` fills chunk k+1.
+void ChunkFile::fill(const ChunkFn& f) {
+  const std::uint64_t next = generation_ + 1;
+  Pending pending;
+  try {
+    for (std::int64_t k = 0; k < nchunks_; ++k) {
+      const int s = static_cast<int>(k % 2);
+      pending.finish(s);  // the slot's previous write
+      const std::int64_t c0 = k * chunk_, c = count(k);
+      std::memset(slot_a(s), 0, sizeof(float) * static_cast<std::size_t>(width_ * chunk_));
+      f(slot_a(s), slot_b(s), c0, c0 + c);
+      pending.write[s] = io_->queue.submit([this, s, k, next] { write_chunk(s, k, next); });
+    }
+    pending.finish_all();
+  } catch (...) {
+    pending.abandon();
+    throw;
+  }
+  generation_ = next;
+}
+
+// Reads every chunk and runs `f` on it; with `write_back` writes it back as the next generation.
+// Read k+1 and write k-1 run on the I/O thread while `f` works on chunk k: the queue is FIFO, so
+// read k+1 into the slot of chunk k-1 starts only after that slot was written.
+void ChunkFile::stream(const ChunkFn& f, bool write_back) {
+  const std::uint64_t cur = generation_, next = generation_ + 1;
+  Pending pending;
+  try {
+    if (nchunks_ > 0) pending.read[0] = io_->queue.submit([this, cur] { read_chunk(0, 0, cur); });
+    for (std::int64_t k = 0; k < nchunks_; ++k) {
+      const int s = static_cast<int>(k % 2), t = 1 - s;
+      {
+        ProfileScope scope(profiler(), "offload/nvme_wait", Category::Offload);
+        pending.read[s].get();
+      }
+      if (k + 1 < nchunks_) pending.read[t] = io_->queue.submit([this, t, k, cur] { read_chunk(t, k + 1, cur); });
+      f(slot_a(s), slot_b(s), k * chunk_, k * chunk_ + count(k));
+      if (write_back) {
+        pending.finish(s);  // write k-2: done, it went before read k in the queue
+        pending.write[s] = io_->queue.submit([this, s, k, next] { write_chunk(s, k, next); });
+      }
+    }
+    ProfileScope scope(profiler(), "offload/nvme_wait", Category::Offload);
+    pending.finish_all();
+  } catch (...) {
+    pending.abandon();
+    throw;
+  }
+  if (write_back) generation_ = next;
+}
+
+// Reads the chunks covering [begin, end), verified, and hands `f` their overlap with it.
+void ChunkFile::read_range(std::int64_t begin, std::int64_t end, const RangeFn& f) {
+  TH_CHECK(begin >= 0 && end <= n_ && begin <= end, "ChunkFile::read_range outside the file");
+  const std::uint64_t cur = generation_;
+  for (std::int64_t k = begin / chunk_; k * chunk_ < end; ++k) {
+    std::future<void> r = io_->queue.submit([this, k, cur] { read_chunk(0, k, cur); });
+    {
+      ProfileScope scope(profiler(), "offload/nvme_wait", Category::Offload);
+      r.get();
+    }
+    const std::int64_t c0 = k * chunk_, lo = std::max(begin, c0), hi = std::min(end, c0 + count(k));
+    f(slot_a(0) + (lo - c0), lo, hi);
+  }
+}
+
+namespace {
+
 class NvmeAdamW final : public OffloadedAdamW {
  public:
   NvmeAdamW(std::int64_t n, const AdamWConfig& cfg, const OffloadOptions& opt, int rank)
-      : OffloadedAdamW(n, cfg) {
-    chunk_ = std::max<std::int64_t>(1, static_cast<std::int64_t>(opt.nvme_chunk_mb * 1024 * 1024 / (2 * sizeof(float))));
-    chunk_ = std::min(chunk_, std::max<std::int64_t>(n, 1));
-    nchunks_ = n == 0 ? 0 : (n + chunk_ - 1) / chunk_;
-    stride_ = static_cast<std::int64_t>(sizeof(ChunkHeader)) + 2 * chunk_ * static_cast<std::int64_t>(sizeof(float));
-    // Two slots, each one record: the header, then m, then v.
-    const std::int64_t slot_floats = stride_ / static_cast<std::int64_t>(sizeof(float));
-    slots_ = Tensor::zeros({2 * slot_floats}, DType::F32, MemCategory::OptimizerState);
-    std::error_code ec;
-    std::filesystem::create_directories(opt.nvme_path, ec);
-    if (ec) throw Error("NVMe offload: cannot create the folder " + opt.nvme_path + " (parallel%nvme_path): " + ec.message());
-    path_ = (std::filesystem::path(opt.nvme_path) / ("th_optim_rank" + std::to_string(rank) + ".bin")).string();
-    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd_ < 0) throw Error("NVMe offload: cannot create " + path_ + ": " + std::strerror(errno));
-    const int rc = ::posix_fallocate(fd_, 0, file_bytes());
-    if (rc != 0 && rc != EOPNOTSUPP && rc != EINVAL) {
-      close_and_remove();
-      throw Error("NVMe offload: cannot reserve " + std::to_string(file_bytes()) + " bytes for " + path_ + ": " +
-                  std::strerror(rc));
-    }
-    try {
-      fill([](float*, float*, std::int64_t, std::int64_t) {});  // zero moments, generation 0 -> 1
-    } catch (...) {
-      close_and_remove();
-      throw;
-    }
-  }
-  ~NvmeAdamW() override {
-    io_.reset();  // finishes whatever is queued
-    close_and_remove();
-  }
+      : OffloadedAdamW(n, cfg),
+        file_(opt.nvme_path, "th_optim_rank" + std::to_string(rank) + ".bin", n, 2, opt.nvme_chunk_mb,
+              MemCategory::OptimizerState) {}
 
   void update(const std::vector<AdamSpan>& spans, double lr) override {
-    stream([&](float* m, float* v, std::int64_t c0, std::int64_t c1) {
+    file_.stream([&](float* m, float* v, std::int64_t c0, std::int64_t c1) {
       ProfileScope scope(profiler(), "offload/adamw", Category::Offload);
       auto s = std::lower_bound(spans.begin(), spans.end(), c0,
                                 [](const AdamSpan& a, std::int64_t x) { return a.offset + a.n <= x; });
@@ -178,164 +349,24 @@ class NvmeAdamW final : public OffloadedAdamW {
     }, true);
   }
   void read_moments(float* m_out, float* v_out) override {
-    stream([&](float* m, float* v, std::int64_t c0, std::int64_t c1) {
+    file_.stream([&](float* m, float* v, std::int64_t c0, std::int64_t c1) {
       std::memcpy(m_out + c0, m, sizeof(float) * static_cast<std::size_t>(c1 - c0));
       std::memcpy(v_out + c0, v, sizeof(float) * static_cast<std::size_t>(c1 - c0));
     }, false);
   }
   void write_moments(const float* m_in, const float* v_in) override {
-    fill([&](float* m, float* v, std::int64_t c0, std::int64_t c1) {
+    file_.fill([&](float* m, float* v, std::int64_t c0, std::int64_t c1) {
       std::memcpy(m, m_in + c0, sizeof(float) * static_cast<std::size_t>(c1 - c0));
       std::memcpy(v, v_in + c0, sizeof(float) * static_cast<std::size_t>(c1 - c0));
     });
   }
-  OffloadMemory memory() const override {
-    const std::int64_t window = 2 * stride_;
-    return {window, file_bytes(), window};
-  }
-  std::string where() const override { return path_; }
+  OffloadMemory memory() const override { return {file_.window_bytes(), file_.file_bytes(), file_.window_bytes()}; }
+  std::string where() const override { return file_.path(); }
 
  private:
-  using ChunkFn = std::function<void(float* m, float* v, std::int64_t c0, std::int64_t c1)>;
-
-  std::int64_t file_bytes() const { return nchunks_ * stride_; }
-  char* slot(int s) const { return reinterpret_cast<char*>(slots_.data<float>()) + s * stride_; }
-  float* slot_m(int s) const { return reinterpret_cast<float*>(slot(s) + sizeof(ChunkHeader)); }
-  float* slot_v(int s) const { return slot_m(s) + chunk_; }
-  std::int64_t count(std::int64_t k) const { return std::min(chunk_, n_ - k * chunk_); }
-  std::int64_t record_bytes(std::int64_t k) const {
-    return static_cast<std::int64_t>(sizeof(ChunkHeader)) + 2 * count(k) * static_cast<std::int64_t>(sizeof(float));
-  }
-
-  void close_and_remove() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-    if (!path_.empty()) ::unlink(path_.c_str());
-  }
-
-  // Record layout in a slot is [header | m[chunk_] | v[chunk_]]; on disk only [header | m[count] |
-  // v[count]] is meaningful, so v is moved next to m for the write and back after the read.
-  void write_chunk(int s, std::int64_t k, std::uint64_t generation) {
-    ProfileScope scope(profiler(), "offload/nvme_write", Category::Offload);
-    scope.arg("bytes", record_bytes(k));
-    const std::int64_t c = count(k);
-    if (c < chunk_) std::memmove(slot_m(s) + c, slot_v(s), sizeof(float) * static_cast<std::size_t>(c));
-    auto* h = reinterpret_cast<ChunkHeader*>(slot(s));
-    *h = ChunkHeader{kMagic, static_cast<std::uint64_t>(k), generation, static_cast<std::uint64_t>(c),
-                     checksum(slot_m(s), 2 * c), {0, 0, 0}};
-    transfer(true, s, k);
-  }
-  void read_chunk(int s, std::int64_t k, std::uint64_t generation) {
-    ProfileScope scope(profiler(), "offload/nvme_read", Category::Offload);
-    scope.arg("bytes", record_bytes(k));
-    transfer(false, s, k);
-    const std::int64_t c = count(k);
-    const auto* h = reinterpret_cast<const ChunkHeader*>(slot(s));
-    const std::string at = path_ + ", chunk " + std::to_string(k) + " at byte " + std::to_string(k * stride_);
-    if (h->magic != kMagic || h->chunk != static_cast<std::uint64_t>(k) || h->count != static_cast<std::uint64_t>(c))
-      throw Error("NVMe offload: " + at + " is not a complete chunk record of this run (damaged or overwritten)");
-    if (h->generation != generation)
-      throw Error("NVMe offload: " + at + " has generation " + std::to_string(h->generation) + ", expected " +
-                  std::to_string(generation) + ": a write of it did not complete");
-    if (h->checksum != checksum(slot_m(s), 2 * c))
-      throw Error("NVMe offload: " + at + " fails its checksum: the optimizer state read back is corrupt");
-    if (c < chunk_) std::memmove(slot_v(s), slot_m(s) + c, sizeof(float) * static_cast<std::size_t>(c));
-  }
-  void transfer(bool write, int s, std::int64_t k) {
-    const std::int64_t bytes = record_bytes(k);
-    std::int64_t done = 0;
-    while (done < bytes) {
-      const auto len = static_cast<std::size_t>(bytes - done);
-      const off_t off = static_cast<off_t>(k * stride_ + done);
-      const ssize_t r = write ? ::pwrite(fd_, slot(s) + done, len, off) : ::pread(fd_, slot(s) + done, len, off);
-      if (r < 0 && errno == EINTR) continue;
-      if (r < 0)
-        throw Error(std::string("NVMe offload: ") + (write ? "write" : "read") + " of " + path_ + " failed (chunk " +
-                    std::to_string(k) + "): " + std::strerror(errno));
-      if (r == 0)
-        throw Error("NVMe offload: short " + std::string(write ? "write" : "read") + " of " + path_ + " (chunk " +
-                    std::to_string(k) + ": " + std::to_string(done) + " of " + std::to_string(bytes) + " bytes at byte " +
-                    std::to_string(k * stride_) + "); was the file truncated or the disk full?");
-      done += r;
-    }
-  }
-
-  // Writes every chunk (slot contents from `f`) with the next generation; the I/O thread writes
-  // chunk k while `f` fills chunk k+1.
-  void fill(const ChunkFn& f) {
-    const std::uint64_t next = generation_ + 1;
-    Pending pending;
-    try {
-      for (std::int64_t k = 0; k < nchunks_; ++k) {
-        const int s = static_cast<int>(k % 2);
-        pending.finish(s);  // the slot's previous write
-        const std::int64_t c0 = k * chunk_, c = count(k);
-        std::memset(slot_m(s), 0, sizeof(float) * static_cast<std::size_t>(2 * chunk_));
-        f(slot_m(s), slot_v(s), c0, c0 + c);
-        pending.write[s] = io_->submit([this, s, k, next] { write_chunk(s, k, next); });
-      }
-      pending.finish_all();
-    } catch (...) {
-      pending.abandon();
-      throw;
-    }
-    generation_ = next;
-  }
-
-  // Reads every chunk and runs `f` on it; with `write_back` (update()) writes it back as the next
-  // generation. Read k+1 and write k-1 run on the I/O thread while `f` works on chunk k: the
-  // queue is FIFO, so read k+1 into the slot of chunk k-1 starts only after that slot was written.
-  void stream(const ChunkFn& f, bool write_back) {
-    const std::uint64_t cur = generation_, next = generation_ + 1;
-    Pending pending;
-    try {
-      if (nchunks_ > 0) pending.read[0] = io_->submit([this, cur] { read_chunk(0, 0, cur); });
-      for (std::int64_t k = 0; k < nchunks_; ++k) {
-        const int s = static_cast<int>(k % 2), t = 1 - s;
-        {
-          ProfileScope scope(profiler(), "offload/nvme_wait", Category::Offload);
-          pending.read[s].get();
-        }
-        if (k + 1 < nchunks_) pending.read[t] = io_->submit([this, t, k, cur] { read_chunk(t, k + 1, cur); });
-        f(slot_m(s), slot_v(s), k * chunk_, k * chunk_ + count(k));
-        if (write_back) {
-          pending.finish(s);  // write k-2: done, it went before read k in the queue
-          pending.write[s] = io_->submit([this, s, k, next] { write_chunk(s, k, next); });
-        }
-      }
-      ProfileScope scope(profiler(), "offload/nvme_wait", Category::Offload);
-      pending.finish_all();
-    } catch (...) {
-      pending.abandon();
-      throw;
-    }
-    if (write_back) generation_ = next;
-  }
-
-  // The futures of the jobs in flight per slot.
-  struct Pending {
-    std::future<void> read[2], write[2];
-    void finish(int s) {
-      if (write[s].valid()) write[s].get();
-    }
-    void finish_all() {
-      for (int s = 0; s < 2; ++s) finish(s);
-    }
-    void abandon() {  // after an error: let the queued jobs end, dropping their errors
-      for (int s = 0; s < 2; ++s) {
-        if (read[s].valid()) read[s].wait();
-        if (write[s].valid()) write[s].wait();
-      }
-    }
-  };
-
-  std::string path_;
-  int fd_ = -1;
-  std::int64_t chunk_ = 1, nchunks_ = 0, stride_ = 0;
-  std::uint64_t generation_ = 0;
-  Tensor slots_;
-  std::unique_ptr<IoQueue> io_ = std::make_unique<IoQueue>();
+  ChunkFile file_;
 };
+
 
 }  // namespace
 

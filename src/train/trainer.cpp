@@ -51,9 +51,6 @@ ZeroOptions zero_options(const Config& cfg) {
   z.seed = static_cast<std::uint64_t>(cfg.run.seed);
   z.compute = parse_dtype(cfg.precision.dtype);
   z.adam = AdamWConfig{cfg.optim.lr, cfg.optim.betas[0], cfg.optim.betas[1], cfg.optim.eps, cfg.optim.weight_decay};
-  // The trainer and the benchmark both come here: what offload cannot do yet stops both.
-  if (cfg.parallel.offload_param == "nvme")
-    throw InputError("parallel%offload_param = 'nvme' is not available in this build yet (use 'cpu')");
   z.offload = OffloadOptions{cfg.parallel.offload_optimizer, cfg.parallel.offload_param, cfg.parallel.nvme_path,
                              cfg.parallel.nvme_chunk_mb};
   return z;

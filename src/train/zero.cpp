@@ -199,6 +199,7 @@ class ZeroEngine::Gatherer final : public ParamAccess {
     std::vector<CommRequestPtr> reqs;
   };
   void launch(Unit& u) {
+    if (e_.pfile_) e_.stage_pieces(u.pieces);  // the rank's blocks from the NVMe file first
     for (std::size_t k : u.pieces) u.reqs.push_back(e_.gather_piece(e_.part_.pieces()[k]));
   }
   void wait(Unit& u) {
@@ -250,14 +251,21 @@ ZeroEngine::ZeroEngine(Comm& comm, Transformer<float>& model, const ZeroOptions&
     ps_.attach(values_.data<float>(), rgrads_->data());
   } else if (opt.stage == 3) {
     rvalues_ = std::make_unique<Reserved>(P, MemCategory::Parameters);
-    shard_values_ = Tensor::zeros({S}, DType::F32, MemCategory::Parameters);
+    if (opt.offload.param == "nvme")  // the partition lives in the file; the host holds two chunk slots
+      agree([&] {
+        pfile_ = std::make_unique<ChunkFile>(opt.offload.nvme_path, "th_param_rank" + std::to_string(comm.rank()) + ".bin",
+                                             S, 1, opt.offload.nvme_chunk_mb, MemCategory::Parameters);
+      }, "creating the NVMe parameter partition");
+    else
+      shard_values_ = Tensor::zeros({S}, DType::F32, MemCategory::Parameters);
     ps_.attach(rvalues_->data(), rgrads_->data());
     gatherer_ = std::make_unique<Gatherer>(*this);
     model.set_param_access(gatherer_.get());
   }
   TH_CHECK(opt.offload.optimizer == "none" || opt.stage >= 1, "optimizer offload needs ZeRO stage >= 1");
-  TH_CHECK(opt.offload.param == "none" || (opt.offload.param == "cpu" && opt.stage == 3),
-           "parameter offload is 'cpu' with ZeRO stage 3");
+  TH_CHECK(opt.offload.param == "none" ||
+               ((opt.offload.param == "cpu" || opt.offload.param == "nvme") && opt.stage == 3),
+           "parameter offload is 'cpu' or 'nvme' with ZeRO stage 3");
   if (opt.offload.optimizer == "none")
     adam_ = std::make_unique<AdamW<float>>(opt.stage == 0 ? P : S, opt.adam);
   else  // an NVMe file that cannot be created stops every rank
@@ -282,6 +290,10 @@ ZeroEngine::ZeroEngine(Comm& comm, Transformer<float>& model, const ZeroOptions&
       round_compute(ps_.values(), P);
     }
   } else {  // unit by unit: only one unit is ever whole
+    // offload_param = 'nvme': the initial partition is assembled in a transient workspace and
+    // written to the file once.
+    Tensor init = pfile_ ? Tensor::zeros({std::max<std::int64_t>(S, 1)}, DType::F32, MemCategory::Workspace)
+                         : shard_values_;
     for (int u = 0; u < gatherer_->count(); ++u) {
       ps_.initialize(opt.seed, gatherer_->begin(u), gatherer_->end(u));
       if (master_.defined()) {
@@ -293,7 +305,7 @@ ZeroEngine::ZeroEngine(Comm& comm, Transformer<float>& model, const ZeroOptions&
       }
       for (const auto& p : part_.pieces())
         if (p.unit == u)
-          std::memcpy(shard_values_.data<float>() + p.shard, rvalues_->data() + part_.owned(p),
+          std::memcpy(init.data<float>() + p.shard, rvalues_->data() + part_.owned(p),
                       sizeof(float) * static_cast<std::size_t>(p.count));
       rvalues_->account();
       if (gatherer_->persistent(u))
@@ -302,6 +314,7 @@ ZeroEngine::ZeroEngine(Comm& comm, Transformer<float>& model, const ZeroOptions&
         rvalues_->release(gatherer_->begin(u), gatherer_->end(u), false);
     }
     rvalues_->account();
+    if (pfile_) write_partition(init.data<float>(), false);
   }
 
   // Gradient communication.
@@ -371,7 +384,10 @@ void ZeroEngine::finish_backward() {
 void ZeroEngine::for_each_owned(
     const std::function<void(float* value, float* grad, std::int64_t shard, std::int64_t n)>& f) {
   for (const Piece& p : part_.pieces()) {
-    float* v = opt_.stage == 3 ? shard_values_.data<float>() + p.shard : ps_.values() + part_.owned(p);
+    // offload_param = 'nvme': the values are in the file (nullptr here).
+    float* v = opt_.stage != 3            ? ps_.values() + part_.owned(p)
+               : shard_values_.defined() ? shard_values_.data<float>() + p.shard
+                                         : nullptr;
     float* g = opt_.stage == 1 ? ps_.grads() + part_.owned(p) : shard_grads_.data<float>() + p.shard;
     f(v, g, p.shard, p.count);
   }
@@ -398,14 +414,60 @@ double ZeroEngine::clip_and_norm(double max_norm, double loss_scale) {
 // With offload_param = 'cpu' the partition is the host copy: the rank's own block is first
 // copied up into its place in the working range (host -> device on a GPU build; a memcpy here),
 // then the working range is all-gathered in place, so the collective only touches working memory.
+// With offload_param = 'nvme' that copy comes from the file: stage_pieces() reads the chunks
+// holding the rank's blocks (verified) into their places before the gathers start.
 CommRequestPtr ZeroEngine::gather_piece(const Piece& p) {
-  const float* host = shard_values_.data<float>() + p.shard;
   float* working = rvalues_ ? rvalues_->data() : ps_.values();
   const auto count = static_cast<std::size_t>(p.count);
-  if (opt_.offload.param == "none") return comm_.iall_gather(host, working + p.begin, count);
-  ProfileScope scope(profiler(), "offload/param_upload", Category::Offload);
-  std::memcpy(working + part_.owned(p), host, sizeof(float) * count);
+  if (opt_.offload.param == "none")
+    return comm_.iall_gather(shard_values_.data<float>() + p.shard, working + p.begin, count);
+  if (!pfile_) {
+    ProfileScope scope(profiler(), "offload/param_upload", Category::Offload);
+    std::memcpy(working + part_.owned(p), shard_values_.data<float>() + p.shard, sizeof(float) * count);
+  }
   return comm_.iall_gather(working + part_.owned(p), working + p.begin, count);
+}
+
+void ZeroEngine::stage_pieces(const std::vector<std::size_t>& idx) {
+  if (idx.empty()) return;
+  float* working = rvalues_->data();
+  const auto& pieces = part_.pieces();
+  std::int64_t lo = pieces[idx.front()].shard, hi = lo;
+  for (std::size_t k : idx) {
+    lo = std::min(lo, pieces[k].shard);
+    hi = std::max(hi, pieces[k].shard + pieces[k].count);
+  }
+  agree([&] {
+    ProfileScope scope(profiler(), "offload/param_upload", Category::Offload);
+    pfile_->read_range(lo, hi, [&](const float* a, std::int64_t c0, std::int64_t c1) {
+      for (std::size_t k : idx) {
+        const Piece& p = pieces[k];
+        const std::int64_t b = std::max(c0, p.shard), e = std::min(c1, p.shard + p.count);
+        if (b < e)
+          std::memcpy(working + part_.owned(p) + (b - p.shard), a + (b - c0), sizeof(float) * static_cast<std::size_t>(e - b));
+      }
+    });
+  }, "reading the parameter partition from NVMe");
+}
+
+Tensor ZeroEngine::read_partition() {
+  Tensor x = Tensor::zeros({std::max<std::int64_t>(part_.shard_size(), 1)}, DType::F32, MemCategory::Workspace);
+  float* out = x.data<float>();
+  agree([&] {
+    pfile_->stream([&](float* a, float*, std::int64_t c0, std::int64_t c1) {
+      std::memcpy(out + c0, a, sizeof(float) * static_cast<std::size_t>(c1 - c0));
+    }, false);
+  }, "reading the parameter partition from NVMe");
+  return x;
+}
+
+void ZeroEngine::write_partition(const float* x, bool round) {
+  agree([&] {
+    pfile_->fill([&](float* a, float*, std::int64_t c0, std::int64_t c1) {
+      std::memcpy(a, x + c0, sizeof(float) * static_cast<std::size_t>(c1 - c0));
+      if (round) round_compute(a, c1 - c0);
+    });
+  }, "writing the parameter partition to NVMe");
 }
 
 void ZeroEngine::agree(const std::function<void()>& f, const std::string& what) {
@@ -453,6 +515,10 @@ void ZeroEngine::round_compute(float* x, std::int64_t n) const {
 }
 
 void ZeroEngine::master_to_compute() {
+  if (pfile_) {  // the compute values of the partition live in the NVMe file
+    write_partition(master_.data<float>(), true);
+    return;
+  }
   if (opt_.stage == 0) {
     std::memcpy(ps_.values(), master_.data<float>(), sizeof(float) * static_cast<std::size_t>(ps_.size()));
     round_compute(ps_.values(), ps_.size());
@@ -466,6 +532,12 @@ void ZeroEngine::master_to_compute() {
 
 void ZeroEngine::all_gather_pieces(bool persistent_only) {
   std::vector<CommRequestPtr> reqs;
+  if (pfile_) {
+    std::vector<std::size_t> idx;
+    for (std::size_t k = 0; k < part_.pieces().size(); ++k)
+      if (!persistent_only || gatherer_->persistent(part_.pieces()[k].unit)) idx.push_back(k);
+    stage_pieces(idx);
+  }
   for (const Piece& p : part_.pieces()) {
     if (persistent_only && !gatherer_->persistent(p.unit)) continue;
     if (opt_.stage == 3)
@@ -486,7 +558,27 @@ void ZeroEngine::update(double lr) {
     return;
   }
   if (gatherer_) gatherer_->drop();  // nothing gathered ahead may outlive the old values
-  if (offload_) {
+  if (pfile_ && !master) {
+    // offload_param = 'nvme', fp32: the partition values stream through the file's two slots;
+    // each chunk is updated in its slot and written back (an I/O error on any rank stops all).
+    if (offload_)
+      offload_->next_step();
+    else
+      adam_->next_step();
+    agree([&] {
+      pfile_->stream([&](float* x, float*, std::int64_t c0, std::int64_t c1) {
+        std::vector<AdamSpan> spans;
+        for (const Piece& p : part_.pieces()) {
+          const std::int64_t lo = std::max(c0, p.shard), hi = std::min(c1, p.shard + p.count);
+          if (lo < hi) spans.push_back({x + (lo - c0), shard_grads_.data<float>() + lo, lo, hi - lo});
+        }
+        if (offload_)
+          offload_->update(spans, lr);
+        else
+          for (const AdamSpan& a : spans) adam_->update(a.param, a.grad, a.offset, a.n, lr);
+      }, true);
+    }, "the optimizer step of the NVMe parameter partition");
+  } else if (offload_) {
     // The partition's spans go to the host step (a GPU build copies their gradients down before
     // and their parameters up after); an I/O error on any rank stops every rank. Mixed precision:
     // the spans point into the fp32 master.
@@ -528,8 +620,9 @@ void ZeroEngine::set_steps(std::int64_t t) {
 std::vector<float> ZeroEngine::gather_values() {
   if (opt_.stage < 3) return std::vector<float>(ps_.values(), ps_.values() + ps_.size());
   std::vector<float> full(static_cast<std::size_t>(ps_.size()), 0.0f);
+  const Tensor staged = pfile_ ? read_partition() : shard_values_;
   for (const Piece& p : part_.pieces())
-    comm_.all_gather(shard_values_.data<float>() + p.shard, full.data() + p.begin, static_cast<std::size_t>(p.count));
+    comm_.all_gather(staged.data<float>() + p.shard, full.data() + p.begin, static_cast<std::size_t>(p.count));
   return full;
 }
 
@@ -543,8 +636,10 @@ void ZeroEngine::save(const std::string& dir, const CheckpointState& st, int kee
   // Every rank writes its partition: parameters in partition layout (stages 1-2: copied from the
   // full buffer for the write), moments as they are.
   Tensor copy;
+  if (pfile_ && !master_.defined()) copy = read_partition();  // verified reads of the file
   const float* values = master_.defined()        ? master_.data<float>()
                         : shard_values_.defined() ? shard_values_.data<float>()
+                        : copy.defined()          ? copy.data<float>()
                                                   : nullptr;
   if (!values) {
     copy = Tensor::empty({std::max<std::int64_t>(part_.shard_size(), 1)}, DType::F32, MemCategory::Workspace);
@@ -595,6 +690,8 @@ CheckpointState ZeroEngine::load(const std::string& path) {
   if (staged.defined()) agree([&] { offload_->write_moments(m, v); }, "writing the resumed optimizer state to NVMe");
   if (master_.defined())
     master_to_compute();
+  else if (pfile_)
+    write_partition(copy.data<float>(), false);
   else if (copy.defined())
     for_each_owned([&](float* v, float*, std::int64_t shard, std::int64_t n) {
       std::memcpy(v, copy.data<float>() + shard, sizeof(float) * static_cast<std::size_t>(n));
@@ -625,7 +722,12 @@ ZeroMemory ZeroEngine::memory() const {
     m.offload_window = o.window;
     m.offload_nvme = o.nvme;
   }
-  if (opt_.offload.param != "none") m.offload_host += static_cast<std::int64_t>(sizeof(float)) * part_.shard_size();
+  if (opt_.offload.param == "cpu") m.offload_host += static_cast<std::int64_t>(sizeof(float)) * part_.shard_size();
+  if (pfile_) {  // 'nvme': the host holds the file's two chunk slots
+    m.offload_host += pfile_->window_bytes();
+    m.offload_window += pfile_->window_bytes();
+    m.offload_nvme += pfile_->file_bytes();
+  }
   const double psi = static_cast<double>(m.psi), n = comm_.size();
   const double f[4] = {16 * psi, 8 * psi + 8 * psi / n, 4 * psi + 12 * psi / n, 16 * psi / n};
   // Mixed precision as stored here: fp32 compute copy and gradients, plus the fp32 master (4 Psi,

@@ -8,6 +8,9 @@
 // optimizer state; the rank files are created and removed; I/O errors (an unusable nvme_path; a
 // rank file truncated or corrupted under the run, on rank 0 only) stop every rank with th::Error
 // naming the file, no hang; and a checkpoint at step 10 with NVMe moments resumes bitwise.
+// offload_param = 'nvme' (stage 3, the partition in <nvme_path>/th_param_rank<r>.bin): follows
+// stage 0, equals stage 3 bitwise (alone and with NVMe moments), resumes bitwise, and a truncated
+// parameter file stops every rank with an error naming it.
 #include <gtest/gtest.h>
 #include <mpi.h>
 #include <unistd.h>
@@ -18,6 +21,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <utility>
 
 #include "io/config.hpp"
 #include "io/deck.hpp"
@@ -121,6 +125,13 @@ TEST(Offload, FollowsStageZero) {
     const Trained both = train({3, "nvme", "cpu", dir, "never", dir + "/nvme3"}, w);
     expect_close(both, ref, "stage 3 + offload_param cpu + optimizer nvme");
     expect_bitwise(both, plain, "stage 3 + param cpu + nvme vs stage 3");
+    // offload_param = 'nvme' (0.01 MiB chunks: every gather and update streams several records).
+    const Trained pn = train({3, "none", "nvme", dir, "never", dir + "/pnvme"}, w);
+    expect_close(pn, ref, "stage 3 + offload_param nvme");
+    expect_bitwise(pn, plain, "stage 3 + param nvme vs stage 3");
+    const Trained pboth = train({3, "nvme", "nvme", dir, "never", dir + "/pnvme2"}, w);
+    expect_close(pboth, ref, "stage 3 + offload_param nvme + optimizer nvme");
+    expect_bitwise(pboth, plain, "stage 3 + param nvme + optimizer nvme vs stage 3");
   }
 }
 
@@ -200,9 +211,9 @@ TEST(Offload, DamagedRankFileStopsEveryRank) {
 
 TEST(Offload, NvmeCheckpointResumesBitwise) {
   Comm& w = world();
-  for (int stage : {1, 3}) {
-    const std::string dir = fresh_dir(w, "resume" + std::to_string(stage)), nvme = dir + "/nvme";
-    const std::string param = stage == 3 ? "cpu" : "none";
+  const std::pair<int, std::string> cases[] = {{1, "none"}, {3, "cpu"}, {3, "nvme"}};
+  for (const auto& [stage, param] : cases) {
+    const std::string dir = fresh_dir(w, "resume" + std::to_string(stage) + param), nvme = dir + "/nvme";
     const Trained straight = train({stage, "nvme", param, dir + "/straight", "never", nvme, 0.1}, w);
     {
       const Config cfg = make_cfg({stage, "nvme", param, dir + "/split", "never", nvme, 0.1});
@@ -219,4 +230,33 @@ TEST(Offload, NvmeCheckpointResumesBitwise) {
     for (const auto& [name, v] : straight.params)
       EXPECT_EQ(0, std::memcmp(v.data(), p.at(name).data(), sizeof(float) * v.size())) << "stage " << stage << " " << name;
   }
+}
+
+TEST(Offload, TruncatedParameterFileStopsEveryRank) {
+  Comm& w = world();
+  const std::string dir = fresh_dir(w, "ptrunc"), nvme = dir + "/nvme";
+  const std::string file = nvme + "/th_param_rank0.bin";
+  {
+    const Config cfg = make_cfg({3, "none", "nvme", dir, "never", nvme});
+    Trainer t(cfg, w);
+    EXPECT_TRUE(std::filesystem::exists(nvme + "/th_param_rank" + std::to_string(w.rank()) + ".bin"));
+    t.step();
+    const std::vector<ZeroMemory> all = t.memory_report("after one step (test)");
+    const ZeroMemory& m = all[static_cast<std::size_t>(w.rank())];
+    const std::int64_t S = t.zero().partition().shard_size();
+    const std::int64_t chunk = std::min<std::int64_t>(S, static_cast<std::int64_t>(0.01 * 1024 * 1024 / 4));
+    EXPECT_EQ(m.offload_window, 2 * (64 + 4 * chunk)) << "the host holds two chunk slots of parameters";
+    EXPECT_EQ(m.offload_nvme, (S + chunk - 1) / chunk * (64 + 4 * chunk));
+    t.step();
+    if (w.rank() == 0) ASSERT_EQ(0, ::truncate(file.c_str(), static_cast<off_t>(std::filesystem::file_size(file) / 2)));
+    w.barrier();
+    const std::string msg = error_of([&] { t.step(); });
+    if (w.rank() == 0) {
+      EXPECT_NE(msg.find("NVMe offload: short read of " + file), std::string::npos) << msg;
+      std::printf("[ offload ] truncated parameter file: rank 0 says: %s\n", msg.c_str());
+    } else {
+      EXPECT_NE(msg.find("failed on another rank (its message says why)"), std::string::npos) << msg;
+    }
+  }
+  EXPECT_FALSE(std::filesystem::exists(nvme + "/th_param_rank" + std::to_string(w.rank()) + ".bin"));
 }

@@ -23,6 +23,7 @@
 // completely written, or belongs to another pass, is never used. Any I/O error (open, short
 // read/write, ENOSPC, a failed verification) throws th::Error naming the file.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,9 +35,9 @@ namespace th {
 
 struct OffloadOptions {
   std::string optimizer = "none";  // where the moments live: none | cpu | nvme
-  std::string param = "none";      // stage 3: where the parameter partition lives: none | cpu
+  std::string param = "none";      // stage 3: where the parameter partition lives: none | cpu | nvme
   std::string nvme_path = "/tmp/torch-handle-nvme";
-  double nvme_chunk_mb = 4;  // MiB of moments (m and v) per streamed chunk
+  double nvme_chunk_mb = 4;  // MiB per streamed chunk (moments: m and v together; parameters: values)
 };
 
 // A piece of the partition: parameters and gradients (param[0, n), grad[0, n)) whose moments are
@@ -52,6 +53,61 @@ struct OffloadMemory {
   std::int64_t host = 0;    // moments held on the host ('cpu'; 'nvme': the streaming window)
   std::int64_t nvme = 0;    // bytes of the rank's NVMe file
   std::int64_t window = 0;  // 'nvme': the host window (two chunk slots), included in `host`
+};
+
+// The verified-chunk file behind every NVMe placement (moments: th_optim_rank<r>.bin, 2 arrays
+// m and v per record; stage-3 parameters: th_param_rank<r>.bin, 1 array). Elements [0, n) of
+// `width` arrays are cut into chunks of chunk_mb MiB (all arrays together); each record is a
+// 64-byte header (magic, chunk index, generation, element count, checksum) and the chunk's data,
+// verified on every read. One I/O thread serves a FIFO queue; the host holds two chunk slots.
+// Created full of zeros (generation 1), removed when the object goes. Every error is a th::Error
+// naming the file; the caller agrees on it over ranks.
+class ChunkFile {
+ public:
+  // f(a, b, c0, c1): the chunk holding elements [c0, c1) of array 0 (`a`) and array 1 (`b`,
+  // nullptr with one array), both indexed from c0.
+  using ChunkFn = std::function<void(float* a, float* b, std::int64_t c0, std::int64_t c1)>;
+  // f(a, lo, hi): elements [lo, hi) of array 0, a[0] being element lo.
+  using RangeFn = std::function<void(const float* a, std::int64_t lo, std::int64_t hi)>;
+
+  ChunkFile(const std::string& dir, const std::string& name, std::int64_t n, int width, double chunk_mb,
+            MemCategory slots_category);
+  ~ChunkFile();
+  ChunkFile(const ChunkFile&) = delete;
+  ChunkFile& operator=(const ChunkFile&) = delete;
+
+  // Writes every chunk, filled by `f` (slots start zeroed), as the next generation.
+  void fill(const ChunkFn& f);
+  // Reads every chunk (verified) into `f`; with write_back, writes it back as the next generation.
+  void stream(const ChunkFn& f, bool write_back);
+  // Reads the chunks covering [begin, end) of array 0 (verified), one at a time.
+  void read_range(std::int64_t begin, std::int64_t end, const RangeFn& f);
+
+  const std::string& path() const { return path_; }
+  std::int64_t chunk() const { return chunk_; }
+  std::int64_t file_bytes() const { return nchunks_ * stride_; }
+  std::int64_t window_bytes() const { return 2 * stride_; }
+
+ private:
+  struct Io;
+  char* slot(int s) const;
+  float* slot_a(int s) const;
+  float* slot_b(int s) const;
+  std::int64_t count(std::int64_t k) const;
+  std::int64_t record_bytes(std::int64_t k) const;
+  void close_and_remove();
+  void write_chunk(int s, std::int64_t k, std::uint64_t generation);
+  void read_chunk(int s, std::int64_t k, std::uint64_t generation);
+  void transfer(bool write, int s, std::int64_t k);
+
+  std::int64_t n_;
+  int width_;
+  std::string path_;
+  int fd_ = -1;
+  std::int64_t chunk_ = 1, nchunks_ = 0, stride_ = 0;
+  std::uint64_t generation_ = 0;
+  Tensor slots_;
+  std::unique_ptr<Io> io_;
 };
 
 class OffloadedAdamW {

@@ -157,6 +157,13 @@ class ZeroEngine {
   void all_gather_pieces(bool persistent_only);
   // Starts the all-gather of one piece from the stage-3 partition into the working range.
   CommRequestPtr gather_piece(const ZeroPartition::Piece& p);
+  // offload_param = 'nvme': copies the rank's blocks of pieces `idx` from the file into their
+  // places in the working range (verified reads, agreed over ranks).
+  void stage_pieces(const std::vector<std::size_t>& idx);
+  // offload_param = 'nvme': the whole partition read from the file (transient workspace).
+  Tensor read_partition();
+  // offload_param = 'nvme': writes the partition `x` (partition layout) to the file (agreed).
+  void write_partition(const float* x, bool round);
   // Runs f on every rank; if it throws th::Error on any rank, every rank throws (collective).
   void agree(const std::function<void()>& f, const std::string& what);
   void round_compute(float* x, std::int64_t n) const;  // to the compute type, in place
@@ -178,6 +185,7 @@ class ZeroEngine {
   Tensor master_;                                       // mixed precision: fp32 master (owned)
   std::unique_ptr<Reserved> rvalues_, rgrads_;          // reserved address ranges (stages 2-3)
   std::unique_ptr<Gatherer> gatherer_;                  // stage 3
+  std::unique_ptr<ChunkFile> pfile_;                    // stage 3, offload_param = 'nvme': the partition
 };
 
 }  // namespace th
