@@ -368,13 +368,7 @@ bool owns_any(const std::vector<CheckpointRange>& owned) {
 // Testing aid (tests/check_kill_during_save.sh): TH_FAULT="rank:step:save" kills that rank with
 // SIGKILL, like `kill -9`, in the middle of writing the checkpoint of that step.
 void maybe_kill_during_save(int rank, std::int64_t step) {
-  const char* spec = std::getenv("TH_FAULT");
-  if (!spec) return;
-  int r = -1;
-  long long s = -1;
-  char kind[16] = {};
-  if (std::sscanf(spec, "%d:%lld:%15s", &r, &s, kind) == 3 && r == rank && s == step && std::string(kind) == "save")
-    std::raise(SIGKILL);
+  if (injected_fault(rank, step) == "save") std::raise(SIGKILL);
 }
 }  // namespace
 

@@ -15,10 +15,17 @@
 #include <gtest/gtest.h>
 
 #include "io/config.hpp"
+#include "parallel/mpi_comm.hpp"
 #include "th/parallel/comm.hpp"
 #include "th/train/trainer.hpp"
 
 namespace th::testing_support {
+
+// MPI_COMM_WORLD as a Comm, built once per process.
+inline MpiComm& world() {
+  static MpiComm comm(MPI_COMM_WORLD);
+  return comm;
+}
 
 // A fresh folder, the same on every rank of `c`, unique to this job (rank 0's pid is part of the
 // name), so test runs that overlap on one machine (two build trees, ctest -j) never remove each

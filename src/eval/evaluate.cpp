@@ -20,15 +20,14 @@ EvalStats evaluate_batches(Transformer<float>& model, const std::vector<Batch>& 
     ProfileScope scope(profiler(), "evaluate/forward", Category::Compute);
     model.forward(b, 0, 0, /*train=*/false);
     const float* logits = model.logits().data<float>();
+    const float* lse = model.log_sum_exp().data<float>();  // the forward's own, per row
     const std::int64_t rows = static_cast<std::int64_t>(b.B) * b.T;
     for (std::int64_t r = 0; r < rows; ++r) {
       const int target = b.tgt_out[static_cast<std::size_t>(r)];
       if (target == pad) continue;
       const float* z = logits + r * V;
       const int best = static_cast<int>(std::max_element(z, z + V) - z);
-      double lse = 0;
-      for (int v = 0; v < V; ++v) lse += std::exp(static_cast<double>(z[v]) - z[best]);
-      sums[0] += std::log(lse) + z[best] - z[target];
+      sums[0] += static_cast<double>(lse[r]) - z[target];
       sums[1] += best == target ? 1.0 : 0.0;
       sums[2] += 1.0;
     }

@@ -109,25 +109,19 @@ void Transformer<T>::embed_inputs(const Batch& batch, std::uint64_t seed, std::u
                                   bool target) {
   const int D = spec_.d_model, B = batch.B;
   const float p = train ? spec_.dropout : 0.0f;
+  // One side: the block inputs x (x[0] = dropout(embedding), rounded to the compute type).
+  auto embed_side = [&](std::vector<Tensor>& x, std::size_t blocks, const std::vector<int>& tokens, int L,
+                        std::int64_t table, std::uint64_t site) {
+    const std::int64_t rows = static_cast<std::int64_t>(B) * L;
+    x.assign(blocks + 1, Tensor());
+    x[0] = saved_buffer<T>(rows, D);
+    embed(x[0].data<T>(), tokens, B, L, table);
+    cpu::dropout_forward(x[0].data<T>(), x[0].data<T>(), rows * D, p, seed, dropout_stream(site, micro));
+    round_compute(x[0]);
+  };
   acquire(embed_unit_);
-  if (!spec_.decoder_only) {
-    const std::int64_t rows = static_cast<std::int64_t>(B) * batch.S;
-    enc_x_.assign(encoder_.size() + 1, Tensor());
-    enc_x_[0] = saved_buffer<T>(rows, D);
-    embed(enc_x_[0].data<T>(), batch.src, B, batch.S, src_embed_);
-    cpu::dropout_forward(enc_x_[0].data<T>(), enc_x_[0].data<T>(), rows * D, p, seed,
-                         dropout_stream(kSrcEmbedSite, micro));
-    round_compute(enc_x_[0]);
-  }
-  if (target) {
-    const std::int64_t rows = static_cast<std::int64_t>(B) * batch.T;
-    dec_x_.assign(decoder_.size() + 1, Tensor());
-    dec_x_[0] = saved_buffer<T>(rows, D);
-    embed(dec_x_[0].data<T>(), batch.tgt_in, B, batch.T, tgt_embed_);
-    cpu::dropout_forward(dec_x_[0].data<T>(), dec_x_[0].data<T>(), rows * D, p, seed,
-                         dropout_stream(kTgtEmbedSite, micro));
-    round_compute(dec_x_[0]);
-  }
+  if (!spec_.decoder_only) embed_side(enc_x_, encoder_.size(), batch.src, batch.S, src_embed_, kSrcEmbedSite);
+  if (target) embed_side(dec_x_, decoder_.size(), batch.tgt_in, batch.T, tgt_embed_, kTgtEmbedSite);
   release(embed_unit_);
 }
 

@@ -182,18 +182,8 @@ namespace {
 // 'save' is a SIGKILL in the middle of writing that step's checkpoint (io/checkpoint.cpp).
 // Kind 'overflow' sets one of that rank's reduced gradients to inf before the overflow check of
 // that step (the step number 0 means every step: a permanent overflow).
-std::string fault_kind(int rank, std::int64_t step) {
-  const char* spec = std::getenv("TH_FAULT");
-  if (!spec) return {};
-  int r = -1;
-  long long s = -1;
-  char kind[16] = {};
-  if (std::sscanf(spec, "%d:%lld:%15s", &r, &s, kind) != 3 || r != rank) return {};
-  if (s != step && !(s == 0 && std::string(kind) == "overflow")) return {};
-  return kind;
-}
 void maybe_inject_fault(int rank, std::int64_t step) {
-  const std::string kind = fault_kind(rank, step);
+  const std::string kind = injected_fault(rank, step);
   if (kind == "exit") std::_Exit(9);
   if (kind == "throw") throw Error("fault injected by TH_FAULT at step " + std::to_string(step));
 }
@@ -240,7 +230,7 @@ Trainer::StepResult Trainer::step() {
     if (scaler_.enabled()) {
       // fp16: did any rank's gradients overflow? One decision for all ranks, taken before
       // anything is skipped; update() throws on every rank alike when the scale is stuck.
-      if (fault_kind(comm_.rank(), step_ + 1) == "overflow") engine_->inject_overflow();
+      if (injected_fault(comm_.rank(), step_ + 1) == "overflow") engine_->inject_overflow();
       r.skipped = scaler_.update(comm_.any_true(engine_->local_overflow()), step_ + 1);
     }
     if (!r.skipped) {

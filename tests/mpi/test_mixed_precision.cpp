@@ -36,10 +36,7 @@
 using namespace th;
 
 namespace {
-MpiComm& world() {
-  static MpiComm comm(MPI_COMM_WORLD);
-  return comm;
-}
+using testing_support::world;
 
 struct Setup {
   std::string dtype = "fp32";

@@ -33,10 +33,7 @@
 using namespace th;
 
 namespace {
-MpiComm& world() {
-  static MpiComm comm(MPI_COMM_WORLD);
-  return comm;
-}
+using testing_support::world;
 
 struct Setup {
   int stage = 0;

@@ -18,10 +18,7 @@
 using namespace th;
 
 namespace {
-MpiComm& world() {
-  static MpiComm comm(MPI_COMM_WORLD);
-  return comm;
-}
+using testing_support::world;
 
 Config make_cfg(const std::string& dir, int accum, const std::string& resume) {
   return make_config(Deck::from_text(R"(

@@ -3,6 +3,7 @@
 // says what is wrong; main() catches it, prints it once with the rank prefix, and aborts the job
 // collectively (see th::abort_job). Checks of external calls go through the TH_*_CHECK macros,
 // which add the failing call, file and line.
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -25,6 +26,12 @@ class InputError : public Error {
 
 // Print "[rank r] message" on stderr and abort every rank (MPI_Abort). Never returns.
 [[noreturn]] void abort_job(const std::string& message, int exit_code = 1);
+
+// Testing aid for the failure tests: TH_FAULT="rank:step:kind" in the environment. Returns kind
+// when this rank and step match ("" otherwise, or when TH_FAULT is unset); step 0 in TH_FAULT
+// matches every step for kind 'overflow' (a permanent overflow). Kinds and where they act:
+// 'throw' / 'exit' / 'overflow' (the trainer's step), 'save' (a SIGKILL inside a checkpoint save).
+std::string injected_fault(int rank, std::int64_t step);
 
 }  // namespace th
 

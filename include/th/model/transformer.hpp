@@ -82,6 +82,7 @@ class Transformer {
   Tensor encode(const Batch& batch);
   std::int64_t target_tokens() const { return count_; }  // non-pad targets of the last forward
   const Tensor& logits() const { return logits_; }        // [B*T, V], until backward()
+  const Tensor& log_sum_exp() const { return lse_; }      // [B*T] of the logits, until backward()
   std::int64_t flops_per_token_estimate() const;
 
  private:
