@@ -4,6 +4,7 @@
 // steps, and the comparison of a run with a reference run (stage 0 / no offload / fp32).
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -81,6 +82,19 @@ inline double params_rel_diff(const NamedParams& a, const NamedParams& ref) {
   return std::sqrt(d / n);
 }
 
+// How far a run is from a reference: the largest relative loss difference over the steps, and
+// the relative L2 distance of the final parameters.
+struct RunDistance {
+  double loss = 0, params = 0;
+};
+inline RunDistance run_distance(const TrainedRun& a, const TrainedRun& ref) {
+  RunDistance d;
+  for (std::size_t s = 0; s < a.losses.size() && s < ref.losses.size(); ++s)
+    d.loss = std::max(d.loss, std::abs(a.losses[s] - ref.losses[s]) / std::abs(ref.losses[s]));
+  d.params = params_rel_diff(a.params, ref.params);
+  return d;
+}
+
 // Same loss trajectory (relative loss_tol per step) and final parameters (relative L2 param_tol)
 // as the reference; rank 0 prints one line tagged `tag`.
 inline void expect_same_run(const TrainedRun& a, const TrainedRun& ref, const std::string& what, const char* tag,
@@ -88,11 +102,11 @@ inline void expect_same_run(const TrainedRun& a, const TrainedRun& ref, const st
   ASSERT_EQ(a.losses.size(), ref.losses.size());
   for (std::size_t s = 0; s < a.losses.size(); ++s)
     EXPECT_NEAR(a.losses[s], ref.losses[s], loss_tol * std::abs(ref.losses[s])) << what << " step " << s + 1;
-  const double diff = params_rel_diff(a.params, ref.params);
-  EXPECT_LT(diff, param_tol) << what;
+  const RunDistance d = run_distance(a, ref);
+  EXPECT_LT(d.params, param_tol) << what;
   if (rank == 0)
-    std::printf("[ %s ] %-44s final loss %.6f (reference %.6f), params rel. diff %.1e\n", tag, what.c_str(),
-                a.losses.back(), ref.losses.back(), diff);
+    std::printf("[ %s ] %-44s final loss %.6f (reference %.6f), max loss rel. diff %.1e, params rel. diff %.1e\n",
+                tag, what.c_str(), a.losses.back(), ref.losses.back(), d.loss, d.params);
 }
 
 }  // namespace th::testing_support

@@ -64,6 +64,14 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 Trainer::Trainer(const Config& cfg, Comm& comm) : cfg_(cfg), comm_(comm) {
   // Everything below uses the member copy (the loader keeps a reference to it).
   loader_ = std::make_unique<TrainLoader>(cfg_, comm);
+  if (cfg_.model.vocab_size == 0) {
+    // vocab_size = 0 means "the dataset's": store the resolved value in the deck that goes into
+    // checkpoints, so a checkpoint's deck alone describes the model it holds.
+    cfg_.model.vocab_size = loader_->vocab_size();
+    cfg_.resolved_deck = Deck::from_text(cfg_.resolved_deck, "the resolved deck",
+                                         {"model%vocab_size=" + std::to_string(cfg_.model.vocab_size)})
+                             .to_namelist();
+  }
   ModelSpec spec = model_spec(cfg_, loader_->vocab_size());
   const ZeroOptions zopt = zero_options(cfg_);
   ZeroEngine::configure(spec, zopt, comm.size());

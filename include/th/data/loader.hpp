@@ -69,7 +69,7 @@ class TrainLoader {
   void submit_next();
   std::vector<Batch> fetch(const std::vector<std::vector<std::int64_t>>& rows);  // on the prefetch thread
 
-  const Config& cfg_;
+  const Config cfg_;  // a copy: callers (tests) may pass a temporary
   int rank_, world_, accum_;
   bool decoder_only_;
   int vocab_ = 0;

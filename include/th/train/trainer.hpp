@@ -62,7 +62,7 @@ class Trainer {
   std::vector<ZeroMemory> memory_report(const char* when, MetricsFile* metrics = nullptr);
 
  private:
-  const Config cfg_;  // a copy: callers may pass a temporary
+  Config cfg_;  // a copy (callers may pass a temporary), model%vocab_size resolved from the data
   Comm& comm_;
   std::unique_ptr<TrainLoader> loader_;
   std::unique_ptr<Transformer<float>> model_;
