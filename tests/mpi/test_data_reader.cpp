@@ -4,6 +4,7 @@
 // shards over an epoch cover every example exactly once; the validation shares cover the
 // validation set; a restored file-backed loader continues identically.
 #include <gtest/gtest.h>
+#include <hdf5.h>
 #include <mpi.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include "th/core/rng.hpp"
 #include "th/data/dataset_h5.hpp"
 #include "th/data/loader.hpp"
+#include "th/train/trainer.hpp"
 
 using namespace th;
 
@@ -220,4 +222,49 @@ TEST(DatasetLoader, RestoredFileLoaderContinuesIdentically) {
   }
   c.barrier();
   if (c.rank() == 0) std::filesystem::remove_all(dir);
+}
+
+// model%vocab_size = 0 takes the vocabulary from the dataset; the deck stored in a checkpoint
+// says the resolved value (a checkpoint's deck alone must describe its model). The attribute is
+// read with the HDF5 C API, as any reader would (docs/checkpoint-format.md).
+namespace {
+std::string root_string_attribute(const std::string& path, const char* name) {
+  const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (f < 0) return "(cannot open " + path + ")";
+  const hid_t a = H5Aopen(f, name, H5P_DEFAULT);
+  const hid_t type = H5Aget_type(a);
+  std::string out;
+  if (a >= 0 && H5Tis_variable_str(type) > 0) {
+    const hid_t mem = H5Tcopy(H5T_C_S1);
+    H5Tset_size(mem, H5T_VARIABLE);
+    H5Tset_cset(mem, H5Tget_cset(type));
+    char* text = nullptr;
+    if (H5Aread(a, mem, &text) >= 0 && text) out = text;
+    H5free_memory(text);
+    H5Tclose(mem);
+  }
+  H5Tclose(type);
+  H5Aclose(a);
+  H5Fclose(f);
+  return out;
+}
+}  // namespace
+
+TEST(Checkpoint, DeckStoresTheVocabularyResolvedFromTheData) {
+  Comm& c = world();
+  const std::string dir = shared_dir();
+  const std::string train = write_file(dir, "vocab-train.h5", 200);
+  Config cfg = loader_cfg(train, "", 1);
+  cfg.run.output_dir = dir + "/vocab-run";
+  ASSERT_EQ(cfg.model.vocab_size, 0);
+  {
+    Trainer t(cfg, c);
+    t.step();
+    t.save_checkpoint_now();
+  }
+  std::string deck_text;
+  if (c.rank() == 0) deck_text = root_string_attribute(dir + "/vocab-run/checkpoints/ckpt_00000001.h5", "deck");
+  c.broadcast_string(deck_text, 0);
+  ASSERT_NE(deck_text.find("&model"), std::string::npos) << deck_text;
+  EXPECT_EQ(make_config(Deck::from_text(deck_text, "the checkpoint's deck")).model.vocab_size, kVocab);
 }

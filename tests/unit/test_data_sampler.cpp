@@ -237,3 +237,16 @@ TEST(Prefetcher, BackgroundAndInlineGiveTheSameAndErrorsReachTheCaller) {
     EXPECT_EQ(p.take().size(), 5u);
   }
 }
+
+// A loader built from a temporary Config (as tests and tools do) keeps its own copy: the
+// configuration it uses later is not a dangling reference (ASan's stack-use-after-scope in the
+// sanitizer job, garbage batches without it). Compared with a loader of a named Config.
+TEST(Loader, BuiltFromATemporaryConfigKeepsItsOwnCopy) {
+  TrainLoader from_temporary(synthetic_cfg(2), self());
+  std::vector<char> clobber(1 << 16, 'x');  // reuse the stack and heap the temporary had
+  clobber[0] = static_cast<char>(clobber.size());
+  const Config cfg = synthetic_cfg(2);
+  TrainLoader reference(cfg, self());
+  for (int s = 0; s < 3; ++s) ASSERT_TRUE(same(from_temporary.next_step(), reference.next_step())) << "step " << s;
+  EXPECT_EQ(from_temporary.valid_batches().size(), reference.valid_batches().size());
+}
