@@ -147,8 +147,13 @@ ChunkFile::ChunkFile(const std::string& dir, const std::string& name, std::int64
   chunk_ = std::max<std::int64_t>(1, static_cast<std::int64_t>(chunk_mb * 1024 * 1024 / (width * sizeof(float))));
   chunk_ = std::min(chunk_, std::max<std::int64_t>(n, 1));
   nchunks_ = n == 0 ? 0 : (n + chunk_ - 1) / chunk_;
-  stride_ = static_cast<std::int64_t>(sizeof(ChunkHeader)) + width * chunk_ * static_cast<std::int64_t>(sizeof(float));
-  // Two slots, each one record: the header, then the arrays.
+  // A record is the header, then the arrays; records start at multiples of 64 bytes so that the
+  // header of every slot (and every record in the file) is aligned for its 8-byte fields.
+  const std::int64_t record = static_cast<std::int64_t>(sizeof(ChunkHeader)) +
+                              width * chunk_ * static_cast<std::int64_t>(sizeof(float));
+  constexpr std::int64_t kAlign = sizeof(ChunkHeader);
+  stride_ = (record + kAlign - 1) / kAlign * kAlign;
+  // Two slots, each one record.
   const std::int64_t slot_floats = stride_ / static_cast<std::int64_t>(sizeof(float));
   slots_ = Tensor::zeros({2 * slot_floats}, DType::F32, cat);
   std::error_code ec;

@@ -147,12 +147,13 @@ TEST(Offload, NvmeWindowIsTheHostOptimizerStateAndFilesGoAtTheEnd) {
     const std::int64_t S = t.zero().partition().shard_size();
     const std::int64_t chunk = static_cast<std::int64_t>(0.01 * 1024 * 1024 / 8);  // elements per chunk
     // The pool holds only the two-slot window of optimizer state (64-byte header + m + v per
-    // slot), the file every moment (one record per chunk).
-    EXPECT_EQ(m.offload_window, 2 * (64 + 8 * chunk));
+    // slot, rounded up to a multiple of 64 bytes), the file every moment (one record per chunk).
+    const std::int64_t record = (64 + 8 * chunk + 63) / 64 * 64;
+    EXPECT_EQ(m.offload_window, 2 * record);
     EXPECT_GE(m.optimizer, m.offload_window);  // the pool's blocks are rounded up to its alignment
     EXPECT_LT(m.optimizer, m.offload_window + 256);
     EXPECT_LT(m.optimizer, 8 * S / 4) << "the window is a small part of the moments";
-    EXPECT_EQ(m.offload_nvme, (S + chunk - 1) / chunk * (64 + 8 * chunk));
+    EXPECT_EQ(m.offload_nvme, (S + chunk - 1) / chunk * record);
     if (w.rank() == 0)
       std::printf("[ offload ] %d ranks: moments %lld bytes per rank on NVMe, host window %lld bytes\n", w.size(),
                   static_cast<long long>(8 * S), static_cast<long long>(m.offload_window));
@@ -242,8 +243,9 @@ TEST(Offload, TruncatedParameterFileStopsEveryRank) {
     const ZeroMemory& m = all[static_cast<std::size_t>(w.rank())];
     const std::int64_t S = t.zero().partition().shard_size();
     const std::int64_t chunk = std::min<std::int64_t>(S, static_cast<std::int64_t>(0.01 * 1024 * 1024 / 4));
-    EXPECT_EQ(m.offload_window, 2 * (64 + 4 * chunk)) << "the host holds two chunk slots of parameters";
-    EXPECT_EQ(m.offload_nvme, (S + chunk - 1) / chunk * (64 + 4 * chunk));
+    const std::int64_t record = (64 + 4 * chunk + 63) / 64 * 64;  // header + values, 64-byte aligned
+    EXPECT_EQ(m.offload_window, 2 * record) << "the host holds two chunk slots of parameters";
+    EXPECT_EQ(m.offload_nvme, (S + chunk - 1) / chunk * record);
     t.step();
     if (w.rank() == 0) ASSERT_EQ(0, ::truncate(file.c_str(), static_cast<off_t>(std::filesystem::file_size(file) / 2)));
     w.barrier();
