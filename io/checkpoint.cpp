@@ -25,6 +25,7 @@
 #include "parallel/mpi_comm.hpp"
 #include "th/core/error.hpp"
 #include "th/data/hdf5_lock.hpp"
+#include "th/parallel/agree.hpp"
 #include "th/parallel/comm.hpp"
 
 namespace th {
@@ -40,37 +41,9 @@ namespace {
 using namespace ckpt;
 namespace fs = std::filesystem;
 
-// ---------------------------------------------------------------------------------------------
-// Agreement between ranks
-
-// Every rank learns whether some rank has a problem; if one has, every rank throws the same
-// message (the lowest such rank's). Costs one allreduce when all is well.
-template <typename E = Error>
-void agree(Comm& comm, const std::string& problem) {
-  if (comm.all_true(problem.empty())) return;
-  const std::vector<std::string> all = comm.gather_strings(problem, 0);
-  std::string msg;
-  for (std::size_t r = 0; r < all.size() && msg.empty(); ++r)
-    if (!all[r].empty()) msg = (all.size() > 1 ? "rank " + std::to_string(r) + ": " : std::string()) + all[r];
-  comm.broadcast_string(msg, 0);
-  throw E(msg);
-}
-
-// Rank 0 runs f() (which returns a problem or ""), exceptions included; every rank gets the verdict.
-template <typename E = Error, typename F>
-void on_root(Comm& comm, F&& f) {
-  std::string problem;
-  if (comm.rank() == 0) {
-    try {
-      problem = f();
-    } catch (const std::exception& e) {
-      problem = e.what();
-      if (problem.empty()) problem = "unknown error";
-    }
-  }
-  comm.broadcast_string(problem, 0);
-  if (!problem.empty()) throw E(problem);
-}
+// Agreement between ranks: th/parallel/agree.hpp. A problem one rank finds (an argument, its
+// file system view, a verification) is agreed before the next collective call, so every rank
+// returns or every rank throws the same error.
 
 // Ranks that disagree on the tensor list would make different collective HDF5 calls and hang.
 std::string same_tensors_everywhere(Comm& comm, const std::vector<CheckpointTensor>& tensors) {
@@ -365,8 +338,9 @@ bool owns_any(const std::vector<CheckpointRange>& owned) {
   return false;
 }
 
-// Testing aid (tests/check_kill_during_save.sh): TH_FAULT="rank:step:save" kills that rank with
-// SIGKILL, like `kill -9`, in the middle of writing the checkpoint of that step.
+// Testing aids (tests/check_kill_during_save.sh, tests/check_rank_failure.sh): TH_FAULT="rank:step:save"
+// kills that rank with SIGKILL, like `kill -9`, in the middle of writing the checkpoint of that
+// step; "rank:step:save_throw" makes it throw there instead.
 void maybe_kill_during_save(int rank, std::int64_t step) {
   if (injected_fault(rank, step) == "save") std::raise(SIGKILL);
 }
@@ -389,11 +363,11 @@ void save_checkpoint(Comm& comm, const std::string& dir, const std::vector<Check
       problem = "a rank owning elements passed a null buffer";
     if (problem.empty() && dir.empty()) problem = "empty checkpoint directory";
     if (problem.empty() && state_in.step < 0) problem = "negative step";
-    agree(comm, problem.empty() ? "" : "save_checkpoint into " + dir + ": " + problem);
+    agree_on_error(comm, problem.empty() ? "" : "save_checkpoint into " + dir + ": " + problem, ErrorKind::Failure);
   }
   {
     const std::string problem = same_tensors_everywhere(comm, tensors);
-    agree(comm, problem.empty() ? "" : "save_checkpoint into " + dir + ": " + problem);
+    agree_on_error(comm, problem.empty() ? "" : "save_checkpoint into " + dir + ": " + problem, ErrorKind::Failure);
   }
   const Ranges ranges = all_ranges(comm, owned);
   {
@@ -415,21 +389,23 @@ void save_checkpoint(Comm& comm, const std::string& dir, const std::vector<Check
       state.scaler_skipped_steps};
   comm.broadcast(&w, sizeof w, 0);
   state = {w.step, w.epoch, w.step_in_epoch, w.micro, w.loss_scale, state.deck, static_cast<int>(w.world_size),
-           static_cast<int>(w.zero_stage), w.optimizer_steps, w.clean, w.hysteresis, w.floor, w.skipped};
+           static_cast<int>(w.zero_stage), w.optimizer_steps, w.clean, w.hysteresis, w.floor, w.skipped,
+           state.tokenizer_fingerprint};
   comm.broadcast_string(state.deck, 0);
+  comm.broadcast_string(state.tokenizer_fingerprint, 0);
   std::string created = comm.rank() == 0 ? utc_now() : std::string();
   comm.broadcast_string(created, 0);
 
   const std::string name = checkpoint_file_name(state.step);
   const std::string tmp = dir + "/" + name + ".tmp";
-  on_root(comm, [&]() -> std::string {
+  agree_root(comm, [&]() -> std::string {
     std::error_code ec;
     fs::create_directories(dir, ec);
     if (ec) return "cannot create checkpoint directory " + dir + ": " + ec.message();
     fs::remove(tmp, ec);  // a previous attempt at this step
     if (ec) return "cannot remove " + tmp + ": " + ec.message();
     return "";
-  });
+  }, ErrorKind::Failure);
 
   // Every dataset's CRC-32, from memory: each rank hashes its piece, the pieces are chained in
   // element order (the ranges tile every tensor, checked above).
@@ -466,7 +442,10 @@ void save_checkpoint(Comm& comm, const std::string& dir, const std::vector<Check
     put_state(file.get(), state, created, tmp);
     for (int k = 0; k < kKinds; ++k) {
       for (std::size_t i = 0; i < T; ++i) {
-        if (k == 1 && i == 0) maybe_kill_during_save(comm.rank(), state.step);  // the parameters are written
+        if (k == 1 && i == 0) {  // the parameters are written, the file is open on every rank
+          maybe_kill_during_save(comm.rank(), state.step);
+          inject_fault("save_throw", comm.rank(), state.step, "writing " + tmp);
+        }
         const CheckpointTensor& t = tensors[i];
         const std::vector<hsize_t> dims = dims_of(t);
         H5Id space = dims.empty() ? own(H5Screate(H5S_SCALAR), H5Sclose, "H5Screate", tmp)
@@ -488,7 +467,7 @@ void save_checkpoint(Comm& comm, const std::string& dir, const std::vector<Check
     file.close("H5Fclose", tmp);
   }
   // Durable before it is verified and renamed: after a power loss the renamed file is complete.
-  on_root(comm, [&] { return sync_path(tmp, false); });
+  agree_root(comm, [&] { return sync_path(tmp, false); }, ErrorKind::Failure);
 
   // Verify: re-open; each rank reads back what it wrote and compares; the stored CRCs are checked
   // against the ones computed from memory.
@@ -521,15 +500,17 @@ void save_checkpoint(Comm& comm, const std::string& dir, const std::vector<Check
     }
     file.close("H5Fclose", tmp);
   }
-  if (!comm.all_true(problem.empty())) {
+  try {
+    agree_on_error(comm, problem.empty() ? "" : "checkpoint " + tmp + " failed verification after writing: " + problem, ErrorKind::Failure);
+  } catch (const Error&) {
     if (comm.rank() == 0) {
       std::error_code ec;
       fs::remove(tmp, ec);  // never committed; nobody would read it
     }
-    agree(comm, "checkpoint " + tmp + " failed verification after writing: " + problem);
+    throw;
   }
 
-  on_root(comm, [&] { return commit(dir, tmp, name, keep_last); });
+  agree_root(comm, [&] { return commit(dir, tmp, name, keep_last); }, ErrorKind::Failure);
 }
 
 // -----------------------------------------------------------------------------------------------
@@ -583,8 +564,8 @@ std::string find_checkpoint(Comm& comm, const std::string& dir, const std::strin
       verdict = std::string("E") + dir + ": " + e.what();
     }
   }
+  agree_on_error(comm, !verdict.empty() && verdict[0] == 'E' ? verdict.substr(1) : "", ErrorKind::Input);
   comm.broadcast_string(verdict, 0);
-  if (!verdict.empty() && verdict[0] == 'E') throw InputError(verdict.substr(1));
   return verdict.empty() ? std::string() : verdict.substr(1);
 }
 
@@ -611,17 +592,17 @@ CheckpointState load_checkpoint(Comm& comm, const std::string& path, const std::
     if (problem.empty() && !read_kind[0]) problem = "no rank passed a parameter buffer";
     for (int k = 0; k < kKinds && problem.empty(); ++k)
       if (read_kind[k] && owns_any(owned) && !bufs[k]) problem = "a rank owning elements passed a null buffer";
-    agree(comm, problem.empty() ? "" : "load_checkpoint " + path + ": " + problem);
+    agree_on_error(comm, problem.empty() ? "" : "load_checkpoint " + path + ": " + problem, ErrorKind::Failure);
   }
   {
     const std::string problem = same_tensors_everywhere(comm, tensors);
-    agree(comm, problem.empty() ? "" : "load_checkpoint " + path + ": " + problem);
+    agree_on_error(comm, problem.empty() ? "" : "load_checkpoint " + path + ": " + problem, ErrorKind::Failure);
   }
   // Structure on rank 0 (cheap, no data read): afterwards the collective calls cannot diverge.
-  on_root(comm, [&]() -> std::string {
+  agree_root(comm, [&]() -> std::string {
     const std::string problem = verify_file(path, tensors, false);
     return problem.empty() ? "" : "cannot load checkpoint " + path + ": " + problem;
-  });
+  }, ErrorKind::Failure);
   const Ranges ranges = all_ranges(comm, owned);
   const auto me = static_cast<std::size_t>(comm.rank());
   const std::size_t T = tensors.size();

@@ -55,6 +55,9 @@ struct CheckpointState {
   std::int64_t optimizer_steps = -1;
   std::int64_t scaler_clean_steps = 0, scaler_hysteresis_left = 0, scaler_floor_overflows = 0,
                scaler_skipped_steps = 0;
+  // The tokenizer of the training data (th/data/dataset_h5.hpp: 16 hex digits, or "none" for
+  // synthetic ids). Optional in the file: older checkpoints read as "" (unknown).
+  std::string tokenizer_fingerprint;
 };
 
 // Version of the layout this code writes, stored in the root attribute format_version; files of

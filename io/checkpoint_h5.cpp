@@ -128,6 +128,7 @@ void put_state(hid_t file, const CheckpointState& s, const std::string& created,
   put_attr(file, "scaler_hysteresis_left", s.scaler_hysteresis_left, path);
   put_attr(file, "scaler_floor_overflows", s.scaler_floor_overflows, path);
   put_attr(file, "scaler_skipped_steps", s.scaler_skipped_steps, path);
+  if (!s.tokenizer_fingerprint.empty()) put_attr(file, "tokenizer_fingerprint", s.tokenizer_fingerprint, path);
 }
 
 bool get_state(hid_t file, CheckpointState& s, std::string* missing, const std::string& path) {
@@ -154,6 +155,7 @@ bool get_state(hid_t file, CheckpointState& s, std::string* missing, const std::
   if (!get_attr(file, "scaler_hysteresis_left", s.scaler_hysteresis_left, path)) s.scaler_hysteresis_left = 0;
   if (!get_attr(file, "scaler_floor_overflows", s.scaler_floor_overflows, path)) s.scaler_floor_overflows = 0;
   if (!get_attr(file, "scaler_skipped_steps", s.scaler_skipped_steps, path)) s.scaler_skipped_steps = 0;
+  if (!get_attr(file, "tokenizer_fingerprint", s.tokenizer_fingerprint, path)) s.tokenizer_fingerprint.clear();
   return ok;
 }
 

@@ -5,6 +5,7 @@ target_sources(torch_handle PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/core/memory.cpp
   ${CMAKE_CURRENT_LIST_DIR}/core/tensor.cpp
   # parallel: SPMD runtime and the communicator
+  ${CMAKE_CURRENT_LIST_DIR}/parallel/agree.cpp
   ${CMAKE_CURRENT_LIST_DIR}/parallel/comm.cpp
   ${CMAKE_CURRENT_LIST_DIR}/parallel/mpi_comm.cpp
   ${CMAKE_CURRENT_LIST_DIR}/parallel/runtime.cpp

@@ -9,6 +9,7 @@
 #include "th/app.hpp"
 #include "th/core/error.hpp"
 #include "th/data/prepare.hpp"
+#include "th/parallel/agree.hpp"
 #include "th/train/tasks.hpp"
 #ifdef TH_HAVE_CUDA
 #include "th/kernels/cuda_profile.hpp"
@@ -57,18 +58,11 @@ CommandLine parse_command_line(int argc, char** argv) {
 // so a bad deck stops all ranks the same way, before any work, with one message.
 Config load_config(Comm& comm, const CommandLine& cl) {
   std::string text;
-  std::int64_t ok = 1;
-  if (comm.rank() == 0) {
-    try {
-      text = Deck::from_file(cl.deck, cl.overrides).to_namelist();
-    } catch (const InputError& e) {
-      text = e.what();
-      ok = 0;
-    }
-  }
-  comm.broadcast(&ok, sizeof ok, 0);
+  agree_root(comm, [&] {
+    text = Deck::from_file(cl.deck, cl.overrides).to_namelist();
+    return std::string();
+  }, ErrorKind::Input);
   comm.broadcast_string(text, 0);
-  if (!ok) throw InputError(text);
   return make_config(Deck::from_text(text, cl.deck));
 }
 
@@ -79,20 +73,17 @@ std::string resolved_deck_name(const std::string& task) {
 }
 
 void prepare_output_dir(Comm& comm, const Config& cfg) {
-  std::string error;
-  if (comm.rank() == 0) {
+  agree_root(comm, [&]() -> std::string {
     try {
       std::filesystem::create_directories(cfg.run.output_dir);
       const std::string path = cfg.run.output_dir + "/" + resolved_deck_name(cfg.run.task);
       std::ofstream out(path);
       out << cfg.resolved_deck;
-      if (!out) error = "cannot write " + path;
+      return out ? "" : "cannot write " + path;
     } catch (const std::exception& e) {
-      error = "run%output_dir = '" + cfg.run.output_dir + "': " + e.what();
+      return "run%output_dir = '" + cfg.run.output_dir + "': " + e.what();
     }
-  }
-  comm.broadcast_string(error, 0);
-  if (!error.empty()) throw InputError(error);
+  }, ErrorKind::Input);
 }
 
 void print_banner(Runtime& rt, const Config& cfg, const std::string& deck, const std::string& backend) {

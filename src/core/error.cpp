@@ -1,5 +1,6 @@
 #include "th/core/error.hpp"
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -20,6 +21,16 @@ std::string injected_fault(int rank, std::int64_t step) {
   if (std::sscanf(spec, "%d:%lld:%15s", &r, &s, kind) != 3 || r != rank) return {};
   if (s != step && !(s == 0 && std::string(kind) == "overflow")) return {};
   return kind;
+}
+
+void inject_fault(const char* kind, int rank, std::int64_t n, const std::string& what) {
+  if (injected_fault(rank, n) != kind) return;
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch()).count();
+  std::fprintf(stderr, "[rank %d] TH_FAULT: %s %lld injected at %lld\n", rank, kind, static_cast<long long>(n),
+               static_cast<long long>(ms));
+  std::fflush(stderr);
+  throw Error("fault injected by TH_FAULT (" + std::string(kind) + " " + std::to_string(n) + "): " + what);
 }
 
 }  // namespace th

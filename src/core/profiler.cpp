@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "th/core/error.hpp"
+#include "th/parallel/agree.hpp"
 #include "th/parallel/comm.hpp"
 
 namespace th {
@@ -380,8 +381,9 @@ void Profiler::write_trace(Comm& comm, const std::string& path) {
   const double origin = std::isfinite(first) ? first : 0.0;
 
   const std::vector<std::string> parts = comm.gather_strings(serialize(comm.rank(), origin), 0);
-  std::string error;
-  if (comm.rank() == 0) {
+  // Every rank learns the outcome, so a failure stops all of them the same way.
+  agree_root(comm, [&]() -> std::string {
+    std::string error;
     // Written to a temporary name and renamed: a reader never sees half a trace.
     const std::string tmp = path + ".tmp";
     std::FILE* f = std::fopen(tmp.c_str(), "wb");
@@ -408,10 +410,8 @@ void Profiler::write_trace(Comm& comm, const std::string& path) {
       else if (std::rename(tmp.c_str(), path.c_str()) != 0)
         error = "cannot rename " + tmp + " to " + path + ": " + std::strerror(errno);
     }
-  }
-  // Every rank learns the outcome, so a failure stops all of them the same way.
-  comm.broadcast_string(error, 0);
-  if (!error.empty()) throw Error(error);
+    return error;
+  }, ErrorKind::Failure);
   written_ = true;
 }
 

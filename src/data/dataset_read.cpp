@@ -1,8 +1,11 @@
 // The parallel dataset reader: MPI-IO driver, offsets read whole by every rank, token rows read
 // as hyperslab unions of just the rows a rank needs (rule in th/data/dataset_h5.hpp).
 #include <mpi.h>
+#include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
+#include <exception>
 #include <numeric>
 
 #include "h5_attr.hpp"
@@ -11,6 +14,7 @@
 #include "th/core/error.hpp"
 #include "th/data/dataset_h5.hpp"
 #include "th/data/hdf5_lock.hpp"
+#include "th/parallel/agree.hpp"
 
 namespace th {
 
@@ -26,6 +30,43 @@ H5Handle transfer_plist(H5FD_mpio_xfer_t mode, const std::string& path) {
   h5_check(H5Pset_dxpl_mpio(p.get(), mode), "H5Pset_dxpl_mpio", path);
   return p;
 }
+
+// What identifies the bytes under a path: the file (device, inode), its size and its last
+// modification. A dataset rewritten in place (prepare again: same inode, truncated and refilled),
+// truncated, or replaced by another file (a rename over it) shows here. Reading past a truncated
+// end through MPI-IO gives zeros, which are valid token ids: the check is what makes it an error.
+struct FileIdentity {
+  bool exists = false;
+  dev_t dev = 0;
+  ino_t ino = 0;
+  off_t size = 0;
+  timespec mtime{};
+};
+FileIdentity identity_of(const std::string& path) {
+  FileIdentity id;
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return id;
+  id.exists = true;
+  id.dev = st.st_dev;
+  id.ino = st.st_ino;
+  id.size = st.st_size;
+  id.mtime = st.st_mtim;
+  return id;
+}
+// "" when `now` is the file that was opened, else what changed. A file gone from its path is
+// still the one the reader holds open (its bytes cannot change): not a change.
+std::string change(const FileIdentity& opened, const FileIdentity& now) {
+  if (!now.exists) return "";
+  if (now.dev != opened.dev || now.ino != opened.ino) return "it was replaced by another file";
+  if (now.size != opened.size)
+    return "its size went from " + std::to_string(opened.size) + " to " + std::to_string(now.size) + " bytes";
+  if (now.mtime.tv_sec != opened.mtime.tv_sec || now.mtime.tv_nsec != opened.mtime.tv_nsec)
+    return "it was modified (its modification time changed)";
+  return "";
+}
+
+// Readers opened by this process, for TH_FAULT kind 'open'.
+std::atomic<std::int64_t> g_opened{0};
 }  // namespace
 
 struct DatasetReader::Impl {
@@ -33,8 +74,43 @@ struct DatasetReader::Impl {
   std::vector<ExampleLength> lengths;
   std::vector<std::int64_t> offsets[2];  // src, tgt
   std::string model;
+  int rank = 0;
+  std::int64_t independent_reads = 0;  // for TH_FAULT kind 'read'
+  FileIdentity opened;                 // the file as this rank opened it
   MPI_Comm comm = MPI_COMM_NULL;
   H5Handle file, tokens[2], coll, indep;
+  const int unwinding = std::uncaught_exceptions();
+
+  // Closing an MPI-IO file and freeing a communicator are collective calls. While an exception
+  // unwinds the stack (an error this rank may have alone, or a constructor that failed half way)
+  // they are skipped: the other ranks may never make them, and a rank waiting in one would never
+  // reach the error path. The file stays open until the job ends (HDF5 closes what is left when
+  // MPI finalizes, on every rank alike after an agreed error); datasets, property lists and
+  // dataspaces close locally.
+  ~Impl() {
+    std::lock_guard<std::mutex> lock(hdf5_mutex());
+    tokens[0].reset();
+    tokens[1].reset();
+    coll.reset();
+    indep.reset();
+    if (std::uncaught_exceptions() > unwinding) {
+      file.release();
+      return;
+    }
+    file.reset();  // collective with the MPI-IO driver: every rank destroys its reader
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized && comm != MPI_COMM_NULL) MPI_Comm_free(&comm);
+  }
+
+  // After a read: the file must still be the one that was opened (see FileIdentity).
+  void check_unchanged() const {
+    const std::string what = change(opened, identity_of(info.path));
+    if (!what.empty())
+      throw Error(info.path + ": the dataset file changed while this run reads it (" + what +
+                  "); what was read cannot be trusted. A dataset must stay as it is while a run uses it: write a new "
+                  "one under another name (run%task = 'prepare' with other data%*_file), or restart the run on it");
+  }
 
   // Reads whole 1-D dataset `name` collectively (every rank the same selection).
   template <typename T>
@@ -91,26 +167,23 @@ struct DatasetReader::Impl {
 };
 
 DatasetReader::DatasetReader(const std::string& path, Comm& comm) : impl_(std::make_unique<Impl>()) {
-  std::string verdict;
-  if (comm.rank() == 0) {
-    try {
-      inspect_dataset(path);
-    } catch (const InputError& e) {
-      verdict = e.what();
-      if (verdict.empty()) verdict = path + ": bad dataset";
-    }
-  }
-  comm.broadcast_string(verdict, 0);
-  if (!verdict.empty()) throw InputError(verdict);
+  // Rank 0 checks the file alone first: a bad file is the same InputError on every rank.
+  agree_root(comm, [&] {
+    inspect_dataset(path);
+    return std::string();
+  }, ErrorKind::Input);
 
   Impl& m = *impl_;
+  m.rank = comm.rank();
   m.comm = mpi_comm_of(comm);
+  m.opened = identity_of(path);
   std::lock_guard<std::mutex> lock(hdf5_mutex());
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
   m.info.path = path;
   H5Handle fapl = h5_owned(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "H5Pcreate", path);
   h5_check(H5Pset_fapl_mpio(fapl.get(), m.comm, MPI_INFO_NULL), "H5Pset_fapl_mpio", path);
   m.file = h5_owned(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get()), H5Fclose, "H5Fopen (MPI-IO)", path);
+  inject_fault("open", m.rank, ++g_opened, "opening " + path);
   m.coll = transfer_plist(H5FD_MPIO_COLLECTIVE, path);
   m.indep = transfer_plist(H5FD_MPIO_INDEPENDENT, path);
   const hid_t f = m.file.get();
@@ -128,26 +201,14 @@ DatasetReader::DatasetReader(const std::string& path, Comm& comm) : impl_(std::m
   }
   const auto bytes = m.read_all<unsigned char>("tokenizer/model", H5T_NATIVE_UCHAR);
   m.model.assign(bytes.begin(), bytes.end());
+  m.check_unchanged();  // between rank 0's check and here
   m.lengths.resize(static_cast<std::size_t>(m.info.examples));
   for (std::size_t i = 0; i < m.lengths.size(); ++i)
     m.lengths[i] = {static_cast<std::int32_t>(m.offsets[0][i + 1] - m.offsets[0][i]),
                     static_cast<std::int32_t>(m.offsets[1][i + 1] - m.offsets[1][i])};
 }
 
-DatasetReader::~DatasetReader() {
-  if (!impl_) return;
-  {
-    std::lock_guard<std::mutex> lock(hdf5_mutex());
-    impl_->tokens[0].reset();
-    impl_->tokens[1].reset();
-    impl_->coll.reset();
-    impl_->indep.reset();
-    impl_->file.reset();  // collective with the MPI-IO driver: every rank destroys its reader
-  }
-  int finalized = 0;
-  MPI_Finalized(&finalized);
-  if (!finalized && impl_->comm != MPI_COMM_NULL) MPI_Comm_free(&impl_->comm);
-}
+DatasetReader::~DatasetReader() = default;  // Impl releases the file (collective unless unwinding)
 
 const DatasetInfo& DatasetReader::info() const { return impl_->info; }
 const std::vector<ExampleLength>& DatasetReader::lengths() const { return impl_->lengths; }
@@ -171,12 +232,15 @@ std::vector<Example> DatasetReader::read(const std::vector<std::int64_t>& rows, 
   std::vector<std::int64_t> sorted(rows.size());
   for (std::size_t k = 0; k < order.size(); ++k) sorted[k] = rows[order[k]];
   TH_CHECK(std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end(), "rows read twice in one read");
+  if (!collective) inject_fault("read", m.rank, ++m.independent_reads, "reading " + std::to_string(rows.size()) +
+                                  " examples of " + m.info.path);
   std::vector<std::int32_t> tok[2];
   {
     std::lock_guard<std::mutex> lock(hdf5_mutex());
     tok[0] = m.read_side(0, sorted, collective);
     tok[1] = m.read_side(1, sorted, collective);
   }
+  m.check_unchanged();
   std::vector<Example> out(rows.size());
   std::size_t pos[2] = {0, 0};
   for (std::size_t k = 0; k < order.size(); ++k) {
@@ -189,8 +253,9 @@ std::vector<Example> DatasetReader::read(const std::vector<std::int64_t>& rows, 
       pos[s] += n;
       for (const int id : dst)
         if (id < 0 || id >= m.info.vocab_size)
-          throw Error(m.info.path + ": token id " + std::to_string(id) + " of example " + std::to_string(r) +
-                      " is outside the vocabulary [0, " + std::to_string(m.info.vocab_size) + "): the file is corrupt");
+          throw Error(m.info.path + ": token id " + std::to_string(id) + " in " + (s == 0 ? "src" : "tgt") +
+                      "/tokens of example " + std::to_string(r) + " is outside the vocabulary [0, " +
+                      std::to_string(m.info.vocab_size) + "): the file is corrupt");
     }
   }
   return out;

@@ -1,12 +1,9 @@
 // Writing one split of a dataset (task='prepare', rank 0, serial driver).
-#include <cstdio>
-
 #include "h5_attr.hpp"
 #include "h5_handle.hpp"
 #include "th/core/error.hpp"
 #include "th/data/dataset_h5.hpp"
 #include "th/data/hdf5_lock.hpp"
-#include "th/data/split.hpp"
 
 namespace th {
 
@@ -17,14 +14,6 @@ void DatasetContent::add(const std::string& key, const std::vector<int>& src, co
   src_offsets.push_back(static_cast<std::int64_t>(src_tokens.size()));
   tgt_offsets.push_back(static_cast<std::int64_t>(tgt_tokens.size()));
 }
-
-namespace {
-std::string hex64(std::uint64_t v) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-  return buf;
-}
-}  // namespace
 
 void write_dataset(const std::string& path, const DatasetContent& c, const DatasetProvenance& p) {
   std::lock_guard<std::mutex> lock(hdf5_mutex());
@@ -57,7 +46,7 @@ void write_dataset(const std::string& path, const DatasetContent& c, const Datas
   h5_put_attr(f, "unk_id", std::int64_t{SpecialTokens::unk}, path);
   h5_put_attr(f, "bos_id", std::int64_t{SpecialTokens::bos}, path);
   h5_put_attr(f, "eos_id", std::int64_t{SpecialTokens::eos}, path);
-  h5_put_attr(f, "tokenizer_fingerprint", hex64(fnv1a64(p.tokenizer_model)), path);
+  h5_put_attr(f, "tokenizer_fingerprint", tokenizer_fingerprint(p.tokenizer_model), path);
   h5_put_attr(f, "source", p.source, path);
   h5_put_attr(f, "split_key", p.split_key, path);
   h5_put_attr(f, "split_rule",

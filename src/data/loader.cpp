@@ -31,6 +31,7 @@ TrainLoader::TrainLoader(const Config& cfg, Comm& comm)
     open_datasets(comm);
     for (const std::int64_t r : file_rows_) train_lengths.push_back(reader_->lengths()[static_cast<std::size_t>(r)]);
   } else {
+    fingerprint_ = kNoTokenizer;
     vocab_ = cfg.model.vocab_size;
     train_ = make_synthetic(cfg.data.synthetic, cfg.data.synthetic_samples, cfg.data.synthetic_min_len,
                             cfg.data.synthetic_max_len, vocab_, seed, 1);
@@ -84,6 +85,7 @@ void TrainLoader::open_datasets(Comm& comm) {
                      std::to_string(info.vocab_size));
   vocab_ = static_cast<int>(info.vocab_size);
   tokenizer_ = reader_->tokenizer_model();
+  fingerprint_ = info.tokenizer_fingerprint;
   const int max_len = cfg_.model.max_len;
   for (std::size_t r = 0; r < reader_->lengths().size(); ++r) {
     if (fits_max_len(reader_->lengths()[r], max_len, decoder_only_)) {

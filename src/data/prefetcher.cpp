@@ -1,5 +1,7 @@
 #include "th/data/prefetcher.hpp"
 
+#include <utility>
+
 #include "th/core/error.hpp"
 
 namespace th {
@@ -77,7 +79,9 @@ void Prefetcher::discard() {
   pending_ = ready_ = false;
   job_ = nullptr;
   result_.clear();
-  error_ = nullptr;
+  // A job that failed failed on data the run has (a corrupt or changed file): still an error,
+  // even if its batches are no longer wanted.
+  if (std::exception_ptr e = std::exchange(error_, nullptr)) std::rethrow_exception(e);
 }
 
 }  // namespace th

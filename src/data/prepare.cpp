@@ -12,6 +12,7 @@
 #include "th/data/dataset_h5.hpp"
 #include "th/data/split.hpp"
 #include "th/data/tokenizer.hpp"
+#include "th/parallel/agree.hpp"
 
 namespace th {
 
@@ -110,7 +111,9 @@ PrepareSummary prepare_datasets(const Config& cfg) {
 }
 
 void run_prepare(const Config& cfg, Comm& comm) {
-  std::string error;
+  // Rank 0 does the work; its problem, if any, is agreed once the others have waited for it.
+  std::string problem;
+  ErrorKind kind = ErrorKind::Input;
   if (comm.rank() == 0) {
     try {
       const PrepareSummary s = prepare_datasets(cfg);
@@ -127,8 +130,10 @@ void run_prepare(const Config& cfg, Comm& comm) {
                   s.total_s > 0 ? static_cast<double>(s.records) / s.total_s : 0.0);
       std::fflush(stdout);
     } catch (const InputError& e) {
-      error = e.what();
-      if (error.empty()) error = "prepare failed";
+      problem = *e.what() ? e.what() : "prepare failed";
+    } catch (const std::exception& e) {
+      problem = *e.what() ? e.what() : "prepare failed";
+      kind = ErrorKind::Failure;
     }
   }
   // The other ranks wait here while rank 0 works (a minute on the Bible): poll a non-blocking
@@ -136,8 +141,7 @@ void run_prepare(const Config& cfg, Comm& comm) {
   float token = 0.0f;
   CommRequestPtr done = comm.iallreduce(&token, 1, ReduceOp::Sum);
   while (!done->test()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  comm.broadcast_string(error, 0);
-  if (!error.empty()) throw InputError(error);
+  agree_on_error(comm, problem, kind);
 }
 
 }  // namespace th

@@ -1,6 +1,7 @@
 #include "th/eval/evaluate.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <sstream>
@@ -8,6 +9,7 @@
 #include "io/checkpoint.hpp"
 #include "th/core/error.hpp"
 #include "th/core/profiler.hpp"
+#include "th/data/dataset_h5.hpp"
 #include "th/data/tokenizer.hpp"
 #include "th/train/tasks.hpp"
 
@@ -16,7 +18,9 @@ namespace th {
 EvalStats evaluate_batches(Transformer<float>& model, const std::vector<Batch>& batches, Comm& comm) {
   const int V = model.spec().vocab_size, pad = model.spec().pad_id;
   double sums[3] = {0, 0, 0};  // nll, correct, tokens
+  static std::atomic<std::int64_t> evaluated{0};  // batches of this process, for TH_FAULT kind 'evaluate'
   for (const Batch& b : batches) {
+    inject_fault("evaluate", comm.rank(), ++evaluated, "evaluating a batch");
     ProfileScope scope(profiler(), "evaluate/forward", Category::Compute);
     model.forward(b, 0, 0, /*train=*/false);
     const float* logits = model.logits().data<float>();
@@ -44,7 +48,8 @@ EvalStats evaluate_batches(Transformer<float>& model, const std::vector<Batch>& 
   return s;
 }
 
-LoadedModel load_trained_model(const Config& cfg, Comm& comm, int vocab_size) {
+LoadedModel load_trained_model(const Config& cfg, Comm& comm, int vocab_size, const std::string& data_what,
+                               const std::string& data_fingerprint) {
   LoadedModel m;
   ModelSpec spec = model_spec(cfg, vocab_size);
   spec.dropout = 0;
@@ -61,6 +66,9 @@ LoadedModel load_trained_model(const Config& cfg, Comm& comm, int vocab_size) {
                      " (checkpoint%dir, default <run%output_dir>/checkpoints); train first with this deck and "
                      "run%task = 'train', or name a file in checkpoint%resume");
   const CheckpointState st = load_checkpoint(comm, m.path, tensors, ps.values(), nullptr, nullptr, 0, ps.size());
+  // The same verdict on every rank (the state is read collectively).
+  const std::string mismatch = tokenizer_mismatch(m.path, st.tokenizer_fingerprint, data_what, data_fingerprint);
+  if (!mismatch.empty()) throw InputError("run%task = '" + cfg.run.task + "': " + mismatch);
   m.step = st.step;
   if (comm.rank() == 0)
     std::fprintf(task_log(cfg), "weights: %s (step %lld, %lld parameters)\n", m.path.c_str(), static_cast<long long>(st.step),

@@ -14,6 +14,7 @@
 #include "th/data/dataset_h5.hpp"
 #include "th/eval/bleu.hpp"
 #include "th/eval/evaluate.hpp"
+#include "th/parallel/agree.hpp"
 #include "th/train/tasks.hpp"
 
 namespace th {
@@ -53,6 +54,7 @@ struct TestShare {
   std::unique_ptr<TextCodec> codec;
   int vocab = 0;
   std::string what;  // for the report
+  std::string data_key, fingerprint;  // "data%test_file = '...'" and its tokenizer fingerprint
 };
 
 TestShare load_test_share(const Config& cfg, Comm& comm) {
@@ -68,6 +70,8 @@ TestShare load_test_share(const Config& cfg, Comm& comm) {
     t.total = static_cast<std::int64_t>(all.size());
     t.codec = make_codec("", "");
     t.what = "synthetic '" + cfg.data.synthetic + "' test set";
+    t.data_key = "data%synthetic = '" + cfg.data.synthetic + "'";
+    t.fingerprint = kNoTokenizer;
     return t;
   }
   if (cfg.data.test_file.empty())
@@ -85,14 +89,20 @@ TestShare load_test_share(const Config& cfg, Comm& comm) {
   t.examples = reader.read(mine, /*collective=*/true);
   t.codec = make_codec(reader.tokenizer_model(), cfg.data.test_file);
   t.what = cfg.data.test_file;
+  t.data_key = "data%test_file = '" + cfg.data.test_file + "'";
+  t.fingerprint = reader.info().tokenizer_fingerprint;
   return t;
 }
 
-std::vector<Batch> teacher_forced_batches(const std::vector<Example>& examples, const Config& cfg) {
+// This rank's share in batches; a share that cannot be batched (an example over data%max_tokens)
+// stops every rank alike.
+std::vector<Batch> teacher_forced_batches(const std::vector<Example>& examples, const Config& cfg, Comm& comm) {
   const bool decoder_only = cfg.model.arch == "decoder-only";
   std::vector<Batch> batches;
-  for (const auto& rows : make_batches(examples, cfg.data.max_tokens, 0, 0, false, decoder_only))
-    batches.push_back(collate(examples, rows, decoder_only));
+  agree_each(comm, [&] {
+    for (const auto& rows : make_batches(examples, cfg.data.max_tokens, 0, 0, false, decoder_only))
+      batches.push_back(collate(examples, rows, decoder_only));
+  });
   return batches;
 }
 
@@ -123,7 +133,7 @@ void write_lines(const std::string& path, const std::vector<std::string>& lines)
 void run_evaluate(const Config& cfg, Comm& comm) {
   const bool root = comm.rank() == 0;
   TestShare test = load_test_share(cfg, comm);
-  LoadedModel m = load_trained_model(cfg, comm, test.vocab);
+  LoadedModel m = load_trained_model(cfg, comm, test.vocab, test.data_key, test.fingerprint);
   if (root) {
     std::printf("test set: %s, %lld examples", test.what.c_str(), static_cast<long long>(test.total));
     if (test.skipped > 0)
@@ -132,7 +142,7 @@ void run_evaluate(const Config& cfg, Comm& comm) {
     std::printf("\n");
     std::fflush(stdout);
   }
-  const EvalStats stats = evaluate_batches(*m.model, teacher_forced_batches(test.examples, cfg), comm);
+  const EvalStats stats = evaluate_batches(*m.model, teacher_forced_batches(test.examples, cfg, comm), comm);
 
   std::vector<std::vector<int>> sources;
   std::vector<std::string> refs, srcs;
@@ -173,6 +183,7 @@ void run_translate(const Config& cfg, Comm& comm) {
   // The vocabulary: the synthetic ids, or the SentencePiece model stored in the training data.
   std::unique_ptr<TextCodec> codec;
   int vocab = cfg.model.vocab_size;
+  std::string data_key = "data%synthetic = '" + cfg.data.synthetic + "'", fingerprint = kNoTokenizer;
   if (cfg.data.synthetic != "none") {
     codec = make_codec("", "");
   } else {
@@ -186,25 +197,26 @@ void run_translate(const Config& cfg, Comm& comm) {
     DatasetReader reader(it->second, comm);
     vocab = dataset_vocab(cfg, reader.info(), it->first);
     codec = make_codec(reader.tokenizer_model(), it->second);
+    data_key = std::string(it->first) + " = '" + it->second + "'";
+    fingerprint = reader.info().tokenizer_fingerprint;
   }
-  LoadedModel m = load_trained_model(cfg, comm, vocab);
+  LoadedModel m = load_trained_model(cfg, comm, vocab, data_key, fingerprint);
 
   // Rank 0 reads the input; every rank gets it (or the same error).
-  std::string text, error;
-  if (root) {
+  std::string text;
+  agree_root(comm, [&]() -> std::string {
     const std::string& in = cfg.translate.input_file;
     std::ostringstream buf;
     if (in == "-") {
       buf << std::cin.rdbuf();
     } else {
       std::ifstream f(in);
-      if (!f) error = "translate%input_file = '" + in + "': cannot open it";
-      else buf << f.rdbuf();
+      if (!f) return "translate%input_file = '" + in + "': cannot open it";
+      buf << f.rdbuf();
     }
     text = buf.str();
-  }
-  comm.broadcast_string(error, 0);
-  if (!error.empty()) throw InputError(error);
+    return "";
+  }, ErrorKind::Input);
   comm.broadcast_string(text, 0);
   std::vector<std::string> lines;
   {
@@ -219,18 +231,20 @@ void run_translate(const Config& cfg, Comm& comm) {
   const int room = cfg.model.arch == "decoder-only" ? cfg.model.max_len - 3 : cfg.model.max_len - 1;
   std::vector<std::vector<int>> sources;
   double truncated = 0;
-  for (std::int64_t k = first; k < last; ++k) {
-    std::vector<int> ids = codec->encode(lines[static_cast<std::size_t>(k)]);
-    for (int id : ids)
-      if (id >= vocab)
-        throw InputError("translate%input_file line " + std::to_string(k + 1) + ": token id " + std::to_string(id) +
-                         " is outside the vocabulary of " + std::to_string(vocab));
-    if (static_cast<int>(ids.size()) > room) {
-      ids.resize(static_cast<std::size_t>(room));
-      truncated += 1;
+  agree_each(comm, [&] {  // a bad line is in one rank's share: every rank stops with its message
+    for (std::int64_t k = first; k < last; ++k) {
+      std::vector<int> ids = codec->encode(lines[static_cast<std::size_t>(k)]);
+      for (int id : ids)
+        if (id >= vocab)
+          throw InputError("translate%input_file line " + std::to_string(k + 1) + ": token id " + std::to_string(id) +
+                           " is outside the vocabulary of " + std::to_string(vocab));
+      if (static_cast<int>(ids.size()) > room) {
+        ids.resize(static_cast<std::size_t>(room));
+        truncated += 1;
+      }
+      sources.push_back(std::move(ids));
     }
-    sources.push_back(std::move(ids));
-  }
+  });
   comm.allreduce(&truncated, 1, ReduceOp::Sum);
   const TranslateOptions opt = translate_options(cfg);
   double seconds = 0;

@@ -13,6 +13,7 @@
 #include "io/metrics.hpp"
 #include "th/core/error.hpp"
 #include "th/core/profiler.hpp"
+#include "th/data/dataset_h5.hpp"
 #include "th/kernels/cpu.hpp"
 #include "th/train/data_parallel.hpp"
 #include "th/train/progress.hpp"
@@ -106,6 +107,11 @@ void Trainer::resume() {
   const auto t0 = Clock::now();
   const CheckpointState st = engine_->load(path);
   const double load_s = seconds_since(t0);
+  // The same verdict on every rank: the state's attributes and the dataset's are read by all.
+  const std::string data = cfg_.data.synthetic != "none" ? "data%synthetic = '" + cfg_.data.synthetic + "'"
+                                                         : "data%train_file = '" + cfg_.data.train_file + "'";
+  const std::string mismatch = tokenizer_mismatch(path, st.tokenizer_fingerprint, data, loader_->tokenizer_fingerprint());
+  if (!mismatch.empty()) throw InputError("cannot resume: " + mismatch);
   step_ = saved_step_ = st.step;
   engine_->set_steps(st.optimizer_steps >= 0 ? st.optimizer_steps : st.step);
   if (scaler_.enabled()) {
@@ -143,6 +149,7 @@ void Trainer::save_checkpoint_now() {
   st.step_in_epoch = sampler.step_in_epoch;
   st.micro = static_cast<std::uint64_t>(step_) * static_cast<std::uint64_t>(comm_.size() * cfg_.optim.grad_accum);
   st.deck = cfg_.resolved_deck;
+  st.tokenizer_fingerprint = loader_->tokenizer_fingerprint();
   st.world_size = comm_.size();
   st.zero_stage = cfg_.parallel.zero_stage;
   st.loss_scale = scaler_.scale();

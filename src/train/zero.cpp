@@ -12,6 +12,7 @@
 #include "th/core/error.hpp"
 #include "th/core/profiler.hpp"
 #include "th/kernels/cpu.hpp"
+#include "th/parallel/agree.hpp"
 #include "th/train/data_parallel.hpp"
 
 namespace th {
@@ -252,10 +253,10 @@ ZeroEngine::ZeroEngine(Comm& comm, Transformer<float>& model, const ZeroOptions&
   } else if (opt.stage == 3) {
     rvalues_ = std::make_unique<Reserved>(P, MemCategory::Parameters);
     if (opt.offload.param == "nvme")  // the partition lives in the file; the host holds two chunk slots
-      agree([&] {
+      agree_each(comm_, [&] {
         pfile_ = std::make_unique<ChunkFile>(opt.offload.nvme_path, "th_param_rank" + std::to_string(comm.rank()) + ".bin",
                                              S, 1, opt.offload.nvme_chunk_mb, MemCategory::Parameters);
-      }, "creating the NVMe parameter partition");
+      });
     else
       shard_values_ = Tensor::zeros({S}, DType::F32, MemCategory::Parameters);
     ps_.attach(rvalues_->data(), rgrads_->data());
@@ -269,8 +270,7 @@ ZeroEngine::ZeroEngine(Comm& comm, Transformer<float>& model, const ZeroOptions&
   if (opt.offload.optimizer == "none")
     adam_ = std::make_unique<AdamW<float>>(opt.stage == 0 ? P : S, opt.adam);
   else  // an NVMe file that cannot be created stops every rank
-    agree([&] { offload_ = OffloadedAdamW::make(opt.offload, S, opt.adam, comm.rank()); },
-          "creating the offloaded optimizer state");
+    agree_each(comm_, [&] { offload_ = OffloadedAdamW::make(opt.offload, S, opt.adam, comm.rank()); });
   TH_CHECK(opt.compute == DType::F32 || opt.compute == DType::BF16 || opt.compute == DType::F16,
            std::string("compute type ") + to_string(opt.compute));
   if (opt.compute != DType::F32)
@@ -437,7 +437,7 @@ void ZeroEngine::stage_pieces(const std::vector<std::size_t>& idx) {
     lo = std::min(lo, pieces[k].shard);
     hi = std::max(hi, pieces[k].shard + pieces[k].count);
   }
-  agree([&] {
+  agree_each(comm_, [&] {
     ProfileScope scope(profiler(), "offload/param_upload", Category::Offload);
     pfile_->read_range(lo, hi, [&](const float* a, std::int64_t c0, std::int64_t c1) {
       for (std::size_t k : idx) {
@@ -447,38 +447,27 @@ void ZeroEngine::stage_pieces(const std::vector<std::size_t>& idx) {
           std::memcpy(working + part_.owned(p) + (b - p.shard), a + (b - c0), sizeof(float) * static_cast<std::size_t>(e - b));
       }
     });
-  }, "reading the parameter partition from NVMe");
+  });
 }
 
 Tensor ZeroEngine::read_partition() {
   Tensor x = Tensor::zeros({std::max<std::int64_t>(part_.shard_size(), 1)}, DType::F32, MemCategory::Workspace);
   float* out = x.data<float>();
-  agree([&] {
+  agree_each(comm_, [&] {
     pfile_->stream([&](float* a, float*, std::int64_t c0, std::int64_t c1) {
       std::memcpy(out + c0, a, sizeof(float) * static_cast<std::size_t>(c1 - c0));
     }, false);
-  }, "reading the parameter partition from NVMe");
+  });
   return x;
 }
 
 void ZeroEngine::write_partition(const float* x, bool round) {
-  agree([&] {
+  agree_each(comm_, [&] {
     pfile_->fill([&](float* a, float*, std::int64_t c0, std::int64_t c1) {
       std::memcpy(a, x + c0, sizeof(float) * static_cast<std::size_t>(c1 - c0));
       if (round) round_compute(a, c1 - c0);
     });
-  }, "writing the parameter partition to NVMe");
-}
-
-void ZeroEngine::agree(const std::function<void()>& f, const std::string& what) {
-  std::string mine;
-  try {
-    f();
-  } catch (const Error& e) {
-    mine = e.what();
-  }
-  if (comm_.any_true(!mine.empty()))
-    throw Error(!mine.empty() ? mine : what + " failed on another rank (its message says why)");
+  });
 }
 
 bool ZeroEngine::local_overflow() {
@@ -565,7 +554,7 @@ void ZeroEngine::update(double lr) {
       offload_->next_step();
     else
       adam_->next_step();
-    agree([&] {
+    agree_each(comm_, [&] {
       pfile_->stream([&](float* x, float*, std::int64_t c0, std::int64_t c1) {
         std::vector<AdamSpan> spans;
         for (const Piece& p : part_.pieces()) {
@@ -577,7 +566,7 @@ void ZeroEngine::update(double lr) {
         else
           for (const AdamSpan& a : spans) adam_->update(a.param, a.grad, a.offset, a.n, lr);
       }, true);
-    }, "the optimizer step of the NVMe parameter partition");
+    });
   } else if (offload_) {
     // The partition's spans go to the host step (a GPU build copies their gradients down before
     // and their parameters up after); an I/O error on any rank stops every rank. Mixed precision:
@@ -587,7 +576,7 @@ void ZeroEngine::update(double lr) {
     for_each_owned([&](float* v, float* g, std::int64_t shard, std::int64_t n) {
       spans.push_back({master ? master + shard : v, g, shard, n});
     });
-    agree([&] { offload_->update(spans, lr); }, "the offloaded optimizer step");
+    agree_each(comm_, [&] { offload_->update(spans, lr); });
   } else {
     adam_->next_step();
     for_each_owned([&](float* v, float* g, std::int64_t shard, std::int64_t n) {
@@ -657,7 +646,7 @@ void ZeroEngine::save(const std::string& dir, const CheckpointState& st, int kee
     staged = Tensor::empty({2 * std::max<std::int64_t>(part_.shard_size(), 1)}, DType::F32, MemCategory::Workspace);
     m = staged.data<float>();
     v = m + std::max<std::int64_t>(part_.shard_size(), 1);
-    agree([&] { offload_->read_moments(m, v); }, "reading the offloaded optimizer state for the checkpoint");
+    agree_each(comm_, [&] { offload_->read_moments(m, v); });
   }
   save_checkpoint(comm_, dir, tensors, values, m, v, part_.owned_ranges(), st, keep_last);
 }
@@ -687,7 +676,7 @@ CheckpointState ZeroEngine::load(const std::string& path) {
     v = m + std::max<std::int64_t>(part_.shard_size(), 1);
   }
   const CheckpointState st = load_checkpoint(comm_, path, tensors, values, m, v, part_.owned_ranges());
-  if (staged.defined()) agree([&] { offload_->write_moments(m, v); }, "writing the resumed optimizer state to NVMe");
+  if (staged.defined()) agree_each(comm_, [&] { offload_->write_moments(m, v); });
   if (master_.defined())
     master_to_compute();
   else if (pfile_)

@@ -54,6 +54,20 @@ struct DatasetInfo {
   std::int64_t examples = 0, src_tokens = 0, tgt_tokens = 0, vocab_size = 0;
 };
 
+// The tokenizer is part of the data's identity: the same token id means another piece under
+// another SentencePiece model, even of the same vocabulary size. Fingerprints:
+//   16 hex digits  FNV-1a 64 of the serialized model (dataset root attribute tokenizer_fingerprint;
+//                  the checkpoints of a run record the one of their training data)
+//   kNoTokenizer   data without a tokenizer (data%synthetic ids)
+//   ""             a checkpoint written before fingerprints were recorded: unknown
+constexpr const char* kNoTokenizer = "none";
+std::string tokenizer_fingerprint(const std::string& sentencepiece_model);
+// "" when a checkpoint (its path and fingerprint) may be used with data of `data_fingerprint`
+// (`data_what` names it: "data%test_file = '...'"); else the problem, naming both fingerprints.
+// An unknown checkpoint fingerprint is accepted only with data that has no tokenizer either.
+std::string tokenizer_mismatch(const std::string& checkpoint_path, const std::string& checkpoint_fingerprint,
+                               const std::string& data_what, const std::string& data_fingerprint);
+
 // Opens the file on the calling rank alone (serial driver) and checks it is a dataset of this
 // format: HDF5 at all, not truncated, the format attribute and version, every dataset with its
 // type and shape, offsets consistent with the token arrays. Token values are checked when read.
@@ -66,7 +80,9 @@ class DatasetReader {
   // file is the same InputError on every rank, never a hang in MPI-IO); then every rank opens
   // it with the MPI-IO driver and reads the attributes, the offsets and the tokenizer model.
   DatasetReader(const std::string& path, Comm& comm);
-  ~DatasetReader();  // collective (closes the MPI-IO file)
+  // Collective (closes the MPI-IO file), except while an exception unwinds: the file is then left
+  // open (HDF5 closes it when MPI finalizes), since the other ranks may never close theirs.
+  ~DatasetReader();
   DatasetReader(const DatasetReader&) = delete;
   DatasetReader& operator=(const DatasetReader&) = delete;
 
@@ -76,8 +92,10 @@ class DatasetReader {
 
   // The examples of these rows, in the order given (rows must be distinct). collective = true:
   // every rank of comm calls at the same time (any row count, also none); false: this rank
-  // alone (the prefetch thread). Throws th::Error on an HDF5 failure or a token id outside
-  // [0, vocab_size).
+  // alone (the prefetch thread). Throws th::Error on an HDF5 failure, a token id outside
+  // [0, vocab_size) (naming the file, the example's row and the id), or a file that changed
+  // since it was opened (truncated, rewritten or replaced: its size, modification time or
+  // inode differ), on the rank that finds it.
   std::vector<Example> read(const std::vector<std::int64_t>& rows, bool collective);
 
   // Whether read(..., false) may run on a thread other than the one that initialised MPI

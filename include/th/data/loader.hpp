@@ -60,8 +60,10 @@ class TrainLoader {
 
   double padding_fraction() const { return padding_; }  // of the current epoch's micro-batches
   std::int64_t skipped_too_long() const { return too_long_; }
-  // The dataset's serialized SentencePiece model ('' for synthetic data).
+  // The dataset's serialized SentencePiece model ('' for synthetic data), and its fingerprint
+  // (th/data/dataset_h5.hpp; kNoTokenizer for synthetic data).
   const std::string& tokenizer_model() const { return tokenizer_; }
+  const std::string& tokenizer_fingerprint() const { return fingerprint_; }
   bool prefetching_in_background() const;
 
  private:
@@ -79,7 +81,7 @@ class TrainLoader {
   std::unique_ptr<DatasetReader> reader_;
   std::vector<std::int64_t> file_rows_;  // sampler index -> row of the training file
   std::unique_ptr<DistributedSampler> sampler_;
-  std::string tokenizer_;
+  std::string tokenizer_, fingerprint_;
   std::int64_t steps_per_epoch_ = 0, epoch_ = 0, step_in_epoch_ = 0, epoch_steps_ = 0;
   std::int64_t next_epoch_ = 0, next_step_ = 0;  // the step being prefetched
   double padding_ = 0;

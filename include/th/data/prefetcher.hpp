@@ -29,7 +29,7 @@ class Prefetcher {
   bool background() const { return background_; }
   void submit(Job job);         // at most one job outstanding: take() or discard() it first
   std::vector<Batch> take();    // the job's result (waits for it)
-  void discard();               // waits for the outstanding job, if any, and drops it
+  void discard();               // waits for the outstanding job, if any, and drops it (its exception is rethrown)
 
  private:
   void loop();

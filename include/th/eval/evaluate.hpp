@@ -28,13 +28,16 @@ struct EvalStats {
 EvalStats evaluate_batches(Transformer<float>& model, const std::vector<Batch>& batches, Comm& comm);
 
 // The model of the deck with the weights of a checkpoint: checkpoint%resume names it ('auto': the
-// newest that verifies in the run's checkpoint folder). InputError when there is none. Collective.
+// newest that verifies in the run's checkpoint folder). InputError when there is none, and when
+// the checkpoint's tokenizer is not the one of the data it is used with (`data_what` names that
+// data, of tokenizer fingerprint `data_fingerprint`: th/data/dataset_h5.hpp). Collective.
 struct LoadedModel {
   std::unique_ptr<Transformer<float>> model;
   std::string path;
   std::int64_t step = 0;
 };
-LoadedModel load_trained_model(const Config& cfg, Comm& comm, int vocab_size);
+LoadedModel load_trained_model(const Config& cfg, Comm& comm, int vocab_size, const std::string& data_what,
+                               const std::string& data_fingerprint);
 
 // Text <-> ids: the SentencePiece model of the dataset, or (synthetic data) the ids written as
 // decimal numbers separated by spaces.

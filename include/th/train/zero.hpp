@@ -164,8 +164,6 @@ class ZeroEngine {
   Tensor read_partition();
   // offload_param = 'nvme': writes the partition `x` (partition layout) to the file (agreed).
   void write_partition(const float* x, bool round);
-  // Runs f on every rank; if it throws th::Error on any rank, every rank throws (collective).
-  void agree(const std::function<void()>& f, const std::string& what);
   void round_compute(float* x, std::int64_t n) const;  // to the compute type, in place
   // Mixed precision: the owned compute values from the master copy (rounded).
   void master_to_compute();
