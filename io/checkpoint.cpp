@@ -484,6 +484,7 @@ void save_checkpoint(Comm& comm, const std::string& dir, const std::vector<Check
         ds.close("H5Dclose", tmp);
       }
     }
+    put_state_crc(file.get(), tmp);  // last: covers every root attribute written above
     h5_check(H5Fflush(file.get(), H5F_SCOPE_GLOBAL), "H5Fflush", tmp);
     file.close("H5Fclose", tmp);
   }
@@ -501,6 +502,8 @@ void save_checkpoint(Comm& comm, const std::string& dir, const std::vector<Check
     CheckpointState back;
     std::string missing;
     if (!get_state(file.get(), back, &missing, tmp)) problem = "attribute " + missing + " missing after writing";
+    const std::string state_problem = check_state_crc(file.get(), tmp);
+    if (problem.empty() && !state_problem.empty()) problem = state_problem + " after writing";
     std::vector<float> buf;
     for (int k = 0; k < kKinds; ++k) {
       for (std::size_t i = 0; i < T; ++i) {
@@ -638,6 +641,10 @@ CheckpointState load_checkpoint(Comm& comm, const std::string& path, const std::
     std::string missing;
     if (!get_state(file.get(), state, &missing, path))  // metadata read by rank 0, broadcast: same everywhere
       throw Error(path + ": attribute " + missing + " vanished between the check and the load");
+    std::int64_t version = 1;
+    get_attr(file.get(), "format_version", version, path);
+    const std::string state_problem = version >= 2 ? check_state_crc(file.get(), path) : std::string();
+    if (!state_problem.empty()) throw Error("checkpoint " + path + ": " + state_problem + " (changed since it was checked)");
     for (int k = 0; k < kKinds; ++k) {
       if (!read_kind[k]) continue;
       for (std::size_t i = 0; i < T; ++i) {

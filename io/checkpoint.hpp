@@ -58,8 +58,9 @@ struct CheckpointState {
 };
 
 // Version of the layout this code writes, stored in the root attribute format_version; files of
-// a newer version are rejected (an older reader cannot know what it would miss).
-constexpr std::int64_t kCheckpointFormatVersion = 1;
+// a newer version are rejected (an older reader cannot know what it would miss). Version 2 added
+// state_crc32, the checksum of the root attributes; version 1 files are read without it.
+constexpr std::int64_t kCheckpointFormatVersion = 2;
 
 // "ckpt_00000042.h5" (more digits past step 99 999 999).
 std::string checkpoint_file_name(std::int64_t step);
