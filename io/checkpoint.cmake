@@ -5,6 +5,7 @@ target_sources(torch_handle PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/checkpoint.cpp
   ${CMAKE_CURRENT_LIST_DIR}/checkpoint_h5.cpp
   ${CMAKE_CURRENT_LIST_DIR}/checkpoint_state_crc.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/checkpoint_dir.cpp
 )
 # zlib's crc32_z/crc32_combine: the per-dataset CRC-32 is the one Python's zlib.crc32 computes,
 # and pieces hashed on different ranks are combined without moving data.

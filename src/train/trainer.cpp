@@ -68,6 +68,12 @@ Trainer::Trainer(const Config& cfg, Comm& comm) : cfg_(cfg), comm_(comm) {
   const ZeroOptions zopt = zero_options(cfg_);
   ZeroEngine::configure(spec, zopt, comm.size());
   model_ = std::make_unique<Transformer<float>>(spec);
+  // Before any step: a folder that cannot take checkpoints stops the run now, not at its first save.
+  prepare_checkpoint_dir(comm, checkpoint_dir(),
+                         cfg_.checkpoint.dir.empty() ? "checkpoint folder '" + checkpoint_dir() +
+                                                           "' (checkpoint%dir = '', so <run%output_dir>/checkpoints)"
+                                                     : "checkpoint%dir = '" + cfg_.checkpoint.dir + "'",
+                         checkpoint_bytes(checkpoint_tensors(model_->params().infos()), cfg_.resolved_deck.size()));
   engine_ = std::make_unique<ZeroEngine>(comm, *model_, zopt);  // allocates and initializes the parameters
   total_ = cfg_.run.max_steps > 0 ? cfg_.run.max_steps : loader_->steps_per_epoch() * cfg_.data.epochs;
   schedule_ = std::make_unique<LRSchedule>(cfg_.optim.schedule, cfg_.optim.lr, cfg_.optim.warmup_steps, total_,

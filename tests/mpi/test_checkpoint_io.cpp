@@ -457,9 +457,18 @@ TEST(CheckpointIo, ResumeNeverAutoAndPath) {
   const std::int64_t n = flat_size(t);
   EXPECT_EQ(find_checkpoint(world(), s.dir, "auto", t), "");                  // empty directory
   EXPECT_EQ(find_checkpoint(world(), s.dir + "/nowhere", "auto", t), "");     // no directory yet
+  EXPECT_EQ(find_checkpoint(world(), s.dir, "never", t), "");                 // nothing to overwrite
   save(s, t, random_buffers(n, 8), rank0_only(n), 5);
   save(s, t, random_buffers(n, 9), rank0_only(n), 6);
-  EXPECT_EQ(find_checkpoint(world(), s.dir, "never", t), "");
+  // 'never' where another run's checkpoints are: refused on every rank (issue 15, item 3).
+  try {
+    find_checkpoint(world(), s.dir, "never", t);
+    ADD_FAILURE() << "resume = 'never' accepted a folder holding checkpoints";
+  } catch (const InputError& e) {
+    EXPECT_TRUE(contains(e.what(), "2 checkpoint(s)") && contains(e.what(), "ckpt_00000006.h5") &&
+                contains(e.what(), "use checkpoint%resume = 'auto' to continue"))
+        << e.what();
+  }
   EXPECT_EQ(find_checkpoint(world(), s.dir, "auto", t), s.file(6));
   EXPECT_EQ(find_checkpoint(world(), s.dir, s.file(5), t), s.file(5));
   EXPECT_EQ(find_checkpoint(world(), s.dir, checkpoint_file_name(5), t), s.file(5));  // bare name: in dir

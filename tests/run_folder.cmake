@@ -1,0 +1,13 @@
+# Checkpoints and run folders that cannot lie or collide, signals (issue 15, items 3 and 4).
+
+# A save without room: "no space left on device" with the file and the bytes needed, no partial
+# .tmp, the previous checkpoint kept. 'tmpfs' uses a real full file system (a 5 MiB tmpfs in a
+# private mount namespace; skipped where mounting is not permitted), 'injected' a TH_FAULT switch.
+foreach(mode tmpfs injected)
+  add_test(NAME checkpoint_no_space_${mode}
+           COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/check_checkpoint_space.sh ${mode} ${MPIEXEC_EXECUTABLE}
+                   ${MPIEXEC_NUMPROC_FLAG} ${TH_MPIEXEC_FLAGS} -- $<TARGET_FILE:torch-handle>
+                   ${PROJECT_SOURCE_DIR}/inputs/copy_task.nml)
+  set_tests_properties(checkpoint_no_space_${mode} PROPERTIES LABELS "mpi" PROCESSORS 2 TIMEOUT 300
+                       SKIP_RETURN_CODE 77)
+endforeach()
