@@ -11,3 +11,10 @@ foreach(mode tmpfs injected)
   set_tests_properties(checkpoint_no_space_${mode} PROPERTIES LABELS "mpi" PROCESSORS 2 TIMEOUT 300
                        SKIP_RETURN_CODE 77)
 endforeach()
+
+# One run per output folder: a second job on a live run's folder stops at once naming the holder;
+# evaluate may run there; a clean stop releases the lock; a crashed run's stale lock is taken over.
+add_test(NAME run_folder_lock
+         COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/check_run_lock.sh ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG}
+                 ${TH_MPIEXEC_FLAGS} -- $<TARGET_FILE:torch-handle> ${PROJECT_SOURCE_DIR}/inputs/copy_task.nml)
+set_tests_properties(run_folder_lock PROPERTIES LABELS "mpi" PROCESSORS 2 TIMEOUT 600)
