@@ -18,3 +18,12 @@ add_test(NAME run_folder_lock
          COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/check_run_lock.sh ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG}
                  ${TH_MPIEXEC_FLAGS} -- $<TARGET_FILE:torch-handle> ${PROJECT_SOURCE_DIR}/inputs/copy_task.nml)
 set_tests_properties(run_folder_lock PROPERTIES LABELS "mpi" PROCESSORS 2 TIMEOUT 600)
+
+# Signals (docs/running.md, "Signals"): SIGUSR1 during start-up kills no rank; SIGTERM to mpirun
+# with Open MPI's default grace and with a longer one; SIGINT (Ctrl-C) to a rank run alone.
+foreach(case usr1_startup term_default term_grace int_singleton)
+  add_test(NAME signal_${case}
+           COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/check_signals.sh ${case} ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG}
+                   ${TH_MPIEXEC_FLAGS} -- $<TARGET_FILE:torch-handle> ${PROJECT_SOURCE_DIR}/inputs/copy_task.nml)
+  set_tests_properties(signal_${case} PROPERTIES LABELS "mpi" PROCESSORS 2 TIMEOUT 300)
+endforeach()
