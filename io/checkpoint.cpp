@@ -21,6 +21,7 @@
 #include <set>
 #include <sstream>
 
+#include "io/checkpoint_dir.hpp"
 #include "io/checkpoint_internal.hpp"
 #include "parallel/mpi_comm.hpp"
 #include "th/core/error.hpp"
@@ -338,6 +339,22 @@ bool owns_any(const std::vector<CheckpointRange>& owned) {
   return false;
 }
 
+// The message of a failed write of tmp, which is removed (any rank may: it is never read). A file
+// system out of space (ENOSPC or EDQUOT from the write, as errno or in MPI-IO's message, or
+// almost no free space left now) is named as such, with the room a checkpoint needs.
+std::string write_failure(const std::string& what, int err, const std::string& dir, const std::string& tmp,
+                          std::int64_t needed) {
+  const std::int64_t free = free_bytes(dir);
+  const bool full = err == ENOSPC || err == EDQUOT || what.find("No space left") != std::string::npos ||
+                    what.find("MPI_ERR_NO_SPACE") != std::string::npos ||
+                    what.find("MPI_ERR_QUOTA") != std::string::npos || (free >= 0 && free < (1 << 20));
+  std::error_code ec;
+  const bool removed = fs::remove(tmp, ec);
+  const std::string cleanup = removed ? "; the partial " + tmp + " was removed" : "";
+  if (full) return no_space_message(tmp, needed, free) + " (" + what + ")" + cleanup;
+  return "writing checkpoint " + tmp + " failed: " + what + cleanup;
+}
+
 // Testing aids (tests/check_kill_during_save.sh, tests/check_rank_failure.sh): TH_FAULT="rank:step:save"
 // kills that rank with SIGKILL, like `kill -9`, in the middle of writing the checkpoint of that
 // step; "rank:step:save_throw" makes it throw there instead.
@@ -398,12 +415,17 @@ void save_checkpoint(Comm& comm, const std::string& dir, const std::vector<Check
 
   const std::string name = checkpoint_file_name(state.step);
   const std::string tmp = dir + "/" + name + ".tmp";
+  const std::int64_t needed = checkpoint_bytes(tensors, state.deck.size());
   agree_root(comm, [&]() -> std::string {
     std::error_code ec;
     fs::create_directories(dir, ec);
     if (ec) return "cannot create checkpoint directory " + dir + ": " + ec.message();
     fs::remove(tmp, ec);  // a previous attempt at this step
     if (ec) return "cannot remove " + tmp + ": " + ec.message();
+    // Room for the whole file before it is started: a full disk is named, and leaves no partial file.
+    const std::string fault = injected_fault(0, state.step);
+    const std::int64_t free = fault == "disk_full" ? 0 : free_bytes(dir);
+    if (fault != "no_space_check" && free >= 0 && free < needed) return no_space_message(dir + "/" + name, needed, free);
     return "";
   }, ErrorKind::Failure);
 
@@ -425,7 +447,7 @@ void save_checkpoint(Comm& comm, const std::string& dir, const std::vector<Check
 
   MpiMirror mpi(comm);
   const auto me = static_cast<std::size_t>(comm.rank());
-  {  // Write: every rank makes the same calls in the same order; each writes its pieces.
+  try {  // Write: every rank makes the same calls in the same order; each writes its pieces.
     std::lock_guard<std::mutex> lock(hdf5_mutex());
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
     H5Id fapl = mpio_fapl(mpi.get(), tmp);
@@ -463,11 +485,16 @@ void save_checkpoint(Comm& comm, const std::string& dir, const std::vector<Check
         ds.close("H5Dclose", tmp);
       }
     }
+    put_state_crc(file.get(), tmp);  // last: covers every root attribute written above
     h5_check(H5Fflush(file.get(), H5F_SCOPE_GLOBAL), "H5Fflush", tmp);
     file.close("H5Fclose", tmp);
+    // Durable before it is verified and renamed: after a power loss the renamed file is complete.
+    agree_root(comm, [&] { return sync_path(tmp, false); }, ErrorKind::Failure);
+  } catch (const std::exception& e) {
+    // On the ranks that failed (a write error is one rank's; the others may wait in a collective
+    // call until main() aborts the job): no partial file is left, and a full disk is named.
+    throw Error(write_failure(e.what(), errno, dir, tmp, needed));
   }
-  // Durable before it is verified and renamed: after a power loss the renamed file is complete.
-  agree_root(comm, [&] { return sync_path(tmp, false); }, ErrorKind::Failure);
 
   // Verify: re-open; each rank reads back what it wrote and compares; the stored CRCs are checked
   // against the ones computed from memory.
@@ -480,6 +507,8 @@ void save_checkpoint(Comm& comm, const std::string& dir, const std::vector<Check
     CheckpointState back;
     std::string missing;
     if (!get_state(file.get(), back, &missing, tmp)) problem = "attribute " + missing + " missing after writing";
+    const std::string state_problem = check_state_crc(file.get(), tmp);
+    if (problem.empty() && !state_problem.empty()) problem = state_problem + " after writing";
     std::vector<float> buf;
     for (int k = 0; k < kKinds; ++k) {
       for (std::size_t i = 0; i < T; ++i) {
@@ -517,8 +546,25 @@ void save_checkpoint(Comm& comm, const std::string& dir, const std::vector<Check
 // Find
 
 std::string find_checkpoint(Comm& comm, const std::string& dir, const std::string& resume,
-                            const std::vector<CheckpointTensor>& expected) {
-  if (resume == "never") return "";
+                            const std::vector<CheckpointTensor>& expected, CheckpointUse use) {
+  if (resume == "never") {
+    // Starting afresh where another run's checkpoints are would overwrite some of them, and
+    // `latest` would point into a mix of two runs.
+    agree_root(comm, [&]() -> std::string {
+      const auto files = list_checkpoints(dir);
+      if (files.empty()) return "";
+      return "checkpoint%resume = 'never', but " + dir + " already holds " + std::to_string(files.size()) +
+             " checkpoint(s) of an earlier run (the newest " + files.front().second +
+             "); use checkpoint%resume = 'auto' to continue that run, or another folder (run%output_dir, "
+             "checkpoint%dir) to start afresh";
+    }, ErrorKind::Input);
+    return "";
+  }
+  const std::string advice =
+      use == CheckpointUse::Weights
+          ? "; the model% keys of the deck must be those of the training run (its deck.resolved.nml), or "
+            "checkpoint%resume must name a checkpoint of this model"
+          : "; to start afresh, move these files away or use another folder (run%output_dir, checkpoint%dir)";
   // Verdict on rank 0: "P<path>" resume from path, "E<message>" input error, "" start afresh.
   std::string verdict;
   if (comm.rank() == 0) {
@@ -549,8 +595,7 @@ std::string find_checkpoint(Comm& comm, const std::string& dir, const std::strin
           rejected += (rejected.empty() ? "" : "; ") + c + ": " + problem;
         }
         if (verdict.empty() && !files.empty())
-          verdict = "Echeckpoint%resume = 'auto': no checkpoint in " + dir + " verifies (" + rejected +
-                    "); set checkpoint%resume = 'never' to start afresh";
+          verdict = "Echeckpoint%resume = 'auto': no checkpoint in " + dir + " verifies (" + rejected + ")" + advice;
       } else {
         std::string path = resume;
         std::error_code ec;
@@ -558,7 +603,10 @@ std::string find_checkpoint(Comm& comm, const std::string& dir, const std::strin
             fs::exists(dir + "/" + resume, ec))
           path = dir + "/" + resume;
         const std::string problem = verify_file(path, expected, true);
-        verdict = problem.empty() ? "P" + path : "Echeckpoint '" + resume + "' cannot be resumed: " + problem;
+        verdict = problem.empty() ? "P" + path
+                                  : "Echeckpoint '" + resume + "' cannot be " +
+                                        (use == CheckpointUse::Weights ? "used" : "resumed") + ": " + problem +
+                                        (use == CheckpointUse::Weights ? advice : std::string());
       }
     } catch (const std::exception& e) {
       verdict = std::string("E") + dir + ": " + e.what();
@@ -619,6 +667,10 @@ CheckpointState load_checkpoint(Comm& comm, const std::string& path, const std::
     std::string missing;
     if (!get_state(file.get(), state, &missing, path))  // metadata read by rank 0, broadcast: same everywhere
       throw Error(path + ": attribute " + missing + " vanished between the check and the load");
+    std::int64_t version = 1;
+    get_attr(file.get(), "format_version", version, path);
+    const std::string state_problem = version >= 2 ? check_state_crc(file.get(), path) : std::string();
+    if (!state_problem.empty()) throw Error("checkpoint " + path + ": " + state_problem + " (changed since it was checked)");
     for (int k = 0; k < kKinds; ++k) {
       if (!read_kind[k]) continue;
       for (std::size_t i = 0; i < T; ++i) {

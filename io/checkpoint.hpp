@@ -61,8 +61,9 @@ struct CheckpointState {
 };
 
 // Version of the layout this code writes, stored in the root attribute format_version; files of
-// a newer version are rejected (an older reader cannot know what it would miss).
-constexpr std::int64_t kCheckpointFormatVersion = 1;
+// a newer version are rejected (an older reader cannot know what it would miss). Version 2 added
+// state_crc32, the checksum of the root attributes; version 1 files are read without it.
+constexpr std::int64_t kCheckpointFormatVersion = 2;
 
 // "ckpt_00000042.h5" (more digits past step 99 999 999).
 std::string checkpoint_file_name(std::int64_t step);
@@ -90,17 +91,37 @@ void save_checkpoint(Comm& comm, const std::string& dir, const std::vector<Check
                      const float* params, const float* exp_avg, const float* exp_avg_sq,
                      const std::vector<CheckpointRange>& owned, const CheckpointState& state, int keep_last);
 
+// What a checkpoint is looked for: to continue training, or for its weights only (evaluate,
+// translate). Only the advice in the messages differs.
+enum class CheckpointUse { Resume, Weights };
+
 // Which checkpoint to resume from; every rank gets the same answer ("" = start afresh).
-//   "never": "".
+//   "never": "" when dir holds no checkpoint; th::InputError when it holds some (an earlier run's:
+//            starting afresh there would overwrite some of them and mix two runs in one folder).
 //   "auto":  the newest checkpoint of dir that verifies: the file `latest` names first, then every
 //            ckpt_*.h5 newest step first. Each one rejected is reported by rank 0 on stderr with
 //            the file and what is wrong (truncated file, bad checksum, missing dataset, wrong
 //            shape, ...). "" when dir holds no checkpoint; th::InputError listing the problems
-//            when it holds some and none verifies (resume = 'never' starts afresh on purpose).
+//            when it holds some and none verifies.
 //   a path:  that file (a bare file name not found as given is looked up in dir); it must verify,
 //            else th::InputError naming it and the problem.
 std::string find_checkpoint(Comm& comm, const std::string& dir, const std::string& resume,
-                            const std::vector<CheckpointTensor>& expected);
+                            const std::vector<CheckpointTensor>& expected,
+                            CheckpointUse use = CheckpointUse::Resume);
+
+// The checkpoint folder as a place to write (io/checkpoint_dir.cpp). Collective: rank 0 creates
+// dir and writes, syncs and removes a probe file in it, so a folder that cannot hold checkpoints
+// stops the run at start-up rather than at its first save; th::InputError on every rank, naming
+// `what` (e.g. "checkpoint%dir = '...'") and the reason. With bytes_needed > 0, rank 0 also warns
+// when the file system has less free space than that.
+void prepare_checkpoint_dir(Comm& comm, const std::string& dir, const std::string& what,
+                            std::int64_t bytes_needed = 0);
+
+// Bytes a checkpoint of these tensors with a deck of deck_bytes takes on disk, rounded up: the
+// float32 data of the three groups plus an upper estimate of HDF5's metadata (object headers,
+// attributes, group indexes, the deck). save_checkpoint refuses to start a file when the file
+// system has less free space than this ("no space left on device", nothing written).
+std::int64_t checkpoint_bytes(const std::vector<CheckpointTensor>& tensors, std::size_t deck_bytes);
 
 // Collective read: each rank reads the elements [begin, end) of the flat buffers (the parts of
 // the datasets that overlap it) into its buffers (same convention as save; exp_avg and exp_avg_sq

@@ -289,6 +289,10 @@ std::string verify_open_file(hid_t f, const std::string& path, const std::vector
   CheckpointState state;
   std::string missing;
   if (!get_state(f, state, &missing, path)) return "missing attribute " + missing;
+  if (version >= 2) {  // version 1 files predate the checksum of the state
+    const std::string problem = check_state_crc(f, path);
+    if (!problem.empty()) return problem;
+  }
 
   // Structure first (cheap): a wrong model is found without reading any data.
   std::vector<std::uint32_t> stored;

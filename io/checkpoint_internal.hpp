@@ -91,6 +91,16 @@ bool get_attr(hid_t obj, const std::string& name, std::string& v, const std::str
 void put_state(hid_t file, const CheckpointState& s, const std::string& created, const std::string& path);
 bool get_state(hid_t file, CheckpointState& s, std::string* missing, const std::string& path);
 
+// The checksum of the root attributes (io/checkpoint_state_crc.cpp): CRC-32 over every root
+// attribute but state_crc32 itself, in name order. state_crc computes it from the file (false and
+// *why when an attribute is of a kind a checkpoint never holds); put_state_crc writes it after all
+// other root attributes (collectively on an MPI-IO file); check_state_crc returns "" when the
+// stored value matches, else what is wrong. Files of format_version 1 have none.
+constexpr const char* kStateCrcAttr = "state_crc32";
+bool state_crc(hid_t file, std::uint32_t& crc, std::string* why, const std::string& path);
+void put_state_crc(hid_t file, const std::string& path);
+std::string check_state_crc(hid_t file, const std::string& path);
+
 // Dataset dims of a tensor's shape ({} = scalar).
 std::vector<hsize_t> dims_of(const CheckpointTensor& t);
 std::string shape_str(const std::vector<hsize_t>& dims);

@@ -2,6 +2,7 @@
 target_sources(torch_handle PRIVATE
   # core: errors, memory, tensors
   ${CMAKE_CURRENT_LIST_DIR}/core/error.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/core/stop_signal.cpp
   ${CMAKE_CURRENT_LIST_DIR}/core/memory.cpp
   ${CMAKE_CURRENT_LIST_DIR}/core/tensor.cpp
   # parallel: SPMD runtime and the communicator

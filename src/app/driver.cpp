@@ -6,6 +6,7 @@
 
 #include "io/config.hpp"
 #include "io/deck.hpp"
+#include "io/run_lock.hpp"
 #include "th/app.hpp"
 #include "th/core/error.hpp"
 #include "th/data/prepare.hpp"
@@ -119,6 +120,7 @@ int run_app(int argc, char** argv, Runtime& rt) {
   cuda::install_nvtx_ranges(profiler());  // profiled scopes also become NVTX ranges (Nsight Systems)
 #endif
   if (cfg.run.threads > 0) rt.set_host_threads(cfg.run.threads);
+  const std::vector<RunLock> locks = lock_run_folders(rt.world(), cfg);  // before anything is written there
   prepare_output_dir(rt.world(), cfg);
   print_banner(rt, cfg, cl.deck, backend);
   if (cfg.run.task == "train") {

@@ -6,8 +6,10 @@
 
 #include "th/app.hpp"
 #include "th/core/error.hpp"
+#include "th/core/stop_signal.hpp"
 
 int main(int argc, char** argv) {
+  th::install_early_signals();  // a SIGUSR1 during start-up must not kill the rank
   th::Runtime runtime(argc, argv);
   try {
     return th::run_app(argc, argv, runtime);

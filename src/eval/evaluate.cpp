@@ -60,7 +60,7 @@ LoadedModel load_trained_model(const Config& cfg, Comm& comm, int vocab_size, co
     throw InputError("run%task = '" + cfg.run.task + "' needs trained weights, but checkpoint%resume = 'never'; "
                      "give 'auto' (the newest checkpoint in " + dir + ") or a checkpoint file");
   const auto tensors = checkpoint_tensors(ps.infos());
-  m.path = find_checkpoint(comm, dir, cfg.checkpoint.resume, tensors);
+  m.path = find_checkpoint(comm, dir, cfg.checkpoint.resume, tensors, CheckpointUse::Weights);
   if (m.path.empty())
     throw InputError("run%task = '" + cfg.run.task + "': no checkpoint in " + dir +
                      " (checkpoint%dir, default <run%output_dir>/checkpoints); train first with this deck and "

@@ -1,7 +1,6 @@
 #include "th/train/trainer.hpp"
 
 #include <chrono>
-#include <csignal>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -77,6 +76,12 @@ Trainer::Trainer(const Config& cfg, Comm& comm) : cfg_(cfg), comm_(comm) {
   const ZeroOptions zopt = zero_options(cfg_);
   ZeroEngine::configure(spec, zopt, comm.size());
   model_ = std::make_unique<Transformer<float>>(spec);
+  // Before any step: a folder that cannot take checkpoints stops the run now, not at its first save.
+  prepare_checkpoint_dir(comm, checkpoint_dir(),
+                         cfg_.checkpoint.dir.empty() ? "checkpoint folder '" + checkpoint_dir() +
+                                                           "' (checkpoint%dir = '', so <run%output_dir>/checkpoints)"
+                                                     : "checkpoint%dir = '" + cfg_.checkpoint.dir + "'",
+                         checkpoint_bytes(checkpoint_tensors(model_->params().infos()), cfg_.resolved_deck.size()));
   engine_ = std::make_unique<ZeroEngine>(comm, *model_, zopt);  // allocates and initializes the parameters
   total_ = cfg_.run.max_steps > 0 ? cfg_.run.max_steps : loader_->steps_per_epoch() * cfg_.data.epochs;
   schedule_ = std::make_unique<LRSchedule>(cfg_.optim.schedule, cfg_.optim.lr, cfg_.optim.warmup_steps, total_,
@@ -177,19 +182,6 @@ void Trainer::save_checkpoint_now() {
 }
 
 Trainer::~Trainer() = default;
-
-namespace {
-// Preemption: Slurm's --signal=B:USR1@<s> (or a TERM before a kill) asks the run to checkpoint and
-// stop. The handler only sets a flag; the training loop agrees on it over all ranks.
-volatile std::sig_atomic_t g_stop_signal = 0;
-void on_stop_signal(int) { g_stop_signal = 1; }
-}  // namespace
-
-void install_stop_signals() {
-  std::signal(SIGUSR1, on_stop_signal);
-  std::signal(SIGTERM, on_stop_signal);
-}
-bool stop_signal_received() { return g_stop_signal != 0; }
 
 namespace {
 // Testing aid for the no-hang guarantee: TH_FAULT="rank:step:kind" makes that rank fail at the
@@ -329,6 +321,23 @@ void Trainer::run() {
   bool stopped = false;
   const std::int64_t first_step = step_;
   while (step_ < total_) {
+    // Preemption (Slurm's --signal=USR1@T, a TERM before a kill, Ctrl-C): a signal reaches the
+    // ranks at different moments, so they agree first, then all stop before this step. Checked
+    // before the first step too: a signal during start-up stops the run without a step.
+    if (comm_.any_true(stop_signal_received())) {
+      const bool any_step = step_ > first_step;
+      if (any_step && saved_step_ != step_) save_checkpoint_now();
+      if (root) {
+        if (any_step || saved_step_ == step_)
+          std::printf("stopped by a signal after step %lld; checkpoint in %s; run again with checkpoint%%resume = "
+                      "'auto' to continue\n", static_cast<long long>(step_), checkpoint_dir().c_str());
+        else
+          std::printf("stopped by a signal before the first step; nothing to save\n");
+        std::fflush(stdout);
+      }
+      stopped = true;
+      break;
+    }
     const StepResult r = step();
     if (step_ == first_step + 1) memory_report("after the first step", metrics.get());
     if (rank_log.is_open())
@@ -358,15 +367,6 @@ void Trainer::run() {
     if (valid_every > 0 && step_ % valid_every == 0 && step_ < total_) record_validation(metrics.get());
     const int every = cfg_.checkpoint.every_steps;
     if (every > 0 && step_ % every == 0) save_checkpoint_now();
-    // A signal reaches the ranks at different moments: agree first, then all stop at this step.
-    if (comm_.any_true(stop_signal_received())) {
-      if (saved_step_ != step_) save_checkpoint_now();
-      if (root)
-        std::printf("stopped by a signal after step %lld; checkpoint in %s; run again with checkpoint%%resume = "
-                    "'auto' to continue\n", static_cast<long long>(step_), checkpoint_dir().c_str());
-      stopped = true;
-      break;
-    }
   }
   if (!stopped && saved_step_ != step_) save_checkpoint_now();  // the final state
   if (stopped) return;

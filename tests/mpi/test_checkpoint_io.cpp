@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -456,9 +457,18 @@ TEST(CheckpointIo, ResumeNeverAutoAndPath) {
   const std::int64_t n = flat_size(t);
   EXPECT_EQ(find_checkpoint(world(), s.dir, "auto", t), "");                  // empty directory
   EXPECT_EQ(find_checkpoint(world(), s.dir + "/nowhere", "auto", t), "");     // no directory yet
+  EXPECT_EQ(find_checkpoint(world(), s.dir, "never", t), "");                 // nothing to overwrite
   save(s, t, random_buffers(n, 8), rank0_only(n), 5);
   save(s, t, random_buffers(n, 9), rank0_only(n), 6);
-  EXPECT_EQ(find_checkpoint(world(), s.dir, "never", t), "");
+  // 'never' where another run's checkpoints are: refused on every rank (issue 15, item 3).
+  try {
+    find_checkpoint(world(), s.dir, "never", t);
+    ADD_FAILURE() << "resume = 'never' accepted a folder holding checkpoints";
+  } catch (const InputError& e) {
+    EXPECT_TRUE(contains(e.what(), "2 checkpoint(s)") && contains(e.what(), "ckpt_00000006.h5") &&
+                contains(e.what(), "use checkpoint%resume = 'auto' to continue"))
+        << e.what();
+  }
   EXPECT_EQ(find_checkpoint(world(), s.dir, "auto", t), s.file(6));
   EXPECT_EQ(find_checkpoint(world(), s.dir, s.file(5), t), s.file(5));
   EXPECT_EQ(find_checkpoint(world(), s.dir, checkpoint_file_name(5), t), s.file(5));  // bare name: in dir
@@ -530,4 +540,129 @@ TEST(CheckpointIo, RandomWriteCutsAndReadRanges) {
     if (a > e) std::swap(a, e);
     expect_loads(s.file(it), t, b, {a, e}, it);
   }
+}
+
+namespace {
+// The root attributes' checksum as docs/checkpoint-format.md defines it, written here again from
+// raw HDF5 calls (a second implementation): CRC-32 over the attributes but state_crc32, in name
+// order, each as name | 0 | uint64 LE length | value (integers 8 bytes LE, floats float64 LE,
+// strings UTF-8).
+herr_t collect_attr_name(hid_t, const char* name, const H5A_info_t*, void* out) {
+  static_cast<std::vector<std::string>*>(out)->push_back(name);
+  return 0;
+}
+std::uint32_t reference_state_crc(const std::string& path) {
+  hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  EXPECT_GE(f, 0);
+  std::vector<std::string> names;
+  hsize_t idx = 0;
+  H5Aiterate2(f, H5_INDEX_NAME, H5_ITER_INC, &idx, collect_attr_name, &names);
+  std::sort(names.begin(), names.end());
+  uLong crc = crc32(0, nullptr, 0);
+  for (const std::string& n : names) {
+    if (n == "state_crc32") continue;
+    hid_t a = H5Aopen(f, n.c_str(), H5P_DEFAULT);
+    hid_t t = H5Aget_type(a);
+    std::string value;
+    if (H5Tget_class(t) == H5T_STRING) {
+      hid_t mem = H5Tcopy(H5T_C_S1);
+      H5Tset_size(mem, H5T_VARIABLE);
+      H5Tset_cset(mem, H5T_CSET_UTF8);
+      char* p = nullptr;
+      H5Aread(a, mem, &p);
+      value = p;
+      H5free_memory(p);
+      H5Tclose(mem);
+    } else {
+      unsigned char le[8];
+      std::uint64_t bits = 0;
+      if (H5Tget_class(t) == H5T_FLOAT) {
+        double d = 0;
+        H5Aread(a, H5T_NATIVE_DOUBLE, &d);
+        std::memcpy(&bits, &d, 8);
+      } else if (H5Tget_sign(t) == H5T_SGN_NONE) {
+        H5Aread(a, H5T_NATIVE_UINT64, &bits);
+      } else {  // two's complement: optimizer_steps may be -1
+        std::int64_t i = 0;
+        H5Aread(a, H5T_NATIVE_INT64, &i);
+        bits = static_cast<std::uint64_t>(i);
+      }
+      for (int i = 0; i < 8; ++i) le[i] = static_cast<unsigned char>(bits >> (8 * i));
+      value.assign(reinterpret_cast<const char*>(le), 8);
+    }
+    H5Tclose(t);
+    H5Aclose(a);
+    std::string rec = n + std::string(1, '\0');
+    for (int i = 0; i < 8; ++i) rec += static_cast<char>((static_cast<std::uint64_t>(value.size()) >> (8 * i)) & 0xff);
+    rec += value;
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(rec.data()), static_cast<uInt>(rec.size()));
+  }
+  std::uint32_t stored = 0;
+  hid_t a = H5Aopen(f, "state_crc32", H5P_DEFAULT);
+  EXPECT_GE(a, 0) << "no state_crc32 attribute";
+  if (a >= 0) {
+    H5Aread(a, H5T_NATIVE_UINT32, &stored);
+    H5Aclose(a);
+  }
+  H5Fclose(f);
+  EXPECT_EQ(stored, static_cast<std::uint32_t>(crc)) << "the stored state_crc32 is not the documented checksum";
+  return static_cast<std::uint32_t>(crc);
+}
+
+// Flips bit `bit` of the only occurrence of the 8 little-endian bytes of v in the file.
+void flip_bit_of_value(const std::string& path, std::uint64_t v, int bit) {
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string pattern(8, '\0');
+  for (int i = 0; i < 8; ++i) pattern[static_cast<std::size_t>(i)] = static_cast<char>(v >> (8 * i));
+  const std::size_t at = bytes.find(pattern);
+  ASSERT_NE(at, std::string::npos);
+  ASSERT_EQ(bytes.find(pattern, at + 1), std::string::npos) << "the value occurs twice in the file";
+  bytes[at + static_cast<std::size_t>(bit / 8)] ^= static_cast<char>(1 << (bit % 8));
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+}  // namespace
+
+// Issue 15, item 3: one flipped bit in `step` (a root attribute, outside every dataset) must not
+// resume at another step without a word.
+TEST(CheckpointIo, StateAttributesAreCoveredByAChecksum) {
+  Scratch s("state_crc");
+  const auto t = model_tensors();
+  const std::int64_t n = flat_size(t);
+  const Buffers b = random_buffers(n, 13);
+  const std::int64_t step = 0x0102030405060708;  // a byte pattern found once in the file
+  save(s, t, b, equal_slice(n), 3);
+  save(s, t, b, uneven_slice(n), step);
+  on_rank0([&] {
+    EXPECT_EQ(verify_checkpoint(s.file(step), t), "");
+    reference_state_crc(s.file(step));
+    flip_bit_of_value(s.file(step), static_cast<std::uint64_t>(step), 0);  // step + 1 on disk
+    const std::string why = verify_checkpoint(s.file(step), t);
+    EXPECT_TRUE(contains(why, "bad checksum of the state attributes")) << why;
+  });
+  {
+    CaptureCerr err;
+    EXPECT_EQ(find_checkpoint(world(), s.dir, "auto", t), s.file(3));  // falls back to the older one
+    if (world().rank() == 0) EXPECT_TRUE(contains(err.str(), "state attributes")) << err.str();
+  }
+  const Range r = equal_slice(n);
+  std::vector<float> p(static_cast<std::size_t>(r.second - r.first)), m(p.size()), v(p.size());
+  try {
+    load_checkpoint(world(), s.file(step), t, p.data(), m.data(), v.data(), r.first, r.second);
+    ADD_FAILURE() << "a checkpoint whose step changed on disk was loaded";
+  } catch (const Error& e) {
+    EXPECT_TRUE(contains(e.what(), "state attributes")) << e.what();
+  }
+  // Another attribute rewritten through HDF5 (the loss scale): caught as well.
+  on_rank0([&] {
+    hid_t f = H5Fopen(s.file(3).c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    ASSERT_GE(f, 0);
+    hid_t a = H5Aopen(f, "loss_scale", H5P_DEFAULT);
+    const double other = 32768.0;
+    H5Awrite(a, H5T_NATIVE_DOUBLE, &other);
+    H5Aclose(a);
+    H5Fclose(f);
+    const std::string why = verify_checkpoint(s.file(3), t);
+    EXPECT_TRUE(contains(why, "bad checksum of the state attributes")) << why;
+  });
 }

@@ -8,9 +8,12 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "io/config.hpp"
 #include "io/deck.hpp"
+#include "th/core/error.hpp"
+#include "th/eval/evaluate.hpp"
 #include "parallel/mpi_comm.hpp"
 #include "th/train/trainer.hpp"
 #include "training_support.hpp"
@@ -20,7 +23,7 @@ using namespace th;
 namespace {
 using testing_support::world;
 
-Config make_cfg(const std::string& dir, int accum, const std::string& resume) {
+Config make_cfg(const std::string& dir, int accum, const std::string& resume, const std::string& more = "") {
   return make_config(Deck::from_text(R"(
 &run task = 'train', output_dir = ')" + dir + R"(', seed = 11, max_steps = 20 /
 &model arch = 'encoder-decoder', d_model = 32, n_heads = 4, d_ff = 64, n_encoder_layers = 1,
@@ -28,7 +31,7 @@ Config make_cfg(const std::string& dir, int accum, const std::string& resume) {
 &data synthetic = 'reverse', synthetic_min_len = 3, synthetic_max_len = 8, synthetic_samples = 400,
       synthetic_valid_samples = 8, max_tokens = 200 /
 &optim lr = 3.0e-3, warmup_steps = 5, grad_accum = )" + std::to_string(accum) + R"( /
-&checkpoint resume = ')" + resume + R"(', keep_last = 2 /
+&checkpoint resume = ')" + resume + R"(', keep_last = 2 )" + more + R"( /
 )", "resume-test"));
 }
 
@@ -93,4 +96,71 @@ TEST(Resume, AnotherWorldSizeWithTheSameGlobalBatchContinuesTheSameRun) {
   MPI_Comm_free(&half_raw);
   MpiComm self(MPI_COMM_SELF);
   check(self, 4, "1 rank x accum 4");
+}
+
+namespace {
+bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+}  // namespace
+
+// Issue 15, item 3: a checkpoint folder that cannot be written stops the run at start-up, before
+// any step (not at the first save, which would lose the steps before it).
+TEST(Resume, CheckpointFolderIsTestedAtStartUp) {
+  Comm& w = world();
+  const std::string dir = fresh_dir(w, "baddir");
+  if (w.rank() == 0) std::ofstream(dir + "/a_file") << "not a folder\n";
+  w.barrier();
+  const Config cfg = make_cfg(dir + "/run", 1, "auto", ", dir = '" + dir + "/a_file/checkpoints'");
+  try {
+    Trainer t(cfg, w);
+    ADD_FAILURE() << "a checkpoint folder under a regular file was accepted at start-up";
+  } catch (const InputError& e) {
+    EXPECT_TRUE(has(e.what(), "checkpoint%dir = '" + dir + "/a_file/checkpoints'") && has(e.what(), "cannot create"))
+        << e.what();
+  }
+}
+
+// Issue 15, item 3: resume = 'never' in a folder that holds an earlier run's checkpoints refuses,
+// instead of overwriting some of them.
+TEST(Resume, NeverRefusesAFolderWithCheckpoints) {
+  Comm& w = world();
+  const std::string dir = fresh_dir(w, "never");
+  {
+    const Config cfg = make_cfg(dir, 1, "never");
+    Trainer t(cfg, w);
+    run_steps(t, 2);
+    t.save_checkpoint_now();
+  }
+  try {
+    const Config cfg = make_cfg(dir, 1, "never");
+    Trainer t(cfg, w);
+    ADD_FAILURE() << "resume = 'never' started afresh over another run's checkpoints";
+  } catch (const InputError& e) {
+    EXPECT_TRUE(has(e.what(), "ckpt_00000002.h5") && has(e.what(), "use checkpoint%resume = 'auto'")) << e.what();
+  }
+  const Config cfg = make_cfg(dir, 1, "auto");
+  Trainer t(cfg, w);
+  EXPECT_EQ(t.steps_done(), 2);
+}
+
+// Issue 15, item 4: evaluate / translate with a deck whose model differs from the checkpoint's
+// must not suggest resume = 'never' (which they reject).
+TEST(Resume, WeightsOfAnotherModelGiveAdviceForEvaluate) {
+  Comm& w = world();
+  const std::string dir = fresh_dir(w, "weights");
+  {
+    const Config cfg = make_cfg(dir, 1, "never");
+    Trainer t(cfg, w);
+    run_steps(t, 1);
+    t.save_checkpoint_now();
+  }
+  Config cfg = make_cfg(dir, 1, "auto");
+  cfg.run.task = "evaluate";
+  cfg.model.d_ff = 48;  // the training run had 64
+  try {
+    load_trained_model(cfg, w, 16);
+    ADD_FAILURE() << "weights of another model were loaded";
+  } catch (const InputError& e) {
+    EXPECT_FALSE(has(e.what(), "'never'")) << e.what();
+    EXPECT_TRUE(has(e.what(), "wrong shape") && has(e.what(), "model% keys")) << e.what();
+  }
 }

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "io/config.hpp"
+#include "th/core/stop_signal.hpp"
 #include "th/data/loader.hpp"
 #include "th/eval/evaluate.hpp"
 #include "th/model/transformer.hpp"
@@ -21,9 +22,8 @@ namespace th {
 
 class MetricsFile;
 
-// SIGUSR1 / SIGTERM set a flag that the training loop checks (collectively) after every step.
-void install_stop_signals();
-bool stop_signal_received();
+// Stop requests by signal (SIGUSR1, SIGTERM, SIGINT): th/core/stop_signal.hpp. The training loop
+// checks them (collectively) before every step.
 
 class MetricsFile;
 
