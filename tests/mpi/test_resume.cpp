@@ -157,7 +157,7 @@ TEST(Resume, WeightsOfAnotherModelGiveAdviceForEvaluate) {
   cfg.run.task = "evaluate";
   cfg.model.d_ff = 48;  // the training run had 64
   try {
-    load_trained_model(cfg, w, 16);
+    load_trained_model(cfg, w, 16, "synthetic data", "");
     ADD_FAILURE() << "weights of another model were loaded";
   } catch (const InputError& e) {
     EXPECT_FALSE(has(e.what(), "'never'")) << e.what();
