@@ -1,0 +1,56 @@
+// Flat layout of the parameters per stage and world size; the placement names.
+#include "th/plan/layout.hpp"
+
+#include <algorithm>
+
+#include "th/core/error.hpp"
+
+namespace th {
+
+Placement parse_placement(const std::string& s) {
+  if (s == "none") return Placement::None;
+  if (s == "cpu") return Placement::Cpu;
+  if (s == "nvme") return Placement::Nvme;
+  throw Error("unknown offload placement '" + s + "'");
+}
+
+const char* to_string(Placement p) {
+  switch (p) {
+    case Placement::None: return "none";
+    case Placement::Cpu: return "cpu";
+    case Placement::Nvme: return "nvme";
+  }
+  return "?";
+}
+
+FlatLayout flat_layout(const PlanModel& m, int stage, int ranks, double bucket_mb) {
+  // Stage 0 is plain data parallelism: no padding, no segments (one bucket list of its own).
+  const std::int64_t align = stage == 0 ? 1 : ranks;
+  const auto bucket = static_cast<std::int64_t>(bucket_mb * 1024 * 1024 / 4);
+  const std::int64_t max_seg = stage == 0 ? 0 : std::max<std::int64_t>(ranks, bucket / ranks * ranks);
+  FlatLayout f;
+  std::int64_t total = 0;
+  for (const auto& tensors : m.units) {
+    FlatLayout::Unit u;
+    u.begin = total;
+    std::int64_t seg_begin = total;
+    auto close = [&] {
+      if (total == seg_begin) return;
+      total = (total + align - 1) / align * align;
+      u.segments.push_back(total - seg_begin);
+      seg_begin = total;
+    };
+    for (std::int64_t n : tensors) {
+      if (max_seg > 0 && total > seg_begin && total - seg_begin + n > max_seg) close();
+      total += n;
+    }
+    close();
+    u.end = total;
+    f.units.push_back(std::move(u));
+  }
+  f.padded = total;
+  f.shard = stage == 0 ? total : total / ranks;
+  return f;
+}
+
+}  // namespace th
