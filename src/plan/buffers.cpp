@@ -19,35 +19,12 @@ double interior_bytes(std::int64_t b, std::int64_t e, double elem_bytes, double 
   return std::max(0.0, last - first) * page;
 }
 
-// The order in which the model acquires its units in one training micro-batch (forward, then
-// backward), persistent units left out (they are never gathered).
-std::vector<std::size_t> acquire_order(const PlanModel& m, const FlatLayout& f, const ZeroKnobs& z) {
-  std::vector<std::size_t> fwd, bwd;
-  std::size_t embedding = 0, output = 0;
-  for (std::size_t u = 0; u < m.kinds.size(); ++u) {
-    switch (m.kinds[u]) {
-      case Kind::Embedding: embedding = u, fwd.push_back(u); break;
-      case Kind::Output: output = u; break;
-      default: fwd.push_back(u);
-    }
-  }
-  // Backward: the decoder norm and blocks, then the encoder norm and blocks, last to first.
-  for (auto k : {Kind::DecoderNorm, Kind::DecoderBlock, Kind::EncoderNorm, Kind::EncoderBlock})
-    for (std::size_t u = m.kinds.size(); u-- > 0;)
-      if (m.kinds[u] == k) bwd.push_back(u);
-  fwd.push_back(m.tie_embeddings ? embedding : output);  // the output projection, held into backward
-  std::vector<std::size_t> order;
-  for (const auto* part : {&fwd, &bwd})
-    for (std::size_t u : *part)
-      if (f.units[u].end - f.units[u].begin >= z.persistence_threshold) order.push_back(u);
-  return order;
-}
 }  // namespace
 
 double gathered_peak_bytes(const PlanModel& m, const FlatLayout& f, const Layout& l, const ZeroKnobs& z,
                            double elem_bytes, double page) {
   if (l.stage != 3) return 0;
-  const std::vector<std::size_t> order = acquire_order(m, f, z);
+  const std::vector<std::size_t> order = gather_order(m, f, z.persistence_threshold);
   double peak = 0;
   // Before a unit is released, it and the units gathered ahead at its acquire are resident.
   for (std::size_t k = 0; k < order.size(); ++k) {

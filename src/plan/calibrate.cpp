@@ -9,6 +9,7 @@
 //   NVMe        64 MiB written and read back in 4 MiB records under parallel%nvme_path (rank 0;
 //               through the page cache, as the offload files are)
 //   host        physical memory; cores per node; page size; free space under nvme_path
+//   overlap     0 unless the base file says otherwise (MPI progresses only inside test / wait)
 #include <fcntl.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -34,18 +35,16 @@ using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
-// Seconds per call of an n^3 fp32 GEMM (best of `reps` after one untimed call).
-double gemm_seconds(int n, int reps) {
-  std::vector<float> a(std::size_t(n) * n), b(a.size()), c(a.size());
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    a[i] = static_cast<float>(uniform01(7, 1, i) - 0.5);
-    b[i] = static_cast<float>(uniform01(7, 2, i) - 0.5);
-  }
-  cpu::gemm<float>(false, false, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n);
+// Seconds per call of an fp32 GEMM C[m, n] = A[m, k] B[k, n] (best of `reps` after one untimed call).
+double gemm_seconds(int m, int n, int k, int reps) {
+  std::vector<float> a(std::size_t(m) * k), b(std::size_t(k) * n), c(std::size_t(m) * n);
+  for (std::size_t i = 0; i < a.size(); ++i) a[i] = static_cast<float>(uniform01(7, 1, i) - 0.5);
+  for (std::size_t i = 0; i < b.size(); ++i) b[i] = static_cast<float>(uniform01(7, 2, i) - 0.5);
+  cpu::gemm<float>(false, false, m, n, k, 1.f, a.data(), k, b.data(), n, 0.f, c.data(), n);
   double best = 1e30;
   for (int r = 0; r < reps; ++r) {
     const auto t0 = Clock::now();
-    cpu::gemm<float>(false, false, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n);
+    cpu::gemm<float>(false, false, m, n, k, 1.f, a.data(), k, b.data(), n, 0.f, c.data(), n);
     best = std::min(best, since(t0));
   }
   return best;
@@ -124,17 +123,28 @@ Machine calibrate_machine(Comm& comm, const Machine& base, const std::string& nv
   m.alloc_align_bytes = 64;
   m.host_memory_gib = double(::sysconf(_SC_PHYS_PAGES)) * double(m.page_bytes) / kGiB;
   if (m.gemm_efficiency <= 0) m.gemm_efficiency = 1;
+  // MPI moves a non-blocking collective only inside test / wait, on the cores that compute: no
+  // communication runs under compute (docs/benchmarks.md). A file may say otherwise.
+  if (base.name.empty()) m.overlap = 0;
 
   comm.barrier();
-  const double big = comm.sum(gemm_seconds(1024, 3)) / N;
+  const double big = comm.sum(gemm_seconds(1024, 1024, 1024, 3)) / N;
   comm.barrier();
-  const double small = comm.sum(gemm_seconds(64, 200)) / N;
-  const double rate = 2.0 * 1024 * 1024 * 1024 / big;
+  const double thin = comm.sum(gemm_seconds(1024, 1024, 64, 10)) / N;
+  comm.barrier();
+  const double small = comm.sum(gemm_seconds(16, 16, 16, 2000)) / N;
+  const double rate = 2.0 * 1024 * 1024 * 1024 / big, thin_rate = 2.0 * 1024 * 1024 * 64 / thin;
   m.peak_tflops_fp32 = m.peak_tflops_bf16 = m.peak_tflops_fp16 = rate / 1e12;
   m.gemm_efficiency = 1;
-  m.gemm_call_us = std::max(0.0, (small - 2.0 * 64 * 64 * 64 / rate) * 1e6);
-  text += fmt(line, sizeof line, "GEMM fp32 1024^3: %.1f GFLOP/s per rank; 64^3 call overhead %.2f us\n", rate / 1e9,
-              m.gemm_call_us);
+  // rate(d) proportional to d / (d + h) through the 1024^3 and the k = 64 products (d = 1024, 64):
+  // q = rate / thin_rate = 1024 (64 + h) / (64 (1024 + h)).
+  const double q = rate / thin_rate;
+  m.gemm_half_dim = q > 1 && q < 16 ? 65536.0 * (q - 1) / (1024.0 - 64.0 * q) : 0.0;
+  m.gemm_call_us = std::max(0.0, small * 1e6);
+  text += fmt(line, sizeof line, "GEMM fp32 1024^3: %.1f GFLOP/s per rank; ", rate / 1e9);
+  text += fmt(line, sizeof line, "1024 x 1024 x 64: %.1f GFLOP/s (half rate at dimension %.0f); ", thin_rate / 1e9,
+              m.gemm_half_dim);
+  text += fmt(line, sizeof line, "16^3 call %.2f us\n", m.gemm_call_us);
 
   comm.barrier();
   const double bw = comm.sum(memory_bandwidth()) / N;

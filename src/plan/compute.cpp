@@ -14,13 +14,18 @@ namespace th {
 namespace {
 
 struct Rates {
-  double flops, bandwidth, call_s, elem_bytes;
+  double flops, bandwidth, call_s, half_dim, elem_bytes;
 };
 
-// One product C[M, N] = A[M, K] B[K, N], `count` times.
+// One product C[M, N] = A[M, K] B[K, N], `count` times: its FLOPs at the large-GEMM rate (the
+// rate at 1024^3) scaled by d (1024 + h) / (1024 (d + h)), at most 1, for its smallest dimension
+// d (thin products keep the units less busy), or its operands through memory if that is slower,
+// plus the call's fixed cost.
 double gemm_s(const Rates& r, double M, double N, double K, double count = 1) {
   const double flops = 2 * M * N * K, bytes = r.elem_bytes * (M * K + K * N + M * N);
-  return count * (std::max(flops / r.flops, bytes / r.bandwidth) + r.call_s);
+  const double d = std::min({M, N, K}), h = r.half_dim;
+  const double rate = r.flops * std::min(1.0, d * (1024 + h) / (1024 * (d + h)));
+  return count * (std::max(flops / rate, bytes / r.bandwidth) + r.call_s);
 }
 // Its backward: dA[M, K] = dC B^T and dB[K, N] = A^T dC.
 double gemm_bwd_s(const Rates& r, double M, double N, double K, double count = 1) {
@@ -75,7 +80,7 @@ Phase residual(const Rates& r, double N, double D) {
 ComputeTime estimate_compute(const PlanModel& m, const PlanBatch& b, const Machine& machine, double share) {
   const double eb = m.mixed() ? machine.bytes_16bit : 4;
   const Rates r{machine.peak_tflops(m.dtype) * 1e12 * machine.gemm_efficiency * share,
-                machine.memory_bandwidth_gbs * 1e9 * share, machine.gemm_call_us * 1e-6, eb};
+                machine.memory_bandwidth_gbs * 1e9 * share, machine.gemm_call_us * 1e-6, machine.gemm_half_dim, eb};
   const double B = b.micro_batch, S = b.src, T = b.tgt, D = m.d_model, H = m.n_heads, F = m.d_ff;
   const double V = static_cast<double>(m.vocab);
   const bool drop = m.dropout > 0, enc = !m.decoder_only;
@@ -113,12 +118,12 @@ ComputeTime estimate_compute(const PlanModel& m, const PlanBatch& b, const Machi
   for (Kind k : m.kinds) {
     Phase p;
     switch (k) {
-      case Kind::Embedding: p = {embed.fwd + (m.tie_embeddings ? out.fwd : 0), embed.bwd + (m.tie_embeddings ? out.bwd : 0)}; break;
+      case Kind::Embedding: p = embed; break;
       case Kind::EncoderBlock: p = enc_block; break;
       case Kind::DecoderBlock: p = dec_block; break;
       case Kind::EncoderNorm:
       case Kind::DecoderNorm: p = {norms.fwd / (enc ? 2 : 1), norms.bwd / (enc ? 2 : 1)}; break;
-      case Kind::Output: p = out; break;
+      case Kind::Output: break;  // the logits: output_forward / output_backward
     }
     c.unit_forward.push_back(p.fwd);
     c.unit_backward.push_back(p.bwd);
@@ -126,6 +131,10 @@ ComputeTime estimate_compute(const PlanModel& m, const PlanBatch& b, const Machi
     c.backward += p.bwd;
     if (m.checkpointing && (k == Kind::EncoderBlock || k == Kind::DecoderBlock)) c.recompute += p.fwd;
   }
+  c.output_forward = out.fwd;
+  c.output_backward = out.bwd;
+  c.forward += out.fwd;
+  c.backward += out.bwd;
   return c;
 }
 

@@ -53,4 +53,27 @@ FlatLayout flat_layout(const PlanModel& m, int stage, int ranks, double bucket_m
   return f;
 }
 
+std::vector<std::size_t> gather_order(const PlanModel& m, const FlatLayout& f, std::int64_t persistence_threshold) {
+  using Kind = PlanModel::UnitKind;
+  std::vector<std::size_t> fwd, bwd;
+  std::size_t embedding = 0, output = 0;
+  for (std::size_t u = 0; u < m.kinds.size(); ++u) {
+    if (m.kinds[u] == Kind::Output) {
+      output = u;
+      continue;
+    }
+    if (m.kinds[u] == Kind::Embedding) embedding = u;
+    fwd.push_back(u);
+  }
+  fwd.push_back(m.tie_embeddings ? embedding : output);
+  for (auto k : {Kind::DecoderNorm, Kind::DecoderBlock, Kind::EncoderNorm, Kind::EncoderBlock})
+    for (std::size_t u = m.kinds.size(); u-- > 0;)
+      if (m.kinds[u] == k) bwd.push_back(u);
+  std::vector<std::size_t> order;
+  for (const auto* part : {&fwd, &bwd})
+    for (std::size_t u : *part)
+      if (f.units[u].end - f.units[u].begin >= persistence_threshold) order.push_back(u);
+  return order;
+}
+
 }  // namespace th

@@ -36,6 +36,7 @@ const std::vector<RealKey>& real_keys() {
       {"peak_tflops_fp16", &Machine::peak_tflops_fp16, true, "dense GEMM peak, per device"},
       {"gemm_efficiency", &Machine::gemm_efficiency, true, "sustained fraction of peak on large GEMMs"},
       {"gemm_call_us", &Machine::gemm_call_us, false, "fixed cost of one GEMM call"},
+      {"gemm_half_dim", &Machine::gemm_half_dim, false, "smallest GEMM dimension at half the large rate"},
       {"memory_bandwidth_gbs", &Machine::memory_bandwidth_gbs, true, "device memory, per device"},
       {"intra_latency_us", &Machine::intra_latency_us, false, "per collective step within a node"},
       {"intra_bandwidth_gbs", &Machine::intra_bandwidth_gbs, true, "per rank, one direction, within a node"},

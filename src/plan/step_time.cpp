@@ -19,22 +19,30 @@ namespace {
 
 using Kind = PlanModel::UnitKind;
 
-// Backward order of the units and when each unit's gradients become final: the output
-// projection (whose time a tied embedding carries) runs first, the blocks last to first; a tied
-// embedding's gradient is final only at the very end.
+// Backward, step by step: the output projection and cross-entropy first (an untied output's
+// gradients are final after it; a tied embedding's only at the very end), then the decoder norm
+// and blocks and the encoder norm and blocks, last to first (each recomputed first with
+// checkpointing), then the embeddings.
+constexpr std::size_t kNoUnit = static_cast<std::size_t>(-1);
 struct BackwardStep {
-  std::size_t unit;
+  std::size_t unit;  // whose gradients are final after this step (kNoUnit: none)
   double seconds;
 };
 std::vector<BackwardStep> backward_order(const PlanModel& m, const ComputeTime& c) {
   std::vector<BackwardStep> order;
-  for (std::size_t u = 0; u < m.kinds.size(); ++u)
-    if (m.kinds[u] == Kind::Output) order.push_back({u, c.unit_backward[u]});
+  std::size_t output = kNoUnit, embedding = 0;
+  for (std::size_t u = 0; u < m.kinds.size(); ++u) {
+    if (m.kinds[u] == Kind::Output) output = u;
+    if (m.kinds[u] == Kind::Embedding) embedding = u;
+  }
+  order.push_back({output, c.output_backward});
   for (auto k : {Kind::DecoderNorm, Kind::DecoderBlock, Kind::EncoderNorm, Kind::EncoderBlock})
     for (std::size_t u = m.kinds.size(); u-- > 0;)
-      if (m.kinds[u] == k) order.push_back({u, c.unit_backward[u] + (m.checkpointing ? c.unit_forward[u] * (k == Kind::EncoderBlock || k == Kind::DecoderBlock) : 0)});
-  for (std::size_t u = 0; u < m.kinds.size(); ++u)
-    if (m.kinds[u] == Kind::Embedding) order.push_back({u, c.unit_backward[u]});
+      if (m.kinds[u] == k) {
+        const bool block = k == Kind::EncoderBlock || k == Kind::DecoderBlock;
+        order.push_back({u, c.unit_backward[u] + (m.checkpointing && block ? c.unit_forward[u] : 0)});
+      }
+  order.push_back({embedding, c.unit_backward[embedding]});
   return order;
 }
 
@@ -51,7 +59,10 @@ double exposed_reduction(const PlanModel& m, const FlatLayout& f, const std::vec
   // Time at which backward has finished the unit holding each flat element: per unit.
   std::vector<double> done(m.kinds.size(), 0);
   double t = 0;
-  for (const BackwardStep& s : order) t += s.seconds, done[s.unit] = t;
+  for (const BackwardStep& s : order) {
+    t += s.seconds;
+    if (s.unit != kNoUnit) done[s.unit] = t;
+  }
   const double end_of_backward = t;
   auto unit_of = [&](std::int64_t e) {
     for (std::size_t u = 0; u < f.units.size(); ++u)
@@ -143,15 +154,31 @@ StepTime estimate_time(const PlanModel& m, const PlanBatch& b, const Layout& l, 
     t.comm_exposed += g;
   }
   if (l.stage == 3 && N > 1) {
-    std::vector<double> compute, gather;
+    // One task per acquire, in the model's order: the compute that follows it and the gather it
+    // waits for (none for a unit that stays whole). The output projection's acquire carries the
+    // logits' forward and backward; the embeddings' backward closes the micro-batch.
     auto unit_gather = [&](std::size_t u) {
       if (f.units[u].end - f.units[u].begin < z.persistence_threshold) return 0.0;
       double g = 0;
       for (std::int64_t seg : f.units[u].segments) g += all_gather_s(double(seg) * sb.param, N, link);
       return g;
     };
-    for (std::size_t u = 0; u < f.units.size(); ++u) compute.push_back(c.unit_forward[u]), gather.push_back(unit_gather(u));
-    for (const BackwardStep& s : order) compute.push_back(s.seconds), gather.push_back(unit_gather(s.unit));
+    std::vector<double> compute, gather;
+    std::size_t embedding = 0, output = 0;
+    for (std::size_t u = 0; u < m.kinds.size(); ++u) {
+      if (m.kinds[u] == Kind::Output) {
+        output = u;
+        continue;
+      }
+      if (m.kinds[u] == Kind::Embedding) embedding = u;
+      compute.push_back(c.unit_forward[u]), gather.push_back(unit_gather(u));
+    }
+    const std::size_t out = m.tie_embeddings ? embedding : output;
+    compute.push_back(c.output_forward + c.output_backward), gather.push_back(unit_gather(out));
+    for (const BackwardStep& s : order)
+      if (s.unit != kNoUnit && s.unit != embedding && m.kinds[s.unit] != Kind::Output)
+        compute.push_back(s.seconds), gather.push_back(unit_gather(s.unit));
+    compute.back() += c.unit_backward[embedding];
     double total = 0;
     for (double g : gather) total += g;
     const double exposed = exposed_gathers(compute, gather, z.prefetch);

@@ -44,4 +44,11 @@ struct FlatLayout {
 };
 FlatLayout flat_layout(const PlanModel& m, int stage, int ranks, double bucket_mb);
 
+// Stage 3: the units a training micro-batch gathers, in order (persistent units left out, they
+// are never gathered): forward (embeddings, encoder blocks and norm, decoder blocks and norm, the
+// output projection, held into backward; tied, that is the embedding unit again), then backward
+// (decoder norm and blocks, encoder norm and blocks, last to first; the embeddings' backward
+// needs no values).
+std::vector<std::size_t> gather_order(const PlanModel& m, const FlatLayout& f, std::int64_t persistence_threshold);
+
 }  // namespace th

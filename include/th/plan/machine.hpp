@@ -22,6 +22,8 @@ struct Machine {
   double peak_tflops_fp32 = 0, peak_tflops_bf16 = 0, peak_tflops_fp16 = 0;  // dense GEMM, per device
   double gemm_efficiency = 1;     // sustained fraction of peak on large GEMMs
   double gemm_call_us = 0;        // fixed cost of one GEMM call (launch, BLAS set-up)
+  double gemm_half_dim = 0;       // h: a GEMM of smallest dimension d runs at d (1024 + h) / (1024 (d + h))
+                                  // of the large rate (at most all of it)
   double memory_bandwidth_gbs = 0;  // device memory, per device (element-wise passes, optimizer)
   double intra_latency_us = 0, intra_bandwidth_gbs = 0;  // per rank, one direction, within a node
   double inter_latency_us = 0, inter_bandwidth_gbs = 0;  // per rank, one direction, between nodes

@@ -27,8 +27,9 @@ double all_gather_s(double bytes, int ranks, const Link& link);      // (N-1) a 
 
 // Per-rank compute of one micro-batch, split by where it happens (seconds).
 struct ComputeTime {
-  double forward = 0, backward = 0, recompute = 0;
-  std::vector<double> unit_forward, unit_backward;  // per gather unit (stage-3 pipelines)
+  double forward = 0, backward = 0, recompute = 0;  // totals
+  std::vector<double> unit_forward, unit_backward;  // per gather unit (recompute not included)
+  double output_forward = 0, output_backward = 0;   // logits and cross-entropy (in the totals)
 };
 ComputeTime estimate_compute(const PlanModel& m, const PlanBatch& b, const Machine& machine, double share);
 
