@@ -1,9 +1,11 @@
 // plan%calibrate: this machine's figures, measured in a few seconds with every rank running at
 // once (so shared cores, caches and memory bandwidth are measured as a run sees them).
+// Each figure is the median of several timings (on a shared machine, the typical moment).
 //   GEMM        fp32 C = A B at 1024^3 (the rate task = 'bench' divides by for MFU) and at 64^3,
 //               whose excess over the large rate is the fixed cost of a call. The CPU backend
 //               computes bf16 / fp16 in fp32 (16-bit values in fp32 storage): same rates.
 //   memory      the kernels' own element-wise add over 3 x 32 MiB, counted 3 x 4 bytes per element
+//   exp passes  the kernels' cross-entropy forward over 256 x 8192 logits (elements per second)
 //   collectives with several ranks: all-reduce of 8 bytes (latency) and of 8 MiB (bandwidth),
 //               fitted to the ring model 2(N-1) a + 2 (N-1)/N B / b
 //   NVMe        64 MiB written and read back in 4 MiB records under parallel%nvme_path (rank 0;
@@ -35,19 +37,25 @@ using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
-// Seconds per call of an fp32 GEMM C[m, n] = A[m, k] B[k, n] (best of `reps` after one untimed call).
+// The median of `reps` timings: on a shared machine a run sees the typical moment, not the best.
+double median(std::vector<double> t) {
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+// Seconds per call of an fp32 GEMM C[m, n] = A[m, k] B[k, n] (median of `reps` after one untimed call).
 double gemm_seconds(int m, int n, int k, int reps) {
   std::vector<float> a(std::size_t(m) * k), b(std::size_t(k) * n), c(std::size_t(m) * n);
   for (std::size_t i = 0; i < a.size(); ++i) a[i] = static_cast<float>(uniform01(7, 1, i) - 0.5);
   for (std::size_t i = 0; i < b.size(); ++i) b[i] = static_cast<float>(uniform01(7, 2, i) - 0.5);
   cpu::gemm<float>(false, false, m, n, k, 1.f, a.data(), k, b.data(), n, 0.f, c.data(), n);
-  double best = 1e30;
+  std::vector<double> t;
   for (int r = 0; r < reps; ++r) {
     const auto t0 = Clock::now();
     cpu::gemm<float>(false, false, m, n, k, 1.f, a.data(), k, b.data(), n, 0.f, c.data(), n);
-    best = std::min(best, since(t0));
+    t.push_back(since(t0));
   }
-  return best;
+  return median(t);
 }
 
 // Bytes per second of the element-wise add y += x (read 2, write 1) over arrays far beyond cache.
@@ -55,27 +63,45 @@ double memory_bandwidth() {
   const std::size_t n = 8u << 20;  // 32 MiB per array
   std::vector<float> x(n, 1.0f), y(n, 2.0f);
   cpu::add_inplace(y.data(), x.data(), static_cast<std::int64_t>(n));
-  double best = 1e30;
-  for (int r = 0; r < 4; ++r) {
+  std::vector<double> t;
+  for (int r = 0; r < 9; ++r) {
     const auto t0 = Clock::now();
     cpu::add_inplace(y.data(), x.data(), static_cast<std::int64_t>(n));
-    best = std::min(best, since(t0));
+    t.push_back(since(t0));
   }
-  return 3.0 * 4.0 * double(n) / best;
+  return 3.0 * 4.0 * double(n) / median(t);
 }
 
-// Seconds per all-reduce of n floats on every rank (best of reps).
+// Elements per second of the cross-entropy forward (max, then exp and sum per element) over
+// 256 rows of 8192 logits: the rate of the element-wise passes that evaluate exp / erf.
+double exp_rate() {
+  const int rows = 256, V = 8192;
+  std::vector<float> z(std::size_t(rows) * V), loss(rows), lse(rows);
+  for (std::size_t i = 0; i < z.size(); ++i) z[i] = static_cast<float>(4 * uniform01(7, 3, i) - 2);
+  std::vector<int> target(rows, 5);
+  std::int64_t count = 0;
+  cpu::cross_entropy_forward(loss.data(), lse.data(), z.data(), target.data(), rows, V, 0.0f, -1, &count);
+  std::vector<double> t;
+  for (int r = 0; r < 9; ++r) {
+    const auto t0 = Clock::now();
+    cpu::cross_entropy_forward(loss.data(), lse.data(), z.data(), target.data(), rows, V, 0.0f, -1, &count);
+    t.push_back(since(t0));
+  }
+  return double(rows) * V / median(t);
+}
+
+// Seconds per all-reduce of n floats on every rank (median of reps).
 double allreduce_seconds(Comm& comm, std::size_t n, int reps) {
   std::vector<float> v(std::max<std::size_t>(n, 1), 1.0f);
   comm.allreduce(v.data(), n, ReduceOp::Sum);
-  double best = 1e30;
+  std::vector<double> t;
   for (int r = 0; r < reps; ++r) {
     comm.barrier();
     const auto t0 = Clock::now();
     comm.allreduce(v.data(), n, ReduceOp::Sum);
-    best = std::min(best, since(t0));
+    t.push_back(since(t0));
   }
-  return comm.max(best);  // the slowest rank's view: a collective ends when its last rank does
+  return comm.max(median(t));  // the slowest rank's view: a collective ends when its last rank does
 }
 
 // NVMe write and read rates (bytes/s) of 64 MiB in 4 MiB records; {0, 0} if the folder is unusable.
@@ -128,11 +154,11 @@ Machine calibrate_machine(Comm& comm, const Machine& base, const std::string& nv
   if (base.name.empty()) m.overlap = 0;
 
   comm.barrier();
-  const double big = comm.sum(gemm_seconds(1024, 1024, 1024, 3)) / N;
+  const double big = comm.sum(gemm_seconds(1024, 1024, 1024, 9)) / N;
   comm.barrier();
-  const double thin = comm.sum(gemm_seconds(1024, 1024, 64, 10)) / N;
+  const double thin = comm.sum(gemm_seconds(1024, 1024, 64, 25)) / N;
   comm.barrier();
-  const double small = comm.sum(gemm_seconds(16, 16, 16, 2000)) / N;
+  const double small = comm.sum(gemm_seconds(16, 16, 16, 2001)) / N;
   const double rate = 2.0 * 1024 * 1024 * 1024 / big, thin_rate = 2.0 * 1024 * 1024 * 64 / thin;
   m.peak_tflops_fp32 = m.peak_tflops_bf16 = m.peak_tflops_fp16 = rate / 1e12;
   m.gemm_efficiency = 1;
@@ -152,11 +178,14 @@ Machine calibrate_machine(Comm& comm, const Machine& base, const std::string& nv
   m.host_bandwidth_gbs = bw * std::min(N, m.devices_per_node) / 1e9;
   m.pcie_bandwidth_gbs = m.memory_bandwidth_gbs;  // the device is the host: a copy is a memcpy
   text += fmt(line, sizeof line, "memory (element-wise add): %.2f GB/s per rank\n", bw / 1e9);
+  comm.barrier();
+  m.exp_gelems = comm.sum(exp_rate()) / N / 1e9;
+  text += fmt(line, sizeof line, "exp passes (cross-entropy forward): %.3f G elements/s per rank\n", m.exp_gelems);
 
   if (N > 1) {
     const double t_small = allreduce_seconds(comm, 2, 200);
     const std::size_t n_big = 2u << 20;  // 8 MiB of floats
-    const double t_big = allreduce_seconds(comm, n_big, 5);
+    const double t_big = allreduce_seconds(comm, n_big, 9);
     const double steps = 2.0 * (N - 1);
     const double alpha = t_small / steps;
     const double beta = steps / N * 4.0 * double(n_big) / std::max(1e-9, t_big - steps * alpha);

@@ -14,7 +14,7 @@ namespace th {
 namespace {
 
 struct Rates {
-  double flops, bandwidth, call_s, half_dim, elem_bytes;
+  double flops, bandwidth, call_s, half_dim, elem_bytes, exp_rate;
 };
 
 // One product C[M, N] = A[M, K] B[K, N], `count` times: its FLOPs at the large-GEMM rate (the
@@ -32,6 +32,11 @@ double gemm_bwd_s(const Rates& r, double M, double N, double K, double count = 1
   return gemm_s(r, M, K, N, count) + gemm_s(r, K, N, M, count);
 }
 double pass_s(const Rates& r, double elements) { return elements * r.elem_bytes / r.bandwidth; }
+// Passes that evaluate exp / erf / a counter hash per element: the slower of the arithmetic and
+// memory (`passes` reads and writes of each element).
+double exp_s(const Rates& r, double elements, double passes) {
+  return std::max(elements / r.exp_rate, passes * elements * r.elem_bytes / r.bandwidth);
+}
 
 struct Phase {
   double fwd = 0, bwd = 0;
@@ -51,20 +56,24 @@ Phase attention(const Rates& r, double B, double H, double D, double Lq, double 
   p.fwd += gemm_s(r, Lq, Lk, Dh, B * H) + gemm_s(r, Lq, Dh, Lk, B * H);  // scores, values
   p.bwd += gemm_bwd_s(r, Lq, Lk, Dh, B * H) + gemm_bwd_s(r, Lq, Dh, Lk, B * H);
   p.fwd += gemm_s(r, Nq, D, D), p.bwd += gemm_bwd_s(r, Nq, D, D);        // output projection
-  // Element-wise: bias adds, softmax (max, exp-sum, normalize), dropout of the probabilities
-  // (forward; backward re-draws the mask and applies it to dP), softmax backward, bias gradients.
-  p.fwd += pass_s(r, 2 * Nq * 3 * D + 2 * Nq * D + 4 * probs + (drop ? 2 * probs : 0));
-  p.bwd += pass_s(r, Nq * 3 * D + Nq * D + 3 * probs + (drop ? 4 * probs : 0));
+  // Element-wise: bias adds, softmax (max; exp and sum; normalize), dropout of the probabilities
+  // (a hash per element; backward re-draws the mask twice: the dropped copy and dP), softmax
+  // backward, bias gradients.
+  p.fwd += pass_s(r, 2 * Nq * 3 * D + 2 * Nq * D + 2 * probs) + exp_s(r, probs, 2) + (drop ? exp_s(r, probs, 2) : 0);
+  p.bwd += pass_s(r, Nq * 3 * D + Nq * D + 3 * probs) + (drop ? 2 * exp_s(r, probs, 2) : 0);
   return p;
 }
 
-Phase feed_forward(const Rates& r, double N, double D, double F, bool drop) {
+Phase feed_forward(const Rates& r, double N, double D, double F, bool drop, bool gelu) {
   Phase p;
   p.fwd = gemm_s(r, N, F, D) + gemm_s(r, N, D, F);
   p.bwd = gemm_bwd_s(r, N, F, D) + gemm_bwd_s(r, N, D, F);
-  // bias + activation, dropout, fc2 bias; backward: its mirror and the bias gradients
-  p.fwd += pass_s(r, 2 * N * F + (drop ? 2 * N * F : 0) + 2 * N * D);
-  p.bwd += pass_s(r, 4 * N * F + (drop ? 4 * N * F : 0) + N * D);
+  // bias + activation (GELU: an erf per element; backward an erf and an exp), dropout (a hash
+  // per element; backward twice), fc2 bias; backward: the mirror and the bias gradients.
+  const double act_fwd = gelu ? exp_s(r, N * F, 2) : pass_s(r, 2 * N * F);
+  const double act_bwd = gelu ? exp_s(r, 2 * N * F, 1.5) : pass_s(r, 3 * N * F);
+  p.fwd += act_fwd + (drop ? exp_s(r, N * F, 2) : 0) + pass_s(r, 2 * N * D);
+  p.bwd += act_bwd + pass_s(r, N * F) + (drop ? 2 * exp_s(r, N * F, 2) : 0) + pass_s(r, N * D);
   return p;
 }
 
@@ -80,7 +89,9 @@ Phase residual(const Rates& r, double N, double D) {
 ComputeTime estimate_compute(const PlanModel& m, const PlanBatch& b, const Machine& machine, double share) {
   const double eb = m.mixed() ? machine.bytes_16bit : 4;
   const Rates r{machine.peak_tflops(m.dtype) * 1e12 * machine.gemm_efficiency * share,
-                machine.memory_bandwidth_gbs * 1e9 * share, machine.gemm_call_us * 1e-6, machine.gemm_half_dim, eb};
+                machine.memory_bandwidth_gbs * 1e9 * share, machine.gemm_call_us * 1e-6, machine.gemm_half_dim, eb,
+                machine.exp_gelems * 1e9 * share};
+  const bool gelu = m.activation == "gelu";
   const double B = b.micro_batch, S = b.src, T = b.tgt, D = m.d_model, H = m.n_heads, F = m.d_ff;
   const double V = static_cast<double>(m.vocab);
   const bool drop = m.dropout > 0, enc = !m.decoder_only;
@@ -89,13 +100,13 @@ ComputeTime estimate_compute(const PlanModel& m, const PlanBatch& b, const Machi
 
   Phase enc_block, dec_block;
   if (enc) {
-    const Phase a = attention(r, B, H, D, S, S, false, drop), f = feed_forward(r, B * S, D, F, drop);
+    const Phase a = attention(r, B, H, D, S, S, false, drop), f = feed_forward(r, B * S, D, F, drop, gelu);
     const Phase res = residual(r, B * S, D);
     enc_block = {a.fwd + f.fwd + 2 * res.fwd + pass_s(r, rounding * B * S * D),
                  a.bwd + f.bwd + 2 * res.bwd + pass_s(r, rounding * B * S * D)};
   }
   {
-    const Phase a = attention(r, B, H, D, T, T, false, drop), f = feed_forward(r, B * T, D, F, drop);
+    const Phase a = attention(r, B, H, D, T, T, false, drop), f = feed_forward(r, B * T, D, F, drop, gelu);
     const Phase res = residual(r, B * T, D);
     dec_block = {a.fwd + f.fwd + 2 * res.fwd, a.bwd + f.bwd + 2 * res.bwd};
     if (enc) {
@@ -111,7 +122,9 @@ ComputeTime estimate_compute(const PlanModel& m, const PlanBatch& b, const Machi
   const double Ns = B * S, Nt = B * T;
   Phase embed{pass_s(r, 5 * (Ns + Nt) * D), pass_s(r, 4 * (Ns + Nt) * D)};
   Phase norms{m.pre_norm ? pass_s(r, 3 * (Ns + Nt) * D) : 0, m.pre_norm ? pass_s(r, 4 * (Ns + Nt) * D) : 0};
-  Phase out{gemm_s(r, Nt, V, D) + pass_s(r, (3 + rounding) * Nt * V), gemm_bwd_s(r, Nt, V, D) + pass_s(r, (3 + rounding) * Nt * V)};
+  // Cross-entropy: forward a max pass then exp and sum per logit; backward exp per logit.
+  Phase out{gemm_s(r, Nt, V, D) + pass_s(r, (1 + rounding) * Nt * V) + exp_s(r, Nt * V, 1),
+            gemm_bwd_s(r, Nt, V, D) + pass_s(r, rounding * Nt * V) + exp_s(r, Nt * V, 2)};
 
   ComputeTime c;
   using Kind = PlanModel::UnitKind;

@@ -38,6 +38,7 @@ const std::vector<RealKey>& real_keys() {
       {"gemm_call_us", &Machine::gemm_call_us, false, "fixed cost of one GEMM call"},
       {"gemm_half_dim", &Machine::gemm_half_dim, false, "smallest GEMM dimension at half the large rate"},
       {"memory_bandwidth_gbs", &Machine::memory_bandwidth_gbs, true, "device memory, per device"},
+      {"exp_gelems", &Machine::exp_gelems, true, "1e9 elements/s of passes evaluating exp, per device"},
       {"intra_latency_us", &Machine::intra_latency_us, false, "per collective step within a node"},
       {"intra_bandwidth_gbs", &Machine::intra_bandwidth_gbs, true, "per rank, one direction, within a node"},
       {"inter_latency_us", &Machine::inter_latency_us, false, "per collective step between nodes"},

@@ -25,6 +25,8 @@ struct Machine {
   double gemm_half_dim = 0;       // h: a GEMM of smallest dimension d runs at d (1024 + h) / (1024 (d + h))
                                   // of the large rate (at most all of it)
   double memory_bandwidth_gbs = 0;  // device memory, per device (element-wise passes, optimizer)
+  double exp_gelems = 0;          // element-wise passes that evaluate exp / erf / a hash (softmax,
+                                  // cross-entropy, GELU, dropout): 1e9 elements per second per device
   double intra_latency_us = 0, intra_bandwidth_gbs = 0;  // per rank, one direction, within a node
   double inter_latency_us = 0, inter_bandwidth_gbs = 0;  // per rank, one direction, between nodes
   double overlap = 1;             // share of a collective that can run under compute (0..1)

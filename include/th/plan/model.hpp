@@ -24,6 +24,7 @@ struct PlanModel {
   int max_len = 0;  // rows of the sinusoidal table (a buffer counted with the parameters)
   bool tie_embeddings = true, pre_norm = false;
   double dropout = 0;
+  std::string activation = "relu";  // of the feed-forward: relu or gelu
   bool checkpointing = false;
   std::string dtype = "fp32";  // compute type: fp32, bf16, fp16 (master weights stay fp32)
   // Parameter tensors (elements) of each gather unit, in declaration order.
