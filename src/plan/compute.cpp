@@ -91,7 +91,7 @@ ComputeTime estimate_compute(const PlanModel& m, const PlanBatch& b, const Machi
   const Rates r{machine.peak_tflops(m.dtype) * 1e12 * machine.gemm_efficiency * share,
                 machine.memory_bandwidth_gbs * 1e9 * share, machine.gemm_call_us * 1e-6, machine.gemm_half_dim, eb,
                 machine.exp_gelems * 1e9 * share};
-  const bool gelu = m.activation == "gelu";
+  const bool gelu = m.gelu;
   const double B = b.micro_batch, S = b.src, T = b.tgt, D = m.d_model, H = m.n_heads, F = m.d_ff;
   const double V = static_cast<double>(m.vocab);
   const bool drop = m.dropout > 0, enc = !m.decoder_only;

@@ -11,9 +11,9 @@
 
 namespace th {
 
-double Machine::peak_tflops(const std::string& dtype) const {
-  if (dtype == "bf16") return peak_tflops_bf16;
-  if (dtype == "fp16") return peak_tflops_fp16;
+double Machine::peak_tflops(DType dtype) const {
+  if (dtype == DType::BF16) return peak_tflops_bf16;
+  if (dtype == DType::F16) return peak_tflops_fp16;
   return peak_tflops_fp32;
 }
 

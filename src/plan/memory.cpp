@@ -7,13 +7,13 @@
 
 namespace th {
 
-StateBytes engine_state_bytes(const std::string& dtype, const Machine& machine) {
+StateBytes engine_state_bytes(DType dtype, const Machine& machine) {
   StateBytes b;
-  const double compute = dtype == "fp32" ? 4 : machine.bytes_16bit;
+  const double compute = dtype == DType::F32 ? 4 : machine.bytes_16bit;
   b.param = compute;
   b.grad = compute;
   b.grad_partition = 4;  // reduce-scattered blocks are accumulated over micro-batches in fp32
-  b.master = dtype == "fp32" ? 0 : 4;
+  b.master = dtype == DType::F32 ? 0 : 4;
   b.moments = 8;
   return b;
 }

@@ -85,7 +85,7 @@ PlanModel bare_gpt(double params, int layers, int width, int heads) {
   m.decoder_layers = layers;
   m.tie_embeddings = true;
   m.pre_norm = true;
-  m.activation = "gelu";
+  m.gelu = true;
   const double w = width, block = 12 * w * w + 13 * w;  // attention 4w^2+4w, FFN 8w^2+5w, 2 norms 4w
   const double rest = params - layers * block - 2 * w;  // the final norm; the rest is the embedding
   if (rest < w)
@@ -112,12 +112,12 @@ PlanModel plan_model(const Config& cfg) {
     m.tie_embeddings = cfg.model.tie_embeddings;
     m.pre_norm = cfg.model.norm == "pre";
     m.dropout = cfg.model.dropout;
-    m.activation = cfg.model.activation;
+    m.gelu = cfg.model.activation == "gelu";
     build_units(m);
   }
   m.max_len = cfg.plan.params > 0 && cfg.plan.seq_len > 0 ? cfg.plan.seq_len : cfg.model.max_len;
   m.checkpointing = cfg.parallel.activation_checkpointing;
-  m.dtype = cfg.precision.dtype;
+  m.dtype = parse_dtype(cfg.precision.dtype);
   return m;
 }
 

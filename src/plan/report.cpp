@@ -27,7 +27,7 @@ std::string model_line(const PlanModel& m, const PlanBatch& b) {
                 "(%d + %d) tokens, grad_accum %d; %s, activation checkpointing %s",
                 m.decoder_only ? "decoder-only" : "encoder-decoder", m.d_model, m.n_heads, m.d_ff, m.encoder_layers,
                 m.decoder_layers, static_cast<long long>(m.vocab), m.tie_embeddings ? "tied" : "untied",
-                double(m.params()), b.micro_batch, b.src, b.tgt, b.grad_accum, m.dtype.c_str(),
+                double(m.params()), b.micro_batch, b.src, b.tgt, b.grad_accum, to_string(m.dtype),
                 m.checkpointing ? "on" : "off");
   return buf;
 }

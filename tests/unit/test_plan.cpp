@@ -73,7 +73,7 @@ TEST(PlanZeroPaper, TableOneSevenPointFiveBillion) {
 TEST(PlanZeroPaper, EngineBytesPerElement) {
   Machine gpu;
   gpu.bytes_16bit = 2;
-  const StateBytes f32 = engine_state_bytes("fp32", gpu), bf16 = engine_state_bytes("bf16", gpu);
+  const StateBytes f32 = engine_state_bytes(DType::F32, gpu), bf16 = engine_state_bytes(DType::BF16, gpu);
   EXPECT_DOUBLE_EQ(model_states(0, 8, 1000, f32).total(), 16 * 1000.0);
   EXPECT_DOUBLE_EQ(model_states(0, 8, 1000, bf16).total(), 16 * 1000.0);        // 2 + 2 + 12
   EXPECT_DOUBLE_EQ(model_states(2, 8, 1000, bf16).total(), 2000 + 16 * 1000 / 8.0);  // fp32 partition

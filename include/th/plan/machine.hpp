@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <string>
 
+#include "th/core/tensor.hpp"
+
 namespace th {
 
 class Comm;
@@ -39,7 +41,7 @@ struct Machine {
   std::int64_t alloc_align_bytes = 64;  // the caching allocator's rounding of every block
   double alloc_reuse = 2;               // it reuses a cached block of up to this many times a request
 
-  double peak_tflops(const std::string& dtype) const;  // by compute type: fp32, bf16, fp16
+  double peak_tflops(DType dtype) const;  // by compute type: F32, BF16, F16
 };
 
 // Throws th::InputError naming the file, line and key for an unknown key, a wrong type, a value

@@ -24,7 +24,7 @@ struct StateBytes {
 };
 // Ours (src/train/zero.cpp): the compute copy and full gradients in the compute type's storage,
 // the gradient partition accumulated in fp32, an fp32 master with 16-bit compute types.
-StateBytes engine_state_bytes(const std::string& dtype, const Machine& machine);
+StateBytes engine_state_bytes(DType dtype, const Machine& machine);
 // The ZeRO paper's mixed-precision Adam (K = 12): fp16 parameters and gradients (also the
 // partitioned ones), fp32 master, momentum and variance.
 StateBytes paper_state_bytes();

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "th/core/tensor.hpp"
+
 namespace th {
 
 struct Config;
@@ -24,9 +26,9 @@ struct PlanModel {
   int max_len = 0;  // rows of the sinusoidal table (a buffer counted with the parameters)
   bool tie_embeddings = true, pre_norm = false;
   double dropout = 0;
-  std::string activation = "relu";  // of the feed-forward: relu or gelu
+  bool gelu = false;  // the feed-forward activation is GELU (erf per element), else ReLU
   bool checkpointing = false;
-  std::string dtype = "fp32";  // compute type: fp32, bf16, fp16 (master weights stay fp32)
+  DType dtype = DType::F32;  // compute type: F32, BF16, F16 (master weights stay fp32)
   // Parameter tensors (elements) of each gather unit, in declaration order.
   std::vector<std::vector<std::int64_t>> units;
   // Which unit is a block (enc/dec), a final norm, the embeddings, the untied output.
@@ -34,7 +36,7 @@ struct PlanModel {
   std::vector<UnitKind> kinds;
 
   std::int64_t params() const;  // without padding
-  bool mixed() const { return dtype != "fp32"; }
+  bool mixed() const { return dtype != DType::F32; }
 };
 
 // The step's shape: every rank runs grad_accum micro-batches of micro_batch sequences, each of
