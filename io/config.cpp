@@ -21,6 +21,11 @@ class GroupReader {
   void get(const char* key, double& out) { out = deck_.get_real(group_, mark(key)); }
   void get(const char* key, bool& out) { out = deck_.get_bool(group_, mark(key)); }
   void get(const char* key, std::string& out) { out = deck_.get_string(group_, mark(key)); }
+  void get(const char* key, std::vector<int>& out) {
+    out.clear();
+    for (long long v : deck_.get_ints(group_, mark(key))) out.push_back(static_cast<int>(v));
+  }
+  void get(const char* key, std::vector<std::string>& out) { out = deck_.get_strings(group_, mark(key)); }
   void get(const char* key, std::array<double, 2>& out) {
     const std::vector<double> v = deck_.get_reals(group_, mark(key));
     if (v.size() != out.size()) throw Error(group_ + "%" + key + " does not have 2 values");
@@ -150,6 +155,20 @@ Config make_config(const Deck& deck) {
   bench.get("seq_len", c.bench.seq_len);
   bench.get("steps", c.bench.steps);
   bench.get("warmup", c.bench.warmup);
+
+  GroupReader plan(deck, seen, "plan");
+  plan.get("params", c.plan.params);
+  plan.get("layers", c.plan.layers);
+  plan.get("width", c.plan.width);
+  plan.get("heads", c.plan.heads);
+  plan.get("seq_len", c.plan.seq_len);
+  plan.get("micro_batch", c.plan.micro_batch);
+  plan.get("nodes", c.plan.nodes);
+  plan.get("ranks_per_node", c.plan.ranks_per_node);
+  plan.get("zero_stages", c.plan.zero_stages);
+  plan.get("offload", c.plan.offload);
+  plan.get("machine", c.plan.machine);
+  plan.get("calibrate", c.plan.calibrate);
 
   for (std::size_t i = 0; i < seen.size(); ++i)
     if (!seen[i])

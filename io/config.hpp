@@ -4,6 +4,7 @@
 // Built once from a validated Deck, so every value here has passed the deck's checks.
 #include <array>
 #include <string>
+#include <vector>
 
 namespace th {
 
@@ -116,6 +117,20 @@ struct Config {
     int steps = 0;
     int warmup = 0;
   };
+  struct Plan {
+    double params = 0;
+    int layers = 0;
+    int width = 0;
+    int heads = 0;
+    int seq_len = 0;
+    int micro_batch = 0;
+    std::vector<int> nodes;
+    std::vector<int> ranks_per_node;
+    std::vector<int> zero_stages;
+    std::vector<std::string> offload;
+    std::string machine;
+    bool calibrate = false;
+  };
 
   Run run;
   Model model;
@@ -129,6 +144,7 @@ struct Config {
   Log log;
   Translate translate;
   Bench bench;
+  Plan plan;
 
   // Deck::to_namelist() of the deck this came from, echoed into every output of the run.
   std::string resolved_deck;

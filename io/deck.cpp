@@ -122,7 +122,10 @@ std::vector<NamelistValue> typed_values(const KeySpec& spec, std::vector<Namelis
   const std::size_t want = spec.length == 0 ? 1 : static_cast<std::size_t>(spec.length);
   const std::string got_n =
       std::to_string(values.size()) + (values.size() == 1 ? " value" : " values");
-  if (values.size() != want) {
+  if (spec.list && (values.empty() || values.size() > want))
+    input_error(where, name + " expects 1 to " + std::to_string(want) + " " + many_of_type(spec.type) +
+                           ", got " + got_n);
+  if (!spec.list && values.size() != want) {
     if (spec.length == 0)
       input_error(where, name + " expects one " + type_word(spec.type) + ", got " + got_n);
     input_error(where, name + " expects " + std::to_string(want) + " " + many_of_type(spec.type) +
@@ -294,6 +297,13 @@ std::vector<long long> Deck::get_ints(const std::string& group, const std::strin
   std::vector<long long> out;
   for (const NamelistValue& v : entry(group, key, KeyType::Int, true).values)
     out.push_back(std::get<long long>(v));
+  return out;
+}
+
+std::vector<std::string> Deck::get_strings(const std::string& group, const std::string& key) const {
+  std::vector<std::string> out;
+  for (const NamelistValue& v : entry(group, key, KeyType::String, true).values)
+    out.push_back(std::get<std::string>(v));
   return out;
 }
 

@@ -27,6 +27,7 @@ class Deck {
   const std::string& get_string(const std::string& group, const std::string& key) const;
   std::vector<double> get_reals(const std::string& group, const std::string& key) const;
   std::vector<long long> get_ints(const std::string& group, const std::string& key) const;
+  std::vector<std::string> get_strings(const std::string& group, const std::string& key) const;
 
   // Whether the value came from the deck or an override rather than the default.
   bool is_set(const std::string& group, const std::string& key) const;

@@ -94,6 +94,24 @@ void Deck::check_rules() const {
   if (task == "bench" && get_int("bench", "seq_len") > get_int("model", "max_len"))
     fail_at({"bench%seq_len", "model%max_len", "run%task"},
             show("bench%seq_len") + " exceeds " + show("model%max_len"));
+
+  // task = 'plan': a machine to plan for, and a model (the deck's, or a bare parameter count).
+  if (task == "plan") {
+    if (get_string("plan", "machine").empty() && !get_bool("plan", "calibrate"))
+      fail_at({"run%task", "plan%machine", "plan%calibrate"},
+              show("run%task") + " needs 'plan%machine' (a machine file) or 'plan%calibrate' = .true.");
+    const long long width = get_int("plan", "width"), heads = get_int("plan", "heads");
+    if (get_real("plan", "params") > 0) {
+      if (get_int("plan", "layers") < 1 || width < 1)
+        fail_at({"plan%params", "plan%layers", "plan%width"},
+                show("plan%params") + " needs 'plan%layers' >= 1 and 'plan%width' >= 1");
+      if (heads > 0 && width % heads != 0)
+        fail_at({"plan%heads", "plan%width"}, show("plan%heads") + " does not divide " + show("plan%width"));
+    } else if (get_int("model", "vocab_size") == 0) {
+      fail_at({"model%vocab_size", "run%task"},
+              show("model%vocab_size") + " must be > 0 when " + show("run%task") + " plans the deck's model");
+    }
+  }
 }
 
 }  // namespace th

@@ -58,6 +58,15 @@ KeySpec choice(const char* group, const char* key, const char* def,
   return s;
 }
 
+// A list of 1 to `max` values (plan%nodes = 1, 16, 128); the default may be shorter.
+template <typename T>
+KeySpec list_of(KeySpec s, std::vector<T> def, int max) {
+  s.length = max;
+  s.list = true;
+  s.default_value.assign(def.begin(), def.end());
+  return s;
+}
+
 KeySpec non_empty(KeySpec s) {
   s.non_empty = true;
   return s;
@@ -71,7 +80,7 @@ KeySpec wide(KeySpec s) {
 std::vector<KeySpec> build_schema() {
   return {
       // &run
-      choice("run", "task", "train", {"prepare", "train", "evaluate", "translate", "bench"},
+      choice("run", "task", "train", {"prepare", "train", "evaluate", "translate", "bench", "plan"},
              "what the run does"),
       non_empty(string("run", "output_dir", "runs/default", "folder for every output of the run")),
       wide(integer("run", "seed", 1234, ge(0), any(),
@@ -222,6 +231,30 @@ std::vector<KeySpec> build_schema() {
       integer("bench", "seq_len", 64, ge(1), any(), "tokens per sentence (<= model%max_len)"),
       integer("bench", "steps", 8, ge(1), any(), "timed steps"),
       integer("bench", "warmup", 2, ge(0), any(), "untimed steps before the timed ones"),
+
+      // &plan (task = 'plan': memory and step time of every layout; docs/planning.md)
+      real("plan", "params", 0.0, ge(0), any(),
+           "a bare parameter count instead of the deck's model (0: use &model)"),
+      integer("plan", "layers", 0, ge(0), any(), "with plan%params: decoder blocks"),
+      integer("plan", "width", 0, ge(0), any(), "with plan%params: d_model (d_ff = 4 x width)"),
+      integer("plan", "heads", 0, ge(0), any(),
+              "with plan%params: attention heads (0: width / 128, GPT-3's head size)"),
+      integer("plan", "seq_len", 0, ge(0), any(), "tokens per sequence (0: model%max_len)"),
+      integer("plan", "micro_batch", 0, ge(0), any(),
+              "sequences per rank per micro-batch (0: data%max_tokens / tokens per sequence)"),
+      list_of(integer("plan", "nodes", 0, ge(1), any(), "node counts to consider"),
+              std::vector<long long>{1}, 64),
+      list_of(integer("plan", "ranks_per_node", 0, ge(1), any(), "ranks per node to consider"),
+              std::vector<long long>{1}, 64),
+      list_of(integer("plan", "zero_stages", 0, ge(0), le(3), "ZeRO stages to consider"),
+              std::vector<long long>{0, 1, 2, 3}, 4),
+      list_of(choice("plan", "offload", "none", {"none", "cpu", "nvme"},
+                     "placements of the optimizer state (and, at stage 3, the parameters) to consider"),
+              std::vector<std::string>{"none"}, 3),
+      string("plan", "machine", "",
+             "machine description file (inputs/machines/; '' with plan%calibrate: measured only)"),
+      logical("plan", "calibrate", false,
+              "measure this machine first (writes <output_dir>/machine.nml and plans with it)"),
   };
 }
 
@@ -270,6 +303,7 @@ std::string key_type_name(const KeySpec& spec) {
       name = "string";
       break;
   }
+  if (spec.list) return name + " list";
   return spec.length > 0 ? name + "(" + std::to_string(spec.length) + ")" : name;
 }
 

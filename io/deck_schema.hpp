@@ -23,6 +23,7 @@ struct KeySpec {
   std::string key;
   KeyType type = KeyType::Int;
   int length = 0;                            // 0: a scalar; n >= 1: an array of exactly n values
+  bool list = false;                         // arrays: a list of 1 to `length` values instead
   std::vector<NamelistValue> default_value;  // one value, or `length` values
   Bound lo, hi;                              // numeric keys: applies to every element
   std::vector<std::string> choices;          // string keys: the allowed values (empty: any)

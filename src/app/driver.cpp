@@ -11,6 +11,7 @@
 #include "th/core/error.hpp"
 #include "th/data/prepare.hpp"
 #include "th/parallel/agree.hpp"
+#include "th/plan/plan.hpp"
 #include "th/train/tasks.hpp"
 #ifdef TH_HAVE_CUDA
 #include "th/kernels/cuda_profile.hpp"
@@ -133,6 +134,8 @@ int run_app(int argc, char** argv, Runtime& rt) {
     run_evaluate(cfg, rt.world());
   } else if (cfg.run.task == "translate") {
     run_translate(cfg, rt.world());
+  } else if (cfg.run.task == "plan") {
+    run_plan(cfg, rt.world());
   } else {
     throw InputError("run%task = '" + cfg.run.task + "' is not a task of this build");
   }

@@ -44,6 +44,10 @@ std::string error_of(const std::string& text, const std::vector<std::string>& ov
 
 // A key's value read back through the typed getters, in the schema's own representation.
 std::vector<NamelistValue> values_in(const Deck& d, const KeySpec& s) {
+  if (s.length > 0 && s.type == KeyType::String) {
+    const std::vector<std::string> v = d.get_strings(s.group, s.key);
+    return {v.begin(), v.end()};
+  }
   if (s.length > 0 && s.type == KeyType::Real) {
     const std::vector<double> v = d.get_reals(s.group, s.key);
     return {v.begin(), v.end()};
@@ -111,6 +115,9 @@ const char* const kFullDeck = R"(
 &translate input_file = 'in.txt', output_file = 'out.txt', beam_size = 5, max_len_ratio = 2
   length_penalty = 0.6, batch_sentences = 8, samples = 0 /
 &bench batch = 16, seq_len = 32, steps = 4, warmup = 1 /
+&plan params = 7.5e9, layers = 32, width = 4096, heads = 32, seq_len = 1024, micro_batch = 2
+  nodes = 1, 8, ranks_per_node = 8, zero_stages = 1, 3, offload = 'none', 'cpu'
+  machine = 'inputs/machines/h200_8gpu_ib.nml', calibrate = T /
 )";
 
 // ---- the schema itself ----
@@ -123,8 +130,10 @@ TEST(DeckSchema, NamesAreUniqueLowerCaseAndDocumented) {
     for (char c : s.group + s.key)
       EXPECT_TRUE((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_') << name;
     EXPECT_FALSE(s.doc.empty()) << name;
-    EXPECT_EQ(s.default_value.size(), s.length == 0 ? 1u : static_cast<std::size_t>(s.length))
-        << name;
+    if (s.list)  // a list: 1 to `length` values
+      EXPECT_TRUE(!s.default_value.empty() && s.default_value.size() <= static_cast<std::size_t>(s.length)) << name;
+    else
+      EXPECT_EQ(s.default_value.size(), s.length == 0 ? 1u : static_cast<std::size_t>(s.length)) << name;
     if (!s.choices.empty()) {
       EXPECT_NE(
           std::find(s.choices.begin(), s.choices.end(), std::get<std::string>(s.default_value[0])),
@@ -145,7 +154,7 @@ TEST(DeckSchema, NamesAreUniqueLowerCaseAndDocumented) {
   }
   EXPECT_EQ(deck_groups(), (std::vector<std::string>{"run", "model", "data", "prepare", "optim",
                                                      "parallel", "precision", "checkpoint",
-                                                     "profile", "log", "translate", "bench"}));
+                                                     "profile", "log", "translate", "bench", "plan"}));
 }
 
 TEST(DeckSchema, ContractKeysOfDeckMdExist) {
@@ -339,7 +348,7 @@ TEST(DeckErrors, UnknownGroup) {
   EXPECT_EQ(error_of("&MODLE /"), "run.nml:1: unknown group '&modle' (did you mean '&model'?)");
   EXPECT_EQ(error_of("&xyzzy /"),
             "run.nml:1: unknown group '&xyzzy' (groups: run, model, data, prepare, optim, "
-            "parallel, precision, checkpoint, profile, log, translate, bench)");
+            "parallel, precision, checkpoint, profile, log, translate, bench, plan)");
 }
 
 TEST(DeckErrors, UnknownKey) {

@@ -1,0 +1,139 @@
+// Model states, offload placement and transient buffers per rank (activations: activations.cpp).
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "th/plan/memory.hpp"
+
+namespace th {
+
+StateBytes engine_state_bytes(DType dtype, const Machine& machine) {
+  StateBytes b;
+  const double compute = dtype == DType::F32 ? 4 : machine.bytes_16bit;
+  b.param = compute;
+  b.grad = compute;
+  b.grad_partition = 4;  // reduce-scattered blocks are accumulated over micro-batches in fp32
+  b.master = dtype == DType::F32 ? 0 : 4;
+  b.moments = 8;
+  return b;
+}
+
+StateBytes paper_state_bytes() { return {2, 2, 2, 4, 8}; }
+
+ModelStates model_states(int stage, int ranks, double psi, const StateBytes& b) {
+  const double part = psi / ranks;  // the rank's partition
+  ModelStates s;
+  s.params = b.param * (stage >= 3 ? part : psi);
+  s.grads = stage >= 2 ? b.grad_partition * part : b.grad * psi;
+  s.optimizer = (b.master + b.moments) * (stage >= 1 ? part : psi);
+  return s;
+}
+
+namespace {
+
+constexpr double kMiB = 1024.0 * 1024.0;
+constexpr double kChunkHeader = 64;  // bytes of a chunk record's header (th/train/offload.hpp)
+
+// The two-slot window and the file of a chunked NVMe store of n elements x width fp32 arrays.
+struct ChunkStore {
+  double window = 0, file = 0;
+};
+ChunkStore chunk_store(double n, int width, double chunk_mb) {
+  double chunk = std::max(1.0, std::floor(chunk_mb * kMiB / (width * 4.0)));
+  chunk = std::min(chunk, std::max(n, 1.0));
+  const double stride = kChunkHeader + width * chunk * 4;
+  const double chunks = n <= 0 ? 0 : std::ceil(n / chunk);
+  return {2 * stride, chunks * stride};
+}
+
+// Pages of a reserved range (page-aligned at element 0) touched by elements [b, e).
+struct PageSpan {
+  std::int64_t first, last;  // inclusive page indices
+};
+PageSpan pages_of(double b, double e, double elem_bytes, double page) {
+  return {static_cast<std::int64_t>(std::floor(b * elem_bytes / page)),
+          static_cast<std::int64_t>(std::ceil(e * elem_bytes / page)) - 1};
+}
+
+}  // namespace
+
+MemoryEstimate estimate_memory(const PlanModel& m, const PlanBatch& b, const Layout& l, const ZeroKnobs& z,
+                               const Machine& machine) {
+  const int N = l.ranks();
+  const FlatLayout flat = flat_layout(m, l.stage, N, z.bucket_mb);
+  const StateBytes sb = engine_state_bytes(m.dtype, machine);
+  const double P = static_cast<double>(flat.padded), S = static_cast<double>(flat.shard);
+  const double page = static_cast<double>(machine.page_bytes);
+  MemoryEstimate e;
+  e.psi = static_cast<double>(m.params());
+  e.padded = P;
+  e.shard = S;
+  const ModelStates ms = model_states(l.stage, N, P, sb);
+  e.params = ms.params;
+  e.grads = ms.grads;
+  e.optimizer = ms.optimizer;
+  // The sinusoidal positional table [max_len, D]: a buffer, allocated with the parameters.
+  e.params += std::ceil(double(m.max_len) * m.d_model * sb.param / machine.alloc_align_bytes) * machine.alloc_align_bytes;
+
+  if (l.stage >= 2) {
+    // The working gradient range gives its pages back after each reduce-scatter, except a last
+    // page the buffer's end shares with nothing (zeroed in place, so it stays committed).
+    const double tail = std::fmod(P * sb.grad, page);
+    e.grads += tail > 0 ? page : 0;
+  }
+  if (l.stage == 3) {
+    // Gathered units give back only the pages wholly inside them; units below the persistence
+    // threshold stay whole. Pages resident between steps: every page of a persistent unit and
+    // the pages a unit shares with a neighbour.
+    std::set<std::int64_t> kept;
+    for (const FlatLayout::Unit& u : flat.units) {
+      const PageSpan p = pages_of(double(u.begin), double(u.end), sb.param, page);
+      if (u.end - u.begin < z.persistence_threshold) {
+        for (std::int64_t q = p.first; q <= p.last; ++q) kept.insert(q);
+        continue;
+      }
+      if (std::fmod(u.begin * sb.param, page) != 0) kept.insert(p.first);
+      if (std::fmod(u.end * sb.param, page) != 0) kept.insert(p.last);
+    }
+    e.params += double(kept.size()) * page;
+    // Offloaded partition: on the host ('cpu') or in a file with a two-chunk window ('nvme').
+    if (l.param != Placement::None) {
+      e.params -= sb.param * S;
+      if (l.param == Placement::Cpu) {
+        e.host_params = sb.param * S;
+      } else {
+        const ChunkStore c = chunk_store(S, 1, z.nvme_chunk_mb);
+        e.host_params = c.window;
+        e.nvme += c.file;
+        e.workspace_init = 4 * S;  // the initial partition is assembled once, then written
+      }
+    }
+  }
+  if (l.stage >= 1 && l.optimizer != Placement::None) {
+    e.optimizer = 0;
+    e.host_master = sb.master * S;
+    if (l.optimizer == Placement::Cpu) {
+      e.host_moments = sb.moments * S;
+    } else {
+      const ChunkStore c = chunk_store(S, 2, z.nvme_chunk_mb);
+      e.host_moments = c.window;
+      e.nvme += c.file;
+    }
+  }
+
+  // The step's saved tensors and scratch through the caching allocator; stage 3 with NVMe
+  // parameters leaves its start-up block (the first partition) cached.
+  const double act_bytes = m.mixed() ? machine.bytes_16bit : 4;
+  const StepAllocations full = step_allocations(m, b, false, act_bytes, machine, e.workspace_init);
+  const StepAllocations ckpt = step_allocations(m, b, true, act_bytes, machine, e.workspace_init);
+  e.activations_full = full.activations;
+  e.activations_checkpointed = ckpt.activations;
+  const StepAllocations& used = m.checkpointing ? ckpt : full;
+  e.activations = used.activations;
+  e.workspace = used.workspace;
+  e.gathered = gathered_peak_bytes(m, flat, l, z, sb.param, page);
+  e.grad_buckets = grad_bucket_peak_bytes(m, flat, l, z, sb.grad, page, machine.overlap >= 1);
+  return e;
+}
+
+}  // namespace th
