@@ -40,9 +40,6 @@ void Deck::check_rules() const {
   const bool packed = get_string("data", "packing") == "concat";
   if (packed && !decoder_only)
     fail_at({"data%packing", "model%arch"}, show("data%packing") + " needs 'model%arch' = 'decoder-only'");
-  if (packed && synthetic != "none")
-    fail_at({"data%packing", "data%synthetic"},
-            show("data%packing") + " reads a text dataset: it needs 'data%synthetic' = 'none'");
   if (packed && get_int("data", "max_tokens") < get_int("model", "max_len"))
     fail_at({"data%max_tokens", "model%max_len", "data%packing"},
             show("data%max_tokens") + " is less than one block of " + show("model%max_len") + " (" +

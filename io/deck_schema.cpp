@@ -131,17 +131,17 @@ std::vector<KeySpec> build_schema() {
              "a TSV file of 'source TAB target' lines, 'bible:SRC_MODULE:TGT_MODULE', or monolingual "
              "text: 'text:PATH' (file, folder of *.txt, glob), 'jsonl:PATH:FIELD', 'bible:MODULE' "
              "(needed by task='prepare')"),
-      choice("prepare", "text_documents", "blank_line", {"blank_line", "file"},
-             "text: sources: documents separated by blank lines, or one document per file"),
-      choice("prepare", "spm_type", "unigram", {"unigram", "bpe"}, "SentencePiece model type"),
-      integer("prepare", "spm_sample_sentences", 1000000, ge(1), any(),
-              "most training-split sentences the SentencePiece trainer sees (a sample of them beyond)"),
       integer("prepare", "vocab_size", 8000, ge(8), any(),
               "SentencePiece vocabulary size (joint source+target)"),
       real("prepare", "valid_fraction", 0.01, ge(0), lt(1),
            "share of pairs held out for validation"),
       real("prepare", "test_fraction", 0.01, ge(0), lt(1),
            "share of pairs held out for test (valid_fraction + test_fraction < 1)"),
+      choice("prepare", "text_documents", "blank_line", {"blank_line", "file"},
+             "text: sources: documents separated by blank lines, or one document per file"),
+      choice("prepare", "spm_type", "unigram", {"unigram", "bpe"}, "SentencePiece model type"),
+      integer("prepare", "spm_sample_sentences", 1000000, ge(1), any(),
+              "most training-split sentences the SentencePiece trainer sees (a sample of them beyond)"),
 
       // &optim
       real("optim", "lr", 7e-4, gt(0), any(), "peak learning rate (AdamW)"),

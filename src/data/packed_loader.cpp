@@ -62,6 +62,9 @@ std::vector<Batch> evaluation_batches(LmDatasetReader& reader, int L, int per_ba
 
 PackedLoader::PackedLoader(const Config& cfg, Comm& comm)
     : rank_(comm.rank()), block_len_(cfg.model.max_len), document_mask_(cfg.data.document_mask) {
+  if (cfg.data.synthetic != "none")
+    throw InputError("data%packing = 'concat' reads a text dataset, but data%synthetic = '" + cfg.data.synthetic +
+                     "'; set data%synthetic = 'none'");
   if (cfg.data.train_file.empty())
     throw InputError("data%packing = 'concat' needs data%train_file, a text dataset made by run%task = 'prepare'");
   reader_ = std::make_unique<LmDatasetReader>(cfg.data.train_file, comm);

@@ -86,7 +86,7 @@ std::vector<float> Tokenizer::piece_bytes() const {
   const std::string mark = "\xE2\x96\x81";  // U+2581, SentencePiece's space
   for (int id = 0; id < V; ++id) {
     float b = 0;
-    if (id == SpecialTokens::eos || sp_->IsUnknown(id) || sp_->IsByte(id)) {
+    if (sp_->IsUnknown(id) || sp_->IsByte(id)) {
       b = 1;
     } else if (!sp_->IsControl(id)) {
       const std::string piece = sp_->IdToPiece(id);

@@ -40,8 +40,9 @@ class Tokenizer {
   std::vector<int> encode(const std::string& text) const;
   std::string decode(const std::vector<int>& ids) const;
   // The UTF-8 bytes of text each id stands for (per-byte perplexity): the piece's bytes with the
-  // word-boundary mark U+2581 counted as the one space it stands for; EOS 1 (the break between
-  // documents), unknown 1, byte pieces 1, pad and BOS 0.
+  // word-boundary mark U+2581 counted as the one space it stands for; unknown and byte pieces 1;
+  // pad, BOS and EOS 0. A document's ids then stand for its normalized text plus one byte (the
+  // mark SentencePiece puts before the first word, which stands for the break between documents).
   std::vector<float> piece_bytes() const;
 
  private:
