@@ -17,6 +17,9 @@ void run_evaluate_lm(const Config& cfg, Comm& comm) {
   if (cfg.data.test_file.empty())
     throw InputError("run%task = 'evaluate' needs data%test_file (the test split written by run%task = 'prepare')");
   LmDatasetReader test(cfg.data.test_file, comm);
+  if (test.info().tokens < 2)
+    throw InputError("data%test_file = '" + test.info().path + "' holds " + std::to_string(test.info().tokens) +
+                     " token(s): nothing to predict (raise prepare%test_fraction and prepare again)");
   const int vocab = lm_vocab_size(cfg, test.info().vocab_size, "data%test_file", test.info().path);
   std::vector<float> bytes = Tokenizer(test.tokenizer_model(), test.info().path).piece_bytes();
   bytes.resize(static_cast<std::size_t>(vocab), 0.0f);

@@ -1,12 +1,14 @@
 // The packing rules as pure functions: the Feistel permutation is a bijection for any size, the
 // packed sampler uses every block at most once per epoch and reshuffles per epoch, document
 // starts follow EOS, packed batches shift targets by one, evaluation spans predict every token
-// but the first exactly once.
+// but the first exactly once; the shipped language-model decks are valid for every task.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <set>
 
+#include "io/config.hpp"
+#include "io/deck.hpp"
 #include "th/data/batching.hpp"
 #include "th/data/packed_loader.hpp"
 #include "th/data/packing.hpp"
@@ -93,4 +95,28 @@ TEST(Packing, EvaluationSpansPredictEveryTokenButTheFirstOnce) {
     for (std::int64_t t = 1; t < n; ++t) EXPECT_EQ(predicted[static_cast<std::size_t>(t)], 1) << n << " " << t;
   }
   EXPECT_TRUE(evaluation_spans(1, 16).empty());
+}
+
+TEST(LmDecks, ShippedDecksAreValidForEveryTask) {
+  const std::string dir = std::string(TH_TEST_DIR) + "/../inputs/";
+  for (const char* task : {"prepare", "train", "evaluate", "generate", "bench"}) {
+    if (std::string(task) != "bench") {  // the vocabulary comes from the dataset: no bench without one
+      const Config tiny = make_config(Deck::from_file(dir + "lm_tiny.nml", {std::string("run%task='") + task + "'"}));
+      EXPECT_EQ(tiny.data.packing, "concat");
+      EXPECT_TRUE(tiny.data.document_mask);
+      EXPECT_EQ(tiny.prepare.source, "bible:engWEB2015eb");
+    }
+    const Config gpt2 = make_config(Deck::from_file(dir + "gpt2_124m.nml", {std::string("run%task='") + task + "'",
+                                                                             "generate%prompt='Hello'"}));
+    EXPECT_EQ(gpt2.model.d_model, 768);
+    EXPECT_EQ(gpt2.model.n_heads, 12);
+    EXPECT_EQ(gpt2.model.n_decoder_layers, 12);
+    EXPECT_EQ(gpt2.model.d_ff, 3072);
+    EXPECT_EQ(gpt2.model.max_len, 1024);
+    EXPECT_EQ(gpt2.model.vocab_size, 50257);
+    EXPECT_EQ(gpt2.model.norm, "pre");
+    EXPECT_EQ(gpt2.model.activation, "gelu");
+    EXPECT_TRUE(gpt2.model.tie_embeddings);
+    EXPECT_EQ(gpt2.model.arch, "decoder-only");
+  }
 }
