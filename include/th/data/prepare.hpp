@@ -41,7 +41,7 @@ struct TextPrepareSummary {
   std::int64_t split_documents[3] = {0, 0, 0}, split_tokens[3] = {0, 0, 0};
   std::string files[3];
   int vocab_size = 0;
-  double read_s = 0, tokenizer_s = 0, encode_s = 0, total_s = 0;
+  double read_s = 0, tokenizer_s = 0, encode_s = 0, write_s = 0, total_s = 0;  // encode, write: the slowest rank's
   double tokens_per_s_per_rank = 0;  // encode + write, the slowest rank's own tokens / its time
 };
 TextPrepareSummary prepare_text_datasets(const Config& cfg, Comm& comm);
