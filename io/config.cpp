@@ -84,12 +84,17 @@ Config make_config(const Deck& deck) {
   data.get("synthetic_max_len", c.data.synthetic_max_len);
   data.get("synthetic_samples", c.data.synthetic_samples);
   data.get("synthetic_valid_samples", c.data.synthetic_valid_samples);
+  data.get("packing", c.data.packing);
+  data.get("document_mask", c.data.document_mask);
 
   GroupReader prepare(deck, seen, "prepare");
   prepare.get("source", c.prepare.source);
   prepare.get("vocab_size", c.prepare.vocab_size);
   prepare.get("valid_fraction", c.prepare.valid_fraction);
   prepare.get("test_fraction", c.prepare.test_fraction);
+  prepare.get("text_documents", c.prepare.text_documents);
+  prepare.get("spm_type", c.prepare.spm_type);
+  prepare.get("spm_sample_sentences", c.prepare.spm_sample_sentences);
 
   GroupReader optim(deck, seen, "optim");
   optim.get("lr", c.optim.lr);
@@ -149,6 +154,18 @@ Config make_config(const Deck& deck) {
   translate.get("length_penalty", c.translate.length_penalty);
   translate.get("batch_sentences", c.translate.batch_sentences);
   translate.get("samples", c.translate.samples);
+
+  GroupReader generate(deck, seen, "generate");
+  generate.get("prompt", c.generate.prompt);
+  generate.get("input_file", c.generate.input_file);
+  generate.get("output_file", c.generate.output_file);
+  generate.get("max_new_tokens", c.generate.max_new_tokens);
+  generate.get("temperature", c.generate.temperature);
+  generate.get("top_k", c.generate.top_k);
+  generate.get("top_p", c.generate.top_p);
+  generate.get("repetition_penalty", c.generate.repetition_penalty);
+  generate.get("seed", c.generate.seed);
+  generate.get("batch_prompts", c.generate.batch_prompts);
 
   GroupReader bench(deck, seen, "bench");
   bench.get("batch", c.bench.batch);

@@ -45,12 +45,17 @@ struct Config {
     int synthetic_max_len = 0;
     int synthetic_samples = 0;
     int synthetic_valid_samples = 0;
+    std::string packing;
+    bool document_mask = false;
   };
   struct Prepare {
     std::string source;
     int vocab_size = 0;
     double valid_fraction = 0;
     double test_fraction = 0;
+    std::string text_documents;
+    std::string spm_type;
+    int spm_sample_sentences = 0;
   };
   struct Optim {
     double lr = 0;
@@ -111,6 +116,18 @@ struct Config {
     int batch_sentences = 0;
     int samples = 0;
   };
+  struct Generate {
+    std::string prompt;
+    std::string input_file;
+    std::string output_file;
+    int max_new_tokens = 0;
+    double temperature = 0;
+    int top_k = 0;
+    double top_p = 0;
+    double repetition_penalty = 0;
+    long long seed = 0;
+    int batch_prompts = 0;
+  };
   struct Bench {
     int batch = 0;
     int seq_len = 0;
@@ -143,6 +160,7 @@ struct Config {
   Profile profile;
   Log log;
   Translate translate;
+  Generate generate;
   Bench bench;
   Plan plan;
 

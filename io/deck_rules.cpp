@@ -15,13 +15,38 @@ void Deck::check_rules() const {
   if (task == "prepare" && get_string("prepare", "source").empty())
     fail_at(
         {"run%task", "prepare%source"},
-        show("run%task") + " needs 'prepare%source' (a TSV file or 'bible:SRC_MODULE:TGT_MODULE')");
+        show("run%task") + " needs 'prepare%source' (a TSV file, 'bible:SRC_MODULE:TGT_MODULE', 'text:PATH', "
+                           "'jsonl:PATH:FIELD' or 'bible:MODULE')");
   if (task == "train" && synthetic == "none" && get_string("data", "train_file").empty())
     fail_at({"run%task", "data%synthetic", "data%train_file"},
             show("run%task") + " needs 'data%train_file' or 'data%synthetic'");
   if (task == "translate" && get_string("translate", "input_file").empty())
     fail_at({"run%task", "translate%input_file"},
             show("run%task") + " needs 'translate%input_file'");
+
+  // Language models (docs/running.md, "Language models").
+  const bool decoder_only = get_string("model", "arch") == "decoder-only";
+  if (task == "generate") {
+    const bool prompt = !get_string("generate", "prompt").empty(), file = !get_string("generate", "input_file").empty();
+    if (!prompt && !file)
+      fail_at({"run%task", "generate%prompt", "generate%input_file"},
+              show("run%task") + " needs 'generate%prompt' or 'generate%input_file'");
+    if (prompt && file)
+      fail_at({"generate%prompt", "generate%input_file"},
+              "give one of " + show("generate%prompt") + " and " + show("generate%input_file") + ", not both");
+    if (!decoder_only)
+      fail_at({"run%task", "model%arch"}, show("run%task") + " needs 'model%arch' = 'decoder-only'");
+  }
+  const bool packed = get_string("data", "packing") == "concat";
+  if (packed && !decoder_only)
+    fail_at({"data%packing", "model%arch"}, show("data%packing") + " needs 'model%arch' = 'decoder-only'");
+  if (packed && get_int("data", "max_tokens") < get_int("model", "max_len"))
+    fail_at({"data%max_tokens", "model%max_len", "data%packing"},
+            show("data%max_tokens") + " is less than one block of " + show("model%max_len") + " (" +
+                show("data%packing") + ")");
+  if (get_bool("data", "document_mask") && !packed)
+    fail_at({"data%document_mask", "data%packing"},
+            show("data%document_mask") + " needs 'data%packing' = 'concat'");
 
   // Model shape.
   if (get_int("model", "d_model") % get_int("model", "n_heads") != 0)

@@ -80,7 +80,7 @@ KeySpec wide(KeySpec s) {
 std::vector<KeySpec> build_schema() {
   return {
       // &run
-      choice("run", "task", "train", {"prepare", "train", "evaluate", "translate", "bench", "plan"},
+      choice("run", "task", "train", {"prepare", "train", "evaluate", "translate", "bench", "plan", "generate"},
              "what the run does"),
       non_empty(string("run", "output_dir", "runs/default", "folder for every output of the run")),
       wide(integer("run", "seed", 1234, ge(0), any(),
@@ -129,10 +129,16 @@ std::vector<KeySpec> build_schema() {
               "longest synthetic sequence in tokens (>= synthetic_min_len, <= model%max_len - 2)"),
       integer("data", "synthetic_samples", 4096, ge(1), any(), "synthetic training pairs"),
       integer("data", "synthetic_valid_samples", 256, ge(1), any(), "synthetic validation pairs (task='evaluate': as many test pairs, unseen)"),
+      choice("data", "packing", "none", {"none", "concat"},
+             "'none': examples padded to the longest row; 'concat' (language model, text datasets): the "
+             "token stream cut into model%max_len blocks, no padding"),
+      logical("data", "document_mask", false,
+              "with packing = 'concat': attention does not cross document boundaries inside a block"),
 
       // &prepare
       string("prepare", "source", "",
-             "a TSV file of 'source TAB target' lines, or 'bible:SRC_MODULE:TGT_MODULE' "
+             "a TSV file of 'source TAB target' lines, 'bible:SRC_MODULE:TGT_MODULE', or monolingual "
+             "text: 'text:PATH' (file, folder of *.txt, glob), 'jsonl:PATH:FIELD', 'bible:MODULE' "
              "(needed by task='prepare')"),
       integer("prepare", "vocab_size", 8000, ge(8), any(),
               "SentencePiece vocabulary size (joint source+target)"),
@@ -140,6 +146,11 @@ std::vector<KeySpec> build_schema() {
            "share of pairs held out for validation"),
       real("prepare", "test_fraction", 0.01, ge(0), lt(1),
            "share of pairs held out for test (valid_fraction + test_fraction < 1)"),
+      choice("prepare", "text_documents", "blank_line", {"blank_line", "file"},
+             "text: sources: documents separated by blank lines, or one document per file"),
+      choice("prepare", "spm_type", "unigram", {"unigram", "bpe"}, "SentencePiece model type"),
+      integer("prepare", "spm_sample_sentences", 1000000, ge(1), any(),
+              "most training-split sentences the SentencePiece trainer sees (a sample of them beyond)"),
 
       // &optim
       real("optim", "lr", 7e-4, gt(0), any(), "peak learning rate (AdamW)"),
@@ -225,6 +236,23 @@ std::vector<KeySpec> build_schema() {
               "sentences decoded together (per rank, sorted by length)"),
       integer("translate", "samples", 3, ge(0), any(),
               "task='evaluate': sample translations printed (source, reference, output)"),
+
+      // &generate
+      string("generate", "prompt", "", "one prompt to continue (or generate%input_file)"),
+      string("generate", "input_file", "", "prompts, one per line; '-' reads stdin"),
+      string("generate", "output_file", "",
+             "continuations, one line per prompt, in input order (empty: stdout)"),
+      integer("generate", "max_new_tokens", 64, ge(1), any(), "most tokens generated per prompt"),
+      real("generate", "temperature", 1.0, ge(0), any(), "softmax temperature (0: greedy arg-max)"),
+      integer("generate", "top_k", 0, ge(0), any(), "sample among the k most likely tokens (0: all)"),
+      real("generate", "top_p", 1.0, gt(0), le(1),
+           "nucleus: sample among the most likely tokens holding probability top_p (1: all)"),
+      real("generate", "repetition_penalty", 1.0, gt(0), any(),
+           "logits of tokens already in the text divided by it (if > 0) or multiplied (if < 0); 1: off"),
+      wide(integer("generate", "seed", 1234, ge(0), any(),
+                   "sampling seed: the same seed gives the same text on any number of ranks")),
+      integer("generate", "batch_prompts", 16, ge(1), any(),
+              "consecutive prompts decoded together (the grouping does not depend on the ranks)"),
 
       // &bench
       integer("bench", "batch", 32, ge(1), any(), "global sentences per step"),

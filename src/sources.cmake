@@ -30,6 +30,8 @@ target_sources(torch_handle PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/model/residual.cpp
   ${CMAKE_CURRENT_LIST_DIR}/model/transformer.cpp
   ${CMAKE_CURRENT_LIST_DIR}/model/decoding.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/model/kv_cache.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/model/generation.cpp
 )
 target_sources(torch_handle PRIVATE
   # data: batching, sampler, synthetic tasks

@@ -68,10 +68,11 @@ Config load_config(Comm& comm, const CommandLine& cl) {
   return make_config(Deck::from_text(text, cl.deck));
 }
 
-// evaluate and translate usually run in the training run's folder: their resolved decks get
+// evaluate, translate and generate usually run in the training run's folder: their resolved decks get
 // their own names so the training deck stays there.
 std::string resolved_deck_name(const std::string& task) {
-  return task == "evaluate" || task == "translate" ? "deck." + task + ".resolved.nml" : "deck.resolved.nml";
+  return task == "evaluate" || task == "translate" || task == "generate" ? "deck." + task + ".resolved.nml"
+                                                                          : "deck.resolved.nml";
 }
 
 void prepare_output_dir(Comm& comm, const Config& cfg) {
@@ -136,6 +137,8 @@ int run_app(int argc, char** argv, Runtime& rt) {
     run_translate(cfg, rt.world());
   } else if (cfg.run.task == "plan") {
     run_plan(cfg, rt.world());
+  } else if (cfg.run.task == "generate") {
+    run_generate(cfg, rt.world());
   } else {
     throw InputError("run%task = '" + cfg.run.task + "' is not a task of this build");
   }

@@ -11,6 +11,7 @@
 #include "th/data/corpus.hpp"
 #include "th/data/dataset_h5.hpp"
 #include "th/data/split.hpp"
+#include "th/data/text_corpus.hpp"
 #include "th/data/tokenizer.hpp"
 #include "th/parallel/agree.hpp"
 
@@ -66,6 +67,8 @@ PrepareSummary prepare_datasets(const Config& cfg) {
   TokenizerOptions topt;
   topt.vocab_size = cfg.prepare.vocab_size;
   topt.threads = tokenizer_threads(cfg);
+  topt.model_type = cfg.prepare.spm_type;
+  topt.input_sentence_size = cfg.prepare.spm_sample_sentences;
   const std::string model = train_sentencepiece(sentences, topt);
   sentences.clear();
   const Tokenizer tok(model, "prepare");
@@ -111,6 +114,10 @@ PrepareSummary prepare_datasets(const Config& cfg) {
 }
 
 void run_prepare(const Config& cfg, Comm& comm) {
+  if (is_text_source(cfg.prepare.source)) {  // monolingual text: a language model's dataset
+    run_prepare_text(cfg, comm);
+    return;
+  }
   // Rank 0 does the work; its problem, if any, is agreed once the others have waited for it.
   std::string problem;
   ErrorKind kind = ErrorKind::Input;
@@ -120,8 +127,8 @@ void run_prepare(const Config& cfg, Comm& comm) {
       std::printf("prepare: %s: %lld pairs from %lld records (skipped: %lld empty, %lld missing in one side) in %.1f s\n",
                   cfg.prepare.source.c_str(), static_cast<long long>(s.pairs), static_cast<long long>(s.records),
                   static_cast<long long>(s.skipped_empty), static_cast<long long>(s.skipped_missing), s.read_s);
-      std::printf("prepare: SentencePiece unigram, %d pieces (asked %d), trained on the training split in %.1f s\n",
-                  s.vocab_size, cfg.prepare.vocab_size, s.tokenizer_s);
+      std::printf("prepare: SentencePiece %s, %d pieces (asked %d), trained on the training split in %.1f s\n",
+                  cfg.prepare.spm_type.c_str(), s.vocab_size, cfg.prepare.vocab_size, s.tokenizer_s);
       for (int k = 0; k < 3; ++k)
         std::printf("prepare: %-5s %7lld pairs, %9lld tokens -> %s\n", split_name(static_cast<Split>(k)),
                     static_cast<long long>(s.split_pairs[k]), static_cast<long long>(s.split_tokens[k]),

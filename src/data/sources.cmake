@@ -16,4 +16,12 @@ target_sources(torch_handle PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/dataset_inspect.cpp
   ${CMAKE_CURRENT_LIST_DIR}/dataset_read.cpp
   ${CMAKE_CURRENT_LIST_DIR}/prepare.cpp
+  # language models: text corpora, text datasets, packed blocks
+  ${CMAKE_CURRENT_LIST_DIR}/json_line.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/text_corpus.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/text_prepare.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/lm_dataset_write.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/lm_dataset_read.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/packing.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/packed_loader.cpp
 )

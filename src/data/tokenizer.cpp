@@ -3,6 +3,7 @@
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
+#include <string_view>
 #include <unordered_map>
 
 #include "th/core/error.hpp"
@@ -29,7 +30,7 @@ class VectorIterator : public sentencepiece::SentenceIterator {
 std::string train_sentencepiece(const std::vector<std::string>& sentences, const TokenizerOptions& opt) {
   if (sentences.empty()) throw InputError("SentencePiece: no training sentence");
   const std::unordered_map<std::string, std::string> args = {
-      {"model_type", "unigram"},
+      {"model_type", opt.model_type},
       {"vocab_size", std::to_string(opt.vocab_size)},
       {"hard_vocab_limit", opt.hard_vocab_limit ? "true" : "false"},
       {"character_coverage", "1.0"},
@@ -38,8 +39,8 @@ std::string train_sentencepiece(const std::vector<std::string>& sentences, const
       {"bos_id", std::to_string(SpecialTokens::bos)},
       {"eos_id", std::to_string(SpecialTokens::eos)},
       {"num_threads", std::to_string(opt.threads > 0 ? opt.threads : 1)},
-      // Up to 4M sentences, sampled if there are more: enough for a 32k vocabulary.
-      {"input_sentence_size", "4000000"},
+      // Sampled down to this many sentences if there are more (4M are enough for a 32k vocabulary).
+      {"input_sentence_size", std::to_string(opt.input_sentence_size)},
       {"shuffle_input_sentence", "true"},
       {"minloglevel", "2"},  // the trainer's progress log would drown the run's own output
   };
@@ -77,6 +78,64 @@ std::string Tokenizer::decode(const std::vector<int>& ids) const {
   const auto status = sp_->Decode(ids, &text);
   if (!status.ok()) throw Error(what_ + ": SentencePiece decode failed: " + status.ToString());
   return text;
+}
+
+std::vector<float> Tokenizer::piece_bytes() const {
+  const int V = vocab_size();
+  std::vector<float> bytes(static_cast<std::size_t>(V), 0.0f);
+  const std::string mark = "\xE2\x96\x81";  // U+2581, SentencePiece's space
+  for (int id = 0; id < V; ++id) {
+    float b = 0;
+    if (sp_->IsUnknown(id) || sp_->IsByte(id)) {
+      b = 1;
+    } else if (!sp_->IsControl(id)) {
+      const std::string piece = sp_->IdToPiece(id);
+      std::size_t marks = 0;
+      for (std::size_t at = piece.find(mark); at != std::string::npos; at = piece.find(mark, at + mark.size())) ++marks;
+      b = static_cast<float>(piece.size() - 2 * marks);
+    }
+    bytes[static_cast<std::size_t>(id)] = b;
+  }
+  return bytes;
+}
+
+struct CachedEncoder::Cache {
+  std::unordered_map<std::string, std::pair<std::uint32_t, std::uint32_t>> where;  // word -> [first, count) in ids
+  std::vector<int> ids;
+  std::size_t max_words = 0;
+};
+
+CachedEncoder::CachedEncoder(const Tokenizer& tok, std::size_t max_words) : tok_(tok), cache_(std::make_unique<Cache>()) {
+  cache_->max_words = max_words;
+  cache_->where.reserve(std::min<std::size_t>(max_words, 1 << 16));
+}
+
+CachedEncoder::~CachedEncoder() = default;
+
+std::size_t CachedEncoder::words_cached() const { return cache_->where.size(); }
+
+void CachedEncoder::encode(const std::string& text, std::vector<int>& out) {
+  Cache& c = *cache_;
+  std::string word;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    std::size_t end = text.find(' ', start);
+    if (end == std::string::npos) end = text.size();
+    word.assign(text, start, end - start);
+    start = end + 1;
+    if (word.empty()) continue;
+    const auto it = c.where.find(word);
+    if (it != c.where.end()) {
+      out.insert(out.end(), c.ids.begin() + it->second.first, c.ids.begin() + it->second.first + it->second.second);
+      continue;
+    }
+    const std::vector<int> ids = tok_.encode(word);
+    out.insert(out.end(), ids.begin(), ids.end());
+    if (c.where.size() < c.max_words && word.size() <= 64) {
+      c.where.emplace(word, std::make_pair(static_cast<std::uint32_t>(c.ids.size()), static_cast<std::uint32_t>(ids.size())));
+      c.ids.insert(c.ids.end(), ids.begin(), ids.end());
+    }
+  }
 }
 
 }  // namespace th

@@ -15,9 +15,10 @@
 
 namespace th {
 
-EvalStats evaluate_batches(Transformer<float>& model, const std::vector<Batch>& batches, Comm& comm) {
+EvalStats evaluate_batches(Transformer<float>& model, const std::vector<Batch>& batches, Comm& comm,
+                           const std::vector<float>& token_bytes) {
   const int V = model.spec().vocab_size, pad = model.spec().pad_id;
-  double sums[3] = {0, 0, 0};  // nll, correct, tokens
+  double sums[4] = {0, 0, 0, 0};  // nll, correct, tokens, bytes
   static std::atomic<std::int64_t> evaluated{0};  // batches of this process, for TH_FAULT kind 'evaluate'
   for (const Batch& b : batches) {
     inject_fault("evaluate", comm.rank(), ++evaluated, "evaluating a batch");
@@ -34,10 +35,11 @@ EvalStats evaluate_batches(Transformer<float>& model, const std::vector<Batch>& 
       sums[0] += static_cast<double>(lse[r]) - z[target];
       sums[1] += best == target ? 1.0 : 0.0;
       sums[2] += 1.0;
+      if (!token_bytes.empty()) sums[3] += token_bytes[static_cast<std::size_t>(target)];
     }
     model.discard();
   }
-  comm.allreduce(sums, 3, ReduceOp::Sum);
+  comm.allreduce(sums, 4, ReduceOp::Sum);
   EvalStats s;
   s.tokens = sums[2];
   if (s.tokens > 0) {
@@ -45,6 +47,11 @@ EvalStats evaluate_batches(Transformer<float>& model, const std::vector<Batch>& 
     s.accuracy = sums[1] / s.tokens;
   }
   s.perplexity = std::exp(s.loss);
+  s.bytes = sums[3];
+  if (s.bytes > 0) {
+    s.byte_perplexity = std::exp(sums[0] / s.bytes);
+    s.bits_per_byte = sums[0] / (s.bytes * std::log(2.0));
+  }
   return s;
 }
 

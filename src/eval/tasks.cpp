@@ -12,6 +12,7 @@
 #include "io/metrics.hpp"
 #include "th/core/error.hpp"
 #include "th/data/dataset_h5.hpp"
+#include "th/data/packing.hpp"
 #include "th/eval/bleu.hpp"
 #include "th/eval/evaluate.hpp"
 #include "th/parallel/agree.hpp"
@@ -131,6 +132,10 @@ void write_lines(const std::string& path, const std::vector<std::string>& lines)
 }  // namespace
 
 void run_evaluate(const Config& cfg, Comm& comm) {
+  if (parse_packing(cfg.data.packing) == Packing::Concat) {  // a language model: perplexities, no BLEU
+    run_evaluate_lm(cfg, comm);
+    return;
+  }
   const bool root = comm.rank() == 0;
   TestShare test = load_test_share(cfg, comm);
   LoadedModel m = load_trained_model(cfg, comm, test.vocab, test.data_key, test.fingerprint);

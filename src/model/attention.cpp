@@ -55,7 +55,8 @@ void Attention<T>::forward(T* y, const T* x, const StepCtx<T>& ctx) {
       cpu::gemm<T>(false, true, Lq, Lk, Dh, T(1), Q + (std::int64_t)b * Lq * ldq + h * Dh, ldq,
                    K + (std::int64_t)b * Lk * ldk + h * Dh, ldk, T(0),
                    P + ((std::int64_t)b * H + h) * Lq * Lk, Lk);
-  cpu::attention_softmax_forward(P, B, H, Lq, Lk, ks.len, causal_, 0, T(1) / std::sqrt(T(Dh)));
+  cpu::attention_softmax_forward(P, B, H, Lq, Lk, ks.len, causal_, 0, T(1) / std::sqrt(T(Dh)),
+                                 cross_ ? nullptr : ctx.self.key_begin);
   Tensor dropped;
   const T* Pd = P;
   if (ctx.train && dropout_ > 0) {

@@ -179,7 +179,11 @@ double Transformer<T>::forward(const Batch& batch, std::uint64_t seed, std::uint
     release(out_unit_);
   }
   batch_ = &batch;
-  const Stream src{B, batch.S, batch.src_len.data()}, tgt{B, batch.T, batch.tgt_len.data()};
+  TH_CHECK(batch.doc_start.empty() || (spec_.decoder_only && static_cast<std::int64_t>(batch.doc_start.size()) ==
+                                                                  static_cast<std::int64_t>(B) * batch.T),
+           "a document mask needs a decoder-only model and one start per target position");
+  const Stream src{B, batch.S, batch.src_len.data()};
+  const Stream tgt{B, batch.T, batch.tgt_len.data(), batch.doc_start.empty() ? nullptr : batch.doc_start.data()};
   // Both embeddings first: the (tied) table is needed once, not again after the encoder.
   embed_inputs(batch, seed, micro, train, true);
   if (!spec_.decoder_only) {

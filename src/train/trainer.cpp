@@ -63,7 +63,7 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 
 Trainer::Trainer(const Config& cfg, Comm& comm) : cfg_(cfg), comm_(comm) {
   // Everything below uses the member copy (the loader keeps a reference to it).
-  loader_ = std::make_unique<TrainLoader>(cfg_, comm);
+  loader_ = make_batch_source(cfg_, comm);
   if (cfg_.model.vocab_size == 0) {
     // vocab_size = 0 means "the dataset's": store the resolved value in the deck that goes into
     // checkpoints, so a checkpoint's deck alone describes the model it holds.
@@ -282,19 +282,27 @@ EvalStats Trainer::validate() {
     idle.tgt_len = {1};
     batches.resize(n, idle);
   }
-  const EvalStats stats = evaluate_batches(*model_, batches, comm_);
+  const EvalStats stats = evaluate_batches(*model_, batches, comm_, loader_->token_bytes());
   engine_->drop_prefetched();
   return stats;
 }
 
 void Trainer::record_validation(MetricsFile* metrics) {
   const EvalStats v = validate();
-  if (comm_.rank() == 0)
-    std::printf("validation at step %lld: loss %.4f, perplexity %.3f, token accuracy %.2f%%\n",
-                static_cast<long long>(step_), v.loss, v.perplexity, 100.0 * v.accuracy);
-  if (metrics)
-    metrics->append("valid", {{"step", double(step_)}, {"loss", v.loss}, {"perplexity", v.perplexity},
-                              {"accuracy", v.accuracy}, {"tokens", v.tokens}});
+  const bool per_byte = !loader_->token_bytes().empty();  // text datasets: perplexity per byte too
+  if (comm_.rank() == 0) {
+    std::printf("validation at step %lld: loss %.4f, perplexity %.3f, token accuracy %.2f%%", static_cast<long long>(step_),
+                v.loss, v.perplexity, 100.0 * v.accuracy);
+    if (per_byte) std::printf(", per byte: perplexity %.4f, %.4f bits", v.byte_perplexity, v.bits_per_byte);
+    std::printf("\n");
+  }
+  std::vector<std::pair<std::string, double>> record = {{"step", double(step_)}, {"loss", v.loss},
+                                                        {"perplexity", v.perplexity}, {"accuracy", v.accuracy},
+                                                        {"tokens", v.tokens}};
+  if (per_byte)
+    record.insert(record.end(), {{"bytes", v.bytes}, {"byte_perplexity", v.byte_perplexity},
+                                 {"bits_per_byte", v.bits_per_byte}});
+  if (metrics) metrics->append("valid", record);
 }
 
 void Trainer::run() {
@@ -307,9 +315,10 @@ void Trainer::run() {
     if (!note.empty()) std::printf("metrics: %s\n", note.c_str());
   }
   if (root)
-    std::printf("model: %s, %lld parameters; %lld training examples, %lld steps per epoch, %lld steps\n",
+    std::printf("model: %s, %lld parameters; %lld %s, %lld steps per epoch, %lld steps\n",
                 cfg_.model.arch.c_str(), static_cast<long long>(model_->params().size()),
-                static_cast<long long>(loader_->examples()), static_cast<long long>(loader_->steps_per_epoch()),
+                static_cast<long long>(loader_->examples()), loader_->example_name(),
+                static_cast<long long>(loader_->steps_per_epoch()),
                 static_cast<long long>(total_));
   memory_report("at start-up");
   Progress progress(total_, root);

@@ -46,6 +46,10 @@ class CaseError(Exception):
 INT_KEYS = ["d_model", "n_heads", "d_ff", "n_encoder_layers", "n_decoder_layers",
             "vocab_size", "tie_embeddings", "max_len", "pad_id", "adam_steps"]
 REAL_KEYS = ["label_smoothing", "lr", "beta1", "beta2", "eps", "weight_decay"]
+# Optional integer attributes and their defaults: the document mask of packed language-model
+# blocks (decoder-only): a query sees only keys from the last EOS at or before it (EOS opens the
+# next document), so attention never crosses a document boundary inside a block.
+OPT_INT_KEYS = {"document_mask": 0, "eos_id": 3}
 STR_KEYS = {"arch": ("encoder-decoder", "decoder-only"),
             "norm": ("post", "pre"),
             "activation": ("relu", "gelu")}
@@ -104,6 +108,8 @@ def parse_config(attrs):
         cfg[k] = _as_int(k, attrs[k])
     for k in REAL_KEYS:
         cfg[k] = _as_real(k, attrs[k])
+    for k, default in OPT_INT_KEYS.items():
+        cfg[k] = _as_int(k, attrs[k]) if k in attrs else default
     validate_config(cfg)
     return cfg
 
@@ -128,6 +134,10 @@ def validate_config(cfg):
         raise CaseError(f"adam_steps={cfg['adam_steps']} must be >= 0")
     if not 0.0 <= cfg["label_smoothing"] <= 1.0:
         raise CaseError(f"label_smoothing={cfg['label_smoothing']} outside [0, 1]")
+    if cfg.get("document_mask", 0) not in (0, 1):
+        raise CaseError(f"document_mask={cfg['document_mask']} must be 0 or 1")
+    if cfg.get("document_mask", 0) and cfg["arch"] != "decoder-only":
+        raise CaseError("document_mask=1 needs arch='decoder-only' (packed language-model blocks)")
 
 
 # ----------------------------------------------------------------------------
@@ -288,8 +298,17 @@ def layer_norm(P, prefix, x):
     return F.layer_norm(x, (x.shape[-1],), P[prefix + "/weight"], P[prefix + "/bias"], LN_EPS)
 
 
-def attention(P, prefix, xq, xkv, key_len, causal, H):
-    """Multi-head attention; keys at position >= key_len[b] (and > query if causal) masked."""
+def document_starts(tokens, eos_id):
+    """[B,T]: for each position the last position <= it holding EOS (0 if none)."""
+    B, T = tokens.shape
+    pos = torch.arange(T).expand(B, T)
+    marks = torch.where(tokens == eos_id, pos, torch.zeros_like(pos))
+    return torch.cummax(marks, dim=1).values
+
+
+def attention(P, prefix, xq, xkv, key_len, causal, H, key_begin=None):
+    """Multi-head attention; keys at position >= key_len[b] (and > query if causal, and < key_begin[b, q]
+    with a document mask) masked."""
     B, Tq, D = xq.shape
     Tk = xkv.shape[1]
     Dh = D // H
@@ -302,6 +321,8 @@ def attention(P, prefix, xq, xkv, key_len, causal, H):
     if causal:
         qpos = torch.arange(Tq)
         mask = mask | (kpos[None, :] > qpos[:, None])[None, None, :, :]         # [B,1,Tq,Tk]
+    if key_begin is not None:
+        mask = mask | (kpos[None, None, :] < key_begin[:, :, None])[:, None, :, :]
     scores = scores.masked_fill(mask, float("-inf"))
     probs = torch.softmax(scores, dim=-1)
     ctx = torch.matmul(probs, v).transpose(1, 2).reshape(B, Tq, D)
@@ -341,18 +362,19 @@ def decoder(P, cfg, tgt_in, tgt_len, memory, src_len, pe):
     pre = cfg["norm"] == "pre"
     encdec = memory is not None
     x = embed(P, embedding_names(cfg)[1], tgt_in, pe, D)
+    kb = document_starts(tgt_in, cfg["eos_id"]) if cfg.get("document_mask", 0) else None
     for i in range(cfg["n_decoder_layers"]):
         p = f"decoder/layer_{i}"
         ffn_norm = p + ("/norm3" if encdec else "/norm2")
         if pre:
             y = layer_norm(P, p + "/norm1", x)
-            x = x + attention(P, p + "/self_attn", y, y, tgt_len, True, H)
+            x = x + attention(P, p + "/self_attn", y, y, tgt_len, True, H, kb)
             if encdec:
                 y = layer_norm(P, p + "/norm2", x)
                 x = x + attention(P, p + "/cross_attn", y, memory, src_len, False, H)
             x = x + ffn(P, p + "/ffn", layer_norm(P, ffn_norm, x), act)
         else:
-            x = layer_norm(P, p + "/norm1", x + attention(P, p + "/self_attn", x, x, tgt_len, True, H))
+            x = layer_norm(P, p + "/norm1", x + attention(P, p + "/self_attn", x, x, tgt_len, True, H, kb))
             if encdec:
                 x = layer_norm(P, p + "/norm2",
                                x + attention(P, p + "/cross_attn", x, memory, src_len, False, H))
@@ -816,7 +838,7 @@ def _write_case(path, cfg, params, batch, str_as_bytes):
         for k, v in cfg.items():
             if k in STR_KEYS:
                 f.attrs[k] = np.bytes_(v.encode()) if str_as_bytes else v
-            elif k in INT_KEYS:
+            elif k in INT_KEYS or k in OPT_INT_KEYS:
                 f.attrs[k] = np.int64(v)
             else:
                 f.attrs[k] = np.float64(v)
@@ -884,6 +906,61 @@ def selftest_files(ck):
                  f"missing attribute: exit {r.returncode}, stderr: {r.stderr.strip()[:150]}")
 
 
+def make_packed_case(norm, activation, tie, seed, B=3, T=10, V=11, eos_id=3):
+    """A decoder-only case of packed blocks: no padding, EOS inside blocks (at the start, twice in a
+    row, near the end), the document mask on."""
+    cfg, params, _ = make_random_case("decoder-only", norm, activation, tie, seed, adam_steps=0, V=V,
+                                      max_len=16)
+    cfg["document_mask"], cfg["eos_id"] = 1, eos_id
+    rng = np.random.default_rng(seed + 1)
+    stream = rng.integers(4, V, size=B * T + 1).astype(np.int32)
+    for at in (0, 4, 5, 13, 27):
+        stream[at % (B * T)] = eos_id
+    tgt_in = np.stack([stream[b * T:(b + 1) * T] for b in range(B)])
+    tgt_out = np.stack([stream[b * T + 1:(b + 1) * T + 1] for b in range(B)])
+    batch = {"tgt_in": tgt_in, "tgt_out": tgt_out, "tgt_len": np.full(B, T, dtype=np.int32)}
+    return cfg, params, batch
+
+
+def selftest_document_mask(ck):
+    print("[6] document mask: no dependence across EOS inside a block; gradients vs finite differences")
+    for ci, (n, act, tie) in enumerate([("post", "relu", True), ("pre", "gelu", False)]):
+        cfg, params, batch = make_packed_case(n, act, tie, seed=700 + ci)
+        ours = run_case(cfg, params, batch)
+        # Change every token before the last EOS of row 0: later positions must not notice.
+        row = batch["tgt_in"][0]
+        last_eos = int(np.max(np.nonzero(row == cfg["eos_id"])[0]))
+        other = {k: v.copy() for k, v in batch.items()}
+        other["tgt_in"][0, :last_eos] = (other["tgt_in"][0, :last_eos] - 4 + 1) % (cfg["vocab_size"] - 4) + 4
+        with torch.no_grad():
+            lg = forward_logits({k: torch.tensor(v) for k, v in params.items()}, cfg, to_torch_batch(other)).numpy()
+        after = float(np.max(np.abs(lg[0, last_eos:] - ours["logits"][0, last_eos:])))
+        before = float(np.max(np.abs(lg[0, :last_eos] - ours["logits"][0, :last_eos])))
+        # Without the mask the same change does reach the later positions.
+        nomask = dict(cfg, document_mask=0)
+        with torch.no_grad():
+            P = {k: torch.tensor(v) for k, v in params.items()}
+            leak = float(np.max(np.abs(forward_logits(P, nomask, to_torch_batch(other)).numpy()[0, last_eos:] -
+                                       forward_logits(P, nomask, to_torch_batch(batch)).numpy()[0, last_eos:])))
+        f = _loss_fn(cfg, to_torch_batch(batch))
+        base = {k: torch.tensor(v, dtype=DTYPE) for k, v in params.items()}
+        names = [x for x in expected_params(cfg) if "self_attn" in x and x.endswith("weight")][:3]
+        worst, h = 0.0, 1e-6
+        rng = np.random.default_rng(7)
+        for name in names:
+            for _ in range(3):
+                idx = tuple(int(rng.integers(0, sdim)) for sdim in params[name].shape)
+                with torch.no_grad():
+                    Pp = dict(base); Pp[name] = base[name].clone(); Pp[name][idx] += h
+                    Pm = dict(base); Pm[name] = base[name].clone(); Pm[name][idx] -= h
+                    fd = (f(Pp).item() - f(Pm).item()) / (2 * h)
+                g = ours["grads"][name][idx]
+                worst = max(worst, abs(fd - g) / max(abs(g), 1e-3))
+        ck.check(after == 0.0 and before > 1e-6 and leak > 1e-6 and worst < 1e-5,
+                 f"decoder-only {n} {act} {'tied' if tie else 'untied'} packed: max|dlogits| after the EOS "
+                 f"{after:.1e} (before it {before:.1e}; without the mask {leak:.1e}); FD worst rel err {worst:.1e}")
+
+
 def self_test():
     torch.manual_seed(0)
     ck = _Checker()
@@ -891,6 +968,7 @@ def self_test():
     selftest_nn_transformer(ck)
     selftest_adamw_and_loss(ck)
     selftest_padding(ck)
+    selftest_document_mask(ck)
     if h5py is not None:
         selftest_files(ck)
     else:

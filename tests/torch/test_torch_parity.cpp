@@ -1,5 +1,9 @@
 // PyTorch parity: the same model, weights and padded batch in C++ (fp32) and in an independent
-// float64 PyTorch implementation (tests/torch/reference.py), exchanged through HDF5 files.
+// float64 PyTorch implementation (tests/torch/reference.py), exchanged through HDF5 files. The
+// packed cases are language-model blocks cut from one token stream (no padding, EOS inside the
+// blocks, twice in a row and at a block's first position) with the document mask on: the
+// reference derives the mask from the tokens itself (a cumulative max of EOS positions), the C++
+// side from th::packed_batch.
 // Tolerances (normalised: ||ours - ref|| / ||ref|| per tensor):
 //   logits and loss            <= 1e-5
 //   every parameter gradient   <= 1e-4
@@ -18,6 +22,7 @@
 #include "io/h5_file.hpp"
 #include "th/core/rng.hpp"
 #include "th/data/batching.hpp"
+#include "th/data/packing.hpp"
 #include "th/model/transformer.hpp"
 #include "th/train/optimizer.hpp"
 
@@ -27,6 +32,7 @@ namespace {
 struct Case {
   const char* name;
   bool decoder_only, pre_norm, gelu, tied;
+  bool packed = false;  // decoder-only blocks of a token stream, document mask on
 };
 
 double rel_error(const double* a, const double* ref, std::size_t n) {
@@ -72,7 +78,15 @@ TEST_P(TorchParity, LogitsLossGradientsAndTenAdamWSteps) {
       data[i].src.push_back(4 + static_cast<int>(uniform01(1, i, t) * 25));
       if (t < lens[(i + 1) % 4]) data[i].tgt.push_back(4 + static_cast<int>(uniform01(2, i, t) * 25));
     }
-  const Batch batch = collate(data, {0, 1, 2, 3}, c.decoder_only);
+  Batch batch = collate(data, {0, 1, 2, 3}, c.decoder_only);
+  if (c.packed) {  // three blocks of 11 positions from a stream of 34 tokens
+    std::vector<int> stream(34);
+    for (int t = 0; t < 34; ++t) stream[static_cast<std::size_t>(t)] = 4 + static_cast<int>(uniform01(3, 0, t) * 25);
+    for (int t : {0, 5, 6, 11, 20, 30}) stream[static_cast<std::size_t>(t)] = SpecialTokens::eos;
+    std::vector<std::vector<int>> spans;
+    for (int b = 0; b < 3; ++b) spans.emplace_back(stream.begin() + 11 * b, stream.begin() + 11 * b + 12);
+    batch = packed_batch(spans, /*document_mask=*/true);
+  }
 
   const std::string dir = ::testing::TempDir();
   const std::string case_path = dir + "/th_parity_" + c.name + ".h5", out_path = dir + "/th_parity_" + c.name + "_ref.h5";
@@ -84,7 +98,8 @@ TEST_P(TorchParity, LogitsLossGradientsAndTenAdamWSteps) {
     for (auto kv : {std::pair<const char*, std::int64_t>{"d_model", s.d_model}, {"n_heads", s.n_heads},
                     {"d_ff", s.d_ff}, {"n_encoder_layers", s.n_encoder_layers}, {"n_decoder_layers", s.n_decoder_layers},
                     {"vocab_size", s.vocab_size}, {"tie_embeddings", c.tied ? 1 : 0}, {"max_len", s.max_len},
-                    {"pad_id", s.pad_id}, {"adam_steps", steps}})
+                    {"pad_id", s.pad_id}, {"adam_steps", steps}, {"document_mask", c.packed ? 1 : 0},
+                    {"eos_id", SpecialTokens::eos}})
       f.set_attr(kv.first, kv.second);
     for (auto kv : {std::pair<const char*, double>{"label_smoothing", s.label_smoothing}, {"lr", lr}, {"beta1", b1},
                     {"beta2", b2}, {"eps", eps}, {"weight_decay", wd}})
@@ -167,5 +182,7 @@ INSTANTIATE_TEST_SUITE_P(Variants, TorchParity,
                                            Case{"encdec_pre_relu_tied", false, true, false, true},
                                            Case{"encdec_post_gelu_untied", false, false, true, false},
                                            Case{"deconly_post_gelu_tied", true, false, true, true},
-                                           Case{"deconly_pre_relu_untied", true, true, false, false}),
+                                           Case{"deconly_pre_relu_untied", true, true, false, false},
+                                           Case{"deconly_packed_docmask_pre_gelu_tied", true, true, true, true, true},
+                                           Case{"deconly_packed_docmask_post_relu_untied", true, false, false, false, true}),
                          [](const auto& info) { return std::string(info.param.name); });

@@ -91,9 +91,9 @@ const char* const kFullDeck = R"(
 &data
   train_file = 'tr.h5', valid_file = 'va.h5', test_file = 'te.h5', max_tokens = 1000
   epochs = 3, shuffle = .false., synthetic = 'reverse', synthetic_min_len = 2
-  synthetic_max_len = 30, synthetic_samples = 100, synthetic_valid_samples = 10
+  synthetic_max_len = 30, synthetic_samples = 100, synthetic_valid_samples = 10, packing = 'concat', document_mask = T
 /
-&prepare source = 'pairs.tsv', vocab_size = 1000, valid_fraction = 0.05, test_fraction = 0.1 /
+&prepare source = 'pairs.tsv', vocab_size = 1000, valid_fraction = 0.05, test_fraction = 0.1, text_documents = 'file', spm_type = 'bpe', spm_sample_sentences = 5000 /
 &optim
   lr = 3e-4, betas = 0.8, 0.95, eps = 1d-8, weight_decay = 0.01, warmup_steps = 0
   schedule = 'cosine', min_lr_ratio = 0.1, clip_norm = 0.5, label_smoothing = 0
@@ -114,6 +114,8 @@ const char* const kFullDeck = R"(
 &log every_steps = 1, per_rank = T, valid_every_steps = 7 /
 &translate input_file = 'in.txt', output_file = 'out.txt', beam_size = 5, max_len_ratio = 2
   length_penalty = 0.6, batch_sentences = 8, samples = 0 /
+&generate prompt = 'x', input_file = 'p.txt', output_file = 'g.txt', max_new_tokens = 10
+  temperature = 0.5, top_k = 5, top_p = 0.9, repetition_penalty = 1.3, seed = 9, batch_prompts = 4 /
 &bench batch = 16, seq_len = 32, steps = 4, warmup = 1 /
 &plan params = 7.5e9, layers = 32, width = 4096, heads = 32, seq_len = 1024, micro_batch = 2
   nodes = 1, 8, ranks_per_node = 8, zero_stages = 1, 3, offload = 'none', 'cpu'
@@ -154,7 +156,7 @@ TEST(DeckSchema, NamesAreUniqueLowerCaseAndDocumented) {
   }
   EXPECT_EQ(deck_groups(), (std::vector<std::string>{"run", "model", "data", "prepare", "optim",
                                                      "parallel", "precision", "checkpoint",
-                                                     "profile", "log", "translate", "bench", "plan"}));
+                                                     "profile", "log", "translate", "generate", "bench", "plan"}));
 }
 
 TEST(DeckSchema, ContractKeysOfDeckMdExist) {
@@ -181,7 +183,11 @@ TEST(DeckSchema, ContractKeysOfDeckMdExist) {
                                              "data%max_tokens",
                                              "data%epochs",
                                              "data%shuffle",
+                                             "data%packing",
+                                             "data%document_mask",
                                              "prepare%source",
+                                             "prepare%text_documents",
+                                             "prepare%spm_type",
                                              "prepare%vocab_size",
                                              "prepare%valid_fraction",
                                              "prepare%test_fraction",
@@ -222,7 +228,16 @@ TEST(DeckSchema, ContractKeysOfDeckMdExist) {
                                              "translate%input_file",
                                              "translate%output_file",
                                              "translate%beam_size",
-                                             "translate%max_len_ratio"};
+                                             "translate%max_len_ratio",
+                                             "generate%prompt",
+                                             "generate%input_file",
+                                             "generate%output_file",
+                                             "generate%max_new_tokens",
+                                             "generate%top_k",
+                                             "generate%temperature",
+                                             "generate%top_p",
+                                             "generate%repetition_penalty",
+                                             "generate%seed"};
   for (const std::string& name : contract) {
     const std::size_t pct = name.find('%');
     EXPECT_GE(deck_key_index(name.substr(0, pct), name.substr(pct + 1)), 0) << name;
@@ -348,7 +363,7 @@ TEST(DeckErrors, UnknownGroup) {
   EXPECT_EQ(error_of("&MODLE /"), "run.nml:1: unknown group '&modle' (did you mean '&model'?)");
   EXPECT_EQ(error_of("&xyzzy /"),
             "run.nml:1: unknown group '&xyzzy' (groups: run, model, data, prepare, optim, "
-            "parallel, precision, checkpoint, profile, log, translate, bench, plan)");
+            "parallel, precision, checkpoint, profile, log, translate, generate, bench, plan)");
 }
 
 TEST(DeckErrors, UnknownKey) {
@@ -462,6 +477,26 @@ TEST(DeckRules, ArchitectureAndEncoderDepth) {
             "'encoder-decoder'");
 }
 
+TEST(DeckRules, LanguageModelTasksAndPacking) {
+  const std::string lm = "&model arch = 'decoder-only', n_encoder_layers = 0, max_len = 64 /\n";
+  EXPECT_EQ(error_of_text(lm + "&run task = 'generate' /\n"),
+            "run.nml:2: 'run%task' = 'generate' needs 'generate%prompt' or 'generate%input_file'");
+  EXPECT_EQ(error_of_text(lm + "&run task = 'generate' /\n&generate prompt = 'a', input_file = '-' /\n"),
+            "run.nml:3: give one of 'generate%prompt' = 'a' and 'generate%input_file' = '-', not both");
+  EXPECT_EQ(error_of_text("&run task = 'generate' /\n&generate prompt = 'a' /\n"),
+            "run.nml:1: 'run%task' = 'generate' needs 'model%arch' = 'decoder-only'");
+  EXPECT_NO_THROW(Deck::from_text(lm + "&run task = 'generate' /\n&generate prompt = 'a' /", "g.nml"));
+  EXPECT_EQ(error_of("&data packing = 'concat' /"),
+            "run.nml:1: 'data%packing' = 'concat' needs 'model%arch' = 'decoder-only'");
+  EXPECT_EQ(error_of_text(lm + "&data packing = 'concat', max_tokens = 32, train_file = 't.h5' /\n"),
+            "run.nml:2: 'data%max_tokens' = 32 is less than one block of 'model%max_len' = 64 ('data%packing' = "
+            "'concat')");
+  EXPECT_EQ(error_of_text(lm + "&data document_mask = .true., train_file = 't.h5' /\n"),
+            "run.nml:2: 'data%document_mask' = .true. needs 'data%packing' = 'concat'");
+  EXPECT_NO_THROW(Deck::from_text(lm + "&data packing = 'concat', document_mask = .true., train_file = 't.h5' /",
+                                  "p.nml"));
+}
+
 TEST(DeckRules, VocabularySizeWithoutATokenizer) {
   EXPECT_EQ(error_of_text("&run task = 'train' /\n&data synthetic = 'reverse' /\n"),
             "run.nml:2: 'model%vocab_size' = 0 must be > 0 when 'data%synthetic' = 'reverse'");
@@ -475,8 +510,8 @@ TEST(DeckRules, EachTaskHasWhatItNeeds) {
   EXPECT_EQ(error_of_text(""),
             "run.nml: 'run%task' = 'train' needs 'data%train_file' or 'data%synthetic'");
   EXPECT_EQ(error_of_text("&run task = 'prepare' /"),
-            "run.nml:1: 'run%task' = 'prepare' needs 'prepare%source' (a TSV file or "
-            "'bible:SRC_MODULE:TGT_MODULE')");
+            "run.nml:1: 'run%task' = 'prepare' needs 'prepare%source' (a TSV file, "
+            "'bible:SRC_MODULE:TGT_MODULE', 'text:PATH', 'jsonl:PATH:FIELD' or 'bible:MODULE')");
   EXPECT_NO_THROW(Deck::from_text("&run task = 'prepare' /&prepare source = 'a.tsv' /", "p.nml"));
   EXPECT_EQ(error_of_text("&run task = 'translate' /"),
             "run.nml:1: 'run%task' = 'translate' needs 'translate%input_file'");
@@ -771,6 +806,21 @@ TEST(Config, HoldsEveryKey) {
   EXPECT_EQ(c.translate.batch_sentences, 8);
   EXPECT_EQ(c.translate.samples, 0);
   EXPECT_EQ(c.log.valid_every_steps, 7);
+  EXPECT_EQ(c.data.packing, "concat");
+  EXPECT_TRUE(c.data.document_mask);
+  EXPECT_EQ(c.prepare.text_documents, "file");
+  EXPECT_EQ(c.prepare.spm_type, "bpe");
+  EXPECT_EQ(c.prepare.spm_sample_sentences, 5000);
+  EXPECT_EQ(c.generate.prompt, "x");
+  EXPECT_EQ(c.generate.input_file, "p.txt");
+  EXPECT_EQ(c.generate.output_file, "g.txt");
+  EXPECT_EQ(c.generate.max_new_tokens, 10);
+  EXPECT_EQ(c.generate.temperature, 0.5);
+  EXPECT_EQ(c.generate.top_k, 5);
+  EXPECT_EQ(c.generate.top_p, 0.9);
+  EXPECT_EQ(c.generate.repetition_penalty, 1.3);
+  EXPECT_EQ(c.generate.seed, 9);
+  EXPECT_EQ(c.generate.batch_prompts, 4);
   EXPECT_EQ(c.bench.batch, 16);
   EXPECT_EQ(c.bench.seq_len, 32);
   EXPECT_EQ(c.bench.steps, 4);

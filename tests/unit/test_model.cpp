@@ -9,6 +9,7 @@
 
 #include "th/core/rng.hpp"
 #include "th/data/batching.hpp"
+#include "th/data/packing.hpp"
 #include "th/model/transformer.hpp"
 
 using namespace th;
@@ -18,6 +19,7 @@ struct Variant {
   const char* name;
   bool decoder_only, pre_norm, gelu, tied;
   float dropout;
+  bool packed = false;  // packed language-model blocks with the document mask (decoder-only)
 };
 
 ModelSpec small_spec(const Variant& v) {
@@ -48,12 +50,22 @@ Batch padded_batch(bool decoder_only) {
   return collate(data, {0, 1, 2}, decoder_only);
 }
 
+// Two blocks of 7 positions cut from one stream, EOS at a block's start and in the middle: the
+// document mask cuts attention inside both blocks.
+Batch packed_blocks() {
+  std::vector<int> stream(15);
+  for (int t = 0; t < 15; ++t) stream[static_cast<std::size_t>(t)] = 4 + static_cast<int>(uniform01(7, 0, t) * 7);
+  for (int t : {3, 7, 8}) stream[static_cast<std::size_t>(t)] = SpecialTokens::eos;
+  return packed_batch({{stream.begin(), stream.begin() + 8}, {stream.begin() + 7, stream.end()}}, true);
+}
+
 const Variant kVariants[] = {
     {"encdec_post_relu_tied", false, false, false, true, 0.0f},
     {"encdec_pre_gelu_untied", false, true, true, false, 0.0f},
     {"encdec_post_dropout", false, false, true, true, 0.3f},
     {"deconly_post_relu_tied", true, false, false, true, 0.0f},
     {"deconly_pre_gelu_untied", true, true, true, false, 0.2f},
+    {"deconly_packed_docmask", true, true, true, true, 0.2f, true},
 };
 }  // namespace
 
@@ -66,7 +78,7 @@ TEST_P(ModelGradient, MatchesFiniteDifferencesForEveryParameterTensor) {
   ps.initialize(99);
   // Break the zero-bias / unit-gain symmetry so every parameter has a generic gradient.
   for (std::int64_t i = 0; i < ps.size(); ++i) ps.values()[i] += 0.05 * (2 * uniform01(3, 3, i) - 1);
-  const Batch batch = padded_batch(v.decoder_only);
+  const Batch batch = v.packed ? packed_blocks() : padded_batch(v.decoder_only);
   // Same seed and micro-batch on every call: the dropout mask is a fixed function, so finite
   // differences see the same network as the backward pass.
   auto loss = [&] {

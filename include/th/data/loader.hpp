@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "io/config.hpp"
+#include "th/data/batch_source.hpp"
 #include "th/data/batching.hpp"
 #include "th/parallel/comm.hpp"
 
@@ -29,41 +30,39 @@ class DatasetReader;
 class DistributedSampler;
 class Prefetcher;
 
-class TrainLoader {
+class TrainLoader final : public BatchSource {
  public:
   // Collective over comm (the dataset files are opened with MPI-IO). InputError, identical on
   // every rank, for a bad file or a vocabulary other than model%vocab_size (when that is > 0;
   // when it is 0 the vocabulary comes from the dataset).
   TrainLoader(const Config& cfg, Comm& comm);
-  ~TrainLoader();  // collective when it holds a dataset file
-  int vocab_size() const { return vocab_; }
-  std::int64_t examples() const;  // training examples in use
+  ~TrainLoader() override;  // collective when it holds a dataset file
+  int vocab_size() const override { return vocab_; }
+  std::int64_t examples() const override;  // training examples in use
   // Optimizer steps of the first epoch (later epochs may differ by a few: packing follows the
   // shuffle; next_step() moves to the next epoch when the current one is used up).
-  std::int64_t steps_per_epoch() const { return steps_per_epoch_; }
+  std::int64_t steps_per_epoch() const override { return steps_per_epoch_; }
 
   // The grad_accum micro-batches of this rank for the next optimizer step (crosses epochs).
-  std::vector<Batch> next_step();
+  std::vector<Batch> next_step() override;
 
   // Where the sampler stands: the epoch of the last step given and how many steps of it were
   // given. restore() continues with exactly the batches it would have given (a step count past
   // the epoch's end counts as its end).
-  struct State {
-    std::int64_t epoch = 0, step_in_epoch = 0;
-  };
-  State state() const { return {epoch_, step_in_epoch_}; }
-  void restore(const State& s);
+  using State = BatchSource::State;
+  State state() const override { return {epoch_, step_in_epoch_}; }
+  void restore(const State& s) override;
 
   // This rank's share of the validation set (rank r takes batches r, r + world, ...); empty
   // when there is no validation file.
-  std::vector<Batch> valid_batches() const;
+  std::vector<Batch> valid_batches() const override;
 
   double padding_fraction() const { return padding_; }  // of the current epoch's micro-batches
   std::int64_t skipped_too_long() const { return too_long_; }
   // The dataset's serialized SentencePiece model ('' for synthetic data), and its fingerprint
   // (th/data/dataset_h5.hpp; kNoTokenizer for synthetic data).
-  const std::string& tokenizer_model() const { return tokenizer_; }
-  const std::string& tokenizer_fingerprint() const { return fingerprint_; }
+  const std::string& tokenizer_model() const override { return tokenizer_; }
+  std::string tokenizer_fingerprint() const override { return fingerprint_; }
   bool prefetching_in_background() const;
 
  private:

@@ -56,10 +56,12 @@ template <typename T> double sum_squares(const T* a, std::int64_t n);
 
 // Attention probabilities in place over the key axis of P[B,H,Tq,Tk] (holds raw scores on
 // entry): P = softmax(scale * S) with key k of batch row b masked when k >= key_len[b] or, if
-// causal, k > q + q_offset. A row with every key masked becomes all zeros.
+// causal, k > q + q_offset, or (document mask, key_begin not null) k < key_begin[b*Tq + q].
+// A row with every key masked becomes all zeros. Masked probabilities are exact zeros, so
+// softmax_backward gives them exact zero gradients: the backward needs no mask of its own.
 template <typename T>
 void attention_softmax_forward(T* P, int B, int H, int Tq, int Tk, const int* key_len, bool causal,
-                               int q_offset, T scale);
+                               int q_offset, T scale, const int* key_begin = nullptr);
 // dS = scale * P * (dP - sum_k dP*P) over each row of length Tk; dS may alias dP.
 template <typename T>
 void softmax_backward(T* dS, const T* dP, const T* P, std::int64_t rows, int Tk, T scale);

@@ -20,6 +20,9 @@ namespace th {
 struct Stream {
   int B = 0, L = 0;
   const int* len = nullptr;
+  // Document mask (packed language-model blocks): [B*L], the first key position each query may
+  // attend to (the start of its document inside the block); null: no document mask.
+  const int* key_begin = nullptr;
   std::int64_t rows() const { return static_cast<std::int64_t>(B) * L; }
 };
 

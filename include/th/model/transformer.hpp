@@ -51,10 +51,14 @@ class ParamAccess {
 
 // Token ids, row-major [B, S] and [B, T]; positions past a row's length hold pad_id.
 // Decoder-only batches have S = 0 and use tgt_in / tgt_out (inputs and next tokens).
+// doc_start (decoder-only, data%document_mask): [B*T], the position in its row where each
+// position's document starts; self-attention of position t sees keys [doc_start[t], t] only.
+// Empty: no document mask.
 struct Batch {
   int B = 0, S = 0, T = 0;
   std::vector<int> src, src_len;
   std::vector<int> tgt_in, tgt_out, tgt_len;
+  std::vector<int> doc_start;
   std::int64_t positions() const { return static_cast<std::int64_t>(B) * (S + T); }
 };
 

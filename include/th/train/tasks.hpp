@@ -13,14 +13,19 @@ ModelSpec model_spec(const Config& cfg, int vocab_size);
 struct ZeroOptions;
 ZeroOptions zero_options(const Config& cfg);  // the &parallel and &optim keys ZeRO needs
 
-// Where rank 0's messages go: stdout, except for task='translate' writing its translations to
-// stdout (translate%output_file empty), whose messages go to stderr so the output can be piped.
+// Where rank 0's messages go: stdout, except for task='translate' or 'generate' writing its text
+// to stdout (translate%output_file / generate%output_file empty), whose messages go to stderr so
+// the output can be piped.
 inline std::FILE* task_log(const Config& cfg) {
-  return cfg.run.task == "translate" && cfg.translate.output_file.empty() ? stderr : stdout;
+  const bool text_to_stdout = (cfg.run.task == "translate" && cfg.translate.output_file.empty()) ||
+                              (cfg.run.task == "generate" && cfg.generate.output_file.empty());
+  return text_to_stdout ? stderr : stdout;
 }
 void run_train(const Config& cfg, Comm& comm);
 void run_bench(const Config& cfg, Comm& comm);
 void run_evaluate(const Config& cfg, Comm& comm);   // src/eval/tasks.cpp
 void run_translate(const Config& cfg, Comm& comm);  // src/eval/tasks.cpp
+void run_evaluate_lm(const Config& cfg, Comm& comm);  // src/eval/lm_evaluate.cpp (data%packing = 'concat')
+void run_generate(const Config& cfg, Comm& comm);     // src/eval/generate.cpp
 
 }  // namespace th

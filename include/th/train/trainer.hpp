@@ -10,6 +10,7 @@
 #include "io/config.hpp"
 #include "th/core/stop_signal.hpp"
 #include "th/data/loader.hpp"
+#include "th/data/batch_source.hpp"
 #include "th/eval/evaluate.hpp"
 #include "th/model/transformer.hpp"
 #include "th/parallel/comm.hpp"
@@ -64,7 +65,7 @@ class Trainer {
  private:
   Config cfg_;  // a copy (callers may pass a temporary), model%vocab_size resolved from the data
   Comm& comm_;
-  std::unique_ptr<TrainLoader> loader_;
+  std::unique_ptr<BatchSource> loader_;  // TrainLoader, or PackedLoader (data%packing = 'concat')
   std::unique_ptr<Transformer<float>> model_;
   std::unique_ptr<ZeroEngine> engine_;
   std::unique_ptr<LRSchedule> schedule_;

@@ -8,28 +8,31 @@ namespace th::cpu {
 
 template <typename T>
 void attention_softmax_forward(T* P, int B, int H, int Tq, int Tk, const int* key_len, bool causal,
-                               int q_offset, T scale) {
+                               int q_offset, T scale, const int* key_begin) {
   const std::int64_t rows = static_cast<std::int64_t>(B) * H * Tq;
   host_for("Attention::softmax_forward", rows, [=](std::int64_t r) {
     const int q = static_cast<int>(r % Tq);
     const int b = static_cast<int>(r / (static_cast<std::int64_t>(H) * Tq));
     int valid = key_len ? std::min(key_len[b], Tk) : Tk;
     if (causal) valid = std::min(valid, q + q_offset + 1);
+    // Document mask: the query's document starts at key `first` of this row.
+    const int first = key_begin ? std::max(0, key_begin[b * static_cast<std::int64_t>(Tq) + q]) : 0;
     T* p = P + r * Tk;
-    if (valid <= 0) {
+    if (valid <= first) {
       for (int k = 0; k < Tk; ++k) p[k] = T(0);
       return;
     }
     T mx = -std::numeric_limits<T>::infinity();
-    for (int k = 0; k < valid; ++k) mx = std::max(mx, p[k] * scale);
+    for (int k = first; k < valid; ++k) mx = std::max(mx, p[k] * scale);
     T sum = 0;
-    for (int k = 0; k < valid; ++k) {
+    for (int k = first; k < valid; ++k) {
       const T e = std::exp(p[k] * scale - mx);
       p[k] = e;
       sum += e;
     }
     const T inv = T(1) / sum;
-    for (int k = 0; k < valid; ++k) p[k] *= inv;
+    for (int k = 0; k < first; ++k) p[k] = T(0);
+    for (int k = first; k < valid; ++k) p[k] *= inv;
     for (int k = valid; k < Tk; ++k) p[k] = T(0);
   });
 }
@@ -47,7 +50,7 @@ void softmax_backward(T* dS, const T* dP, const T* P, std::int64_t rows, int Tk,
 }
 
 #define TH_INSTANTIATE(T)                                                                            \
-  template void attention_softmax_forward<T>(T*, int, int, int, int, const int*, bool, int, T);      \
+  template void attention_softmax_forward<T>(T*, int, int, int, int, const int*, bool, int, T, const int*);      \
   template void softmax_backward<T>(T*, const T*, const T*, std::int64_t, int, T);
 TH_INSTANTIATE(float)
 TH_INSTANTIATE(double)
