@@ -81,7 +81,7 @@ grep -E "torch-handle: error|TH_FAULT" "$out/stderr"
 [[ $rc -ne 124 && $rc -ne 137 ]] || fail "the job hung (killed by the 120 s timeout)"
 [[ $rc -ne 0 ]] || fail "exit status 0 after a rank failed"
 if [[ -n $fault ]]; then
-  grep -q "^\[rank $bad\] torch-handle: error: fault injected by TH_FAULT ($kind)" "$out/stderr" ||
+  grep -q "^\[rank $bad\] torch-handle: error: .*fault injected by TH_FAULT ($kind" "$out/stderr" ||
     fail "no message of rank $bad naming the fault"
   at=$(sed -n "s/^\[rank $bad\] TH_FAULT: $kind injected at \([0-9]*\)$/\1/p" "$out/stderr" | head -1)
   [[ -n $at ]] || fail "no TH_FAULT time stamp"

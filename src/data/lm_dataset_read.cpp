@@ -13,6 +13,7 @@
 #include "th/data/batching.hpp"
 #include "th/data/hdf5_lock.hpp"
 #include "th/data/lm_dataset.hpp"
+#include "th/parallel/agree.hpp"
 
 namespace th {
 
@@ -153,8 +154,7 @@ LmDatasetReader::LmDatasetReader(const std::string& path, Comm& comm) : impl_(st
       if (verdict.empty()) verdict = path + ": bad text dataset";
     }
   }
-  comm.broadcast_string(verdict, 0);
-  if (!verdict.empty()) throw InputError(verdict);
+  agree_on_error(comm, verdict, ErrorKind::Input);  // rank 0's verdict, on every rank
 
   Impl& m = *impl_;
   m.comm = mpi_comm_of(comm);

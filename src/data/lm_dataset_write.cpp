@@ -14,6 +14,7 @@
 #include "th/data/hdf5_lock.hpp"
 #include "th/data/lm_dataset.hpp"
 #include "th/data/split.hpp"
+#include "th/parallel/agree.hpp"
 
 namespace th {
 
@@ -152,14 +153,7 @@ void write_lm_dataset(const std::string& path, Comm& comm, const LmSplitPart& mi
     if (closed < 0 && error.empty()) error = path + ": H5Fclose failed (disk full?)";
   }
   MPI_Comm_free(&mcomm);
-  if (comm.any_true(!error.empty())) {
-    const std::vector<std::string> all = comm.gather_strings(error, 0);
-    std::string first;
-    for (const auto& e : all)
-      if (first.empty() && !e.empty()) first = e;
-    comm.broadcast_string(first, 0);
-    throw Error(first);
-  }
+  agree_on_error(comm, error, ErrorKind::Failure);
 }
 
 }  // namespace th

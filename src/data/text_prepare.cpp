@@ -23,6 +23,7 @@
 #include "th/data/split.hpp"
 #include "th/data/text_corpus.hpp"
 #include "th/data/tokenizer.hpp"
+#include "th/parallel/agree.hpp"
 
 namespace th {
 
@@ -201,22 +202,6 @@ std::string output_path(const Config& cfg, const std::string& set, const char* n
   return set.empty() ? cfg.run.output_dir + "/" + name + ".h5" : set;
 }
 
-// Rank 0's verdict on a step only it ran, raised on every rank.
-void agree_on(Comm& comm, const std::string& error_on_root) {
-  std::string e = error_on_root;
-  comm.broadcast_string(e, 0);
-  if (!e.empty()) throw InputError(e);
-}
-
-// Any rank's failure, raised on every rank (the first failing rank's message).
-void agree_on_any(Comm& comm, const std::string& mine) {
-  if (!comm.any_true(!mine.empty())) return;
-  std::string first;
-  for (const auto& e : comm.gather_strings(mine, 0))
-    if (first.empty() && !e.empty()) first = e;
-  comm.broadcast_string(first, 0);
-  throw InputError(first);
-}
 }  // namespace
 
 TextPrepareSummary prepare_text_datasets(const Config& cfg, Comm& comm) {
@@ -264,7 +249,7 @@ TextPrepareSummary prepare_text_datasets(const Config& cfg, Comm& comm) {
     }
   }
   wait_quietly(comm);
-  agree_on(comm, error);
+  agree_on_error(comm, error, ErrorKind::Input);
   comm.broadcast_string(model, 0);
   std::int64_t counts[3] = {pass.documents, pass.skipped_empty, static_cast<std::int64_t>(pass.seeks.size())};
   comm.broadcast(counts, sizeof counts, 0);
@@ -279,7 +264,7 @@ TextPrepareSummary prepare_text_datasets(const Config& cfg, Comm& comm) {
       error = std::string("on rank ") + std::to_string(comm.rank()) + ": " + e.what();
     }
   }
-  agree_on_any(comm, error);
+  agree_on_error(comm, error, ErrorKind::Input);
   if (src.kind == TextSource::Kind::Bible) {
     std::string packed = root ? pack_documents(chapters) : std::string();
     comm.broadcast_string(packed, 0);
@@ -307,7 +292,7 @@ TextPrepareSummary prepare_text_datasets(const Config& cfg, Comm& comm) {
   } catch (const std::exception& e) {
     error = e.what();
   }
-  agree_on_any(comm, error);
+  agree_on_error(comm, error, ErrorKind::Input);
 
   LmProvenance prov;
   prov.tokenizer_model = model;
@@ -364,7 +349,7 @@ TextPrepareSummary prepare_text_datasets(const Config& cfg, Comm& comm) {
     out << model;
     if (!out.flush()) error = model_file + ": cannot write";
   }
-  agree_on(comm, error);
+  agree_on_error(comm, error, ErrorKind::Input);
   sum.total_s = since(t0);
   return sum;
 }

@@ -16,6 +16,7 @@
 #include "th/eval/evaluate.hpp"
 #include "th/model/generation.hpp"
 #include "th/train/tasks.hpp"
+#include "th/parallel/agree.hpp"
 
 namespace th {
 
@@ -47,8 +48,7 @@ std::vector<std::string> read_prompts(const Config& cfg, Comm& comm) {
       text = buf.str();
     }
   }
-  comm.broadcast_string(error, 0);
-  if (!error.empty()) throw InputError(error);
+  agree_on_error(comm, error, ErrorKind::Input);  // rank 0's verdict, on every rank
   comm.broadcast_string(text, 0);
   std::vector<std::string> lines;
   std::istringstream in(text);
