@@ -10,7 +10,10 @@
 #   save       an exception while the checkpoint of step 2 is written (its file open in MPI-IO)
 #   evaluate   task='evaluate' throws before the rank's first batch; the others reach the
 #              all-reduce of the sums
+#   evalopen   task='evaluate': the reader of the test file throws at its open (MPI-IO)
 #   validate   the validation of step 2 throws on one rank during training
+#   input      an InputError (which should be raised by every rank alike) raised by one rank
+#              alone at step 3: the job is aborted once the others have not come within 3 s
 #   badtoken   no fault injected: one example of the training file holds token id 123456
 #   negtoken   likewise with token id -7 in a target
 # For the injected faults the time is taken from the "TH_FAULT: ... injected at <ms>" line the
@@ -57,11 +60,13 @@ fault="" kind="" args=() expect=""
 case $scenario in
   open) fault="$bad:1:open" kind="open 1" ;;
   read) fault="$bad:3:read" kind="read 3" ;;
+  input) fault="$bad:3:input" kind="input 3" ;;
   save) fault="$bad:2:save_throw" kind="save_throw 2"; args=(--set checkpoint%every_steps=2) ;;
   validate) fault="$bad:1:evaluate" kind="evaluate 1"; args=(--set log%valid_every_steps=2) ;;
-  evaluate)
+  evaluate | evalopen)
     run "$np" --set run%max_steps=2 || fail "training before evaluate"
-    fault="$bad:1:evaluate" kind="evaluate 1"; args=(--set "run%task='evaluate'") ;;
+    args=(--set "run%task='evaluate'")
+    if [[ $scenario == evaluate ]]; then fault="$bad:1:evaluate" kind="evaluate 1"; else fault="$bad:1:open" kind="open 1"; fi ;;
   badtoken) poke "$out/data/train.h5" /src/tokens 100 123456; expect="token id 123456 in src/tokens of example" ;;
   negtoken) poke "$out/data/train.h5" /tgt/tokens 57 -7; expect="token id -7 in tgt/tokens of example" ;;
   *) fail "unknown scenario" ;;

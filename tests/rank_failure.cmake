@@ -1,8 +1,9 @@
 # One error path (issue 15): an exception on one rank, wherever it happens while the job reads a
 # real dataset (reader start-up, a prefetched read mid-epoch, a checkpoint save, evaluation,
-# validation) or a corrupt token in the training file, ends the job with that rank's message,
-# non-zero, within 10 s of the failure (tests/check_rank_failure.sh), on 2 and 4 ranks.
-foreach(scenario open read save evaluate validate badtoken negtoken)
+# validation, an input error raised by one rank alone) or a corrupt token in the training file,
+# ends the job with that rank's message, non-zero, within 10 s of the failure
+# (tests/check_rank_failure.sh), on 2 and 4 ranks.
+foreach(scenario open read save evaluate evalopen validate input badtoken negtoken)
   foreach(np 2 4)
     add_test(NAME rank_failure_${scenario}_np${np}
              COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/check_rank_failure.sh ${scenario} ${np} ${MPIEXEC_EXECUTABLE}

@@ -16,7 +16,7 @@ int main(int argc, char** argv) {
   } catch (const th::InputError& e) {
     // Decided collectively, the same on every rank: one message, a clean exit with status 2. One
     // raised on a rank alone (the others do not come within seconds) aborts the job instead.
-    constexpr double kWaitForRanks = 5.0;  // seconds
+    constexpr double kWaitForRanks = 3.0;  // seconds
     if (!runtime.all_ranks_arrive(kWaitForRanks)) th::abort_job(e.what(), 2);
     if (runtime.world().rank() == 0) std::fprintf(stderr, "torch-handle: error: %s\n", e.what());
     return 2;

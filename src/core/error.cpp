@@ -30,7 +30,9 @@ void inject_fault(const char* kind, int rank, std::int64_t n, const std::string&
   std::fprintf(stderr, "[rank %d] TH_FAULT: %s %lld injected at %lld\n", rank, kind, static_cast<long long>(n),
                static_cast<long long>(ms));
   std::fflush(stderr);
-  throw Error("fault injected by TH_FAULT (" + std::string(kind) + " " + std::to_string(n) + "): " + what);
+  const std::string msg = "fault injected by TH_FAULT (" + std::string(kind) + " " + std::to_string(n) + "): " + what;
+  if (std::string(kind) == "input") throw InputError(msg);
+  throw Error(msg);
 }
 
 }  // namespace th

@@ -25,10 +25,13 @@ std::string tokenizer_mismatch(const std::string& checkpoint_path, const std::st
                                const std::string& data_what, const std::string& data_fingerprint) {
   if (checkpoint_fingerprint == data_fingerprint) return "";
   if (checkpoint_fingerprint.empty() && data_fingerprint == kNoTokenizer) return "";  // neither side has one
-  return "checkpoint " + checkpoint_path + " was trained on data with " + describe(checkpoint_fingerprint) + ", but " +
-         data_what + " has " + describe(data_fingerprint) +
-         ": the same token ids would mean other pieces. Use the data prepared with the checkpoint's tokenizer "
-         "(the datasets of one run of task='prepare' share it), or train afresh on this data";
+  const std::string head = "checkpoint " + checkpoint_path + " was trained on data with " +
+                           describe(checkpoint_fingerprint) + ", but " + data_what + " has " + describe(data_fingerprint);
+  if (checkpoint_fingerprint.empty())
+    return head + ": nothing tells whether its token ids mean the same pieces. Such a checkpoint is used with "
+                  "synthetic data only; train afresh on this data";
+  return head + ": the same token ids would mean other pieces. Use the data prepared with the checkpoint's tokenizer "
+                "(the datasets of one run of task='prepare' share it), or train afresh on this data";
 }
 
 }  // namespace th

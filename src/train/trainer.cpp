@@ -193,6 +193,7 @@ void maybe_inject_fault(int rank, std::int64_t step) {
   const std::string kind = injected_fault(rank, step);
   if (kind == "exit") std::_Exit(9);
   if (kind == "throw") throw Error("fault injected by TH_FAULT at step " + std::to_string(step));
+  inject_fault("input", rank, step, "an input error raised by this rank alone");
 }
 }  // namespace
 

@@ -46,6 +46,7 @@ class CollectiveError : public Error {
 // when this rank and n match ("" otherwise, or when TH_FAULT is unset); n 0 in TH_FAULT matches
 // every n for kind 'overflow' (a permanent overflow). Kinds, where they act and what n counts:
 //   'throw' / 'exit' / 'overflow'  the trainer's step n (throw, _Exit(9), an inf gradient)
+//   'input'       an InputError at the start of the trainer's step n (raised on this rank alone)
 //   'save'        a SIGKILL while the checkpoint of step n is written
 //   'save_throw'  an exception while the checkpoint of step n is written (its file open in MPI-IO)
 //   'open'        an exception in the n-th DatasetReader this process opens, its file open in MPI-IO
@@ -54,8 +55,8 @@ class CollectiveError : public Error {
 //   'evaluate'    an exception before the n-th batch of evaluate_batches in this process
 std::string injected_fault(int rank, std::int64_t step);
 
-// Throws th::Error("fault injected by TH_FAULT (kind n): what") when injected_fault(rank, n) is
-// `kind`, after printing "[rank r] TH_FAULT: kind n injected at <unix time, ms>" on stderr: the
+// Throws th::Error("fault injected by TH_FAULT (kind n): what") (th::InputError for kind 'input')
+// when injected_fault(rank, n) is `kind`, after printing "[rank r] TH_FAULT: kind n injected at <unix time, ms>" on stderr: the
 // failure tests time the end of the job from that line.
 void inject_fault(const char* kind, int rank, std::int64_t n, const std::string& what);
 
