@@ -3,8 +3,11 @@
 // results in input order).
 #include <algorithm>
 #include <chrono>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -74,6 +77,9 @@ TestShare load_test_share(const Config& cfg, Comm& comm) {
     throw InputError("run%task = 'evaluate' needs data%test_file (the test split written by run%task = 'prepare')");
   DatasetReader reader(cfg.data.test_file, comm);
   t.vocab = dataset_vocab(cfg, reader.info(), "data%test_file");
+  if (reader.info().examples == 0)
+    throw InputError("data%test_file = '" + cfg.data.test_file + "' holds no examples (num_examples = 0); make it "
+                     "again with a larger prepare%test_fraction");
   std::vector<std::int64_t> rows;  // the same list on every rank: the lengths are read by all
   for (std::int64_t r = 0; r < reader.info().examples; ++r) {
     if (fits_max_len(reader.lengths()[static_cast<std::size_t>(r)], cfg.model.max_len, decoder_only)) rows.push_back(r);
@@ -187,25 +193,33 @@ void run_translate(const Config& cfg, Comm& comm) {
     vocab = dataset_vocab(cfg, reader.info(), it->first);
     codec = make_codec(reader.tokenizer_model(), it->second);
   }
-  LoadedModel m = load_trained_model(cfg, comm, vocab);
-
-  // Rank 0 reads the input; every rank gets it (or the same error).
+  // Rank 0 reads the input, before the weights are loaded (a bad file stops the task at once);
+  // every rank gets it (or the same error).
   std::string text, error;
   if (root) {
     const std::string& in = cfg.translate.input_file;
     std::ostringstream buf;
+    std::error_code ec;
     if (in == "-") {
       buf << std::cin.rdbuf();
+    } else if (std::filesystem::is_directory(in, ec)) {
+      error = "translate%input_file = '" + in + "' is a folder; name a text file (one sentence per line) or '-' "
+              "for the standard input";
     } else {
-      std::ifstream f(in);
-      if (!f) error = "translate%input_file = '" + in + "': cannot open it";
-      else buf << f.rdbuf();
+      std::ifstream f(in, std::ios::binary);
+      if (!f) {
+        error = "translate%input_file = '" + in + "': cannot open it: " + std::strerror(errno);
+      } else {
+        buf << f.rdbuf();
+        if (f.bad()) error = "translate%input_file = '" + in + "': read error";
+      }
     }
     text = buf.str();
   }
   comm.broadcast_string(error, 0);
   if (!error.empty()) throw InputError(error);
   comm.broadcast_string(text, 0);
+  LoadedModel m = load_trained_model(cfg, comm, vocab);
   std::vector<std::string> lines;
   {
     std::istringstream in(text);
