@@ -62,6 +62,19 @@ bool is_real_literal(const std::string& s) {
   return all_digits(s.substr(i));
 }
 
+// A key as someone may have typed it: name characters plus any non-ASCII byte (a letter with an
+// accent, a typographic quote), so that "d_fé = 1" is read as a bad key name, not as a value of
+// the key before it.
+bool is_wide_name_char(char c) { return is_name_char(c) || static_cast<unsigned char>(c) >= 0x80; }
+bool is_non_ascii(char c) { return static_cast<unsigned char>(c) >= 0x80; }
+
+// A key name in a message: as typed (UTF-8 passes through), control characters as '?'.
+std::string shown_name(const std::string& s) {
+  std::string out;
+  for (char c : s.substr(0, 40)) out += is_non_ascii(c) || std::isprint(static_cast<unsigned char>(c)) ? c : '?';
+  return out;
+}
+
 bool is_name(const std::string& s) {
   if (s.empty() || !is_name_start(s[0])) return false;
   for (char c : s)
@@ -92,6 +105,8 @@ class Parser {
   std::string rest_of_line() const;
   int last_line() const;
   bool next_is_assignment();
+  std::size_t wide_name_end() const;
+  [[noreturn]] void fail_non_ascii_key(int line, const std::string& group, std::size_t end) const;
   void group_body(NamelistGroup& group);
   std::vector<NamelistValue> value_list(const std::string& where, int key_line);
   std::string read_string(const std::string& where);
@@ -158,16 +173,33 @@ int Parser::last_line() const {
   return lines;
 }
 
-// A bare name followed by '=' starts the next key; otherwise it is a value such as T or F.
+// A bare name followed by '=' starts the next key; otherwise it is a value such as T or F. A name
+// with non-ASCII characters followed by '=' is a (bad) key too.
 bool Parser::next_is_assignment() {
   const std::size_t pos = pos_;
   const int line = line_;
-  read_name();
+  pos_ = wide_name_end();
   skip_space();
   const bool assignment = !at_end() && peek() == '=';
   pos_ = pos;
   line_ = line;
   return assignment;
+}
+
+// Where a key name read with is_wide_name_char from here ends.
+std::size_t Parser::wide_name_end() const {
+  std::size_t end = pos_;
+  while (end < text_.size() && is_wide_name_char(text_[end])) ++end;
+  return end;
+}
+
+void Parser::fail_non_ascii_key(int line, const std::string& group, std::size_t end) const {
+  const std::string key = text_.substr(pos_, end - pos_);
+  std::size_t at = 0;
+  while (at < key.size() && !is_non_ascii(key[at])) ++at;
+  fail(line, "&" + group + ": key name '" + shown_name(key) + "' has a non-ASCII character (" +
+                 (at == 0 ? std::string("its first") : "after '" + shown_name(key.substr(0, at)) + "'") +
+                 "); key names are ASCII letters, digits and '_'");
 }
 
 std::vector<NamelistGroup> Parser::deck() {
@@ -225,8 +257,11 @@ void Parser::group_body(NamelistGroup& group) {
       if (lower(read_name()) == "end") return;
       fail(line, unclosed);
     }
-    if (!is_name_start(c))
+    if (!is_name_start(c) && !is_non_ascii(c))
       fail(line_, "&" + group.name + ": expected a key name or '/', got '" + token_here() + "'");
+    const std::size_t wide_end = wide_name_end();
+    for (std::size_t i = pos_; i < wide_end; ++i)
+      if (is_non_ascii(text_[i])) fail_non_ascii_key(line_, group.name, wide_end);
     NamelistItem item;
     item.group = group.name;
     item.source = source_;
@@ -263,7 +298,7 @@ std::vector<NamelistValue> Parser::value_list(const std::string& where, int key_
       continue;
     }
     if (c == '=') fail(line_, "unexpected '=' among the values of " + where);
-    if (is_name_start(c) && next_is_assignment()) break;
+    if ((is_name_start(c) || is_non_ascii(c)) && next_is_assignment()) break;
     const int line = line_;
     if (is_quote(c))
       values.emplace_back(read_string(where));
@@ -345,6 +380,9 @@ NamelistValue Parser::scalar(const std::string& word, int line, const std::strin
       fail(line, where + " = " + snippet(word) + " is out of the range of a double");
     return v;
   }
+  const std::string magnitude = w.substr(sign);
+  if (magnitude == "nan" || magnitude.compare(0, 4, "nan(") == 0 || magnitude == "inf" || magnitude == "infinity")
+    fail(line, where + " = " + snippet(word) + " is not a finite number (deck values are finite)");
   if (is_name(word))
     fail(line, "cannot read '" + snippet(word) + "' as a value of " + where +
                    " (a string needs quotes: '" + snippet(word) + "')");

@@ -3,6 +3,7 @@ target_sources(torch_handle PRIVATE
   # core: errors, memory, tensors
   ${CMAKE_CURRENT_LIST_DIR}/core/error.cpp
   ${CMAKE_CURRENT_LIST_DIR}/core/stop_signal.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/core/host_memory.cpp
   ${CMAKE_CURRENT_LIST_DIR}/core/memory.cpp
   ${CMAKE_CURRENT_LIST_DIR}/core/tensor.cpp
   # parallel: SPMD runtime and the communicator
@@ -44,6 +45,7 @@ target_sources(torch_handle PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/train/loss_scaler.cpp
   ${CMAKE_CURRENT_LIST_DIR}/train/progress.cpp
   ${CMAKE_CURRENT_LIST_DIR}/train/trainer.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/train/memory_budget.cpp
   ${CMAKE_CURRENT_LIST_DIR}/train/bench.cpp
   # application
   ${CMAKE_CURRENT_LIST_DIR}/app/driver.cpp

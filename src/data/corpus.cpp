@@ -80,6 +80,11 @@ Corpus read_tsv(const std::string& path) {
     const std::size_t bad = find_invalid_utf8(line);
     if (bad != std::string::npos)
       throw InputError(where + "invalid UTF-8 at byte " + std::to_string(bad + 1) + " of the line");
+    // Valid UTF-8, but no text: a binary file, or UTF-16 (every other byte 0).
+    const std::size_t nul = line.find('\0');
+    if (nul != std::string::npos)
+      throw InputError(where + "a NUL byte at byte " + std::to_string(nul + 1) +
+                       " of the line (a binary file, or UTF-16 text?); expected UTF-8 text 'source<TAB>target'");
     ++c.records;
     if (normalize_whitespace(line).empty()) {
       ++c.skipped_empty;

@@ -31,6 +31,18 @@ std::int64_t length_1d(hid_t file, const std::string& name, H5T_class_t cls, con
   return static_cast<std::int64_t>(n);
 }
 
+// Why `name` is not a 1-D integer dataset ("" if it is one): the message says what it is instead.
+std::string not_integer_1d(hid_t file, const std::string& name, const std::string& path) {
+  if (length_1d(file, name, H5T_INTEGER, path) >= 0) return "";
+  if (length_1d(file, name, H5T_FLOAT, path) >= 0) {
+    H5Handle ds = h5_owned(H5Dopen2(file, name.c_str(), H5P_DEFAULT), H5Dclose, "H5Dopen2", path);
+    H5Handle type = h5_owned(H5Dget_type(ds.get()), H5Tclose, "H5Dget_type", path);
+    return name + " holds floating-point numbers (float" + std::to_string(8 * H5Tget_size(type.get())) +
+           "); token ids and offsets are integers (int32 and int64, as run%task = 'prepare' writes them)";
+  }
+  return "";  // missing or not 1-D: the length check below says so
+}
+
 std::vector<std::int64_t> read_int64s(hid_t file, const std::string& name, std::int64_t n, const std::string& path) {
   std::vector<std::int64_t> v(static_cast<std::size_t>(n));
   H5Handle ds = h5_owned(H5Dopen2(file, name.c_str(), H5P_DEFAULT), H5Dclose, "H5Dopen2", path);
@@ -79,6 +91,10 @@ DatasetInfo inspect_dataset(const std::string& path) {
     throw InputError(bad + "no tokenizer/model (the embedded SentencePiece model)");
   for (const char* side : {"src", "tgt"}) {
     const std::string s(side);
+    for (const std::string part : {"/tokens", "/offsets"}) {
+      const std::string why = not_integer_1d(fid, s + part, path);
+      if (!why.empty()) throw InputError(bad + why);
+    }
     const std::int64_t ntok = length_1d(fid, s + "/tokens", H5T_INTEGER, path);
     const std::int64_t noff = length_1d(fid, s + "/offsets", H5T_INTEGER, path);
     const std::int64_t want = s == "src" ? info.src_tokens : info.tgt_tokens;

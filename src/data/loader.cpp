@@ -86,6 +86,9 @@ void TrainLoader::open_datasets(Comm& comm) {
   vocab_ = static_cast<int>(info.vocab_size);
   tokenizer_ = reader_->tokenizer_model();
   fingerprint_ = info.tokenizer_fingerprint;
+  if (info.examples == 0)
+    throw InputError("data%train_file = '" + info.path + "' holds no examples (num_examples = 0); make it again "
+                     "with run%task = 'prepare' from a source with pairs");
   const int max_len = cfg_.model.max_len;
   for (std::size_t r = 0; r < reader_->lengths().size(); ++r) {
     if (fits_max_len(reader_->lengths()[r], max_len, decoder_only_)) {
@@ -98,6 +101,10 @@ void TrainLoader::open_datasets(Comm& comm) {
     throw InputError("data%train_file = '" + info.path + "': no example fits model%max_len = " + std::to_string(max_len));
   if (cfg_.data.valid_file.empty()) return;
   DatasetReader valid(cfg_.data.valid_file, comm);
+  if (valid.info().examples == 0)
+    throw InputError("data%valid_file = '" + valid.info().path + "' holds no examples (num_examples = 0); set "
+                     "data%valid_file = '' to train without validation, or make it again with a larger "
+                     "prepare%valid_fraction");
   if (valid.info().tokenizer_fingerprint != info.tokenizer_fingerprint)
     throw InputError("data%valid_file = '" + valid.info().path + "' was made with another SentencePiece model than "
                      "data%train_file = '" + info.path + "' (tokenizer_fingerprint " + valid.info().tokenizer_fingerprint +

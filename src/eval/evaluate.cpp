@@ -11,6 +11,7 @@
 #include "th/core/profiler.hpp"
 #include "th/data/dataset_h5.hpp"
 #include "th/data/tokenizer.hpp"
+#include "th/train/memory_budget.hpp"
 #include "th/train/tasks.hpp"
 
 namespace th {
@@ -60,6 +61,7 @@ LoadedModel load_trained_model(const Config& cfg, Comm& comm, int vocab_size, co
   LoadedModel m;
   ModelSpec spec = model_spec(cfg, vocab_size);
   spec.dropout = 0;
+  check_model_fits(cfg, spec, comm, /*weights_only=*/true);
   m.model = std::make_unique<Transformer<float>>(spec);
   ParamStore<float>& ps = m.model->params();
   const std::string dir = checkpoint_folder(cfg);

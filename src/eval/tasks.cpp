@@ -3,8 +3,11 @@
 // results in input order).
 #include <algorithm>
 #include <chrono>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -79,6 +82,9 @@ TestShare load_test_share(const Config& cfg, Comm& comm) {
     throw InputError("run%task = 'evaluate' needs data%test_file (the test split written by run%task = 'prepare')");
   DatasetReader reader(cfg.data.test_file, comm);
   t.vocab = dataset_vocab(cfg, reader.info(), "data%test_file");
+  if (reader.info().examples == 0)
+    throw InputError("data%test_file = '" + cfg.data.test_file + "' holds no examples (num_examples = 0); make it "
+                     "again with a larger prepare%test_fraction");
   std::vector<std::int64_t> rows;  // the same list on every rank: the lengths are read by all
   for (std::int64_t r = 0; r < reader.info().examples; ++r) {
     if (fits_max_len(reader.lengths()[static_cast<std::size_t>(r)], cfg.model.max_len, decoder_only)) rows.push_back(r);
@@ -205,24 +211,29 @@ void run_translate(const Config& cfg, Comm& comm) {
     data_key = std::string(it->first) + " = '" + it->second + "'";
     fingerprint = reader.info().tokenizer_fingerprint;
   }
-  LoadedModel m = load_trained_model(cfg, comm, vocab, data_key, fingerprint);
-
-  // Rank 0 reads the input; every rank gets it (or the same error).
+  // Rank 0 reads the input, before the weights are loaded (a bad file stops the task at once);
+  // every rank gets it (or the same error).
   std::string text;
   agree_root(comm, [&]() -> std::string {
     const std::string& in = cfg.translate.input_file;
     std::ostringstream buf;
+    std::error_code ec;
     if (in == "-") {
       buf << std::cin.rdbuf();
+    } else if (std::filesystem::is_directory(in, ec)) {
+      return "translate%input_file = '" + in + "' is a folder; name a text file (one sentence per line) or '-' "
+             "for the standard input";
     } else {
-      std::ifstream f(in);
-      if (!f) return "translate%input_file = '" + in + "': cannot open it";
+      std::ifstream f(in, std::ios::binary);
+      if (!f) return "translate%input_file = '" + in + "': cannot open it: " + std::strerror(errno);
       buf << f.rdbuf();
+      if (f.bad()) return "translate%input_file = '" + in + "': read error";
     }
     text = buf.str();
     return "";
   }, ErrorKind::Input);
   comm.broadcast_string(text, 0);
+  LoadedModel m = load_trained_model(cfg, comm, vocab, data_key, fingerprint);
   std::vector<std::string> lines;
   {
     std::istringstream in(text);

@@ -13,6 +13,17 @@ namespace {
 constexpr std::uint64_t kSrcEmbedSite = 1, kTgtEmbedSite = 2;
 }  // namespace
 
+double transformer_parameter_count(const ModelSpec& s) {
+  const double D = s.d_model, F = s.d_ff, V = s.vocab_size;
+  const bool enc = !s.decoder_only;
+  const double attention = 4 * D * D + 4 * D, ffn = 2 * D * F + F + D, norm = 2 * D;
+  const double encoder_layer = attention + ffn + 2 * norm;
+  const double decoder_layer = enc ? 2 * attention + ffn + 3 * norm : attention + ffn + 2 * norm;
+  const double embeddings = s.tie_embeddings ? V * D : (enc ? 3 : 2) * V * D;  // untied: + output projection
+  const double final_norms = s.pre_norm ? (enc ? 2 : 1) * norm : 0;
+  return embeddings + (enc ? s.n_encoder_layers : 0) * encoder_layer + s.n_decoder_layers * decoder_layer + final_norms;
+}
+
 template <typename T>
 Transformer<T>::Transformer(const ModelSpec& s) : spec_(s) {
   TH_CHECK(s.vocab_size > 0, "vocab_size must be set before the model is built");

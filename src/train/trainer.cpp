@@ -15,6 +15,7 @@
 #include "th/data/dataset_h5.hpp"
 #include "th/kernels/cpu.hpp"
 #include "th/train/data_parallel.hpp"
+#include "th/train/memory_budget.hpp"
 #include "th/train/progress.hpp"
 #include "th/train/tasks.hpp"
 
@@ -63,6 +64,7 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 
 Trainer::Trainer(const Config& cfg, Comm& comm) : cfg_(cfg), comm_(comm) {
   // Everything below uses the member copy (the loader keeps a reference to it).
+  check_synthetic_data_fits(cfg_, comm);  // sizes refused before anything is allocated
   loader_ = make_batch_source(cfg_, comm);
   if (cfg_.model.vocab_size == 0) {
     // vocab_size = 0 means "the dataset's": store the resolved value in the deck that goes into
@@ -75,6 +77,7 @@ Trainer::Trainer(const Config& cfg, Comm& comm) : cfg_(cfg), comm_(comm) {
   ModelSpec spec = model_spec(cfg_, loader_->vocab_size());
   const ZeroOptions zopt = zero_options(cfg_);
   ZeroEngine::configure(spec, zopt, comm.size());
+  check_model_fits(cfg_, spec, comm);
   model_ = std::make_unique<Transformer<float>>(spec);
   // Before any step: a folder that cannot take checkpoints stops the run now, not at its first save.
   prepare_checkpoint_dir(comm, checkpoint_dir(),

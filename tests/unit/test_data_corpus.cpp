@@ -99,6 +99,16 @@ TEST(Corpus, BadTsvIsAClearErrorWithFileAndLine) {
   EXPECT_THROW(read_corpus("bible:onlyone"), InputError);
 }
 
+// Issue 15: a NUL byte (binary data, UTF-16 text) is an error with file and line, not text.
+TEST(Corpus, NulByteIsAnErrorWithFileAndLine) {
+  std::string m = tsv_error("nul.tsv", std::string("ok\tfine\nbad\tna\0me\n", 18));
+  EXPECT_NE(m.find("nul.tsv:2: a NUL byte at byte 7 of the line"), std::string::npos) << m;
+  // "a\tb" in UTF-16LE: every other byte is 0.
+  m = tsv_error("utf16.tsv", std::string("a\0\t\0b\0\n\0", 8));
+  EXPECT_NE(m.find("utf16.tsv:1: a NUL byte at byte 2 of the line (a binary file, or UTF-16 text?)"), std::string::npos)
+      << m;
+}
+
 TEST(Split, Fnv1aTestVectorsAndShares) {
   // Reference values of 64-bit FNV-1a (Fowler/Noll/Vo test suite).
   EXPECT_EQ(fnv1a64(""), 0xcbf29ce484222325ULL);

@@ -175,3 +175,19 @@ TEST(ModelMemory, NoSystemAllocationAfterTheFirstStep) {
   }
   EXPECT_EQ(host_pool().stats().system_allocations, after_first);
 }
+
+// The parameter count from the spec alone (used to refuse absurd sizes before allocating, issue
+// 15 item 4) against what the model really declares, for every layout.
+TEST(ModelMemory, ParameterCountFromTheSpecIsTheDeclaredOne) {
+  for (const bool dec_only : {false, true})
+    for (const bool tied : {false, true})
+      for (const bool pre : {false, true}) {
+        Variant v{"count", dec_only, pre, false, tied, 0.0f};
+        ModelSpec s = small_spec(v);
+        s.d_ff = 20;
+        s.vocab_size = 13;
+        Transformer<float> model(s);
+        EXPECT_EQ(transformer_parameter_count(s), static_cast<double>(model.params().size()))
+            << "decoder_only " << dec_only << " tied " << tied << " pre_norm " << pre;
+      }
+}

@@ -375,5 +375,28 @@ TEST(NamelistErrors, OverrideValuesHaveNoLineNumber) {
             "'model%d_model'");
 }
 
+// Issue 15: a key with a non-ASCII character is named as a bad key (it used to be read as a value
+// of the key before it), wherever it stands; non-ASCII text in a quoted value stays fine.
+TEST(NamelistErrors, NonAsciiKeyName) {
+  EXPECT_EQ(error_of("&model d_model = 32, n_heads = 4, d_f\xC3\xA9 = 64 /\n"),
+            "run.nml:1: &model: key name 'd_f\xC3\xA9' has a non-ASCII character (after 'd_f'); key names are "
+            "ASCII letters, digits and '_'");
+  EXPECT_EQ(error_of("&model d_model = 32\n  \xC3\xBCnits = 64 /\n"),
+            "run.nml:2: &model: key name '\xC3\xBCnits' has a non-ASCII character (its first); key names are "
+            "ASCII letters, digits and '_'");
+  EXPECT_EQ(std::get<std::string>(values_of("&run output_dir = 'r\xC3\xA9sultats' /")[0]), "r\xC3\xA9sultats");
+}
+
+// Issue 15: NaN and infinities are not "a string that needs quotes".
+TEST(NamelistErrors, NonFiniteReals) {
+  EXPECT_EQ(error_of("&optim lr = nan /"), "run.nml:1: 'optim%lr' = nan is not a finite number (deck values are finite)");
+  EXPECT_EQ(error_of("&optim lr = -Infinity /"),
+            "run.nml:1: 'optim%lr' = -Infinity is not a finite number (deck values are finite)");
+  EXPECT_EQ(value_error_of("+inf"),
+            "--set model%d_model=+inf: 'model%d_model' = +inf is not a finite number (deck values are finite)");
+  EXPECT_EQ(error_of("&optim lr = nanny /"),
+            "run.nml:1: cannot read 'nanny' as a value of 'optim%lr' (a string needs quotes: 'nanny')");
+}
+
 }  // namespace
 }  // namespace th

@@ -38,6 +38,12 @@ struct ModelSpec {
   DType compute = DType::F32;
 };
 
+// Parameters the Transformer of spec declares (before any ZeRO padding), computed from the spec
+// alone in double precision, so that an absurd size is measured, and refused, before anything is
+// built or allocated (th/train/memory_budget.hpp). tests/unit/test_model.cpp checks it against
+// the models' ParamStore.
+double transformer_parameter_count(const ModelSpec& spec);
+
 // Where parameter values come and go (ZeRO stage 3): the model calls acquire(unit) before it
 // reads a unit's values and release(unit) after its last read of them, units numbered as in
 // ParamStore (the embeddings, each block, each final norm, the output projection). Unpaired
