@@ -11,6 +11,7 @@
 
 #include "th/core/error.hpp"
 #include "th/core/profiler.hpp"
+#include "th/data/dataset_h5.hpp"
 #include "th/data/lm_dataset.hpp"
 #include "th/data/packed_loader.hpp"
 #include "th/eval/evaluate.hpp"
@@ -61,7 +62,7 @@ std::vector<std::string> read_prompts(const Config& cfg, Comm& comm) {
 
 // The SentencePiece model and vocabulary of the training run: the first text dataset the deck names.
 struct Vocabulary {
-  std::string model, path;
+  std::string model, path, key;  // key: "data%test_file = '...'", for messages
   int size = 0;
 };
 Vocabulary dataset_vocabulary(const Config& cfg, Comm& comm) {
@@ -72,7 +73,8 @@ Vocabulary dataset_vocabulary(const Config& cfg, Comm& comm) {
     throw InputError("run%task = 'generate' takes the SentencePiece vocabulary from a text dataset of the training run; "
                      "set data%test_file, data%valid_file or data%train_file");
   LmDatasetReader reader(it->second, comm);
-  return {reader.tokenizer_model(), it->second, lm_vocab_size(cfg, reader.info().vocab_size, it->first, it->second)};
+  return {reader.tokenizer_model(), it->second, std::string(it->first) + " = '" + it->second + "'",
+          lm_vocab_size(cfg, reader.info().vocab_size, it->first, it->second)};
 }
 }  // namespace
 
@@ -80,7 +82,8 @@ void run_generate(const Config& cfg, Comm& comm) {
   const bool root = comm.rank() == 0;
   const Vocabulary vocab = dataset_vocabulary(cfg, comm);
   const std::unique_ptr<TextCodec> codec = make_codec(vocab.model, vocab.path);
-  LoadedModel m = load_trained_model(cfg, comm, vocab.size);
+  // The checkpoint must have been trained with this tokenizer (its fingerprint, th/data/dataset_h5.hpp).
+  LoadedModel m = load_trained_model(cfg, comm, vocab.size, vocab.key, tokenizer_fingerprint(vocab.model));
   const std::vector<std::string> prompts = read_prompts(cfg, comm);
 
   GenerateOptions opt;

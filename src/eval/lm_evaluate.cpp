@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "io/metrics.hpp"
+#include "th/data/dataset_h5.hpp"
 #include "th/data/lm_dataset.hpp"
 #include "th/data/packed_loader.hpp"
 #include "th/data/tokenizer.hpp"
@@ -23,7 +24,9 @@ void run_evaluate_lm(const Config& cfg, Comm& comm) {
   const int vocab = lm_vocab_size(cfg, test.info().vocab_size, "data%test_file", test.info().path);
   std::vector<float> bytes = Tokenizer(test.tokenizer_model(), test.info().path).piece_bytes();
   bytes.resize(static_cast<std::size_t>(vocab), 0.0f);
-  LoadedModel m = load_trained_model(cfg, comm, vocab);
+  // The checkpoint must have been trained with this tokenizer (its fingerprint, th/data/dataset_h5.hpp).
+  LoadedModel m = load_trained_model(cfg, comm, vocab, "data%test_file = '" + test.info().path + "'",
+                                     tokenizer_fingerprint(test.tokenizer_model()));
   const int L = cfg.model.max_len;
   const std::vector<Batch> batches = evaluation_batches(test, L, blocks_per_micro_batch(cfg.data.max_tokens, L),
                                                         cfg.data.document_mask, comm.rank(), comm.size());
