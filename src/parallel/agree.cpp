@@ -4,6 +4,7 @@
 #include <exception>
 
 #include "th/core/error.hpp"
+#include "th/parallel/runtime.hpp"
 
 namespace th {
 
@@ -35,12 +36,13 @@ void agree(Comm& comm, Problem p) {
   std::int64_t first = p.what.empty() ? size : comm.rank();
   comm.allreduce(&first, 1, ReduceOp::Min);
   if (first == size) return;
-  // The lowest failing rank tells the others what to throw.
-  std::int64_t kind = p.kind == ErrorKind::Input ? 1 : 0;
-  comm.broadcast(&kind, sizeof kind, static_cast<int>(first));
+  // The lowest failing rank tells the others what to throw, and who it is in the world (the
+  // error path lets that rank print the message).
+  std::int64_t head[2] = {p.kind == ErrorKind::Input ? 1 : 0, world_rank()};
+  comm.broadcast(head, sizeof head, static_cast<int>(first));
   comm.broadcast_string(p.what, static_cast<int>(first));
-  if (kind == 1) throw InputError(p.what);
-  throw CollectiveError(p.what, static_cast<int>(first));
+  if (head[0] == 1) throw InputError(p.what);
+  throw CollectiveError(p.what, static_cast<int>(head[1]));
 }
 }  // namespace
 

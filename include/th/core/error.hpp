@@ -26,8 +26,8 @@ class InputError : public Error {
 };
 
 // Thrown on every rank alike once the ranks agreed that one of them failed (th/parallel/agree.hpp):
-// the message of the rank that found the problem, origin(). On the error path that rank prints it
-// with its rank prefix and aborts the job; the others wait to be ended.
+// the message of the rank that found the problem, origin() (its rank in the world). On the error
+// path that rank prints it with its rank prefix and aborts the job; the others wait to be ended.
 class CollectiveError : public Error {
  public:
   CollectiveError(const std::string& what, int origin) : Error(what), origin_(origin) {}
@@ -56,8 +56,8 @@ class CollectiveError : public Error {
 std::string injected_fault(int rank, std::int64_t step);
 
 // Throws th::Error("fault injected by TH_FAULT (kind n): what") (th::InputError for kind 'input')
-// when injected_fault(rank, n) is `kind`, after printing "[rank r] TH_FAULT: kind n injected at <unix time, ms>" on stderr: the
-// failure tests time the end of the job from that line.
+// when injected_fault(rank, n) is `kind`, after printing "[rank r] TH_FAULT: kind n injected at
+// <unix time, ms>" on stderr: the failure tests time the end of the job from that line.
 void inject_fault(const char* kind, int rank, std::int64_t n, const std::string& what);
 
 }  // namespace th
