@@ -205,12 +205,13 @@ std::vector<KeySpec> build_schema() {
 
       // &checkpoint
       string("checkpoint", "dir", "",
-             "checkpoint folder ('': the checkpoints folder inside run%output_dir)"),
+             "checkpoint folder ('': the checkpoints folder inside run%output_dir); made and write-tested at start-up"),
       integer("checkpoint", "every_steps", 0, ge(0), any(),
               "save period in steps (0: only at the end)"),
       integer("checkpoint", "keep_last", 3, ge(1), any(), "how many checkpoints to keep"),
       non_empty(string("checkpoint", "resume", "auto",
-                       "'auto' (latest valid checkpoint), 'never', or a checkpoint path")),
+                       "'auto' (latest valid checkpoint), 'never' (start afresh; refused where checkpoints exist), "
+                       "or a checkpoint path")),
 
       // &profile
       logical("profile", "enabled", false, "write a Chrome/Perfetto trace"),
