@@ -30,7 +30,9 @@ class InputError : public Error {
 // Testing aid for the failure tests: TH_FAULT="rank:step:kind" in the environment. Returns kind
 // when this rank and step match ("" otherwise, or when TH_FAULT is unset); step 0 in TH_FAULT
 // matches every step for kind 'overflow' (a permanent overflow). Kinds and where they act:
-// 'throw' / 'exit' / 'overflow' (the trainer's step), 'save' (a SIGKILL inside a checkpoint save).
+// 'throw' / 'exit' / 'overflow' (the trainer's step), 'save' (a SIGKILL inside a checkpoint save),
+// 'disk_full' (rank 0's free-space check before that step's save sees 0 bytes) and
+// 'no_space_check' (that check is skipped, so a full disk fails inside the write).
 std::string injected_fault(int rank, std::int64_t step);
 
 }  // namespace th
