@@ -339,22 +339,6 @@ bool owns_any(const std::vector<CheckpointRange>& owned) {
   return false;
 }
 
-// The message of a failed write of tmp, which is removed (any rank may: it is never read). A file
-// system out of space (ENOSPC or EDQUOT from the write, as errno or in MPI-IO's message, or
-// almost no free space left now) is named as such, with the room a checkpoint needs.
-std::string write_failure(const std::string& what, int err, const std::string& dir, const std::string& tmp,
-                          std::int64_t needed) {
-  const std::int64_t free = free_bytes(dir);
-  const bool full = err == ENOSPC || err == EDQUOT || what.find("No space left") != std::string::npos ||
-                    what.find("MPI_ERR_NO_SPACE") != std::string::npos ||
-                    what.find("MPI_ERR_QUOTA") != std::string::npos || (free >= 0 && free < (1 << 20));
-  std::error_code ec;
-  const bool removed = fs::remove(tmp, ec);
-  const std::string cleanup = removed ? "; the partial " + tmp + " was removed" : "";
-  if (full) return no_space_message(tmp, needed, free) + " (" + what + ")" + cleanup;
-  return "writing checkpoint " + tmp + " failed: " + what + cleanup;
-}
-
 // Testing aids (tests/check_kill_during_save.sh, tests/check_rank_failure.sh): TH_FAULT="rank:step:save"
 // kills that rank with SIGKILL, like `kill -9`, in the middle of writing the checkpoint of that
 // step; "rank:step:save_throw" makes it throw there instead.
@@ -447,6 +431,7 @@ void save_checkpoint(Comm& comm, const std::string& dir, const std::vector<Check
 
   MpiMirror mpi(comm);
   const auto me = static_cast<std::size_t>(comm.rank());
+  errno = 0;  // what a failed write leaves here names its cause (ENOSPC, EDQUOT)
   try {  // Write: every rank makes the same calls in the same order; each writes its pieces.
     std::lock_guard<std::mutex> lock(hdf5_mutex());
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);

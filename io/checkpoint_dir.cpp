@@ -50,6 +50,19 @@ std::string no_space_message(const std::string& file, std::int64_t needed, std::
          "; free some space (checkpoint%keep_last keeps fewer files) or set checkpoint%dir to another file system";
 }
 
+std::string write_failure(const std::string& what, int err, const std::string& dir, const std::string& tmp,
+                          std::int64_t needed) {
+  const std::int64_t free = free_bytes(dir);
+  const bool full = err == ENOSPC || err == EDQUOT || what.find("No space left") != std::string::npos ||
+                    what.find("MPI_ERR_NO_SPACE") != std::string::npos ||
+                    what.find("MPI_ERR_QUOTA") != std::string::npos || (free >= 0 && free < (1 << 20));
+  std::error_code ec;
+  const bool removed = fs::remove(tmp, ec);
+  const std::string cleanup = removed ? "; the partial " + tmp + " was removed" : "";
+  if (full) return no_space_message(tmp, needed, free) + " (" + what + ")" + cleanup;
+  return "writing checkpoint " + tmp + " failed: " + what + cleanup;
+}
+
 }  // namespace ckpt
 
 std::int64_t checkpoint_bytes(const std::vector<CheckpointTensor>& tensors, std::size_t deck_bytes) {

@@ -18,4 +18,11 @@ std::string bytes_text(std::int64_t bytes);
 // N bytes, the file system has F bytes free; ..." (free < 0: unknown).
 std::string no_space_message(const std::string& file, std::int64_t needed, std::int64_t free);
 
+// The message of a failed write of the checkpoint file tmp (into dir), after removing tmp (any rank
+// may: a .tmp is never read). A file system out of space (under 1 MiB free now, or ENOSPC/EDQUOT
+// in err or in the message: HDF5 does not pass errno on reliably) is named with
+// no_space_message; anything else as it is.
+std::string write_failure(const std::string& what, int err, const std::string& dir, const std::string& tmp,
+                          std::int64_t needed);
+
 }  // namespace th::ckpt

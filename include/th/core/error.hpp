@@ -53,6 +53,8 @@ class CollectiveError : public Error {
 //   'read'        an exception in the n-th independent read of a DatasetReader (training: the
 //                 batches of the run's n-th step, on the prefetch thread)
 //   'evaluate'    an exception before the n-th batch of evaluate_batches in this process
+//   'disk_full'   rank 0's free-space check before the save of step n sees 0 bytes
+//   'no_space_check'  that check is skipped, so a full disk fails inside the write
 std::string injected_fault(int rank, std::int64_t step);
 
 // Throws th::Error("fault injected by TH_FAULT (kind n): what") (th::InputError for kind 'input')
