@@ -193,25 +193,38 @@ StepTime estimate_time(const PlanModel& m, const PlanBatch& b, const Layout& l, 
   housekeeping += 12 * owned;  // clip: scale and sum of squares of the owned gradients
   t.optimizer = housekeeping / mem_bw;
 
-  // The Adam step: on the device, or on the host with copies (and NVMe streaming).
+  // The Adam step: on the device, or on the host with copies (and NVMe streaming). NVMe files are
+  // streamed chunk by chunk by one I/O thread while the update runs on the chunk before: the
+  // slower of the two counts. What the engine streams (src/train/zero.cpp, offload.cpp):
+  // moments: every chunk read and written back once per update (8 bytes per element each way);
+  // stage 3 parameters: the rank's block of every unit read for each gather (whole chunks), the
+  // partition read and written by an fp32 update (whose optimizer step runs once per parameter
+  // chunk, each time streaming every moment chunk), written once after a mixed-precision update.
   const double adam = owned * adam_bytes(m.mixed());
   const double pcie = cpu ? 0 : machine.pcie_bandwidth_gbs * 1e9;
   const double host_bw = cpu ? mem_bw : machine.host_bandwidth_gbs * 1e9 / l.ranks_per_node;
   const double nvme_rd = machine.nvme_read_gbs * 1e9 / l.ranks_per_node, nvme_wr = machine.nvme_write_gbs * 1e9 / l.ranks_per_node;
+  const bool param_file = l.stage == 3 && l.param == Placement::Nvme;
+  const double param_chunk = std::min(std::max(1.0, std::floor(z.nvme_chunk_mb * 1024 * 1024 / 4)), std::max(S, 1.0));
+  const double param_chunks = std::ceil(S / param_chunk);
+  const double moment_stream = 8 * S / nvme_rd + 8 * S / nvme_wr;
   if (l.stage >= 1 && l.optimizer != Placement::None) {
     double io = adam / host_bw;
     if (pcie > 0) io += S * 4 / pcie + S * sb.param / pcie;  // gradients down, parameters up
-    if (l.optimizer == Placement::Nvme) io = std::max(io, 8 * S / nvme_rd + 8 * S / nvme_wr);  // overlapped streams
+    if (l.optimizer == Placement::Nvme) io = std::max(io, moment_stream * (param_file && !m.mixed() ? param_chunks : 1));
     t.offload_io += io;
   } else {
     t.optimizer += adam / mem_bw;
   }
   if (l.stage == 3 && l.param != Placement::None) {
-    // Each gather first brings the rank's own block up (twice per micro-batch).
-    const double up = l.param == Placement::Cpu ? (pcie > 0 ? S * sb.param / pcie : 2 * S * 4 / mem_bw)
-                                                : S * 4 / nvme_rd + (pcie > 0 ? S * sb.param / pcie : 0);
+    double gathered_units = 0;  // units whose blocks each gather brings up
+    for (const FlatLayout::Unit& u : f.units) gathered_units += u.end - u.begin >= z.persistence_threshold;
+    // Each gather first brings the rank's own block up (forward and backward, every micro-batch).
+    const double up = l.param == Placement::Cpu
+                          ? (pcie > 0 ? S * sb.param / pcie : 2 * S * 4 / mem_bw)
+                          : (param_chunks + gathered_units) * param_chunk * 4 / nvme_rd + (pcie > 0 ? S * sb.param / pcie : 0);
     t.offload_io += 2 * accum * up;
-    if (l.param == Placement::Nvme) t.offload_io += S * 4 / nvme_rd + S * 4 / nvme_wr;  // the update streams it
+    if (param_file) t.offload_io += m.mixed() ? S * 4 / nvme_wr : S * 4 / nvme_rd + S * 4 / nvme_wr;
   }
 
   t.step = t.compute() + t.optimizer + t.comm_exposed + t.offload_io;
