@@ -6,6 +6,7 @@
 # calibrated with min(ranks, cores) ranks (more ranks than cores share them: the plan scales the
 # rates) and the layout planned, so plan and bench see the same load of this shared machine.
 #   bash jobs/local/plan_vs_bench.sh [RANKS...]      (after bash tests/build.sh; default 1 2 4)
+#   LAYOUTS="2:1:cpu 4:0:none" bash jobs/local/plan_vs_bench.sh 2 4     (only these ranks:stage:offload)
 # Prints one markdown row per layout: predicted (the mean of the plans made just before and just
 # after the bench) and measured step, their ratio, the split, and which attempt it is (a layout is
 # measured again when the machine's load moved during it; rule below).
@@ -30,6 +31,7 @@ for n in "${ranks[@]}"; do
   for stage in 0 1 2 3; do
     for off in none cpu nvme; do
       [[ $stage == 0 && $off != none ]] && continue
+      [[ -z ${LAYOUTS:-} || " $LAYOUTS " == *" $n:$stage:$off "* ]] || continue
       param=none
       [[ $stage == 3 ]] && param=$off
       plan="$out/plan_${n}_${stage}_${off}"
