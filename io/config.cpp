@@ -1,4 +1,4 @@
-#include "io/config.hpp"
+#include "th/config/config.hpp"
 
 #include <vector>
 
@@ -190,7 +190,7 @@ Config make_config(const Deck& deck) {
   for (std::size_t i = 0; i < seen.size(); ++i)
     if (!seen[i])
       throw Error("deck key '" + deck_schema()[i].group + "%" + deck_schema()[i].key +
-                  "' has no field in th::Config (io/config.hpp)");
+                  "' has no field in th::Config (include/th/config/config.hpp)");
   c.resolved_deck = deck.to_namelist();
   return c;
 }

@@ -14,7 +14,7 @@
 #include <iostream>
 #include <utility>
 
-#include "io/config.hpp"
+#include "th/config/config.hpp"
 #include "th/core/error.hpp"
 #include "th/parallel/comm.hpp"
 #include "th/parallel/agree.hpp"

@@ -15,7 +15,7 @@
 
 #include <gtest/gtest.h>
 
-#include "io/config.hpp"
+#include "th/config/config.hpp"
 #include "parallel/mpi_comm.hpp"
 #include "th/parallel/comm.hpp"
 #include "th/train/trainer.hpp"

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "io/config.hpp"
+#include "th/config/config.hpp"
 #include "io/deck.hpp"
 #include "io/run_lock.hpp"
 #include "th/app.hpp"

@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "io/config.hpp"
+#include "th/config/config.hpp"
 #include "th/core/error.hpp"
 
 namespace th {

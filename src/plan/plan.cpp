@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "io/config.hpp"
+#include "th/config/config.hpp"
 
 namespace th {
 

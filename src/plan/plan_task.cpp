@@ -5,7 +5,7 @@
 #include <functional>
 #include <fstream>
 
-#include "io/config.hpp"
+#include "th/config/config.hpp"
 #include "th/core/error.hpp"
 #include "th/parallel/comm.hpp"
 #include "th/plan/plan.hpp"

@@ -4,7 +4,7 @@
 #include <functional>
 #include <string>
 
-#include "io/config.hpp"
+#include "th/config/config.hpp"
 #include "io/h5_file.hpp"
 #include "th/plan/plan.hpp"
 

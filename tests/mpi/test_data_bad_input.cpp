@@ -10,7 +10,7 @@
 #include <fstream>
 #include <functional>
 
-#include "io/config.hpp"
+#include "th/config/config.hpp"
 #include "io/deck.hpp"
 #include "io/h5_file.hpp"
 #include "parallel/mpi_comm.hpp"

@@ -11,7 +11,7 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "io/config.hpp"
+#include "th/config/config.hpp"
 #include "io/deck.hpp"
 #include "parallel/mpi_comm.hpp"
 #include "th/core/rng.hpp"

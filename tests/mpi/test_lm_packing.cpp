@@ -14,7 +14,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "io/config.hpp"
+#include "th/config/config.hpp"
 #include "io/deck.hpp"
 #include "th/core/error.hpp"
 #include "th/data/corpus.hpp"

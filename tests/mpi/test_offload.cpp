@@ -23,7 +23,7 @@
 #include <map>
 #include <utility>
 
-#include "io/config.hpp"
+#include "th/config/config.hpp"
 #include "io/deck.hpp"
 #include "parallel/mpi_comm.hpp"
 #include "th/core/error.hpp"

@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-#include "io/config.hpp"
+#include "th/config/config.hpp"
 #include "io/deck.hpp"
 #include "th/core/memory.hpp"
 #include "th/core/rng.hpp"

@@ -10,7 +10,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "io/config.hpp"
+#include "th/config/config.hpp"
 #include "io/deck.hpp"
 #include "th/core/error.hpp"
 #include "th/eval/evaluate.hpp"

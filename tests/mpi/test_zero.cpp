@@ -28,7 +28,7 @@
 #include <filesystem>
 #include <map>
 
-#include "io/config.hpp"
+#include "th/config/config.hpp"
 #include "io/deck.hpp"
 #include "parallel/mpi_comm.hpp"
 #include "th/train/trainer.hpp"

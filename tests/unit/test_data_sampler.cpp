@@ -8,7 +8,7 @@
 #include <map>
 #include <set>
 
-#include "io/config.hpp"
+#include "th/config/config.hpp"
 #include "io/deck.hpp"
 #include "parallel/mpi_comm.hpp"
 #include "th/core/error.hpp"

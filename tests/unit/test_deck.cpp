@@ -9,7 +9,7 @@
 #include <set>
 #include <sstream>
 
-#include "io/config.hpp"
+#include "th/config/config.hpp"
 #include "io/deck.hpp"
 #include "io/deck_schema.hpp"
 #include "io/deck_suggest.hpp"

@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <set>
 
-#include "io/config.hpp"
+#include "th/config/config.hpp"
 #include "io/deck.hpp"
 #include "th/data/batching.hpp"
 #include "th/data/packed_loader.hpp"

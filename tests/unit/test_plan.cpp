@@ -10,7 +10,7 @@
 #include <fstream>
 #include <string>
 
-#include "io/config.hpp"
+#include "th/config/config.hpp"
 #include "io/deck.hpp"
 #include "th/core/error.hpp"
 #include "th/model/transformer.hpp"

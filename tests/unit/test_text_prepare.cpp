@@ -10,7 +10,7 @@
 #include <fstream>
 
 #include "data/json_line.hpp"
-#include "io/config.hpp"
+#include "th/config/config.hpp"
 #include "io/deck.hpp"
 #include "parallel/mpi_comm.hpp"
 #include "th/core/error.hpp"

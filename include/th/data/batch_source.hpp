@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "io/config.hpp"
+#include "th/config/config.hpp"
 #include "th/data/dataset_h5.hpp"
 #include "th/model/transformer.hpp"
 #include "th/parallel/comm.hpp"

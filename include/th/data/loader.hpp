@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "io/config.hpp"
+#include "th/config/config.hpp"
 #include "th/data/batch_source.hpp"
 #include "th/data/batching.hpp"
 #include "th/parallel/comm.hpp"

@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <string>
 
-#include "io/config.hpp"
+#include "th/config/config.hpp"
 #include "th/parallel/comm.hpp"
 
 namespace th {

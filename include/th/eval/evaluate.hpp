@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "io/config.hpp"
+#include "th/config/config.hpp"
 #include "th/data/batching.hpp"
 #include "th/model/decoding.hpp"
 #include "th/model/transformer.hpp"

@@ -4,7 +4,7 @@
 // th::InputError naming the keys, the bytes needed and the bytes available, instead of a
 // std::bad_alloc (or the kernel's OOM killer) minutes later. The needs are lower bounds (what
 // the data and the model states take at the least), so a run that fits is never refused.
-#include "io/config.hpp"
+#include "th/config/config.hpp"
 #include "th/model/transformer.hpp"
 #include "th/parallel/comm.hpp"
 

@@ -3,7 +3,7 @@
 // communicator; output goes to cfg.run.output_dir (rank 0 writes files).
 #include <cstdio>
 
-#include "io/config.hpp"
+#include "th/config/config.hpp"
 #include "th/model/transformer.hpp"
 #include "th/parallel/comm.hpp"
 

@@ -7,7 +7,7 @@
 #include <memory>
 #include <string>
 
-#include "io/config.hpp"
+#include "th/config/config.hpp"
 #include "th/core/stop_signal.hpp"
 #include "th/data/loader.hpp"
 #include "th/data/batch_source.hpp"
