@@ -45,6 +45,9 @@ find_library(SENTENCEPIECE_TRAIN_LIBRARY sentencepiece_train REQUIRED)
 add_library(SentencePiece::sentencepiece INTERFACE IMPORTED)
 target_link_libraries(SentencePiece::sentencepiece INTERFACE PkgConfig::SENTENCEPIECE ${SENTENCEPIECE_TRAIN_LIBRARY})
 
+# zlib's crc32_z/crc32_combine (checkpoint CRC-32s).
+find_package(ZLIB REQUIRED)
+
 if(TH_BUILD_TESTS)
   find_package(GTest REQUIRED)
 endif()

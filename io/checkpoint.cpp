@@ -1,6 +1,6 @@
 // Checkpoint protocol: the collective save (write, verify, commit, prune), the choice of the file
 // to resume from, and the collective load. HDF5 details live in checkpoint_h5.cpp.
-#include "io/checkpoint.hpp"
+#include "th/io/checkpoint.hpp"
 
 #include <fcntl.h>
 #include <mpi.h>
@@ -21,11 +21,11 @@
 #include <set>
 #include <sstream>
 
-#include "io/checkpoint_dir.hpp"
-#include "io/checkpoint_internal.hpp"
-#include "parallel/mpi_comm.hpp"
+#include "checkpoint_dir.hpp"
+#include "checkpoint_internal.hpp"
+#include "th/parallel/mpi_comm.hpp"
 #include "th/core/error.hpp"
-#include "th/data/hdf5_lock.hpp"
+#include "th/io/hdf5_lock.hpp"
 #include "th/parallel/agree.hpp"
 #include "th/parallel/comm.hpp"
 

@@ -10,8 +10,8 @@
 #include <filesystem>
 #include <iostream>
 
-#include "io/checkpoint.hpp"
-#include "io/checkpoint_dir.hpp"
+#include "th/io/checkpoint.hpp"
+#include "checkpoint_dir.hpp"
 #include "th/core/error.hpp"
 #include "th/parallel/comm.hpp"
 #include "th/parallel/agree.hpp"

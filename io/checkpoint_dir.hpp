@@ -1,6 +1,6 @@
 #pragma once
 // Free space of the checkpoint folder (internal to io/checkpoint*.cpp; the public part,
-// prepare_checkpoint_dir and checkpoint_bytes, is in io/checkpoint.hpp).
+// prepare_checkpoint_dir and checkpoint_bytes, is in include/th/io/checkpoint.hpp).
 #include <cstdint>
 #include <string>
 

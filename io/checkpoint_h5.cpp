@@ -8,9 +8,9 @@
 #include <mutex>
 #include <set>
 
-#include "io/checkpoint_internal.hpp"
+#include "checkpoint_internal.hpp"
 #include "th/core/error.hpp"
-#include "th/data/hdf5_lock.hpp"
+#include "th/io/hdf5_lock.hpp"
 
 namespace th::ckpt {
 

@@ -10,8 +10,8 @@
 #include <utility>
 #include <vector>
 
-#include "io/checkpoint.hpp"
-#include "io/h5_file.hpp"
+#include "th/io/checkpoint.hpp"
+#include "th/io/h5_file.hpp"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "checkpoint CRC-32s are defined over little-endian float32 bytes; byte-swap before hashing here"

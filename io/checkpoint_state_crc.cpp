@@ -13,7 +13,7 @@
 #include <cstdio>
 #include <cstring>
 
-#include "io/checkpoint_internal.hpp"
+#include "checkpoint_internal.hpp"
 #include "th/core/error.hpp"
 
 namespace th::ckpt {

@@ -2,8 +2,8 @@
 
 #include <vector>
 
-#include "io/deck.hpp"
-#include "io/deck_schema.hpp"
+#include "th/io/deck.hpp"
+#include "th/io/deck_schema.hpp"
 #include "th/core/error.hpp"
 
 namespace th {

@@ -1,4 +1,4 @@
-#include "io/deck.hpp"
+#include "th/io/deck.hpp"
 
 #include <sys/stat.h>
 
@@ -9,7 +9,7 @@
 #include <cstdio>
 #include <cstring>
 
-#include "io/deck_suggest.hpp"
+#include "deck_suggest.hpp"
 #include "th/core/error.hpp"
 
 namespace th {

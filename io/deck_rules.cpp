@@ -3,7 +3,7 @@
 // user most likely just changed).
 #include <cmath>
 
-#include "io/deck.hpp"
+#include "th/io/deck.hpp"
 
 namespace th {
 

@@ -1,4 +1,4 @@
-#include "io/deck_schema.hpp"
+#include "th/io/deck_schema.hpp"
 
 namespace th {
 namespace {

@@ -1,4 +1,4 @@
-#include "io/deck_suggest.hpp"
+#include "deck_suggest.hpp"
 
 #include <algorithm>
 

@@ -1,4 +1,4 @@
-#include "io/h5_file.hpp"
+#include "th/io/h5_file.hpp"
 
 #include "th/core/error.hpp"
 

@@ -1,11 +1,11 @@
-#include "io/metrics.hpp"
+#include "th/io/metrics.hpp"
 
 #include <cstdint>
 #include <filesystem>
 
-#include "io/h5_file.hpp"
+#include "th/io/h5_file.hpp"
 #include "th/core/error.hpp"
-#include "th/data/hdf5_lock.hpp"
+#include "th/io/hdf5_lock.hpp"
 
 namespace th {
 

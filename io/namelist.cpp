@@ -1,4 +1,4 @@
-#include "io/namelist.hpp"
+#include "th/io/namelist.hpp"
 
 #include <cctype>
 #include <charconv>

@@ -1,6 +1,6 @@
 // One run per folder: an exclusive flock on <folder>/torch-handle.lock held by rank 0 (see
-// io/run_lock.hpp for the rules).
-#include "io/run_lock.hpp"
+// include/th/io/run_lock.hpp for the rules).
+#include "th/io/run_lock.hpp"
 
 #include <fcntl.h>
 #include <sys/file.h>

@@ -16,7 +16,7 @@
 #include <gtest/gtest.h>
 
 #include "th/config/config.hpp"
-#include "parallel/mpi_comm.hpp"
+#include "th/parallel/mpi_comm.hpp"
 #include "th/parallel/comm.hpp"
 #include "th/train/trainer.hpp"
 

@@ -5,13 +5,14 @@
 #include <vector>
 
 #include "th/config/config.hpp"
-#include "io/deck.hpp"
-#include "io/run_lock.hpp"
+#include "th/io/deck.hpp"
+#include "th/io/run_lock.hpp"
 #include "th/app.hpp"
 #include "th/core/error.hpp"
 #include "th/data/prepare.hpp"
 #include "th/parallel/agree.hpp"
 #include "th/plan/plan.hpp"
+#include "th/eval/tasks.hpp"
 #include "th/train/tasks.hpp"
 #ifdef TH_HAVE_CUDA
 #include "th/kernels/cuda_profile.hpp"

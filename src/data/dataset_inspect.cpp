@@ -5,7 +5,7 @@
 #include "h5_handle.hpp"
 #include "th/core/error.hpp"
 #include "th/data/dataset_h5.hpp"
-#include "th/data/hdf5_lock.hpp"
+#include "th/io/hdf5_lock.hpp"
 
 namespace th {
 

@@ -10,18 +10,13 @@
 
 #include "h5_attr.hpp"
 #include "h5_handle.hpp"
-#include "parallel/mpi_comm.hpp"
+#include "th/parallel/mpi_comm.hpp"
 #include "th/core/error.hpp"
 #include "th/data/dataset_h5.hpp"
-#include "th/data/hdf5_lock.hpp"
+#include "th/io/hdf5_lock.hpp"
 #include "th/parallel/agree.hpp"
 
 namespace th {
-
-std::mutex& hdf5_mutex() {
-  static std::mutex m;
-  return m;
-}
 
 namespace {
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <utility>
 
-#include "io/h5_file.hpp"
+#include "th/io/h5_file.hpp"
 
 namespace th {
 

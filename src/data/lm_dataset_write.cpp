@@ -8,10 +8,10 @@
 
 #include "h5_attr.hpp"
 #include "h5_handle.hpp"
-#include "parallel/mpi_comm.hpp"
+#include "th/parallel/mpi_comm.hpp"
 #include "th/core/error.hpp"
 #include "th/data/batching.hpp"
-#include "th/data/hdf5_lock.hpp"
+#include "th/io/hdf5_lock.hpp"
 #include "th/data/lm_dataset.hpp"
 #include "th/data/split.hpp"
 #include "th/parallel/agree.hpp"

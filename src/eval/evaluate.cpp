@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <sstream>
 
-#include "io/checkpoint.hpp"
+#include "th/io/checkpoint.hpp"
 #include "th/core/error.hpp"
 #include "th/core/profiler.hpp"
 #include "th/data/dataset_h5.hpp"
@@ -15,46 +15,6 @@
 #include "th/train/tasks.hpp"
 
 namespace th {
-
-EvalStats evaluate_batches(Transformer<float>& model, const std::vector<Batch>& batches, Comm& comm,
-                           const std::vector<float>& token_bytes) {
-  const int V = model.spec().vocab_size, pad = model.spec().pad_id;
-  double sums[4] = {0, 0, 0, 0};  // nll, correct, tokens, bytes
-  static std::atomic<std::int64_t> evaluated{0};  // batches of this process, for TH_FAULT kind 'evaluate'
-  for (const Batch& b : batches) {
-    inject_fault("evaluate", comm.rank(), ++evaluated, "evaluating a batch");
-    ProfileScope scope(profiler(), "evaluate/forward", Category::Compute);
-    model.forward(b, 0, 0, /*train=*/false);
-    const float* logits = model.logits().data<float>();
-    const float* lse = model.log_sum_exp().data<float>();  // the forward's own, per row
-    const std::int64_t rows = static_cast<std::int64_t>(b.B) * b.T;
-    for (std::int64_t r = 0; r < rows; ++r) {
-      const int target = b.tgt_out[static_cast<std::size_t>(r)];
-      if (target == pad) continue;
-      const float* z = logits + r * V;
-      const int best = static_cast<int>(std::max_element(z, z + V) - z);
-      sums[0] += static_cast<double>(lse[r]) - z[target];
-      sums[1] += best == target ? 1.0 : 0.0;
-      sums[2] += 1.0;
-      if (!token_bytes.empty()) sums[3] += token_bytes[static_cast<std::size_t>(target)];
-    }
-    model.discard();
-  }
-  comm.allreduce(sums, 4, ReduceOp::Sum);
-  EvalStats s;
-  s.tokens = sums[2];
-  if (s.tokens > 0) {
-    s.loss = sums[0] / s.tokens;
-    s.accuracy = sums[1] / s.tokens;
-  }
-  s.perplexity = std::exp(s.loss);
-  s.bytes = sums[3];
-  if (s.bytes > 0) {
-    s.byte_perplexity = std::exp(sums[0] / s.bytes);
-    s.bits_per_byte = sums[0] / (s.bytes * std::log(2.0));
-  }
-  return s;
-}
 
 LoadedModel load_trained_model(const Config& cfg, Comm& comm, int vocab_size, const std::string& data_what,
                                const std::string& data_fingerprint) {

@@ -16,6 +16,7 @@
 #include "th/data/packed_loader.hpp"
 #include "th/eval/evaluate.hpp"
 #include "th/model/generation.hpp"
+#include "th/eval/tasks.hpp"
 #include "th/train/tasks.hpp"
 #include "th/parallel/agree.hpp"
 

@@ -3,13 +3,14 @@
 // perplexity per token and per byte, data-parallel (micro-batch k on rank k mod N).
 #include <cstdio>
 
-#include "io/metrics.hpp"
+#include "th/io/metrics.hpp"
 #include "th/data/dataset_h5.hpp"
 #include "th/data/lm_dataset.hpp"
 #include "th/data/packed_loader.hpp"
 #include "th/data/tokenizer.hpp"
 #include "th/core/error.hpp"
 #include "th/eval/evaluate.hpp"
+#include "th/eval/tasks.hpp"
 #include "th/train/tasks.hpp"
 
 namespace th {

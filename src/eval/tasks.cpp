@@ -12,13 +12,14 @@
 #include <iostream>
 #include <sstream>
 
-#include "io/metrics.hpp"
+#include "th/io/metrics.hpp"
 #include "th/core/error.hpp"
 #include "th/data/dataset_h5.hpp"
 #include "th/data/packing.hpp"
 #include "th/eval/bleu.hpp"
 #include "th/eval/evaluate.hpp"
 #include "th/parallel/agree.hpp"
+#include "th/eval/tasks.hpp"
 #include "th/train/tasks.hpp"
 
 namespace th {

@@ -6,10 +6,26 @@
 #include <memory>
 
 #include "th/core/error.hpp"
-#include "th/data/batching.hpp"
 #include "th/model/kv_cache.hpp"
+#include "th/model/tokens.hpp"
+#include "source_batch.hpp"
 
 namespace th {
+
+Batch source_batch(const std::vector<std::vector<int>>& sources, int copies) {
+  Batch b;
+  b.B = static_cast<int>(sources.size()) * copies;
+  for (const auto& s : sources) b.S = std::max(b.S, static_cast<int>(s.size()) + 1);
+  b.src.assign(static_cast<std::size_t>(b.B) * b.S, SpecialTokens::pad);
+  for (int r = 0; r < b.B; ++r) {
+    const auto& s = sources[static_cast<std::size_t>(r / copies)];
+    std::copy(s.begin(), s.end(), b.src.begin() + static_cast<std::ptrdiff_t>(r) * b.S);
+    b.src[static_cast<std::size_t>(r) * b.S + s.size()] = SpecialTokens::eos;
+    b.src_len.push_back(static_cast<int>(s.size()) + 1);
+  }
+  return b;
+}
+
 
 namespace {
 
@@ -45,14 +61,10 @@ class RecomputeStep final : public StepModel {
     b.B = R;
     b.T = T;
     if (!m_.spec().decoder_only) {
-      for (const auto& s : src_) b.S = std::max(b.S, static_cast<int>(s.size()) + 1);
-      b.src.assign(static_cast<std::size_t>(R) * b.S, SpecialTokens::pad);
-      for (int r = 0; r < R; ++r) {
-        const auto& s = src_[r / K_];
-        std::copy(s.begin(), s.end(), b.src.begin() + static_cast<std::ptrdiff_t>(r) * b.S);
-        b.src[static_cast<std::size_t>(r) * b.S + s.size()] = SpecialTokens::eos;
-        b.src_len.push_back(static_cast<int>(s.size()) + 1);
-      }
+      const Batch enc = source_batch(src_, K_);
+      b.S = enc.S;
+      b.src = enc.src;
+      b.src_len = enc.src_len;
     }
     for (int r = 0; r < R; ++r) b.tgt_in.insert(b.tgt_in.end(), prefix_[r].begin(), prefix_[r].end());
     b.tgt_out.assign(b.tgt_in.size(), SpecialTokens::pad);  // no loss needed

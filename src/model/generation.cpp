@@ -7,7 +7,7 @@
 
 #include "th/core/error.hpp"
 #include "th/core/rng.hpp"
-#include "th/data/batching.hpp"
+#include "th/model/tokens.hpp"
 #include "th/model/kv_cache.hpp"
 
 namespace th {

@@ -5,7 +5,7 @@
 #include <limits>
 
 #include "th/core/error.hpp"
-#include "th/data/batching.hpp"
+#include "source_batch.hpp"
 
 namespace th {
 
@@ -25,15 +25,7 @@ KvCache::KvCache(Transformer<float>& m, const std::vector<std::vector<int>>& sou
   kc_.assign(static_cast<std::size_t>(s_.n_decoder_layers), std::vector<float>(cache));
   vc_.assign(static_cast<std::size_t>(s_.n_decoder_layers), std::vector<float>(cache));
   if (!s_.decoder_only) {
-    const Batch b = collate([&] {
-      std::vector<Example> ex(sources.size());
-      for (std::size_t i = 0; i < sources.size(); ++i) { ex[i].src = sources[i]; ex[i].tgt = {SpecialTokens::eos}; }
-      return ex;
-    }(), [&] {
-      std::vector<std::int64_t> rows(sources.size());
-      for (std::size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<std::int64_t>(i);
-      return rows;
-    }(), false);
+    const Batch b = source_batch(sources, 1);
     S_ = b.S;
     src_len_ = b.src_len;
     const Tensor memory = m_.encode(b);

@@ -1,4 +1,4 @@
-#include "parallel/mpi_comm.hpp"
+#include "th/parallel/mpi_comm.hpp"
 
 #include <climits>
 

@@ -10,7 +10,7 @@
 #include <exception>
 #include <thread>
 
-#include "parallel/mpi_comm.hpp"
+#include "th/parallel/mpi_comm.hpp"
 #include "th/core/error.hpp"
 
 namespace th {

@@ -5,7 +5,7 @@
 #include <variant>
 #include <vector>
 
-#include "io/namelist.hpp"
+#include "th/io/namelist.hpp"
 #include "th/core/error.hpp"
 #include "th/plan/machine.hpp"
 

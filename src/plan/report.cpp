@@ -5,7 +5,7 @@
 #include <string>
 
 #include "th/config/config.hpp"
-#include "io/h5_file.hpp"
+#include "th/io/h5_file.hpp"
 #include "th/plan/plan.hpp"
 
 namespace th {

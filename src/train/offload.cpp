@@ -15,7 +15,7 @@
 #include <mutex>
 #include <thread>
 
-#include "src/kernels/cpu/host_loop.hpp"
+#include "th/kernels/host_loop.hpp"
 #include "th/core/error.hpp"
 #include "th/core/profiler.hpp"
 #include "th/kernels/adamw_element.hpp"

@@ -7,40 +7,19 @@
 #include <filesystem>
 #include <fstream>
 
-#include "io/checkpoint.hpp"
-#include "io/deck.hpp"
-#include "io/metrics.hpp"
+#include "th/io/checkpoint.hpp"
+#include "th/io/deck.hpp"
+#include "th/io/metrics.hpp"
 #include "th/core/error.hpp"
 #include "th/core/profiler.hpp"
 #include "th/data/dataset_h5.hpp"
 #include "th/kernels/cpu.hpp"
-#include "th/train/data_parallel.hpp"
+#include "th/parallel/replica_check.hpp"
 #include "th/train/memory_budget.hpp"
 #include "th/train/progress.hpp"
 #include "th/train/tasks.hpp"
 
 namespace th {
-
-ModelSpec model_spec(const Config& cfg, int vocab_size) {
-  ModelSpec s;
-  s.decoder_only = cfg.model.arch == "decoder-only";
-  s.d_model = cfg.model.d_model;
-  s.n_heads = cfg.model.n_heads;
-  s.d_ff = cfg.model.d_ff;
-  s.n_encoder_layers = s.decoder_only ? 0 : cfg.model.n_encoder_layers;
-  s.n_decoder_layers = cfg.model.n_decoder_layers;
-  s.activation = cfg.model.activation == "gelu" ? cpu::Activation::GELU : cpu::Activation::ReLU;
-  s.pre_norm = cfg.model.norm == "pre";
-  s.dropout = static_cast<float>(cfg.model.dropout);
-  s.tie_embeddings = cfg.model.tie_embeddings;
-  s.max_len = cfg.model.max_len;
-  s.vocab_size = vocab_size;
-  s.pad_id = SpecialTokens::pad;
-  s.label_smoothing = cfg.optim.label_smoothing;
-  s.activation_checkpointing = cfg.parallel.activation_checkpointing;
-  s.compute = parse_dtype(cfg.precision.dtype);
-  return s;
-}
 
 ZeroOptions zero_options(const Config& cfg) {
   ZeroOptions z;

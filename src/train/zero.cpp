@@ -13,7 +13,7 @@
 #include "th/core/profiler.hpp"
 #include "th/kernels/cpu.hpp"
 #include "th/parallel/agree.hpp"
-#include "th/train/data_parallel.hpp"
+#include "th/parallel/replica_check.hpp"
 
 namespace th {
 

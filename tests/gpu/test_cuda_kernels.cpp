@@ -16,7 +16,7 @@
 //   dropout, conversions, sinusoidal      bit-identical to the CPU (th::cpu::<kernel><float>)
 //
 // Without a visible GPU every device test calls GTEST_SKIP(), and CTest reports the test as
-// skipped (SKIP_REGULAR_EXPRESSION in tests/gpu.cmake). The checks of the error path and of
+// skipped (SKIP_REGULAR_EXPRESSION in tests/cmake/gpu.cmake). The checks of the error path and of
 // argument validation need no device and always run.
 //
 // With TH_KERNEL_REPORT=FILE in the environment every check appends one line

@@ -19,8 +19,8 @@
 #include <random>
 #include <sstream>
 
-#include "io/checkpoint.hpp"
-#include "parallel/mpi_comm.hpp"
+#include "th/io/checkpoint.hpp"
+#include "th/parallel/mpi_comm.hpp"
 #include "th/core/error.hpp"
 
 using namespace th;

@@ -5,7 +5,7 @@
 #include <memory>
 #include <numeric>
 
-#include "parallel/mpi_comm.hpp"
+#include "th/parallel/mpi_comm.hpp"
 
 using namespace th;
 

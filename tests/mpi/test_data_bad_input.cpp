@@ -11,9 +11,9 @@
 #include <functional>
 
 #include "th/config/config.hpp"
-#include "io/deck.hpp"
-#include "io/h5_file.hpp"
-#include "parallel/mpi_comm.hpp"
+#include "th/io/deck.hpp"
+#include "th/io/h5_file.hpp"
+#include "th/parallel/mpi_comm.hpp"
 #include "th/core/error.hpp"
 #include "th/data/dataset_h5.hpp"
 #include "th/data/loader.hpp"

@@ -5,10 +5,10 @@
 
 #include <cmath>
 
-#include "parallel/mpi_comm.hpp"
+#include "th/parallel/mpi_comm.hpp"
 #include "th/core/rng.hpp"
 #include "th/data/batching.hpp"
-#include "th/train/data_parallel.hpp"
+#include "th/parallel/replica_check.hpp"
 #include "th/train/grad_sync.hpp"
 #include "th/train/optimizer.hpp"
 

@@ -12,8 +12,8 @@
 #include <filesystem>
 
 #include "th/config/config.hpp"
-#include "io/deck.hpp"
-#include "parallel/mpi_comm.hpp"
+#include "th/io/deck.hpp"
+#include "th/parallel/mpi_comm.hpp"
 #include "th/core/rng.hpp"
 #include "th/data/dataset_h5.hpp"
 #include "th/data/loader.hpp"

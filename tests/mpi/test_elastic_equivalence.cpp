@@ -15,8 +15,8 @@
 #include <cstdio>
 
 #include "th/config/config.hpp"
-#include "io/deck.hpp"
-#include "parallel/mpi_comm.hpp"
+#include "th/io/deck.hpp"
+#include "th/parallel/mpi_comm.hpp"
 #include "th/parallel/runtime.hpp"
 #include "th/train/trainer.hpp"
 

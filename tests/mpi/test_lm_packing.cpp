@@ -15,7 +15,7 @@
 #include <fstream>
 
 #include "th/config/config.hpp"
-#include "io/deck.hpp"
+#include "th/io/deck.hpp"
 #include "th/core/error.hpp"
 #include "th/data/corpus.hpp"
 #include "th/data/lm_dataset.hpp"

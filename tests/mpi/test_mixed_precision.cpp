@@ -26,8 +26,8 @@
 #include <string>
 
 #include "th/config/config.hpp"
-#include "io/deck.hpp"
-#include "parallel/mpi_comm.hpp"
+#include "th/io/deck.hpp"
+#include "th/parallel/mpi_comm.hpp"
 #include "th/core/error.hpp"
 #include "th/kernels/cpu.hpp"
 #include "th/train/trainer.hpp"

@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "th/config/config.hpp"
-#include "io/deck.hpp"
+#include "th/io/deck.hpp"
 #include "th/core/memory.hpp"
 #include "th/core/rng.hpp"
 #include "th/plan/memory.hpp"

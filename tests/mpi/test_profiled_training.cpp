@@ -7,8 +7,8 @@
 #include <filesystem>
 
 #include "th/config/config.hpp"
-#include "io/deck.hpp"
-#include "parallel/mpi_comm.hpp"
+#include "th/io/deck.hpp"
+#include "th/parallel/mpi_comm.hpp"
 #include "th/core/profiler.hpp"
 #include "th/train/trainer.hpp"
 

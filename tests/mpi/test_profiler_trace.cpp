@@ -21,7 +21,7 @@
 #include <thread>
 #include <vector>
 
-#include "parallel/mpi_comm.hpp"
+#include "th/parallel/mpi_comm.hpp"
 #include "th/core/error.hpp"
 #include "th/core/memory.hpp"
 #include "th/core/profiler.hpp"

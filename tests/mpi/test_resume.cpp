@@ -11,10 +11,10 @@
 #include <fstream>
 
 #include "th/config/config.hpp"
-#include "io/deck.hpp"
+#include "th/io/deck.hpp"
 #include "th/core/error.hpp"
 #include "th/eval/evaluate.hpp"
-#include "parallel/mpi_comm.hpp"
+#include "th/parallel/mpi_comm.hpp"
 #include "th/train/trainer.hpp"
 #include "training_support.hpp"
 

@@ -11,12 +11,13 @@
 #include <fstream>
 #include <functional>
 
-#include "io/checkpoint.hpp"
-#include "io/deck.hpp"
+#include "th/io/checkpoint.hpp"
+#include "th/io/deck.hpp"
 #include "th/core/error.hpp"
 #include "th/data/dataset_h5.hpp"
 #include "th/data/split.hpp"
 #include "th/data/tokenizer.hpp"
+#include "th/eval/tasks.hpp"
 #include "th/train/tasks.hpp"
 #include "training_support.hpp"
 

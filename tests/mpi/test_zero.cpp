@@ -29,8 +29,8 @@
 #include <map>
 
 #include "th/config/config.hpp"
-#include "io/deck.hpp"
-#include "parallel/mpi_comm.hpp"
+#include "th/io/deck.hpp"
+#include "th/parallel/mpi_comm.hpp"
 #include "th/train/trainer.hpp"
 #include "training_support.hpp"
 

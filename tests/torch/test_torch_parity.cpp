@@ -19,7 +19,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "io/h5_file.hpp"
+#include "th/io/h5_file.hpp"
 #include "th/core/rng.hpp"
 #include "th/data/batching.hpp"
 #include "th/data/packing.hpp"

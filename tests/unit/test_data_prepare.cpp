@@ -12,8 +12,8 @@
 #include <fstream>
 
 #include "th/config/config.hpp"
-#include "io/deck.hpp"
-#include "parallel/mpi_comm.hpp"
+#include "th/io/deck.hpp"
+#include "th/parallel/mpi_comm.hpp"
 #include "th/core/error.hpp"
 #include "th/data/corpus.hpp"
 #include "th/data/dataset_h5.hpp"

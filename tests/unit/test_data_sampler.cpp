@@ -9,8 +9,8 @@
 #include <set>
 
 #include "th/config/config.hpp"
-#include "io/deck.hpp"
-#include "parallel/mpi_comm.hpp"
+#include "th/io/deck.hpp"
+#include "th/parallel/mpi_comm.hpp"
 #include "th/core/error.hpp"
 #include "th/core/rng.hpp"
 #include "th/data/loader.hpp"

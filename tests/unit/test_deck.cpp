@@ -10,8 +10,8 @@
 #include <sstream>
 
 #include "th/config/config.hpp"
-#include "io/deck.hpp"
-#include "io/deck_schema.hpp"
+#include "th/io/deck.hpp"
+#include "th/io/deck_schema.hpp"
 #include "io/deck_suggest.hpp"
 #include "th/core/error.hpp"
 
@@ -656,7 +656,7 @@ TEST(DeckFiles, MinimalDeckIsValid) {
 }
 
 // Each bad deck names the message it must produce on its first line ("! expect: <text>"); the
-// same line drives the MPI test (tests/check_deck_error.sh), so both check one thing.
+// same line drives the MPI test (tests/scripts/check_deck_error.sh), so both check one thing.
 TEST(DeckFiles, EveryBadDeckFailsWithItsExpectedMessage) {
   int checked = 0;
   for (const auto& entry : std::filesystem::directory_iterator(TH_TEST_DIR "/decks")) {

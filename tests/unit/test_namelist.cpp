@@ -5,7 +5,7 @@
 #include <cmath>
 #include <limits>
 
-#include "io/namelist.hpp"
+#include "th/io/namelist.hpp"
 #include "th/core/error.hpp"
 
 namespace th {

@@ -8,7 +8,7 @@
 #include <set>
 
 #include "th/config/config.hpp"
-#include "io/deck.hpp"
+#include "th/io/deck.hpp"
 #include "th/data/batching.hpp"
 #include "th/data/packed_loader.hpp"
 #include "th/data/packing.hpp"

@@ -11,7 +11,7 @@
 #include <string>
 
 #include "th/config/config.hpp"
-#include "io/deck.hpp"
+#include "th/io/deck.hpp"
 #include "th/core/error.hpp"
 #include "th/model/transformer.hpp"
 #include "th/plan/plan.hpp"

@@ -11,8 +11,8 @@
 
 #include "data/json_line.hpp"
 #include "th/config/config.hpp"
-#include "io/deck.hpp"
-#include "parallel/mpi_comm.hpp"
+#include "th/io/deck.hpp"
+#include "th/parallel/mpi_comm.hpp"
 #include "th/core/error.hpp"
 #include "th/data/batching.hpp"
 #include "th/data/corpus.hpp"

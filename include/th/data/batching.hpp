@@ -5,14 +5,10 @@
 #include <string>
 #include <vector>
 
+#include "th/model/tokens.hpp"
 #include "th/model/transformer.hpp"
 
 namespace th {
-
-// Reserved token ids (the SentencePiece model is trained with the same ids).
-struct SpecialTokens {
-  static constexpr int pad = 0, unk = 1, bos = 2, eos = 3, first_regular = 4;
-};
 
 struct Example {
   std::vector<int> src, tgt;  // without BOS/EOS

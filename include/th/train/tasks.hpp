@@ -4,12 +4,12 @@
 #include <cstdio>
 
 #include "th/config/config.hpp"
+#include "th/model/model_spec.hpp"
 #include "th/model/transformer.hpp"
 #include "th/parallel/comm.hpp"
 
 namespace th {
 
-ModelSpec model_spec(const Config& cfg, int vocab_size);
 struct ZeroOptions;
 ZeroOptions zero_options(const Config& cfg);  // the &parallel and &optim keys ZeRO needs
 
@@ -21,11 +21,8 @@ inline std::FILE* task_log(const Config& cfg) {
                               (cfg.run.task == "generate" && cfg.generate.output_file.empty());
   return text_to_stdout ? stderr : stdout;
 }
-void run_train(const Config& cfg, Comm& comm);
-void run_bench(const Config& cfg, Comm& comm);
-void run_evaluate(const Config& cfg, Comm& comm);   // src/eval/tasks.cpp
-void run_translate(const Config& cfg, Comm& comm);  // src/eval/tasks.cpp
-void run_evaluate_lm(const Config& cfg, Comm& comm);  // src/eval/lm_evaluate.cpp (data%packing = 'concat')
-void run_generate(const Config& cfg, Comm& comm);     // src/eval/generate.cpp
+void run_train(const Config& cfg, Comm& comm);   // src/train/trainer.cpp
+void run_bench(const Config& cfg, Comm& comm);   // src/train/bench.cpp
+// The tasks on a trained model (evaluate, translate, generate) are in th/eval/tasks.hpp.
 
 }  // namespace th

@@ -11,7 +11,7 @@
 #include "th/core/stop_signal.hpp"
 #include "th/data/loader.hpp"
 #include "th/data/batch_source.hpp"
-#include "th/eval/evaluate.hpp"
+#include "th/model/teacher_forced.hpp"
 #include "th/model/transformer.hpp"
 #include "th/parallel/comm.hpp"
 #include "th/train/grad_sync.hpp"

@@ -34,7 +34,7 @@
 #include <string>
 #include <vector>
 
-#include "io/checkpoint.hpp"
+#include "th/io/checkpoint.hpp"
 #include "th/core/memory.hpp"
 #include "th/model/transformer.hpp"
 #include "th/parallel/comm.hpp"

@@ -1,7 +1,7 @@
 // fp32 <-> bf16 / fp16 storage conversions, round-to-nearest-even.
 #include <cstring>
 
-#include "host_loop.hpp"
+#include "th/kernels/host_loop.hpp"
 #include "th/kernels/cpu.hpp"
 
 namespace th::cpu {

@@ -1,7 +1,7 @@
 #include <cmath>
 #include <limits>
 
-#include "host_loop.hpp"
+#include "th/kernels/host_loop.hpp"
 #include "th/kernels/cpu.hpp"
 
 namespace th::cpu {

@@ -1,4 +1,4 @@
-#include "host_loop.hpp"
+#include "th/kernels/host_loop.hpp"
 #include "th/core/rng.hpp"
 #include "th/kernels/cpu.hpp"
 

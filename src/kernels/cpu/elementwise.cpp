@@ -1,4 +1,4 @@
-#include "host_loop.hpp"
+#include "th/kernels/host_loop.hpp"
 #include "th/kernels/cpu.hpp"
 
 namespace th::cpu {

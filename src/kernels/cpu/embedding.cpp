@@ -1,6 +1,6 @@
 #include <cmath>
 
-#include "host_loop.hpp"
+#include "th/kernels/host_loop.hpp"
 #include "th/kernels/cpu.hpp"
 
 namespace th::cpu {

@@ -1,5 +1,5 @@
 // Bias + activation (ReLU, exact-erf GELU) forward and backward, elementwise over [N,F].
-#include "kernels/cuda/device_utils.cuh"
+#include "device_utils.cuh"
 #include "th/kernels/cuda.hpp"
 
 namespace th::cuda {

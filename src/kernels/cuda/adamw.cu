@@ -1,7 +1,7 @@
 // AdamW (decoupled weight decay, PyTorch semantics) on flat fp32 buffers.
 #include <cmath>
 
-#include "kernels/cuda/device_utils.cuh"
+#include "device_utils.cuh"
 #include "th/kernels/cuda.hpp"
 
 namespace th::cuda {

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/cuda/scratch.hpp"
+#include "scratch.hpp"
 #include "th/core/error.hpp"
 #include "th/kernels/cuda.hpp"
 #include "th/parallel/runtime.hpp"

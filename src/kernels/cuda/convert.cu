@@ -1,7 +1,7 @@
 // fp32 <-> bf16 / fp16 storage conversions, round-to-nearest-even, bit-identical to th::cpu
 // (src/kernels/cpu/convert.cpp): the same integer algorithms, so NaN payloads and signs come out
 // as the CPU gives them (the hardware cvt instructions return one canonical NaN).
-#include "kernels/cuda/device_utils.cuh"
+#include "device_utils.cuh"
 #include "th/kernels/cuda.hpp"
 
 namespace th::cuda {

@@ -1,7 +1,7 @@
 // Label-smoothed cross-entropy over logits[N,V] (V = 8000..50000): one block per row, block
 // reductions in fp32; the loss sum and the count are reduced by one block in a fixed order.
-#include "kernels/cuda/device_utils.cuh"
-#include "kernels/cuda/scratch.hpp"
+#include "device_utils.cuh"
+#include "scratch.hpp"
 #include "th/kernels/cuda.hpp"
 
 namespace th::cuda {

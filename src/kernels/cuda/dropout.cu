@@ -1,7 +1,7 @@
 // Dropout with the counter-based RNG of th::cpu: element i is kept iff
 // uniform(seed, stream_id, i) >= p, so the GPU mask is bit-identical to the CPU one and can be
 // recomputed in backward without storing it.
-#include "kernels/cuda/device_utils.cuh"
+#include "device_utils.cuh"
 #include "th/kernels/cuda.hpp"
 
 namespace th::cuda {

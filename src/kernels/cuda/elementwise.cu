@@ -1,6 +1,6 @@
 // Bias add and bias gradient (column sums), residual adds, scaling, sum of squares.
-#include "kernels/cuda/device_utils.cuh"
-#include "kernels/cuda/scratch.hpp"
+#include "device_utils.cuh"
+#include "scratch.hpp"
 #include "th/kernels/cuda.hpp"
 
 namespace th::cuda {

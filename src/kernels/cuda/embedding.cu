@@ -1,7 +1,7 @@
 // Token embedding + positional table, its scatter-add backward, and the sinusoidal table.
 #include <vector>
 
-#include "kernels/cuda/device_utils.cuh"
+#include "device_utils.cuh"
 #include "th/kernels/cuda.hpp"
 
 namespace th::cuda {

@@ -6,7 +6,7 @@
 // transpose flag unchanged. Nothing is copied.
 #include <climits>
 
-#include "kernels/cuda/device_utils.cuh"
+#include "device_utils.cuh"
 #include "th/kernels/cuda.hpp"
 
 namespace th::cuda {

@@ -1,7 +1,7 @@
 // LayerNorm over the last dim of x[N,D]: one warp per row for the row statistics and dx;
 // dgamma/dbeta are column sums, reduced per chunk of rows and then in chunk order (deterministic).
-#include "kernels/cuda/device_utils.cuh"
-#include "kernels/cuda/scratch.hpp"
+#include "device_utils.cuh"
+#include "scratch.hpp"
 #include "th/kernels/cuda.hpp"
 
 namespace th::cuda {

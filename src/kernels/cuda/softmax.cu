@@ -1,5 +1,5 @@
 // Masked attention softmax over the key axis and its backward: one warp per row of Tk keys.
-#include "kernels/cuda/device_utils.cuh"
+#include "device_utils.cuh"
 #include "th/kernels/cuda.hpp"
 
 namespace th::cuda {
