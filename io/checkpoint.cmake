@@ -3,7 +3,10 @@
 # Included once from the library's CMake (include(${PROJECT_SOURCE_DIR}/io/checkpoint.cmake)).
 include_guard(GLOBAL)
 target_sources(torch_handle PRIVATE
-  ${CMAKE_CURRENT_LIST_DIR}/checkpoint.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/checkpoint_pieces.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/checkpoint_files.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/checkpoint_save.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/checkpoint_load.cpp
   ${CMAKE_CURRENT_LIST_DIR}/checkpoint_h5.cpp
   ${CMAKE_CURRENT_LIST_DIR}/checkpoint_state_crc.cpp
   ${CMAKE_CURRENT_LIST_DIR}/checkpoint_dir.cpp

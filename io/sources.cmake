@@ -6,4 +6,5 @@ target_sources(torch_handle PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/deck_rules.cpp
   ${CMAKE_CURRENT_LIST_DIR}/deck_suggest.cpp
   ${CMAKE_CURRENT_LIST_DIR}/config.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/h5.cpp
 )

@@ -1,9 +1,7 @@
 // Writing one split of a dataset (task='prepare', rank 0, serial driver).
-#include "h5_attr.hpp"
-#include "h5_handle.hpp"
 #include "th/core/error.hpp"
 #include "th/data/dataset_h5.hpp"
-#include "th/data/hdf5_lock.hpp"
+#include "th/io/h5.hpp"
 
 namespace th {
 
@@ -18,10 +16,10 @@ void DatasetContent::add(const std::string& key, const std::vector<int>& src, co
 void write_dataset(const std::string& path, const DatasetContent& c, const DatasetProvenance& p) {
   std::lock_guard<std::mutex> lock(hdf5_mutex());
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // errors are reported by h5_check, not on stderr
-  H5Handle file = h5_owned(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose, "H5Fcreate", path);
+  H5Id file = h5_own(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose, "H5Fcreate", path);
   const hid_t f = file.get();
   for (const char* side : {"src", "tgt"}) {
-    H5Handle g(h5_make_group(f, side, path), H5Gclose);
+    const H5Id g = h5_create_group(f, side, path);
     const bool s = side[0] == 's';
     const auto& tok = s ? c.src_tokens : c.tgt_tokens;
     const auto& off = s ? c.src_offsets : c.tgt_offsets;
@@ -30,7 +28,7 @@ void write_dataset(const std::string& path, const DatasetContent& c, const Datas
   }
   h5_write_strings(f, "key", c.keys, path);
   {
-    H5Handle g(h5_make_group(f, "tokenizer", path), H5Gclose);
+    const H5Id g = h5_create_group(f, "tokenizer", path);
     h5_write_1d(g.get(), "model", H5T_STD_U8LE, H5T_NATIVE_UCHAR, p.tokenizer_model.data(), p.tokenizer_model.size(),
                 path);
     h5_put_attr(g.get(), "type", std::string("sentencepiece"), path);
@@ -61,7 +59,7 @@ void write_dataset(const std::string& path, const DatasetContent& c, const Datas
   h5_put_attr(f, "skipped_missing", p.skipped_missing, path);
   h5_put_attr(f, "created_by", p.created_by, path);
   h5_put_attr(f, "deck", p.deck, path);
-  h5_check(H5Fclose(file.release()), "H5Fclose", path);  // a full disk shows here: check it
+  file.close("H5Fclose", path);  // a full disk shows here: check it
 }
 
 }  // namespace th
