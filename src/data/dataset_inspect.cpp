@@ -1,6 +1,5 @@
 // Checking a dataset file on one rank before any rank opens it with MPI-IO.
-#include <sys/stat.h>
-
+#include "dataset_file.hpp"
 #include "th/core/error.hpp"
 #include "th/data/dataset_h5.hpp"
 #include "th/io/h5.hpp"
@@ -24,27 +23,12 @@ std::string not_integer_1d(hid_t file, const std::string& name, const std::strin
 
 DatasetInfo inspect_dataset(const std::string& path) {
   std::lock_guard<std::mutex> lock(hdf5_mutex());
-  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // our messages, not HDF5's error stack
-  struct stat st;
-  if (path.empty()) throw InputError("no dataset file named (data%train_file is '')");
-  if (::stat(path.c_str(), &st) != 0) throw InputError(path + ": no such dataset file");
-  const htri_t is_h5 = H5Fis_hdf5(path.c_str());
-  if (is_h5 <= 0)
-    throw InputError(path + ": not an HDF5 file (a dataset is made by run%task = 'prepare')");
-  const hid_t fid = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (fid < 0) throw InputError(path + ": cannot be opened as HDF5: the file is truncated or damaged");
-  H5Id file(fid, H5Fclose);
+  const H5Id file = open_dataset_file(path, "a dataset is made by run%task = 'prepare'");
+  const hid_t fid = file.get();
   const std::string bad = path + ": ";
+  check_dataset_format(fid, path, kDatasetFormat, kDatasetFormatVersion, "dataset");
   DatasetInfo info;
   info.path = path;
-  std::string format;
-  if (!h5_get_attr(fid, "format", format, path) || format != kDatasetFormat)
-    throw InputError(bad + "an HDF5 file, but not a torch-handle dataset (no root attribute format = '" +
-                     kDatasetFormat + "'); make one with run%task = 'prepare'");
-  std::int64_t version = 0;
-  if (!h5_get_attr(fid, "format_version", version, path) || version != kDatasetFormatVersion)
-    throw InputError(bad + "dataset format version " + std::to_string(version) + ", this build reads version " +
-                     std::to_string(kDatasetFormatVersion) + "; run task='prepare' again");
   auto need_int = [&](const char* name, std::int64_t& v) {
     if (!h5_get_attr(fid, name, v, path)) throw InputError(bad + "missing integer attribute '" + name + "'");
   };

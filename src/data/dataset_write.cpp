@@ -1,4 +1,5 @@
 // Writing one split of a dataset (task='prepare', rank 0, serial driver).
+#include "dataset_file.hpp"
 #include "th/core/error.hpp"
 #include "th/data/dataset_h5.hpp"
 #include "th/io/h5.hpp"
@@ -39,20 +40,10 @@ void write_dataset(const std::string& path, const DatasetContent& c, const Datas
   h5_put_attr(f, "num_examples", c.size(), path);
   h5_put_attr(f, "src_tokens", static_cast<std::int64_t>(c.src_tokens.size()), path);
   h5_put_attr(f, "tgt_tokens", static_cast<std::int64_t>(c.tgt_tokens.size()), path);
-  h5_put_attr(f, "vocab_size", p.vocab_size, path);
-  h5_put_attr(f, "pad_id", std::int64_t{SpecialTokens::pad}, path);
-  h5_put_attr(f, "unk_id", std::int64_t{SpecialTokens::unk}, path);
-  h5_put_attr(f, "bos_id", std::int64_t{SpecialTokens::bos}, path);
-  h5_put_attr(f, "eos_id", std::int64_t{SpecialTokens::eos}, path);
+  put_token_id_attrs(f, p.vocab_size, path);
   h5_put_attr(f, "tokenizer_fingerprint", tokenizer_fingerprint(p.tokenizer_model), path);
   h5_put_attr(f, "source", p.source, path);
-  h5_put_attr(f, "split_key", p.split_key, path);
-  h5_put_attr(f, "split_rule",
-              std::string("u = top 53 bits of splitmix64_finalize(fnv1a64(key)) / 2^53; valid if u < valid_fraction, "
-                          "test if u < valid_fraction + test_fraction, else train"),
-              path);
-  h5_put_attr(f, "valid_fraction", p.valid_fraction, path);
-  h5_put_attr(f, "test_fraction", p.test_fraction, path);
+  put_split_attrs(f, p.split_key, p.valid_fraction, p.test_fraction, path);
   h5_put_attr(f, "corpus_records", p.corpus_records, path);
   h5_put_attr(f, "corpus_pairs", p.corpus_pairs, path);
   h5_put_attr(f, "skipped_empty", p.skipped_empty, path);

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "dataset_file.hpp"
 #include "th/core/error.hpp"
 #include "th/data/batching.hpp"
 #include "th/io/h5.hpp"
@@ -43,29 +44,16 @@ std::string dataset_format_of(const std::string& path) {
 LmDatasetInfo inspect_lm_dataset(const std::string& path) {
   const std::string format = dataset_format_of(path);
   std::lock_guard<std::mutex> lock(hdf5_mutex());
-  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
-  struct stat st;
-  if (path.empty()) throw InputError("no dataset file named (data%train_file is '')");
-  if (::stat(path.c_str(), &st) != 0) throw InputError(path + ": no such dataset file");
-  if (H5Fis_hdf5(path.c_str()) <= 0)
-    throw InputError(path + ": not an HDF5 file (a text dataset is made by run%task = 'prepare' with "
-                     "prepare%source = 'text:...', 'jsonl:...' or 'bible:MODULE')");
+  const H5Id file = open_dataset_file(path, "a text dataset is made by run%task = 'prepare' with "
+                                           "prepare%source = 'text:...', 'jsonl:...' or 'bible:MODULE'");
+  const hid_t fid = file.get();
   if (format == "torch-handle-dataset")
     throw InputError(path + ": a dataset of sentence pairs (format 'torch-handle-dataset'), but data%packing = "
                      "'concat' reads a text dataset (format '" + std::string(kLmDatasetFormat) +
                      "'): prepare one from 'text:PATH', 'jsonl:PATH:FIELD' or 'bible:MODULE', or set "
                      "data%packing = 'none'");
-  const hid_t fid = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (fid < 0) throw InputError(path + ": cannot be opened as HDF5: the file is truncated or damaged");
-  H5Id file(fid, H5Fclose);
   const std::string bad = path + ": ";
-  if (format != kLmDatasetFormat)
-    throw InputError(bad + "an HDF5 file, but not a torch-handle text dataset (no root attribute format = '" +
-                     kLmDatasetFormat + "'); make one with run%task = 'prepare'");
-  std::int64_t version = 0;
-  if (!h5_get_attr(fid, "format_version", version, path) || version != kLmDatasetFormatVersion)
-    throw InputError(bad + "text dataset format version " + std::to_string(version) + ", this build reads version " +
-                     std::to_string(kLmDatasetFormatVersion) + "; run task='prepare' again");
+  check_dataset_format(fid, path, kLmDatasetFormat, kLmDatasetFormatVersion, "text dataset");
   LmDatasetInfo info;
   info.path = path;
   if (!read_info(fid, info, path))

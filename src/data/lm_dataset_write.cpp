@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <fstream>
 
+#include "dataset_file.hpp"
 #include "th/core/error.hpp"
 #include "th/data/batching.hpp"
 #include "th/io/h5.hpp"
@@ -78,22 +79,12 @@ void write_lm_dataset(const std::string& path, Comm& comm, const LmSplitPart& mi
     h5_put_attr(f, "num_documents", total[1], path);
     h5_put_attr(f, "num_tokens", total[0], path);
     h5_put_attr(f, "text_bytes", total[2], path);
-    h5_put_attr(f, "vocab_size", p.vocab_size, path);
-    h5_put_attr(f, "pad_id", std::int64_t{SpecialTokens::pad}, path);
-    h5_put_attr(f, "unk_id", std::int64_t{SpecialTokens::unk}, path);
-    h5_put_attr(f, "bos_id", std::int64_t{SpecialTokens::bos}, path);
-    h5_put_attr(f, "eos_id", std::int64_t{SpecialTokens::eos}, path);
+    put_token_id_attrs(f, p.vocab_size, path);
     h5_put_attr(f, "tokenizer_fingerprint", hex64(fnv1a64(p.tokenizer_model)), path);
     h5_put_attr(f, "spm_type", p.spm_type, path);
     h5_put_attr(f, "source", p.source, path);
     h5_put_attr(f, "documents", p.documents, path);
-    h5_put_attr(f, "split_key", p.split_key, path);
-    h5_put_attr(f, "split_rule",
-                std::string("u = top 53 bits of splitmix64_finalize(fnv1a64(key)) / 2^53; valid if u < valid_fraction, "
-                            "test if u < valid_fraction + test_fraction, else train"),
-                path);
-    h5_put_attr(f, "valid_fraction", p.valid_fraction, path);
-    h5_put_attr(f, "test_fraction", p.test_fraction, path);
+    put_split_attrs(f, p.split_key, p.valid_fraction, p.test_fraction, path);
     h5_put_attr(f, "corpus_documents", p.corpus_documents, path);
     h5_put_attr(f, "skipped_empty", p.skipped_empty, path);
     h5_put_attr(f, "created_by", p.created_by, path);

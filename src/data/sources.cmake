@@ -11,6 +11,7 @@ target_sources(torch_handle PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/bible.cpp
   ${CMAKE_CURRENT_LIST_DIR}/tokenizer.cpp
   ${CMAKE_CURRENT_LIST_DIR}/tokenizer_identity.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/dataset_file.cpp
   ${CMAKE_CURRENT_LIST_DIR}/dataset_write.cpp
   ${CMAKE_CURRENT_LIST_DIR}/dataset_inspect.cpp
   ${CMAKE_CURRENT_LIST_DIR}/dataset_read.cpp
