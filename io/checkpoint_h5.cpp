@@ -1,4 +1,4 @@
-// HDF5 helpers of the checkpoint files and the serial verification (find_checkpoint's checks).
+// The checkpoint files' state attributes, range selections and the serial verification (find_checkpoint's checks).
 #include <zlib.h>
 
 #include <algorithm>
@@ -10,125 +10,31 @@
 
 #include "checkpoint_internal.hpp"
 #include "th/core/error.hpp"
-#include "th/io/hdf5_lock.hpp"
+#include "th/io/h5.hpp"
 
 namespace th::ckpt {
 
 const char* const kKindGroup[kKinds] = {"model", "optimizer/exp_avg", "optimizer/exp_avg_sq"};
 
-bool link_exists(hid_t file, const std::string& path) {
-  // H5Lexists on a/b/c fails (not "no") when a/b is missing: test each prefix.
-  std::size_t pos = 1;
-  while (pos <= path.size()) {
-    const std::size_t slash = path.find('/', pos);
-    const std::string prefix = path.substr(0, slash == std::string::npos ? path.size() : slash);
-    if (H5Lexists(file, prefix.c_str(), H5P_DEFAULT) <= 0) return false;
-    if (slash == std::string::npos) break;
-    pos = slash + 1;
-  }
-  return true;
-}
-
-namespace {
-void put_raw(hid_t obj, const std::string& name, hid_t type, const void* value, const std::string& path) {
-  H5Id space = own(H5Screate(H5S_SCALAR), H5Sclose, "H5Screate", path);
-  H5Id a = own(H5Acreate2(obj, name.c_str(), type, space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose,
-               "H5Acreate2", path);
-  h5_check(H5Awrite(a.get(), type, value), "H5Awrite", path);
-  a.close("H5Aclose", path);
-}
-
-// Opens attribute `name` if it exists and its type is of class cls.
-H5Id open_attr(hid_t obj, const std::string& name, H5T_class_t cls, const std::string& path) {
-  if (H5Aexists(obj, name.c_str()) <= 0) return {};
-  H5Id a = own(H5Aopen(obj, name.c_str(), H5P_DEFAULT), H5Aclose, "H5Aopen", path);
-  H5Id type = own(H5Aget_type(a.get()), H5Tclose, "H5Aget_type", path);
-  if (H5Tget_class(type.get()) != cls) return {};
-  return a;
-}
-
-template <typename T>
-bool get_number(hid_t obj, const std::string& name, H5T_class_t cls, hid_t mem, T& v, const std::string& path) {
-  H5Id a = open_attr(obj, name, cls, path);
-  if (a.get() < 0) return false;
-  h5_check(H5Aread(a.get(), mem, &v), "H5Aread", path);
-  return true;
-}
-}  // namespace
-
-void put_attr(hid_t obj, const std::string& name, std::int64_t v, const std::string& path) {
-  put_raw(obj, name, H5T_NATIVE_INT64, &v, path);
-}
-void put_attr_u64(hid_t obj, const std::string& name, std::uint64_t v, const std::string& path) {
-  put_raw(obj, name, H5T_NATIVE_UINT64, &v, path);
-}
-void put_attr_u32(hid_t obj, const std::string& name, std::uint32_t v, const std::string& path) {
-  put_raw(obj, name, H5T_NATIVE_UINT32, &v, path);
-}
-void put_attr(hid_t obj, const std::string& name, double v, const std::string& path) {
-  put_raw(obj, name, H5T_NATIVE_DOUBLE, &v, path);
-}
-void put_attr(hid_t obj, const std::string& name, const std::string& v, const std::string& path) {
-  // Variable-length UTF-8: h5py reads it as str, and a long deck lives in the global heap instead
-  // of the 64 KiB object header.
-  H5Id type = own(H5Tcopy(H5T_C_S1), H5Tclose, "H5Tcopy", path);
-  h5_check(H5Tset_size(type.get(), H5T_VARIABLE), "H5Tset_size", path);
-  h5_check(H5Tset_cset(type.get(), H5T_CSET_UTF8), "H5Tset_cset", path);
-  const char* p = v.c_str();
-  put_raw(obj, name, type.get(), &p, path);
-}
-
-bool get_attr(hid_t obj, const std::string& name, std::int64_t& v, const std::string& path) {
-  return get_number(obj, name, H5T_INTEGER, H5T_NATIVE_INT64, v, path);
-}
-bool get_attr(hid_t obj, const std::string& name, std::uint64_t& v, const std::string& path) {
-  return get_number(obj, name, H5T_INTEGER, H5T_NATIVE_UINT64, v, path);
-}
-bool get_attr(hid_t obj, const std::string& name, double& v, const std::string& path) {
-  return get_number(obj, name, H5T_FLOAT, H5T_NATIVE_DOUBLE, v, path);
-}
-bool get_attr(hid_t obj, const std::string& name, std::string& v, const std::string& path) {
-  H5Id a = open_attr(obj, name, H5T_STRING, path);
-  if (a.get() < 0) return false;
-  H5Id ftype = own(H5Aget_type(a.get()), H5Tclose, "H5Aget_type", path);
-  H5Id mem = own(H5Tcopy(H5T_C_S1), H5Tclose, "H5Tcopy", path);
-  // HDF5 does not convert between character sets: read in the file's (UTF-8 or ASCII).
-  h5_check(H5Tset_cset(mem.get(), H5Tget_cset(ftype.get())), "H5Tset_cset", path);
-  if (H5Tis_variable_str(ftype.get()) > 0) {
-    h5_check(H5Tset_size(mem.get(), H5T_VARIABLE), "H5Tset_size", path);
-    char* p = nullptr;
-    h5_check(H5Aread(a.get(), mem.get(), &p), "H5Aread", path);
-    v = p ? p : "";
-    H5free_memory(p);
-  } else {  // fixed length (written by another tool): may lack the terminating NUL
-    const std::size_t n = H5Tget_size(ftype.get());
-    std::string buf(n + 1, '\0');
-    h5_check(H5Tset_size(mem.get(), n + 1), "H5Tset_size", path);
-    h5_check(H5Aread(a.get(), mem.get(), buf.data()), "H5Aread", path);
-    v.assign(buf.c_str());
-  }
-  return true;
-}
-
 void put_state(hid_t file, const CheckpointState& s, const std::string& created, const std::string& path) {
-  put_attr(file, "format", std::string("torch-handle checkpoint"), path);
-  put_attr(file, "format_version", kCheckpointFormatVersion, path);
-  put_attr(file, "created", created, path);
-  put_attr(file, "th_version", std::string(TH_VERSION " (git " TH_GIT_SHA ")"), path);
-  put_attr(file, "step", s.step, path);
-  put_attr(file, "epoch", s.epoch, path);
-  put_attr(file, "step_in_epoch", s.step_in_epoch, path);
-  put_attr_u64(file, "micro", s.micro, path);
-  put_attr(file, "loss_scale", s.loss_scale, path);
-  put_attr(file, "deck", s.deck, path);
-  put_attr(file, "world_size", static_cast<std::int64_t>(s.world_size), path);
-  put_attr(file, "zero_stage", static_cast<std::int64_t>(s.zero_stage), path);
-  put_attr(file, "optimizer_steps", s.optimizer_steps, path);
-  put_attr(file, "scaler_clean_steps", s.scaler_clean_steps, path);
-  put_attr(file, "scaler_hysteresis_left", s.scaler_hysteresis_left, path);
-  put_attr(file, "scaler_floor_overflows", s.scaler_floor_overflows, path);
-  put_attr(file, "scaler_skipped_steps", s.scaler_skipped_steps, path);
-  if (!s.tokenizer_fingerprint.empty()) put_attr(file, "tokenizer_fingerprint", s.tokenizer_fingerprint, path);
+  h5_put_attr(file, "format", std::string("torch-handle checkpoint"), path);
+  h5_put_attr(file, "format_version", kCheckpointFormatVersion, path);
+  h5_put_attr(file, "created", created, path);
+  h5_put_attr(file, "th_version", std::string(TH_VERSION " (git " TH_GIT_SHA ")"), path);
+  h5_put_attr(file, "step", s.step, path);
+  h5_put_attr(file, "epoch", s.epoch, path);
+  h5_put_attr(file, "step_in_epoch", s.step_in_epoch, path);
+  h5_put_attr_u64(file, "micro", s.micro, path);
+  h5_put_attr(file, "loss_scale", s.loss_scale, path);
+  h5_put_attr(file, "deck", s.deck, path);
+  h5_put_attr(file, "world_size", static_cast<std::int64_t>(s.world_size), path);
+  h5_put_attr(file, "zero_stage", static_cast<std::int64_t>(s.zero_stage), path);
+  h5_put_attr(file, "optimizer_steps", s.optimizer_steps, path);
+  h5_put_attr(file, "scaler_clean_steps", s.scaler_clean_steps, path);
+  h5_put_attr(file, "scaler_hysteresis_left", s.scaler_hysteresis_left, path);
+  h5_put_attr(file, "scaler_floor_overflows", s.scaler_floor_overflows, path);
+  h5_put_attr(file, "scaler_skipped_steps", s.scaler_skipped_steps, path);
+  if (!s.tokenizer_fingerprint.empty()) h5_put_attr(file, "tokenizer_fingerprint", s.tokenizer_fingerprint, path);
 }
 
 bool get_state(hid_t file, CheckpointState& s, std::string* missing, const std::string& path) {
@@ -139,23 +45,23 @@ bool get_state(hid_t file, CheckpointState& s, std::string* missing, const std::
   };
   // Every read is attempted (no short circuit): with collective metadata reads, every rank must
   // make the same calls whatever it finds.
-  bool ok = need(get_attr(file, "step", s.step, path), "step");
-  ok = need(get_attr(file, "epoch", s.epoch, path), "epoch") && ok;
-  ok = need(get_attr(file, "step_in_epoch", s.step_in_epoch, path), "step_in_epoch") && ok;
-  ok = need(get_attr(file, "micro", s.micro, path), "micro") && ok;
-  ok = need(get_attr(file, "loss_scale", s.loss_scale, path), "loss_scale") && ok;
-  ok = need(get_attr(file, "deck", s.deck, path), "deck") && ok;
-  ok = need(get_attr(file, "world_size", world, path), "world_size") && ok;
-  ok = need(get_attr(file, "zero_stage", stage, path), "zero_stage") && ok;
+  bool ok = need(h5_get_attr(file, "step", s.step, path), "step");
+  ok = need(h5_get_attr(file, "epoch", s.epoch, path), "epoch") && ok;
+  ok = need(h5_get_attr(file, "step_in_epoch", s.step_in_epoch, path), "step_in_epoch") && ok;
+  ok = need(h5_get_attr(file, "micro", s.micro, path), "micro") && ok;
+  ok = need(h5_get_attr(file, "loss_scale", s.loss_scale, path), "loss_scale") && ok;
+  ok = need(h5_get_attr(file, "deck", s.deck, path), "deck") && ok;
+  ok = need(h5_get_attr(file, "world_size", world, path), "world_size") && ok;
+  ok = need(h5_get_attr(file, "zero_stage", stage, path), "zero_stage") && ok;
   s.world_size = static_cast<int>(world);
   s.zero_stage = static_cast<int>(stage);
   // Optional (mixed precision; absent in files of earlier versions). Every read still attempted.
-  if (!get_attr(file, "optimizer_steps", s.optimizer_steps, path)) s.optimizer_steps = -1;
-  if (!get_attr(file, "scaler_clean_steps", s.scaler_clean_steps, path)) s.scaler_clean_steps = 0;
-  if (!get_attr(file, "scaler_hysteresis_left", s.scaler_hysteresis_left, path)) s.scaler_hysteresis_left = 0;
-  if (!get_attr(file, "scaler_floor_overflows", s.scaler_floor_overflows, path)) s.scaler_floor_overflows = 0;
-  if (!get_attr(file, "scaler_skipped_steps", s.scaler_skipped_steps, path)) s.scaler_skipped_steps = 0;
-  if (!get_attr(file, "tokenizer_fingerprint", s.tokenizer_fingerprint, path)) s.tokenizer_fingerprint.clear();
+  if (!h5_get_attr(file, "optimizer_steps", s.optimizer_steps, path)) s.optimizer_steps = -1;
+  if (!h5_get_attr(file, "scaler_clean_steps", s.scaler_clean_steps, path)) s.scaler_clean_steps = 0;
+  if (!h5_get_attr(file, "scaler_hysteresis_left", s.scaler_hysteresis_left, path)) s.scaler_hysteresis_left = 0;
+  if (!h5_get_attr(file, "scaler_floor_overflows", s.scaler_floor_overflows, path)) s.scaler_floor_overflows = 0;
+  if (!h5_get_attr(file, "scaler_skipped_steps", s.scaler_skipped_steps, path)) s.scaler_skipped_steps = 0;
+  if (!h5_get_attr(file, "tokenizer_fingerprint", s.tokenizer_fingerprint, path)) s.tokenizer_fingerprint.clear();
   return ok;
 }
 
@@ -202,10 +108,10 @@ void select_range(hid_t space, const std::vector<hsize_t>& dims, std::uint64_t a
 namespace {
 void transfer_range(hid_t ds, const std::vector<hsize_t>& dims, std::uint64_t a, std::uint64_t b, bool write,
                     const float* in, float* out, hid_t dxpl, const std::string& path) {
-  H5Id fspace = own(H5Dget_space(ds), H5Sclose, "H5Dget_space", path);
+  H5Id fspace = h5_own(H5Dget_space(ds), H5Sclose, "H5Dget_space", path);
   select_range(fspace.get(), dims, a, b, path);
   const hsize_t m = std::max<hsize_t>(b > a ? b - a : 0, 1);
-  H5Id mspace = own(H5Screate_simple(1, &m, nullptr), H5Sclose, "H5Screate_simple", path);
+  H5Id mspace = h5_own(H5Screate_simple(1, &m, nullptr), H5Sclose, "H5Screate_simple", path);
   static float dummy = 0.0f;  // HDF5 wants a buffer even for an empty selection
   if (a >= b) {
     h5_check(H5Sselect_none(mspace.get()), "H5Sselect_none", path);
@@ -281,7 +187,7 @@ std::string hex32(std::uint32_t v) {
 std::string verify_open_file(hid_t f, const std::string& path, const std::vector<CheckpointTensor>& expected,
                              bool checksums) {
   std::int64_t version = 0;
-  if (!get_attr(f, "format_version", version, path))
+  if (!h5_get_attr(f, "format_version", version, path))
     return "missing attribute format_version (not a torch-handle checkpoint)";
   if (version < 1 || version > kCheckpointFormatVersion)
     return "format version " + std::to_string(version) + "; this program reads versions 1 to " +
@@ -299,12 +205,12 @@ std::string verify_open_file(hid_t f, const std::string& path, const std::vector
   for (int kind = 0; kind < kKinds; ++kind) {
     for (const CheckpointTensor& t : expected) {
       const std::string p = dataset_path(kind, t.name);
-      if (!link_exists(f, p)) return "missing dataset " + p;
-      H5Id ds = own(H5Dopen2(f, p.c_str(), H5P_DEFAULT), H5Dclose, "H5Dopen2", path);
-      H5Id type = own(H5Dget_type(ds.get()), H5Tclose, "H5Dget_type", path);
+      if (!h5_link_exists(f, p)) return "missing dataset " + p;
+      H5Id ds = h5_own(H5Dopen2(f, p.c_str(), H5P_DEFAULT), H5Dclose, "H5Dopen2", path);
+      H5Id type = h5_own(H5Dget_type(ds.get()), H5Tclose, "H5Dget_type", path);
       if (H5Tget_class(type.get()) != H5T_FLOAT || H5Tget_size(type.get()) != 4)
         return "dataset " + p + " is not float32";
-      H5Id space = own(H5Dget_space(ds.get()), H5Sclose, "H5Dget_space", path);
+      H5Id space = h5_own(H5Dget_space(ds.get()), H5Sclose, "H5Dget_space", path);
       const int rank = H5Sget_simple_extent_ndims(space.get());
       std::vector<hsize_t> dims(static_cast<std::size_t>(std::max(rank, 0)));
       if (rank > 0) h5_check(H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr), "H5Sget_simple_extent_dims", path);
@@ -312,7 +218,7 @@ std::string verify_open_file(hid_t f, const std::string& path, const std::vector
         return "wrong shape: dataset " + p + " is " + shape_str(dims) + " in the file, " + shape_str(dims_of(t)) +
                " expected";
       std::int64_t crc = 0;
-      if (!get_attr(ds.get(), "crc32", crc, path)) return "dataset " + p + " has no crc32 attribute";
+      if (!h5_get_attr(ds.get(), "crc32", crc, path)) return "dataset " + p + " has no crc32 attribute";
       stored.push_back(static_cast<std::uint32_t>(crc));
     }
   }
@@ -320,7 +226,7 @@ std::string verify_open_file(hid_t f, const std::string& path, const std::vector
   for (const CheckpointTensor& t : expected) names.insert(t.name);
   for (int kind = 0; kind < kKinds; ++kind) {
     std::vector<std::string> found;
-    H5Id g = own(H5Gopen2(f, (std::string("/") + kKindGroup[kind]).c_str(), H5P_DEFAULT), H5Gclose, "H5Gopen2", path);
+    H5Id g = h5_own(H5Gopen2(f, (std::string("/") + kKindGroup[kind]).c_str(), H5P_DEFAULT), H5Gclose, "H5Gopen2", path);
     h5_check(H5Ovisit2(g.get(), H5_INDEX_NAME, H5_ITER_INC, collect_dataset, &found, H5O_INFO_BASIC), "H5Ovisit2", path);
     for (const std::string& n : found)
       if (!names.count(n)) return "dataset " + dataset_path(kind, n) + " is not a tensor of this model";
@@ -333,7 +239,7 @@ std::string verify_open_file(hid_t f, const std::string& path, const std::vector
   for (int kind = 0; kind < kKinds; ++kind) {
     for (const CheckpointTensor& t : expected) {
       const std::string p = dataset_path(kind, t.name);
-      H5Id ds = own(H5Dopen2(f, p.c_str(), H5P_DEFAULT), H5Dclose, "H5Dopen2", path);
+      H5Id ds = h5_own(H5Dopen2(f, p.c_str(), H5P_DEFAULT), H5Dclose, "H5Dopen2", path);
       std::uint32_t crc = 0;
       for (std::int64_t a = 0; a < t.numel; a += kChunk) {
         const std::int64_t n = std::min(kChunk, t.numel - a);

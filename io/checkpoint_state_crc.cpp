@@ -32,9 +32,9 @@ void append_le64(std::string& out, std::uint64_t v) {
 // The value bytes of one scalar root attribute, or false (and *why) if it is of a kind this
 // format never writes (an array, a compound, ...).
 bool value_bytes(hid_t file, const std::string& name, std::string& out, std::string* why, const std::string& path) {
-  H5Id a = own(H5Aopen(file, name.c_str(), H5P_DEFAULT), H5Aclose, "H5Aopen", path);
-  H5Id type = own(H5Aget_type(a.get()), H5Tclose, "H5Aget_type", path);
-  H5Id space = own(H5Aget_space(a.get()), H5Sclose, "H5Aget_space", path);
+  H5Id a = h5_own(H5Aopen(file, name.c_str(), H5P_DEFAULT), H5Aclose, "H5Aopen", path);
+  H5Id type = h5_own(H5Aget_type(a.get()), H5Tclose, "H5Aget_type", path);
+  H5Id space = h5_own(H5Aget_space(a.get()), H5Sclose, "H5Aget_space", path);
   const H5T_class_t cls = H5Tget_class(type.get());
   if (H5Sget_simple_extent_type(space.get()) != H5S_SCALAR) {
     *why = "root attribute " + name + " is not a scalar";
@@ -43,7 +43,7 @@ bool value_bytes(hid_t file, const std::string& name, std::string& out, std::str
   if (cls == H5T_STRING) {
     a.close("H5Aclose", path);
     std::string s;
-    if (!get_attr(file, name, s, path)) {
+    if (!h5_get_attr(file, name, s, path)) {
       *why = "root attribute " + name + " cannot be read as a string";
       return false;
     }
@@ -98,12 +98,12 @@ void put_state_crc(hid_t file, const std::string& path) {
   std::uint32_t crc = 0;
   std::string why;
   if (!state_crc(file, crc, &why, path)) throw Error(path + ": " + why);
-  put_attr_u32(file, kStateCrcAttr, crc, path);
+  h5_put_attr_u32(file, kStateCrcAttr, crc, path);
 }
 
 std::string check_state_crc(hid_t file, const std::string& path) {
   std::int64_t stored = -1;
-  if (!get_attr(file, kStateCrcAttr, stored, path)) return std::string("missing attribute ") + kStateCrcAttr;
+  if (!h5_get_attr(file, kStateCrcAttr, stored, path)) return std::string("missing attribute ") + kStateCrcAttr;
   std::uint32_t crc = 0;
   std::string why;
   if (!state_crc(file, crc, &why, path)) return why;

@@ -5,7 +5,6 @@
 
 #include "th/io/h5_file.hpp"
 #include "th/core/error.hpp"
-#include "th/io/hdf5_lock.hpp"
 
 namespace th {
 
@@ -23,9 +22,8 @@ std::int64_t cut_after(H5File& f, std::int64_t last) {
     while (keep < steps.size() && steps[keep] <= static_cast<double>(last)) ++keep;
     for (const std::string& field : f.list(group)) {
       const std::string name = group + "/" + field;
-      hid_t ds = h5_check(H5Dopen2(f.id(), name.c_str(), H5P_DEFAULT), "H5Dopen2", f.path());
-      h5_check(H5Dset_extent(ds, &keep), "H5Dset_extent", f.path() + " " + name);
-      H5Dclose(ds);
+      const H5Id ds = h5_open_dataset(f.id(), name, f.path());
+      h5_check(H5Dset_extent(ds.get(), &keep), "H5Dset_extent", f.path() + " " + name);
     }
     dropped += static_cast<std::int64_t>(steps.size() - keep);
   }
@@ -70,36 +68,26 @@ void append_value(H5File& f, const std::string& name, double v, bool integer) {
   const hid_t file = f.id();
   const std::string& path = f.path();
   const hid_t type = integer ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE;
-  hid_t ds;
+  H5Id ds;
   hsize_t n = 0;
   if (f.exists(name)) {
-    ds = h5_check(H5Dopen2(file, name.c_str(), H5P_DEFAULT), "H5Dopen2", path);
-    hid_t s = H5Dget_space(ds);
-    H5Sget_simple_extent_dims(s, &n, nullptr);
-    H5Sclose(s);
+    ds = h5_open_dataset(file, name, path);
+    n = h5_dims(ds.get(), path).at(0);
   } else {
-    const hsize_t zero = 0, unlimited = H5S_UNLIMITED, chunk = 256;
-    hid_t space = h5_check(H5Screate_simple(1, &zero, &unlimited), "H5Screate_simple", path);
-    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    H5Pset_chunk(dcpl, 1, &chunk);
-    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
-    H5Pset_create_intermediate_group(lcpl, 1);
-    ds = h5_check(H5Dcreate2(file, name.c_str(), type, space, lcpl, dcpl, H5P_DEFAULT), "H5Dcreate2", path);
-    H5Pclose(lcpl);
-    H5Pclose(dcpl);
-    H5Sclose(space);
+    const hsize_t chunk = 256;
+    H5Id dcpl = h5_own(H5Pcreate(H5P_DATASET_CREATE), H5Pclose, "H5Pcreate", path);
+    h5_check(H5Pset_chunk(dcpl.get(), 1, &chunk), "H5Pset_chunk", path);
+    H5Id lcpl = h5_own(H5Pcreate(H5P_LINK_CREATE), H5Pclose, "H5Pcreate", path);
+    h5_check(H5Pset_create_intermediate_group(lcpl.get(), 1), "H5Pset_create_intermediate_group", path);
+    const hsize_t zero = 0, unlimited = H5S_UNLIMITED;
+    H5Id space = h5_own(H5Screate_simple(1, &zero, &unlimited), H5Sclose, "H5Screate_simple", path);
+    ds = h5_own(H5Dcreate2(file, name.c_str(), type, space.get(), lcpl.get(), dcpl.get(), H5P_DEFAULT), H5Dclose,
+                "H5Dcreate2", path);
   }
-  const hsize_t newsize = n + 1, one = 1;
-  h5_check(H5Dset_extent(ds, &newsize), "H5Dset_extent", path);
-  hid_t fspace = H5Dget_space(ds);
-  H5Sselect_hyperslab(fspace, H5S_SELECT_SET, &n, nullptr, &one, nullptr);
-  hid_t mspace = H5Screate_simple(1, &one, nullptr);
+  const hsize_t newsize = n + 1;
+  h5_check(H5Dset_extent(ds.get(), &newsize), "H5Dset_extent", path);
   const std::int64_t iv = static_cast<std::int64_t>(v);
-  h5_check(H5Dwrite(ds, type, mspace, fspace, H5P_DEFAULT, integer ? static_cast<const void*>(&iv) : &v),
-           "H5Dwrite", path);
-  H5Sclose(mspace);
-  H5Sclose(fspace);
-  H5Dclose(ds);
+  h5_write_ranges(ds.get(), type, {{n, 1}}, integer ? static_cast<const void*>(&iv) : &v, H5P_DEFAULT, false, path);
 }
 }  // namespace
 

@@ -1,79 +1,34 @@
 // Checking a dataset file on one rank before any rank opens it with MPI-IO.
-#include <sys/stat.h>
-
-#include "h5_attr.hpp"
-#include "h5_handle.hpp"
+#include "dataset_file.hpp"
 #include "th/core/error.hpp"
 #include "th/data/dataset_h5.hpp"
-#include "th/io/hdf5_lock.hpp"
+#include "th/io/h5.hpp"
 
 namespace th {
 
 namespace {
-// A 1-D dataset of the given type class; its length, or -1 if missing or of another shape/class.
-std::int64_t length_1d(hid_t file, const std::string& name, H5T_class_t cls, const std::string& path) {
-  // Walk the path: a missing group is "missing", not an HDF5 error.
-  const std::size_t slash = name.find('/');
-  if (slash != std::string::npos &&
-      h5_check(H5Lexists(file, name.substr(0, slash).c_str(), H5P_DEFAULT), "H5Lexists", path) <= 0)
-    return -1;
-  if (h5_check(H5Lexists(file, name.c_str(), H5P_DEFAULT), "H5Lexists", path) <= 0) return -1;
-  if (h5_check(H5Oexists_by_name(file, name.c_str(), H5P_DEFAULT), "H5Oexists_by_name", path) <= 0) return -1;
-  H5Handle obj = h5_owned(H5Oopen(file, name.c_str(), H5P_DEFAULT), H5Oclose, "H5Oopen", path);
-  if (H5Iget_type(obj.get()) != H5I_DATASET) return -1;
-  H5Handle ds = h5_owned(H5Dopen2(file, name.c_str(), H5P_DEFAULT), H5Dclose, "H5Dopen2", path);
-  H5Handle type = h5_owned(H5Dget_type(ds.get()), H5Tclose, "H5Dget_type", path);
-  if (H5Tget_class(type.get()) != cls) return -1;
-  H5Handle space = h5_owned(H5Dget_space(ds.get()), H5Sclose, "H5Dget_space", path);
-  if (H5Sget_simple_extent_ndims(space.get()) != 1) return -1;
-  hsize_t n = 0;
-  h5_check(H5Sget_simple_extent_dims(space.get(), &n, nullptr), "H5Sget_simple_extent_dims", path);
-  return static_cast<std::int64_t>(n);
-}
-
 // Why `name` is not a 1-D integer dataset ("" if it is one): the message says what it is instead.
 std::string not_integer_1d(hid_t file, const std::string& name, const std::string& path) {
-  if (length_1d(file, name, H5T_INTEGER, path) >= 0) return "";
-  if (length_1d(file, name, H5T_FLOAT, path) >= 0) {
-    H5Handle ds = h5_owned(H5Dopen2(file, name.c_str(), H5P_DEFAULT), H5Dclose, "H5Dopen2", path);
-    H5Handle type = h5_owned(H5Dget_type(ds.get()), H5Tclose, "H5Dget_type", path);
+  if (h5_length_1d(file, name, H5T_INTEGER, path) >= 0) return "";
+  if (h5_length_1d(file, name, H5T_FLOAT, path) >= 0) {
+    H5Id ds = h5_own(H5Dopen2(file, name.c_str(), H5P_DEFAULT), H5Dclose, "H5Dopen2", path);
+    H5Id type = h5_own(H5Dget_type(ds.get()), H5Tclose, "H5Dget_type", path);
     return name + " holds floating-point numbers (float" + std::to_string(8 * H5Tget_size(type.get())) +
            "); token ids and offsets are integers (int32 and int64, as run%task = 'prepare' writes them)";
   }
   return "";  // missing or not 1-D: the length check below says so
 }
 
-std::vector<std::int64_t> read_int64s(hid_t file, const std::string& name, std::int64_t n, const std::string& path) {
-  std::vector<std::int64_t> v(static_cast<std::size_t>(n));
-  H5Handle ds = h5_owned(H5Dopen2(file, name.c_str(), H5P_DEFAULT), H5Dclose, "H5Dopen2", path);
-  if (n > 0) h5_check(H5Dread(ds.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), "H5Dread", path);
-  return v;
-}
 }  // namespace
 
 DatasetInfo inspect_dataset(const std::string& path) {
   std::lock_guard<std::mutex> lock(hdf5_mutex());
-  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // our messages, not HDF5's error stack
-  struct stat st;
-  if (path.empty()) throw InputError("no dataset file named (data%train_file is '')");
-  if (::stat(path.c_str(), &st) != 0) throw InputError(path + ": no such dataset file");
-  const htri_t is_h5 = H5Fis_hdf5(path.c_str());
-  if (is_h5 <= 0)
-    throw InputError(path + ": not an HDF5 file (a dataset is made by run%task = 'prepare')");
-  const hid_t fid = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (fid < 0) throw InputError(path + ": cannot be opened as HDF5: the file is truncated or damaged");
-  H5Handle file(fid, H5Fclose);
+  const H5Id file = open_dataset_file(path, "a dataset is made by run%task = 'prepare'");
+  const hid_t fid = file.get();
   const std::string bad = path + ": ";
+  check_dataset_format(fid, path, kDatasetFormat, kDatasetFormatVersion, "dataset");
   DatasetInfo info;
   info.path = path;
-  std::string format;
-  if (!h5_get_attr(fid, "format", format, path) || format != kDatasetFormat)
-    throw InputError(bad + "an HDF5 file, but not a torch-handle dataset (no root attribute format = '" +
-                     kDatasetFormat + "'); make one with run%task = 'prepare'");
-  std::int64_t version = 0;
-  if (!h5_get_attr(fid, "format_version", version, path) || version != kDatasetFormatVersion)
-    throw InputError(bad + "dataset format version " + std::to_string(version) + ", this build reads version " +
-                     std::to_string(kDatasetFormatVersion) + "; run task='prepare' again");
   auto need_int = [&](const char* name, std::int64_t& v) {
     if (!h5_get_attr(fid, name, v, path)) throw InputError(bad + "missing integer attribute '" + name + "'");
   };
@@ -87,7 +42,7 @@ DatasetInfo inspect_dataset(const std::string& path) {
   if (info.vocab_size <= SpecialTokens::first_regular || info.vocab_size > (1LL << 31) - 1 || info.examples < 0)
     throw InputError(bad + "implausible attributes (vocab_size " + std::to_string(info.vocab_size) + ", num_examples " +
                      std::to_string(info.examples) + ")");
-  if (length_1d(fid, "tokenizer/model", H5T_INTEGER, path) <= 0)
+  if (h5_length_1d(fid, "tokenizer/model", H5T_INTEGER, path) <= 0)
     throw InputError(bad + "no tokenizer/model (the embedded SentencePiece model)");
   for (const char* side : {"src", "tgt"}) {
     const std::string s(side);
@@ -95,14 +50,14 @@ DatasetInfo inspect_dataset(const std::string& path) {
       const std::string why = not_integer_1d(fid, s + part, path);
       if (!why.empty()) throw InputError(bad + why);
     }
-    const std::int64_t ntok = length_1d(fid, s + "/tokens", H5T_INTEGER, path);
-    const std::int64_t noff = length_1d(fid, s + "/offsets", H5T_INTEGER, path);
+    const std::int64_t ntok = h5_length_1d(fid, s + "/tokens", H5T_INTEGER, path);
+    const std::int64_t noff = h5_length_1d(fid, s + "/offsets", H5T_INTEGER, path);
     const std::int64_t want = s == "src" ? info.src_tokens : info.tgt_tokens;
     if (ntok != want || noff != info.examples + 1)
       throw InputError(bad + s + "/tokens or " + s + "/offsets missing or of the wrong length (tokens " +
                        std::to_string(ntok) + ", attribute says " + std::to_string(want) + "; offsets " +
                        std::to_string(noff) + ", expected num_examples + 1 = " + std::to_string(info.examples + 1) + ")");
-    const auto off = read_int64s(fid, s + "/offsets", noff, path);
+    const auto off = h5_read_all<std::int64_t>(fid, s + "/offsets", H5T_NATIVE_INT64, H5P_DEFAULT, path);
     bool ok = off.front() == 0 && off.back() == ntok;
     for (std::size_t i = 1; ok && i < off.size(); ++i) ok = off[i] >= off[i - 1];
     if (!ok) throw InputError(bad + s + "/offsets do not run from 0 to the token count without going back");

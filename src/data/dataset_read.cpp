@@ -8,23 +8,15 @@
 #include <exception>
 #include <numeric>
 
-#include "h5_attr.hpp"
-#include "h5_handle.hpp"
 #include "th/parallel/mpi_comm.hpp"
 #include "th/core/error.hpp"
 #include "th/data/dataset_h5.hpp"
-#include "th/io/hdf5_lock.hpp"
+#include "th/io/h5.hpp"
 #include "th/parallel/agree.hpp"
 
 namespace th {
 
 namespace {
-
-H5Handle transfer_plist(H5FD_mpio_xfer_t mode, const std::string& path) {
-  H5Handle p = h5_owned(H5Pcreate(H5P_DATASET_XFER), H5Pclose, "H5Pcreate", path);
-  h5_check(H5Pset_dxpl_mpio(p.get(), mode), "H5Pset_dxpl_mpio", path);
-  return p;
-}
 
 // What identifies the bytes under a path: the file (device, inode), its size and its last
 // modification. A dataset rewritten in place (prepare again: same inode, truncated and refilled),
@@ -72,30 +64,17 @@ struct DatasetReader::Impl {
   int rank = 0;
   std::int64_t independent_reads = 0;  // for TH_FAULT kind 'read'
   FileIdentity opened;                 // the file as this rank opened it
-  MPI_Comm comm = MPI_COMM_NULL;
-  H5Handle file, tokens[2], coll, indep;
-  const int unwinding = std::uncaught_exceptions();
+  std::unique_ptr<H5ParallelFile> file;  // its close is collective unless an exception unwinds
+  H5Id tokens[2], coll, indep;
 
-  // Closing an MPI-IO file and freeing a communicator are collective calls. While an exception
-  // unwinds the stack (an error this rank may have alone, or a constructor that failed half way)
-  // they are skipped: the other ranks may never make them, and a rank waiting in one would never
-  // reach the error path. The file stays open until the job ends (HDF5 closes what is left when
-  // MPI finalizes, on every rank alike after an agreed error); datasets, property lists and
-  // dataspaces close locally.
+  // Datasets and property lists close locally; the file last (H5ParallelFile).
   ~Impl() {
     std::lock_guard<std::mutex> lock(hdf5_mutex());
     tokens[0].reset();
     tokens[1].reset();
     coll.reset();
     indep.reset();
-    if (std::uncaught_exceptions() > unwinding) {
-      file.release();
-      return;
-    }
-    file.reset();  // collective with the MPI-IO driver: every rank destroys its reader
-    int finalized = 0;
-    MPI_Finalized(&finalized);
-    if (!finalized && comm != MPI_COMM_NULL) MPI_Comm_free(&comm);
+    file.reset();
   }
 
   // After a read: the file must still be the one that was opened (see FileIdentity).
@@ -107,55 +86,26 @@ struct DatasetReader::Impl {
                   "one under another name (run%task = 'prepare' with other data%*_file), or restart the run on it");
   }
 
-  // Reads whole 1-D dataset `name` collectively (every rank the same selection).
-  template <typename T>
-  std::vector<T> read_all(const std::string& name, hid_t mem_type) {
-    const std::string& path = info.path;
-    H5Handle ds = h5_owned(H5Dopen2(file.get(), name.c_str(), H5P_DEFAULT), H5Dclose, "H5Dopen2", path);
-    H5Handle space = h5_owned(H5Dget_space(ds.get()), H5Sclose, "H5Dget_space", path);
-    hsize_t n = 0;
-    h5_check(H5Sget_simple_extent_dims(space.get(), &n, nullptr), "H5Sget_simple_extent_dims", path);
-    std::vector<T> v(static_cast<std::size_t>(n));
-    if (n > 0) h5_check(H5Dread(ds.get(), mem_type, H5S_ALL, H5S_ALL, coll.get(), v.data()), "H5Dread", path);
-    return v;
-  }
-
   // One side's tokens of the rows (sorted by row), as one hyperslab union.
   std::vector<std::int32_t> read_side(int side, const std::vector<std::int64_t>& sorted_rows, bool collective) {
     const std::string& path = info.path;
     const auto& off = offsets[side];
-    H5Handle fspace = h5_owned(H5Dget_space(tokens[side].get()), H5Sclose, "H5Dget_space", path);
-    h5_check(H5Sselect_none(fspace.get()), "H5Sselect_none", path);
-    hsize_t total = 0, start = 0, count = 0;
-    auto flush = [&] {
-      if (count == 0) return;
-      h5_check(H5Sselect_hyperslab(fspace.get(), H5S_SELECT_OR, &start, nullptr, &count, nullptr),
-               "H5Sselect_hyperslab", path);
-      total += count;
-      count = 0;
-    };
+    std::vector<std::pair<hsize_t, hsize_t>> ranges;  // {first, count}, adjacent rows merged
+    hsize_t total = 0;
     for (const std::int64_t r : sorted_rows) {
       const auto b = static_cast<hsize_t>(off[static_cast<std::size_t>(r)]);
       const auto e = static_cast<hsize_t>(off[static_cast<std::size_t>(r) + 1]);
       if (e == b) continue;
-      if (count > 0 && start + count == b) {
-        count += e - b;  // adjacent rows: one range
-      } else {
-        flush();
-        start = b;
-        count = e - b;
-      }
+      if (!ranges.empty() && ranges.back().first + ranges.back().second == b)
+        ranges.back().second += e - b;
+      else
+        ranges.push_back({b, e - b});
+      total += e - b;
     }
-    flush();
     std::vector<std::int32_t> buf(std::max<hsize_t>(total, 1));
-    const hsize_t mdim = std::max<hsize_t>(total, 1);
-    H5Handle mspace = h5_owned(H5Screate_simple(1, &mdim, nullptr), H5Sclose, "H5Screate_simple", path);
-    if (total == 0) h5_check(H5Sselect_none(mspace.get()), "H5Sselect_none", path);
     // A rank with nothing to read still takes part in a collective read (with empty selections).
-    if (total > 0 || collective)
-      h5_check(H5Dread(tokens[side].get(), H5T_NATIVE_INT32, mspace.get(), fspace.get(),
-                       collective ? coll.get() : indep.get(), buf.data()),
-               "H5Dread", path);
+    h5_read_ranges(tokens[side].get(), H5T_NATIVE_INT32, ranges, buf.data(), collective ? coll.get() : indep.get(),
+                   collective, path);
     buf.resize(total);
     return buf;
   }
@@ -170,18 +120,15 @@ DatasetReader::DatasetReader(const std::string& path, Comm& comm) : impl_(std::m
 
   Impl& m = *impl_;
   m.rank = comm.rank();
-  m.comm = mpi_comm_of(comm);
   m.opened = identity_of(path);
   std::lock_guard<std::mutex> lock(hdf5_mutex());
-  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
   m.info.path = path;
-  H5Handle fapl = h5_owned(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "H5Pcreate", path);
-  h5_check(H5Pset_fapl_mpio(fapl.get(), m.comm, MPI_INFO_NULL), "H5Pset_fapl_mpio", path);
-  m.file = h5_owned(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get()), H5Fclose, "H5Fopen (MPI-IO)", path);
+  // Independent metadata: the prefetch thread reads rows on its own (independent transfers).
+  m.file = std::make_unique<H5ParallelFile>(comm, path, H5ParallelFile::Access::ReadOnly, H5Metadata::Independent);
   inject_fault("open", m.rank, ++g_opened, "opening " + path);
-  m.coll = transfer_plist(H5FD_MPIO_COLLECTIVE, path);
-  m.indep = transfer_plist(H5FD_MPIO_INDEPENDENT, path);
-  const hid_t f = m.file.get();
+  m.coll = h5_mpio_dxpl(H5Transfer::Collective, path);
+  m.indep = h5_mpio_dxpl(H5Transfer::Independent, path);
+  const hid_t f = m.file->get();
   bool ok = h5_get_attr(f, "num_examples", m.info.examples, path) && h5_get_attr(f, "src_tokens", m.info.src_tokens, path) &&
             h5_get_attr(f, "tgt_tokens", m.info.tgt_tokens, path) && h5_get_attr(f, "vocab_size", m.info.vocab_size, path) &&
             h5_get_attr(f, "split", m.info.split, path) && h5_get_attr(f, "source", m.info.source, path) &&
@@ -189,12 +136,12 @@ DatasetReader::DatasetReader(const std::string& path, Comm& comm) : impl_(std::m
   if (!ok) throw Error(path + ": attributes vanished between the check on rank 0 and the parallel open");
   const char* names[2] = {"src", "tgt"};
   for (int s = 0; s < 2; ++s) {
-    m.offsets[s] = m.read_all<std::int64_t>(std::string(names[s]) + "/offsets", H5T_NATIVE_INT64);
-    m.tokens[s] = h5_owned(H5Dopen2(f, (std::string(names[s]) + "/tokens").c_str(), H5P_DEFAULT), H5Dclose, "H5Dopen2", path);
+    m.offsets[s] = h5_read_all<std::int64_t>(f, std::string(names[s]) + "/offsets", H5T_NATIVE_INT64, m.coll.get(), path);
+    m.tokens[s] = h5_open_dataset(f, std::string(names[s]) + "/tokens", path);
     if (static_cast<std::int64_t>(m.offsets[s].size()) != m.info.examples + 1)
       throw Error(path + ": offsets changed between the check on rank 0 and the parallel open");
   }
-  const auto bytes = m.read_all<unsigned char>("tokenizer/model", H5T_NATIVE_UCHAR);
+  const auto bytes = h5_read_all<unsigned char>(f, "tokenizer/model", H5T_NATIVE_UCHAR, m.coll.get(), path);
   m.model.assign(bytes.begin(), bytes.end());
   m.check_unchanged();  // between rank 0's check and here
   m.lengths.resize(static_cast<std::size_t>(m.info.examples));

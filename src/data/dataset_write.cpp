@@ -1,9 +1,8 @@
 // Writing one split of a dataset (task='prepare', rank 0, serial driver).
-#include "h5_attr.hpp"
-#include "h5_handle.hpp"
+#include "dataset_file.hpp"
 #include "th/core/error.hpp"
 #include "th/data/dataset_h5.hpp"
-#include "th/io/hdf5_lock.hpp"
+#include "th/io/h5.hpp"
 
 namespace th {
 
@@ -18,10 +17,10 @@ void DatasetContent::add(const std::string& key, const std::vector<int>& src, co
 void write_dataset(const std::string& path, const DatasetContent& c, const DatasetProvenance& p) {
   std::lock_guard<std::mutex> lock(hdf5_mutex());
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // errors are reported by h5_check, not on stderr
-  H5Handle file = h5_owned(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose, "H5Fcreate", path);
+  H5Id file = h5_own(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose, "H5Fcreate", path);
   const hid_t f = file.get();
   for (const char* side : {"src", "tgt"}) {
-    H5Handle g(h5_make_group(f, side, path), H5Gclose);
+    const H5Id g = h5_create_group(f, side, path);
     const bool s = side[0] == 's';
     const auto& tok = s ? c.src_tokens : c.tgt_tokens;
     const auto& off = s ? c.src_offsets : c.tgt_offsets;
@@ -30,7 +29,7 @@ void write_dataset(const std::string& path, const DatasetContent& c, const Datas
   }
   h5_write_strings(f, "key", c.keys, path);
   {
-    H5Handle g(h5_make_group(f, "tokenizer", path), H5Gclose);
+    const H5Id g = h5_create_group(f, "tokenizer", path);
     h5_write_1d(g.get(), "model", H5T_STD_U8LE, H5T_NATIVE_UCHAR, p.tokenizer_model.data(), p.tokenizer_model.size(),
                 path);
     h5_put_attr(g.get(), "type", std::string("sentencepiece"), path);
@@ -41,27 +40,17 @@ void write_dataset(const std::string& path, const DatasetContent& c, const Datas
   h5_put_attr(f, "num_examples", c.size(), path);
   h5_put_attr(f, "src_tokens", static_cast<std::int64_t>(c.src_tokens.size()), path);
   h5_put_attr(f, "tgt_tokens", static_cast<std::int64_t>(c.tgt_tokens.size()), path);
-  h5_put_attr(f, "vocab_size", p.vocab_size, path);
-  h5_put_attr(f, "pad_id", std::int64_t{SpecialTokens::pad}, path);
-  h5_put_attr(f, "unk_id", std::int64_t{SpecialTokens::unk}, path);
-  h5_put_attr(f, "bos_id", std::int64_t{SpecialTokens::bos}, path);
-  h5_put_attr(f, "eos_id", std::int64_t{SpecialTokens::eos}, path);
+  put_token_id_attrs(f, p.vocab_size, path);
   h5_put_attr(f, "tokenizer_fingerprint", tokenizer_fingerprint(p.tokenizer_model), path);
   h5_put_attr(f, "source", p.source, path);
-  h5_put_attr(f, "split_key", p.split_key, path);
-  h5_put_attr(f, "split_rule",
-              std::string("u = top 53 bits of splitmix64_finalize(fnv1a64(key)) / 2^53; valid if u < valid_fraction, "
-                          "test if u < valid_fraction + test_fraction, else train"),
-              path);
-  h5_put_attr(f, "valid_fraction", p.valid_fraction, path);
-  h5_put_attr(f, "test_fraction", p.test_fraction, path);
+  put_split_attrs(f, p.split_key, p.valid_fraction, p.test_fraction, path);
   h5_put_attr(f, "corpus_records", p.corpus_records, path);
   h5_put_attr(f, "corpus_pairs", p.corpus_pairs, path);
   h5_put_attr(f, "skipped_empty", p.skipped_empty, path);
   h5_put_attr(f, "skipped_missing", p.skipped_missing, path);
   h5_put_attr(f, "created_by", p.created_by, path);
   h5_put_attr(f, "deck", p.deck, path);
-  h5_check(H5Fclose(file.release()), "H5Fclose", path);  // a full disk shows here: check it
+  file.close("H5Fclose", path);  // a full disk shows here: check it
 }
 
 }  // namespace th

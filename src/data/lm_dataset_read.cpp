@@ -6,48 +6,16 @@
 #include <algorithm>
 #include <numeric>
 
-#include "h5_attr.hpp"
-#include "h5_handle.hpp"
-#include "th/parallel/mpi_comm.hpp"
+#include "dataset_file.hpp"
 #include "th/core/error.hpp"
 #include "th/data/batching.hpp"
-#include "th/io/hdf5_lock.hpp"
+#include "th/io/h5.hpp"
 #include "th/data/lm_dataset.hpp"
 #include "th/parallel/agree.hpp"
 
 namespace th {
 
 namespace {
-// Length of a 1-D dataset of class cls, or -1 when it is missing or of another shape/class.
-std::int64_t length_1d(hid_t file, const std::string& name, H5T_class_t cls, const std::string& path) {
-  const std::size_t slash = name.find('/');
-  if (slash != std::string::npos &&
-      h5_check(H5Lexists(file, name.substr(0, slash).c_str(), H5P_DEFAULT), "H5Lexists", path) <= 0)
-    return -1;
-  if (h5_check(H5Lexists(file, name.c_str(), H5P_DEFAULT), "H5Lexists", path) <= 0) return -1;
-  H5Handle obj = h5_owned(H5Oopen(file, name.c_str(), H5P_DEFAULT), H5Oclose, "H5Oopen", path);
-  if (H5Iget_type(obj.get()) != H5I_DATASET) return -1;
-  H5Handle ds = h5_owned(H5Dopen2(file, name.c_str(), H5P_DEFAULT), H5Dclose, "H5Dopen2", path);
-  H5Handle type = h5_owned(H5Dget_type(ds.get()), H5Tclose, "H5Dget_type", path);
-  if (H5Tget_class(type.get()) != cls) return -1;
-  H5Handle space = h5_owned(H5Dget_space(ds.get()), H5Sclose, "H5Dget_space", path);
-  if (H5Sget_simple_extent_ndims(space.get()) != 1) return -1;
-  hsize_t n = 0;
-  h5_check(H5Sget_simple_extent_dims(space.get(), &n, nullptr), "H5Sget_simple_extent_dims", path);
-  return static_cast<std::int64_t>(n);
-}
-
-// Reads [first, first + n) of a 1-D dataset (serial driver).
-std::vector<std::int64_t> read_int64_range(hid_t ds, hsize_t first, hsize_t n, const std::string& path) {
-  std::vector<std::int64_t> v(static_cast<std::size_t>(n));
-  if (n == 0) return v;
-  H5Handle fspace = h5_owned(H5Dget_space(ds), H5Sclose, "H5Dget_space", path);
-  h5_check(H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, &first, nullptr, &n, nullptr), "H5Sselect_hyperslab", path);
-  H5Handle mspace = h5_owned(H5Screate_simple(1, &n, nullptr), H5Sclose, "H5Screate_simple", path);
-  h5_check(H5Dread(ds, H5T_NATIVE_INT64, mspace.get(), fspace.get(), H5P_DEFAULT, v.data()), "H5Dread", path);
-  return v;
-}
-
 bool read_info(hid_t f, LmDatasetInfo& info, const std::string& path) {
   return h5_get_attr(f, "num_documents", info.documents, path) && h5_get_attr(f, "num_tokens", info.tokens, path) &&
          h5_get_attr(f, "vocab_size", info.vocab_size, path) && h5_get_attr(f, "text_bytes", info.text_bytes, path) &&
@@ -63,7 +31,7 @@ std::string dataset_format_of(const std::string& path) {
   if (path.empty() || ::stat(path.c_str(), &st) != 0 || H5Fis_hdf5(path.c_str()) <= 0) return "";
   const hid_t fid = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   if (fid < 0) return "";
-  H5Handle file(fid, H5Fclose);
+  H5Id file(fid, H5Fclose);
   std::string format;
   try {
     if (!h5_get_attr(fid, "format", format, path)) format.clear();
@@ -76,29 +44,16 @@ std::string dataset_format_of(const std::string& path) {
 LmDatasetInfo inspect_lm_dataset(const std::string& path) {
   const std::string format = dataset_format_of(path);
   std::lock_guard<std::mutex> lock(hdf5_mutex());
-  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
-  struct stat st;
-  if (path.empty()) throw InputError("no dataset file named (data%train_file is '')");
-  if (::stat(path.c_str(), &st) != 0) throw InputError(path + ": no such dataset file");
-  if (H5Fis_hdf5(path.c_str()) <= 0)
-    throw InputError(path + ": not an HDF5 file (a text dataset is made by run%task = 'prepare' with "
-                     "prepare%source = 'text:...', 'jsonl:...' or 'bible:MODULE')");
+  const H5Id file = open_dataset_file(path, "a text dataset is made by run%task = 'prepare' with "
+                                           "prepare%source = 'text:...', 'jsonl:...' or 'bible:MODULE'");
+  const hid_t fid = file.get();
   if (format == "torch-handle-dataset")
     throw InputError(path + ": a dataset of sentence pairs (format 'torch-handle-dataset'), but data%packing = "
                      "'concat' reads a text dataset (format '" + std::string(kLmDatasetFormat) +
                      "'): prepare one from 'text:PATH', 'jsonl:PATH:FIELD' or 'bible:MODULE', or set "
                      "data%packing = 'none'");
-  const hid_t fid = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (fid < 0) throw InputError(path + ": cannot be opened as HDF5: the file is truncated or damaged");
-  H5Handle file(fid, H5Fclose);
   const std::string bad = path + ": ";
-  if (format != kLmDatasetFormat)
-    throw InputError(bad + "an HDF5 file, but not a torch-handle text dataset (no root attribute format = '" +
-                     kLmDatasetFormat + "'); make one with run%task = 'prepare'");
-  std::int64_t version = 0;
-  if (!h5_get_attr(fid, "format_version", version, path) || version != kLmDatasetFormatVersion)
-    throw InputError(bad + "text dataset format version " + std::to_string(version) + ", this build reads version " +
-                     std::to_string(kLmDatasetFormatVersion) + "; run task='prepare' again");
+  check_dataset_format(fid, path, kLmDatasetFormat, kLmDatasetFormatVersion, "text dataset");
   LmDatasetInfo info;
   info.path = path;
   if (!read_info(fid, info, path))
@@ -108,10 +63,10 @@ LmDatasetInfo inspect_lm_dataset(const std::string& path) {
       info.tokens < 0)
     throw InputError(bad + "implausible attributes (vocab_size " + std::to_string(info.vocab_size) + ", num_documents " +
                      std::to_string(info.documents) + ", num_tokens " + std::to_string(info.tokens) + ")");
-  if (length_1d(fid, "tokenizer/model", H5T_INTEGER, path) <= 0)
+  if (h5_length_1d(fid, "tokenizer/model", H5T_INTEGER, path) <= 0)
     throw InputError(bad + "no tokenizer/model (the embedded SentencePiece model)");
-  const std::int64_t ntok = length_1d(fid, "tokens", H5T_INTEGER, path);
-  const std::int64_t noff = length_1d(fid, "doc_offsets", H5T_INTEGER, path);
+  const std::int64_t ntok = h5_length_1d(fid, "tokens", H5T_INTEGER, path);
+  const std::int64_t noff = h5_length_1d(fid, "doc_offsets", H5T_INTEGER, path);
   if (ntok != info.tokens || noff != info.documents + 1)
     throw InputError(bad + "tokens or doc_offsets missing or of the wrong length (tokens " + std::to_string(ntok) +
                      ", attribute num_tokens says " + std::to_string(info.tokens) + "; doc_offsets " +
@@ -119,12 +74,13 @@ LmDatasetInfo inspect_lm_dataset(const std::string& path) {
                      "): the file is truncated or damaged");
   // Offsets from 0 to the token count, never going back; read in chunks (a corpus may have
   // hundreds of millions of documents).
-  H5Handle ds = h5_owned(H5Dopen2(fid, "doc_offsets", H5P_DEFAULT), H5Dclose, "H5Dopen2", path);
+  H5Id ds = h5_own(H5Dopen2(fid, "doc_offsets", H5P_DEFAULT), H5Dclose, "H5Dopen2", path);
   std::int64_t prev = -1;
   constexpr std::int64_t kChunk = 1 << 20;
   for (std::int64_t first = 0; first < noff; first += kChunk) {
-    const auto v = read_int64_range(ds.get(), static_cast<hsize_t>(first),
-                                    static_cast<hsize_t>(std::min(kChunk, noff - first)), path);
+    std::vector<std::int64_t> v(static_cast<std::size_t>(std::min(kChunk, noff - first)));
+    h5_read_ranges(ds.get(), H5T_NATIVE_INT64, {{static_cast<hsize_t>(first), v.size()}}, v.data(), H5P_DEFAULT, false,
+                   path);
     for (std::size_t i = 0; i < v.size(); ++i) {
       const bool ok = (first + static_cast<std::int64_t>(i) == 0 ? v[i] == 0 : v[i] >= prev) && v[i] <= ntok;
       if (!ok)
@@ -140,8 +96,17 @@ LmDatasetInfo inspect_lm_dataset(const std::string& path) {
 struct LmDatasetReader::Impl {
   LmDatasetInfo info;
   std::string model;
-  MPI_Comm comm = MPI_COMM_NULL;
-  H5Handle file, tokens, coll, indep;
+  std::unique_ptr<H5ParallelFile> file;  // its close is collective unless an exception unwinds
+  H5Id tokens, coll, indep;
+
+  // Datasets and property lists close locally; the file last (H5ParallelFile).
+  ~Impl() {
+    std::lock_guard<std::mutex> lock(hdf5_mutex());
+    tokens.reset();
+    coll.reset();
+    indep.reset();
+    file.reset();
+  }
 };
 
 LmDatasetReader::LmDatasetReader(const std::string& path, Comm& comm) : impl_(std::make_unique<Impl>()) {
@@ -157,41 +122,21 @@ LmDatasetReader::LmDatasetReader(const std::string& path, Comm& comm) : impl_(st
   agree_on_error(comm, verdict, ErrorKind::Input);  // rank 0's verdict, on every rank
 
   Impl& m = *impl_;
-  m.comm = mpi_comm_of(comm);
   std::lock_guard<std::mutex> lock(hdf5_mutex());
-  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
-  H5Handle fapl = h5_owned(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "H5Pcreate", path);
-  h5_check(H5Pset_fapl_mpio(fapl.get(), m.comm, MPI_INFO_NULL), "H5Pset_fapl_mpio", path);
-  m.file = h5_owned(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get()), H5Fclose, "H5Fopen (MPI-IO)", path);
-  m.coll = h5_owned(H5Pcreate(H5P_DATASET_XFER), H5Pclose, "H5Pcreate", path);
-  h5_check(H5Pset_dxpl_mpio(m.coll.get(), H5FD_MPIO_COLLECTIVE), "H5Pset_dxpl_mpio", path);
-  m.indep = h5_owned(H5Pcreate(H5P_DATASET_XFER), H5Pclose, "H5Pcreate", path);
-  h5_check(H5Pset_dxpl_mpio(m.indep.get(), H5FD_MPIO_INDEPENDENT), "H5Pset_dxpl_mpio", path);
+  // Independent metadata: the prefetch thread reads spans on its own (independent transfers).
+  m.file = std::make_unique<H5ParallelFile>(comm, path, H5ParallelFile::Access::ReadOnly, H5Metadata::Independent);
+  m.coll = h5_mpio_dxpl(H5Transfer::Collective, path);
+  m.indep = h5_mpio_dxpl(H5Transfer::Independent, path);
   m.info.path = path;
-  if (!read_info(m.file.get(), m.info, path))
+  const hid_t f = m.file->get();
+  if (!read_info(f, m.info, path))
     throw Error(path + ": attributes vanished between the check on rank 0 and the parallel open");
-  m.tokens = h5_owned(H5Dopen2(m.file.get(), "tokens", H5P_DEFAULT), H5Dclose, "H5Dopen2", path);
-  H5Handle ds = h5_owned(H5Dopen2(m.file.get(), "tokenizer/model", H5P_DEFAULT), H5Dclose, "H5Dopen2", path);
-  H5Handle space = h5_owned(H5Dget_space(ds.get()), H5Sclose, "H5Dget_space", path);
-  hsize_t n = 0;
-  h5_check(H5Sget_simple_extent_dims(space.get(), &n, nullptr), "H5Sget_simple_extent_dims", path);
-  m.model.resize(static_cast<std::size_t>(n));
-  h5_check(H5Dread(ds.get(), H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, m.coll.get(), &m.model[0]), "H5Dread", path);
+  m.tokens = h5_open_dataset(f, "tokens", path);
+  const auto bytes = h5_read_all<unsigned char>(f, "tokenizer/model", H5T_NATIVE_UCHAR, m.coll.get(), path);
+  m.model.assign(bytes.begin(), bytes.end());
 }
 
-LmDatasetReader::~LmDatasetReader() {
-  if (!impl_) return;
-  {
-    std::lock_guard<std::mutex> lock(hdf5_mutex());
-    impl_->tokens.reset();
-    impl_->coll.reset();
-    impl_->indep.reset();
-    impl_->file.reset();  // collective with the MPI-IO driver: every rank destroys its reader
-  }
-  int finalized = 0;
-  MPI_Finalized(&finalized);
-  if (!finalized && impl_->comm != MPI_COMM_NULL) MPI_Comm_free(&impl_->comm);
-}
+LmDatasetReader::~LmDatasetReader() = default;  // Impl releases the file (collective unless unwinding)
 
 const LmDatasetInfo& LmDatasetReader::info() const { return impl_->info; }
 const std::string& LmDatasetReader::tokenizer_model() const { return impl_->model; }
@@ -217,24 +162,14 @@ std::vector<std::vector<int>> LmDatasetReader::read_spans(const std::vector<std:
   }
   hsize_t total = 0;
   for (const auto& iv : merged) total += static_cast<hsize_t>(iv.second - iv.first);
+  std::vector<std::pair<hsize_t, hsize_t>> ranges;  // {first, count}
+  for (const auto& iv : merged) ranges.push_back({static_cast<hsize_t>(iv.first), static_cast<hsize_t>(iv.second - iv.first)});
   std::vector<std::int32_t> buf(std::max<hsize_t>(total, 1));
   {
     std::lock_guard<std::mutex> lock(hdf5_mutex());
-    H5Handle fspace = h5_owned(H5Dget_space(m.tokens.get()), H5Sclose, "H5Dget_space", path);
-    h5_check(H5Sselect_none(fspace.get()), "H5Sselect_none", path);
-    for (const auto& iv : merged) {
-      const hsize_t start = static_cast<hsize_t>(iv.first), count = static_cast<hsize_t>(iv.second - iv.first);
-      h5_check(H5Sselect_hyperslab(fspace.get(), H5S_SELECT_OR, &start, nullptr, &count, nullptr),
-               "H5Sselect_hyperslab", path);
-    }
-    const hsize_t mdim = std::max<hsize_t>(total, 1);
-    H5Handle mspace = h5_owned(H5Screate_simple(1, &mdim, nullptr), H5Sclose, "H5Screate_simple", path);
-    if (total == 0) h5_check(H5Sselect_none(mspace.get()), "H5Sselect_none", path);
     // A rank with nothing to read still takes part in a collective read (empty selections).
-    if (total > 0 || collective)
-      h5_check(H5Dread(m.tokens.get(), H5T_NATIVE_INT32, mspace.get(), fspace.get(),
-                       collective ? m.coll.get() : m.indep.get(), buf.data()),
-               "H5Dread", path);
+    h5_read_ranges(m.tokens.get(), H5T_NATIVE_INT32, ranges, buf.data(), collective ? m.coll.get() : m.indep.get(),
+                   collective, path);
   }
   // Where each merged interval starts in buf.
   std::vector<std::int64_t> at(merged.size(), 0);

@@ -1,17 +1,13 @@
 // Writing one split of a text dataset collectively (task='prepare' on every rank, parallel HDF5):
 // each rank's tokens and document offsets land at offsets agreed by one all-reduce, written by
 // that rank alone (independent MPI-IO writes); the file is identical for any number of ranks.
-#include <mpi.h>
-
 #include <cstdio>
 #include <fstream>
 
-#include "h5_attr.hpp"
-#include "h5_handle.hpp"
-#include "th/parallel/mpi_comm.hpp"
+#include "dataset_file.hpp"
 #include "th/core/error.hpp"
 #include "th/data/batching.hpp"
-#include "th/io/hdf5_lock.hpp"
+#include "th/io/h5.hpp"
 #include "th/data/lm_dataset.hpp"
 #include "th/data/split.hpp"
 #include "th/parallel/agree.hpp"
@@ -25,22 +21,6 @@ std::string hex64(std::uint64_t v) {
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
   return buf;
-}
-
-H5Handle make_dataset(hid_t loc, const std::string& name, hid_t type, hsize_t n, const std::string& path) {
-  H5Handle space = h5_owned(H5Screate_simple(1, &n, nullptr), H5Sclose, "H5Screate_simple", path);
-  return h5_owned(H5Dcreate2(loc, name.c_str(), type, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose,
-                  "H5Dcreate2", path);
-}
-
-// Writes n values of mem_type from `data` at [first, first + n) of dataset ds (independent I/O).
-void write_range(hid_t ds, hid_t mem_type, const void* data, hsize_t first, hsize_t n, hid_t xfer,
-                 const std::string& path) {
-  if (n == 0) return;
-  H5Handle fspace = h5_owned(H5Dget_space(ds), H5Sclose, "H5Dget_space", path);
-  h5_check(H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, &first, nullptr, &n, nullptr), "H5Sselect_hyperslab", path);
-  H5Handle mspace = h5_owned(H5Screate_simple(1, &n, nullptr), H5Sclose, "H5Screate_simple", path);
-  h5_check(H5Dwrite(ds, mem_type, mspace.get(), fspace.get(), xfer, data), "H5Dwrite", path);
 }
 
 // Streams a spill file of T values into ds at `first`, adding `shift` to every value.
@@ -59,7 +39,7 @@ void copy_spill(const std::string& spill, std::int64_t count, hid_t ds, hid_t me
                   " values)");
     if (shift != 0)
       for (T& v : buf) v += shift;
-    write_range(ds, mem_type, buf.data(), first + static_cast<hsize_t>(done), n, xfer, path);
+    h5_write_ranges(ds, mem_type, {{first + static_cast<hsize_t>(done), n}}, buf.data(), xfer, false, path);
     done += static_cast<std::int64_t>(n);
   }
 }
@@ -80,22 +60,18 @@ void write_lm_dataset(const std::string& path, Comm& comm, const LmSplitPart& mi
       total[k] += counts[static_cast<std::size_t>(3 * q + k)];
     }
 
-  MPI_Comm mcomm = mpi_comm_of(comm);
   std::string error;
   {
     std::lock_guard<std::mutex> lock(hdf5_mutex());
-    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
     // Creation and metadata are collective (every rank the same calls and values); a failure here
     // is the same on every rank (the same path, the same library state).
-    H5Handle fapl = h5_owned(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, "H5Pcreate", path);
-    h5_check(H5Pset_fapl_mpio(fapl.get(), mcomm, MPI_INFO_NULL), "H5Pset_fapl_mpio", path);
-    H5Handle file = h5_owned(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose, "H5Fcreate",
-                             path);
+    H5ParallelFile file(comm, path, H5ParallelFile::Access::Create, H5Metadata::Independent);
     const hid_t f = file.get();
-    H5Handle tokens = make_dataset(f, "tokens", H5T_STD_I32LE, static_cast<hsize_t>(total[0]), path);
-    H5Handle offsets = make_dataset(f, "doc_offsets", H5T_STD_I64LE, static_cast<hsize_t>(total[1] + 1), path);
-    H5Handle group(h5_make_group(f, "tokenizer", path), H5Gclose);
-    H5Handle model = make_dataset(group.get(), "model", H5T_STD_U8LE, static_cast<hsize_t>(p.tokenizer_model.size()), path);
+    H5Id tokens = h5_create_dataset(f, "tokens", H5T_STD_I32LE, {static_cast<hsize_t>(total[0])}, path);
+    H5Id offsets = h5_create_dataset(f, "doc_offsets", H5T_STD_I64LE, {static_cast<hsize_t>(total[1] + 1)}, path);
+    H5Id group = h5_create_group(f, "tokenizer", path);
+    H5Id model = h5_create_dataset(group.get(), "model", H5T_STD_U8LE, {static_cast<hsize_t>(p.tokenizer_model.size())},
+                                   path);
     h5_put_attr(group.get(), "type", std::string("sentencepiece"), path);
     h5_put_attr(f, "format", std::string(kLmDatasetFormat), path);
     h5_put_attr(f, "format_version", kLmDatasetFormatVersion, path);
@@ -103,22 +79,12 @@ void write_lm_dataset(const std::string& path, Comm& comm, const LmSplitPart& mi
     h5_put_attr(f, "num_documents", total[1], path);
     h5_put_attr(f, "num_tokens", total[0], path);
     h5_put_attr(f, "text_bytes", total[2], path);
-    h5_put_attr(f, "vocab_size", p.vocab_size, path);
-    h5_put_attr(f, "pad_id", std::int64_t{SpecialTokens::pad}, path);
-    h5_put_attr(f, "unk_id", std::int64_t{SpecialTokens::unk}, path);
-    h5_put_attr(f, "bos_id", std::int64_t{SpecialTokens::bos}, path);
-    h5_put_attr(f, "eos_id", std::int64_t{SpecialTokens::eos}, path);
+    put_token_id_attrs(f, p.vocab_size, path);
     h5_put_attr(f, "tokenizer_fingerprint", hex64(fnv1a64(p.tokenizer_model)), path);
     h5_put_attr(f, "spm_type", p.spm_type, path);
     h5_put_attr(f, "source", p.source, path);
     h5_put_attr(f, "documents", p.documents, path);
-    h5_put_attr(f, "split_key", p.split_key, path);
-    h5_put_attr(f, "split_rule",
-                std::string("u = top 53 bits of splitmix64_finalize(fnv1a64(key)) / 2^53; valid if u < valid_fraction, "
-                            "test if u < valid_fraction + test_fraction, else train"),
-                path);
-    h5_put_attr(f, "valid_fraction", p.valid_fraction, path);
-    h5_put_attr(f, "test_fraction", p.test_fraction, path);
+    put_split_attrs(f, p.split_key, p.valid_fraction, p.test_fraction, path);
     h5_put_attr(f, "corpus_documents", p.corpus_documents, path);
     h5_put_attr(f, "skipped_empty", p.skipped_empty, path);
     h5_put_attr(f, "created_by", p.created_by, path);
@@ -128,17 +94,16 @@ void write_lm_dataset(const std::string& path, Comm& comm, const LmSplitPart& mi
     // gone) is caught and agreed on below, after every rank is done, so no rank is left in a
     // collective call.
     try {
-      H5Handle xfer = h5_owned(H5Pcreate(H5P_DATASET_XFER), H5Pclose, "H5Pcreate", path);
-      h5_check(H5Pset_dxpl_mpio(xfer.get(), H5FD_MPIO_INDEPENDENT), "H5Pset_dxpl_mpio", path);
+      const H5Id xfer = h5_mpio_dxpl(H5Transfer::Independent, path);
       copy_spill<std::int32_t>(mine.tokens_path, mine.tokens, tokens.get(), H5T_NATIVE_INT32,
                                static_cast<hsize_t>(before[0]), 0, xfer.get(), path);
       copy_spill<std::int64_t>(mine.ends_path, mine.documents, offsets.get(), H5T_NATIVE_INT64,
                                static_cast<hsize_t>(before[1] + 1), before[0], xfer.get(), path);
       if (r == 0) {
         const std::int64_t zero = 0;
-        write_range(offsets.get(), H5T_NATIVE_INT64, &zero, 0, 1, xfer.get(), path);
-        write_range(model.get(), H5T_NATIVE_UCHAR, p.tokenizer_model.data(), 0,
-                    static_cast<hsize_t>(p.tokenizer_model.size()), xfer.get(), path);
+        h5_write_ranges(offsets.get(), H5T_NATIVE_INT64, {{0, 1}}, &zero, xfer.get(), false, path);
+        h5_write_ranges(model.get(), H5T_NATIVE_UCHAR, {{0, static_cast<hsize_t>(p.tokenizer_model.size())}},
+                        p.tokenizer_model.data(), xfer.get(), false, path);
       }
     } catch (const std::exception& e) {
       error = e.what();
@@ -149,10 +114,9 @@ void write_lm_dataset(const std::string& path, Comm& comm, const LmSplitPart& mi
     offsets.reset();
     tokens.reset();
     // Collective close (all ranks arrive: the writes above never leave early).
-    const herr_t closed = H5Fclose(file.release());
+    const herr_t closed = file.close_status();
     if (closed < 0 && error.empty()) error = path + ": H5Fclose failed (disk full?)";
-  }
-  MPI_Comm_free(&mcomm);
+  }  // the communicator is freed here (collective: every rank gets here)
   agree_on_error(comm, error, ErrorKind::Failure);
 }
 

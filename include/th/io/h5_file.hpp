@@ -1,12 +1,12 @@
 #pragma once
-// A thin serial HDF5 file used by one rank at a time (metrics, test exchange files): datasets by
-// path ("grads/encoder/layer_0/..."; groups made on the way), attributes on the root, every
-// HDF5 call checked. Parallel (MPI-IO) files are a separate class.
-#include <hdf5.h>
-
+// A thin serial HDF5 file used by one rank at a time (metrics, plan reports, test exchange files):
+// datasets by path ("grads/encoder/layer_0/..."; groups made on the way), attributes on the root,
+// every HDF5 call checked. Built on th/io/h5.hpp (which also has the MPI-IO file, H5ParallelFile).
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "th/io/h5.hpp"
 
 namespace th {
 
@@ -14,11 +14,10 @@ class H5File {
  public:
   enum class Mode { Create, Read, Append };
   H5File(const std::string& path, Mode mode);
-  ~H5File();
   H5File(const H5File&) = delete;
   H5File& operator=(const H5File&) = delete;
 
-  hid_t id() const { return file_; }
+  hid_t id() const { return file_.get(); }
   const std::string& path() const { return path_; }
   bool exists(const std::string& name) const;
 
@@ -36,12 +35,9 @@ class H5File {
   void flush();
 
  private:
-  hid_t ensure_parent(const std::string& name);
+  void ensure_parent(const std::string& name);
   std::string path_;
-  hid_t file_ = -1;
+  H5Id file_;
 };
-
-// Throws th::Error naming the call and file when an HDF5 call returns a negative id/status.
-hid_t h5_check(hid_t status, const char* call, const std::string& path);
 
 }  // namespace th
