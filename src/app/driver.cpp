@@ -6,6 +6,7 @@
 
 #include "th/config/config.hpp"
 #include "th/io/deck.hpp"
+#include "th/io/deck_doc.hpp"
 #include "th/io/run_lock.hpp"
 #include "th/app.hpp"
 #include "th/core/error.hpp"
@@ -24,12 +25,17 @@ namespace {
 const char* kUsage =
     "usage: torch-handle DECK [--set group%key=value ...]\n"
     "       torch-handle --help | --version\n"
-    "Runs the task of the namelist deck DECK (see docs/deck.md); under mpirun/srun every rank runs it.\n";
+    "       torch-handle --deck-keys[=FILE]\n"
+    "Runs the task of the namelist deck DECK (see docs/deck.md); under mpirun/srun every rank runs it.\n"
+    "--deck-keys prints the tables of every deck key (markdown); --deck-keys=FILE prints FILE\n"
+    "(docs/deck.md) with the tables between its deck-keys markers regenerated.\n";
 
 struct CommandLine {
   std::string deck;
   std::vector<std::string> overrides;
   bool help = false, version = false;
+  bool deck_keys = false;
+  std::string deck_keys_file;  // --deck-keys=FILE
 };
 
 CommandLine parse_command_line(int argc, char** argv) {
@@ -40,6 +46,11 @@ CommandLine parse_command_line(int argc, char** argv) {
       cl.help = true;
     } else if (a == "--version") {
       cl.version = true;
+    } else if (a == "--deck-keys") {
+      cl.deck_keys = true;
+    } else if (a.rfind("--deck-keys=", 0) == 0) {
+      cl.deck_keys = true;
+      cl.deck_keys_file = a.substr(12);
     } else if (a == "--set") {
       if (i + 1 >= argc) throw InputError("command line: --set needs group%key=value");
       cl.overrides.push_back(argv[++i]);
@@ -53,7 +64,7 @@ CommandLine parse_command_line(int argc, char** argv) {
       throw InputError("command line: more than one deck ('" + cl.deck + "', '" + a + "')");
     }
   }
-  if (cl.deck.empty() && !cl.help && !cl.version) throw InputError(std::string("command line: no deck given\n") + kUsage);
+  if (cl.deck.empty() && !cl.help && !cl.version && !cl.deck_keys) throw InputError(std::string("command line: no deck given\n") + kUsage);
   return cl;
 }
 
@@ -115,6 +126,13 @@ int run_app(int argc, char** argv, Runtime& rt) {
   const CommandLine cl = parse_command_line(argc, argv);
   if (cl.help || cl.version) {
     if (rt.world().rank() == 0) std::printf("torch-handle %s (git %s)\n%s", TH_VERSION, TH_GIT_SHA, cl.help ? kUsage : "");
+    return 0;
+  }
+  if (cl.deck_keys) {
+    // Every rank reads the file, so a missing one is the same InputError everywhere.
+    const std::string text = cl.deck_keys_file.empty() ? deck_doc_tables()
+                                                       : deck_doc_update_file(cl.deck_keys_file);
+    if (rt.world().rank() == 0) std::fputs(text.c_str(), stdout);
     return 0;
   }
   const Config cfg = load_config(rt.world(), cl);

@@ -1,7 +1,8 @@
 #pragma once
 // The deck schema: every group and key the program reads, with type, default, allowed values and a
-// one-line meaning. It is the single source of truth for validation (io/deck.cpp), the resolved
-// echo, the typed Config (io/config.cpp) and docs/deck.md (a test checks the docs against it).
+// one-line meaning, built from the key table th/config/deck_keys.def (where keys are declared, once).
+// Validation (io/deck.cpp), the resolved echo (Deck::to_namelist) and the key tables of docs/deck.md
+// (io/deck_doc.cpp) read it; th::Config's fields come from the same table.
 #include <string>
 #include <vector>
 
