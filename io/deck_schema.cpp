@@ -80,7 +80,8 @@ void set_default(KeySpec& s, const Reals2& v) {
 void set_default(KeySpec& s, const Ints& v) {
   s.type = KeyType::Int;
   s.list = true;
-  for (int x : v) s.default_value.push_back(static_cast<long long>(x));
+  const std::vector<long long> wide_values(v.begin(), v.end());
+  s.default_value.assign(wide_values.begin(), wide_values.end());
 }
 void set_default(KeySpec& s, const Strings& v) {
   s.type = KeyType::String;
