@@ -40,7 +40,20 @@ target_sources(torch_handle PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/train/optimizer.cpp
   ${CMAKE_CURRENT_LIST_DIR}/train/data_parallel.cpp
   ${CMAKE_CURRENT_LIST_DIR}/train/grad_sync.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/train/zero.cpp
+  # the ZeRO engine in parts (src/train/zero/)
+  ${CMAKE_CURRENT_LIST_DIR}/train/zero/stage_policy.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/train/zero/options.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/train/zero/partition.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/train/zero/reserved_range.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/train/zero/grad_reduction.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/train/zero/gatherer.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/train/zero/replicated_params.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/train/zero/partitioned_params.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/train/zero/optimizer_store.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/train/zero/optimizer_step.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/train/zero/checkpoint_adapter.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/train/zero/memory_accounting.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/train/zero/engine.cpp
   ${CMAKE_CURRENT_LIST_DIR}/train/offload.cpp
   ${CMAKE_CURRENT_LIST_DIR}/train/loss_scaler.cpp
   ${CMAKE_CURRENT_LIST_DIR}/train/progress.cpp
