@@ -1,5 +1,5 @@
 // Step time of a layout: compute, the ZeRO stage's collectives with what buckets and prefetch
-// hide, the optimizer, and offload I/O. What each stage communicates (src/train/zero.cpp):
+// hide, the optimizer, and offload I/O. What each stage communicates (src/train/zero/):
 //   stage 0  all-reduce of the gradients in buckets cut from the end of the flat buffer, in the
 //            last micro-batch of the step
 //   stage 1  reduce-scatter of each segment in the last micro-batch; all-gather after the update
@@ -195,7 +195,7 @@ StepTime estimate_time(const PlanModel& m, const PlanBatch& b, const Layout& l, 
 
   // The Adam step: on the device, or on the host with copies (and NVMe streaming). NVMe files are
   // streamed chunk by chunk by one I/O thread while the update runs on the chunk before: the
-  // slower of the two counts. What the engine streams (src/train/zero.cpp, offload.cpp):
+  // slower of the two counts. What the engine streams (src/train/zero/, offload.cpp):
   // moments: every chunk read and written back once per update (8 bytes per element each way);
   // stage 3 parameters: the rank's block of every unit read for each gather (whole chunks), the
   // partition read and written by an fp32 update (whose optimizer step runs once per parameter

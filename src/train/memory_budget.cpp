@@ -6,6 +6,8 @@
 
 #include "th/core/error.hpp"
 #include "th/core/host_memory.hpp"
+#include "th/train/tasks.hpp"
+#include "th/train/zero.hpp"
 
 namespace th {
 
@@ -56,15 +58,11 @@ void check_synthetic_data_fits(const Config& cfg, Comm& comm) {
 }
 
 void check_model_fits(const Config& cfg, const ModelSpec& spec, Comm& comm, bool weights_only) {
-  const double psi = transformer_parameter_count(spec), n = comm.size();
-  const int stage = weights_only ? 0 : cfg.parallel.zero_stage;
-  const bool nvme_moments = cfg.parallel.offload_optimizer == "nvme", nvme_params = cfg.parallel.offload_param == "nvme";
-  double params = stage == 3 ? 4 * psi / n : 4 * psi;
-  if (stage == 3 && nvme_params) params = 0;
-  const double grads = weights_only ? 0 : stage >= 2 ? 4 * psi / n : 4 * psi;
-  const double moments = weights_only || nvme_moments ? 0 : stage >= 1 ? 8 * psi / n : 8 * psi;
+  const double psi = transformer_parameter_count(spec);
+  // Model states per rank: the engine's own accounting for its stage and offload (fp32).
+  const double states = weights_only ? 4 * psi : ZeroEngine::planned_state_bytes(zero_options(cfg), psi, comm.size());
   const double table = 4.0 * spec.max_len * spec.d_model;  // the positional encoding, on every rank
-  const double need = params + grads + moments + table;
+  const double need = states + table;
   if (need < 64e6) return;
   const HostMemory have = least_available(comm);
   if (have.bytes < 0 || need <= static_cast<double>(have.bytes)) return;
@@ -73,7 +71,8 @@ void check_model_fits(const Config& cfg, const ModelSpec& spec, Comm& comm, bool
                 "the model of model%%d_model = %d, model%%d_ff = %d, %d encoder + %d decoder layers and a vocabulary of "
                 "%d (%.3g parameters; %s at ZeRO stage %d on %d rank(s)) needs",
                 spec.d_model, spec.d_ff, spec.decoder_only ? 0 : spec.n_encoder_layers, spec.n_decoder_layers,
-                spec.vocab_size, psi, weights_only ? "its fp32 weights" : "parameters, gradients and Adam moments", stage,
+                spec.vocab_size, psi, weights_only ? "its fp32 weights" : "parameters, gradients and Adam moments",
+                weights_only ? 0 : cfg.parallel.zero_stage,
                 comm.size());
   refuse(what, need, have);
 }

@@ -332,6 +332,22 @@ void ChunkFile::read_range(std::int64_t begin, std::int64_t end, const RangeFn& 
   }
 }
 
+OffloadTarget parse_offload_target(const std::string& value, const std::string& key) {
+  if (value == "none") return OffloadTarget::None;
+  if (value == "cpu") return OffloadTarget::Cpu;
+  if (value == "nvme") return OffloadTarget::Nvme;
+  throw InputError(key + " = '" + value + "': expected 'none', 'cpu' or 'nvme'");
+}
+
+const char* to_string(OffloadTarget t) {
+  switch (t) {
+    case OffloadTarget::Cpu: return "cpu";
+    case OffloadTarget::Nvme: return "nvme";
+    case OffloadTarget::None: break;
+  }
+  return "none";
+}
+
 namespace {
 
 class NvmeAdamW final : public OffloadedAdamW {
@@ -377,9 +393,12 @@ class NvmeAdamW final : public OffloadedAdamW {
 
 std::unique_ptr<OffloadedAdamW> OffloadedAdamW::make(const OffloadOptions& opt, std::int64_t n, const AdamWConfig& cfg,
                                                      int rank) {
-  if (opt.optimizer == "cpu") return std::make_unique<HostAdamW>(n, cfg);
-  if (opt.optimizer == "nvme") return std::make_unique<NvmeAdamW>(n, cfg, opt, rank);
-  throw Error("offloaded AdamW: unknown placement '" + opt.optimizer + "'");
+  switch (opt.optimizer) {
+    case OffloadTarget::Cpu: return std::make_unique<HostAdamW>(n, cfg);
+    case OffloadTarget::Nvme: return std::make_unique<NvmeAdamW>(n, cfg, opt, rank);
+    case OffloadTarget::None: break;
+  }
+  throw Error("offloaded AdamW: the moments are not offloaded (parallel%offload_optimizer = 'none')");
 }
 
 }  // namespace th

@@ -21,21 +21,6 @@
 
 namespace th {
 
-ZeroOptions zero_options(const Config& cfg) {
-  ZeroOptions z;
-  z.stage = cfg.parallel.zero_stage;
-  z.bucket_mb = cfg.parallel.bucket_mb;
-  z.overlap = cfg.parallel.overlap_comm;
-  z.prefetch = cfg.parallel.stage3_prefetch;
-  z.persistence_threshold = cfg.parallel.param_persistence_threshold;
-  z.seed = static_cast<std::uint64_t>(cfg.run.seed);
-  z.compute = parse_dtype(cfg.precision.dtype);
-  z.adam = AdamWConfig{cfg.optim.lr, cfg.optim.betas[0], cfg.optim.betas[1], cfg.optim.eps, cfg.optim.weight_decay};
-  z.offload = OffloadOptions{cfg.parallel.offload_optimizer, cfg.parallel.offload_param, cfg.parallel.nvme_path,
-                             cfg.parallel.nvme_chunk_mb};
-  return z;
-}
-
 namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
@@ -251,9 +236,9 @@ Trainer::StepResult Trainer::step() {
 EvalStats Trainer::validate() {
   ProfileScope scope(profiler(), "validate", Category::Compute);
   std::vector<Batch> batches = loader_->valid_batches();
-  // ZeRO stage 3 gathers parameters inside forward (collectives): every rank runs as many
-  // forwards as the rank with the most batches, the extra ones on an all-padding batch (no tokens).
-  if (engine_->stage() == 3) {
+  // When the engine gathers parameters inside forward (collectives, ZeRO stage 3), every rank runs
+  // as many forwards as the rank with the most batches, the extra ones on an all-padding batch (no tokens).
+  if (engine_->collective_forward()) {
     const auto n = static_cast<std::size_t>(comm_.max(static_cast<double>(batches.size())));
     Batch idle;
     idle.B = 1;
@@ -372,38 +357,7 @@ void Trainer::run() {
 }
 
 std::vector<ZeroMemory> Trainer::memory_report(const char* when, MetricsFile* metrics) {
-  const std::vector<ZeroMemory> all = engine_->memory_all();
-  if (comm_.rank() == 0) {
-    const int N = comm_.size();
-    std::printf("memory %s: ZeRO stage %d on %d ranks, Psi = %lld parameters (padded layout); per rank, bytes:\n"
-                "  rank   parameters    gradients    optimizer  model states   formula   ratio  activation peak\n",
-                when, engine_->stage(), N, static_cast<long long>(all[0].psi));
-    for (int r = 0; r < N; ++r) {
-      const ZeroMemory& m = all[static_cast<std::size_t>(r)];
-      const std::int64_t states = m.params + m.grads + m.optimizer;
-      std::printf("  %4d %12lld %12lld %12lld  %12lld %9lld  %6.3f  %15lld\n", r, static_cast<long long>(m.params),
-                  static_cast<long long>(m.grads), static_cast<long long>(m.optimizer), static_cast<long long>(states),
-                  static_cast<long long>(m.formula), m.formula > 0 ? double(states) / double(m.formula) : 0.0,
-                  static_cast<long long>(m.activation_peak));
-    }
-    std::printf("  formula (fp32, Psi padded): stage 0 16Psi, 1 4Psi+4Psi+8Psi/N, 2 4Psi+12Psi/N, 3 16Psi/N\n");
-    if (cfg_.parallel.offload_optimizer != "none" || cfg_.parallel.offload_param != "none") {
-      std::printf("  offload (optimizer '%s', parameters '%s'): moments %s; per rank, bytes:\n"
-                  "  rank  host offload  of it NVMe window    NVMe file\n",
-                  cfg_.parallel.offload_optimizer.c_str(), cfg_.parallel.offload_param.c_str(),
-                  cfg_.parallel.offload_optimizer == "nvme" ? "streamed from <nvme_path>/th_optim_rank<r>.bin"
-                  : cfg_.parallel.offload_optimizer == "cpu" ? "on the host" : "with the parameters");
-      for (int r = 0; r < N; ++r) {
-        const ZeroMemory& m = all[static_cast<std::size_t>(r)];
-        std::printf("  %4d %13lld %18lld %12lld\n", r, static_cast<long long>(m.offload_host),
-                    static_cast<long long>(m.offload_window), static_cast<long long>(m.offload_nvme));
-      }
-    }
-    if (cfg_.precision.dtype != "fp32")
-      std::printf("  %s (emulated: 16-bit values in fp32 storage): plus the fp32 master, 4Psi at stage 0, 4Psi/N at "
-                  "stages 1-3\n", cfg_.precision.dtype.c_str());
-    std::fflush(stdout);
-  }
+  const std::vector<ZeroMemory> all = engine_->memory_report(when);  // rank 0 prints the table
   if (metrics)
     for (std::size_t r = 0; r < all.size(); ++r)
       metrics->append("memory", {{"rank", double(r)},

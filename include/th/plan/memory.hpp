@@ -22,7 +22,7 @@ struct StateBytes {
   double master = 0;          // fp32 master copy of a mixed-precision run
   double moments = 8;         // Adam m and v
 };
-// Ours (src/train/zero.cpp): the compute copy and full gradients in the compute type's storage,
+// Ours (src/train/zero/): the compute copy and full gradients in the compute type's storage,
 // the gradient partition accumulated in fp32, an fp32 master with 16-bit compute types.
 StateBytes engine_state_bytes(DType dtype, const Machine& machine);
 // The ZeRO paper's mixed-precision Adam (K = 12): fp16 parameters and gradients (also the

@@ -33,9 +33,16 @@
 
 namespace th {
 
+// Where a part of the rank's state lives (parallel%offload_optimizer / offload_param): with the
+// parameters on the compute device, on the host, or in a file of parallel%nvme_path.
+enum class OffloadTarget { None, Cpu, Nvme };
+// "none" | "cpu" | "nvme"; anything else throws th::InputError naming `key`.
+OffloadTarget parse_offload_target(const std::string& value, const std::string& key);
+const char* to_string(OffloadTarget t);  // the deck's spelling
+
 struct OffloadOptions {
-  std::string optimizer = "none";  // where the moments live: none | cpu | nvme
-  std::string param = "none";      // stage 3: where the parameter partition lives: none | cpu | nvme
+  OffloadTarget optimizer = OffloadTarget::None;  // where the moments live
+  OffloadTarget param = OffloadTarget::None;      // stage 3: where the parameter partition lives
   std::string nvme_path = "/tmp/torch-handle-nvme";
   double nvme_chunk_mb = 4;  // MiB per streamed chunk (moments: m and v together; parameters: values)
 };

@@ -23,6 +23,9 @@
 // handed to the reduction (fp16: beyond 65504 they become inf); accumulation over micro-batches
 // and the reduction sums are fp32. Checkpoints hold the master values.
 //
+// The engine is built from parts with one job each (src/train/zero/, see docs/architecture.md);
+// this header is all the trainer, the benchmark and the tests see.
+//
 // Partition map. With ZeRO the model pads its layout (ModelSpec::param_align = world size):
 // every segment of the flat buffers (ParamStore::segments(): whole parameters of one gather
 // unit, at most parallel%bucket_mb) has a length that is a multiple of N, and rank r owns the
@@ -75,7 +78,7 @@ class ZeroPartition {
 };
 
 struct ZeroOptions {
-  int stage = 0;
+  int stage = 0;                             // parallel%zero_stage: read once, by the engine's stage policy
   double bucket_mb = 25;
   bool overlap = true;
   int prefetch = 1;                          // stage 3: units gathered ahead
@@ -98,17 +101,28 @@ struct ZeroMemory {
   std::int64_t offload_host = 0, offload_window = 0, offload_nvme = 0;
 };
 
+// The engine seen from the trainer, the benchmark and the tests. Its parts (src/train/zero/):
+// the stage policy (the one place a stage number becomes behaviour), the partition layout, the
+// gradient reduction, the parameter home (with the stage-3 gatherer), the optimizer-state store
+// (device, host or NVMe), the optimizer step, the checkpoint adapter and the memory accounting.
 class ZeroEngine {
  public:
   // Sets the layout fields of a model spec for this stage and world size (before building it).
   static void configure(ModelSpec& spec, const ZeroOptions& opt, int world);
+  // Model-state bytes one rank will hold (parameters, gradients, Adam moments; fp32, before the
+  // model exists): for refusing a model that cannot fit before anything is allocated.
+  static double planned_state_bytes(const ZeroOptions& opt, double psi, int world);
   // The model must have been built from a spec passed through configure(). Allocates or
   // attaches the buffers and initializes the parameters (identical on every rank).
   ZeroEngine(Comm& comm, Transformer<float>& model, const ZeroOptions& opt);
   ~ZeroEngine();
+  ZeroEngine(const ZeroEngine&) = delete;
+  ZeroEngine& operator=(const ZeroEngine&) = delete;
 
-  int stage() const { return opt_.stage; }
-  const ZeroPartition& partition() const { return part_; }
+  const ZeroPartition& partition() const;
+  // Forward passes gather parameters (collectives): every rank must run as many of them as the
+  // others, also in evaluation (pad with empty batches).
+  bool collective_forward() const;
 
   // One optimizer step: zero_grad(); per micro-batch: forward, begin_backward(last),
   // model.backward(scale, hook()), finish_backward(); then clip_and_norm(), update().
@@ -131,7 +145,7 @@ class ZeroEngine {
 
   std::int64_t steps() const;
   void set_steps(std::int64_t t);
-  GradientSync& sync() { return *sync_; }
+  GradientSync& sync();
 
   // The full parameter vector (flat layout), assembled on every rank (collective in stage 3).
   std::vector<float> gather_values();
@@ -142,48 +156,20 @@ class ZeroEngine {
   bool replicas_identical();
 
   ZeroMemory memory() const;
-  // Where the moments live: "" (with the parameters), "host", or the NVMe file.
-  std::string offload_where() const { return offload_ ? offload_->where() : std::string(); }
   std::vector<ZeroMemory> memory_all() const;  // every rank's, on every rank (collective)
+  // memory_all(), and rank 0 prints the table (per rank: pool bytes by category against the
+  // ZeRO formula; offloaded bytes; the mixed-precision master) headed "memory <when>".
+  std::vector<ZeroMemory> memory_report(const char* when) const;
+  // Where the moments live: "" (with the parameters), "host", or the NVMe file.
+  std::string offload_where() const;
   // Communication this rank issued per step in theory: 2 Psi (N-1)/N x 4 bytes (stages 0-2),
-  // 3 Psi (N-1)/N x 4 (stage 3).
+  // 3 Psi (N-1)/N x 4 (stage 3); theory_formula() names the one that applies.
   double theory_bytes_per_step() const;
+  const char* theory_formula() const;
 
  private:
-  class Reserved;
-  class Gatherer;
-  float* values() const;
-  void for_each_owned(const std::function<void(float* value, float* grad, std::int64_t shard, std::int64_t n)>& f);
-  void all_gather_pieces(bool persistent_only);
-  // Starts the all-gather of one piece from the stage-3 partition into the working range.
-  CommRequestPtr gather_piece(const ZeroPartition::Piece& p);
-  // offload_param = 'nvme': copies the rank's blocks of pieces `idx` from the file into their
-  // places in the working range (verified reads, agreed over ranks).
-  void stage_pieces(const std::vector<std::size_t>& idx);
-  // offload_param = 'nvme': the whole partition read from the file (transient workspace).
-  Tensor read_partition();
-  // offload_param = 'nvme': writes the partition `x` (partition layout) to the file (agreed).
-  void write_partition(const float* x, bool round);
-  void round_compute(float* x, std::int64_t n) const;  // to the compute type, in place
-  // Mixed precision: the owned compute values from the master copy (rounded).
-  void master_to_compute();
-
-  std::int64_t rounded_from_ = 0;  // mixed precision: gradients [rounded_from_, P) are rounded
-  bool communicating_ = false;
-
-  Comm& comm_;
-  Transformer<float>& model_;
-  ParamStore<float>& ps_;
-  ZeroOptions opt_;
-  ZeroPartition part_;
-  std::unique_ptr<AdamW<float>> adam_;          // moments with the parameters (no offload)
-  std::unique_ptr<OffloadedAdamW> offload_;     // or offloaded (parallel%offload_optimizer)
-  std::unique_ptr<GradientSync> sync_;
-  Tensor values_, grads_, shard_values_, shard_grads_;  // from the pool, per stage
-  Tensor master_;                                       // mixed precision: fp32 master (owned)
-  std::unique_ptr<Reserved> rvalues_, rgrads_;          // reserved address ranges (stages 2-3)
-  std::unique_ptr<Gatherer> gatherer_;                  // stage 3
-  std::unique_ptr<ChunkFile> pfile_;                    // stage 3, offload_param = 'nvme': the partition
+  struct Impl;  // src/train/zero/engine_impl.hpp
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace th

@@ -1,0 +1,122 @@
+#include "grad_reduction.hpp"
+
+#include <cstring>
+
+#include "precision.hpp"
+#include "th/kernels/cpu.hpp"
+
+namespace th::zero {
+
+using Piece = ZeroPartition::Piece;
+
+void GradReduction::begin_backward(bool last_micro_batch) {
+  communicating_ = reduce_every_micro_batch() || last_micro_batch;
+  rounded_from_ = ps_.size();
+  sync_->begin_backward(ps_.grads(), communicating_);
+}
+
+void GradReduction::grads_ready(std::int64_t w) {
+  if (compute_ != DType::F32 && communicating_ && w < rounded_from_) {  // 16-bit gradients into the reduction
+    round_to_compute(compute_, ps_.grads() + w, rounded_from_ - w);
+    rounded_from_ = w;
+  }
+  account();  // the bucket pages backward has written so far
+  sync_->grads_ready(w);
+}
+
+void GradReduction::finish() {
+  sync_->finish();
+  after_finish();
+}
+
+namespace {
+
+// Buckets of the reduce-scatter modes: the partition's segments, from the end of the buffer.
+std::vector<GradientSync::Bucket> segment_buckets(const ZeroPartition& part) {
+  std::vector<GradientSync::Bucket> buckets;
+  const auto& pieces = part.pieces();
+  for (std::size_t k = pieces.size(); k-- > 0;)
+    buckets.push_back({pieces[k].begin, pieces[k].begin + pieces[k].count * part.world()});
+  return buckets;
+}
+
+const Piece& bucket_piece(const ZeroPartition& part, std::size_t i) {
+  return part.pieces()[part.pieces().size() - 1 - i];
+}
+
+class AllReduce final : public GradReduction {
+ public:
+  AllReduce(ParamStore<float>& ps, DType compute) : GradReduction(ps, compute) {}
+  void zero_grad() override { ps_.zero_grad(); }
+  float* owned(const Piece& p) override { return ps_.grads() + p.begin; }
+
+ private:
+  std::unique_ptr<GradientSync> make_sync(Comm& comm, const ZeroOptions& opt) override {
+    return std::make_unique<GradientSync>(comm, ps_.size(), opt.bucket_mb, opt.overlap);
+  }
+};
+
+class ScatterInPlace final : public GradReduction {
+ public:
+  ScatterInPlace(ParamStore<float>& ps, const ZeroPartition& part, DType compute)
+      : GradReduction(ps, compute), part_(part) {}
+  void zero_grad() override { ps_.zero_grad(); }
+  float* owned(const Piece& p) override { return ps_.grads() + part_.owned(p); }
+
+ private:
+  std::unique_ptr<GradientSync> make_sync(Comm& comm, const ZeroOptions& opt) override {
+    return std::make_unique<GradientSync>(comm, segment_buckets(part_), opt.overlap, [this](std::size_t i) {
+      const Piece& p = bucket_piece(part_, i);
+      float* block = ps_.grads() + p.begin;  // the in-place reduce-scatter left this rank's sum here
+      if (part_.rank() > 0)
+        std::memmove(ps_.grads() + part_.owned(p), block, sizeof(float) * static_cast<std::size_t>(p.count));
+    });
+  }
+  const ZeroPartition& part_;
+};
+
+class ScatterPartition final : public GradReduction {
+ public:
+  ScatterPartition(ParamStore<float>& ps, const ZeroPartition& part, DType compute)
+      : GradReduction(ps, compute), part_(part), range_(ps.size(), MemCategory::Gradients),
+        shard_(Tensor::zeros({part.shard_size()}, DType::F32, MemCategory::Gradients)) {}
+  void zero_grad() override {
+    shard_.zero_();
+    range_.release(0, ps_.size(), true);
+    range_.account();
+  }
+  float* owned(const Piece& p) override { return shard_.data<float>() + p.shard; }
+  float* working() override { return range_.data(); }
+
+ private:
+  std::unique_ptr<GradientSync> make_sync(Comm& comm, const ZeroOptions& opt) override {
+    return std::make_unique<GradientSync>(comm, segment_buckets(part_), opt.overlap, [this](std::size_t i) {
+      const Piece& p = bucket_piece(part_, i);
+      // accumulate into the partition, then give the bucket's pages back
+      cpu::add_inplace(shard_.data<float>() + p.shard, ps_.grads() + p.begin, p.count);
+      range_.account();
+      range_.release(p.begin, p.begin + p.count * part_.world(), true);
+      range_.account();
+    });
+  }
+  bool reduce_every_micro_batch() const override { return true; }
+  void account() override { range_.account(); }
+  void after_finish() override {  // every bucket is in the partition now: the pages shared by neighbours go too
+    range_.release(0, ps_.size(), true);
+    range_.account();
+  }
+  const ZeroPartition& part_;
+  ReservedRange range_;
+  Tensor shard_;
+};
+
+}  // namespace
+
+std::unique_ptr<GradReduction> make_grad_reduction(const StagePolicy& policy, ParamStore<float>& ps,
+                                                   const ZeroPartition& part, DType compute) {
+  if (policy.replicated) return std::make_unique<AllReduce>(ps, compute);
+  if (!policy.grads_partitioned) return std::make_unique<ScatterInPlace>(ps, part, compute);
+  return std::make_unique<ScatterPartition>(ps, part, compute);
+}
+
+}  // namespace th::zero

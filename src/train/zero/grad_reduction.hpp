@@ -1,0 +1,63 @@
+#pragma once
+// The gradient reduction: how backward's gradients become each rank's reduced gradients, in
+// buckets that overlap backward (th/train/grad_sync.hpp). One implementation per kind:
+//
+//   AllReduce        (stage 0)    buckets of bucket_mb all-reduced and averaged in the model's buffer
+//   ScatterInPlace   (stage 1)    each segment reduce-scattered in place, the rank's sum moved to
+//                                 its own place in the model's buffer, on the last micro-batch only
+//   ScatterPartition (stages 2-3) each segment reduce-scattered every micro-batch and accumulated
+//                                 into the rank's partition; the full-size range is a reserved
+//                                 range whose bucket pages are given back once reduced
+//
+// Mixed precision: each rank's gradients are rounded to the compute type as backward hands them
+// to the reduction (accumulation and sums stay fp32).
+#include <cstdint>
+#include <memory>
+
+#include "reserved_range.hpp"
+#include "stage_policy.hpp"
+#include "th/core/tensor.hpp"
+#include "th/model/params.hpp"
+#include "th/parallel/comm.hpp"
+#include "th/train/grad_sync.hpp"
+#include "th/train/zero.hpp"
+
+namespace th::zero {
+
+class GradReduction {
+ public:
+  virtual ~GradReduction() = default;
+  virtual void zero_grad() = 0;
+  void begin_backward(bool last_micro_batch);
+  void grads_ready(std::int64_t watermark);  // the model's hook: grads[watermark, P) are final
+  void finish();
+  // The rank's reduced gradients of piece p (partition layout): what the optimizer reads.
+  virtual float* owned(const ZeroPartition::Piece& p) = 0;
+  // The full-size gradient range backward writes (reserved, stages 2-3), nullptr: the model's own.
+  virtual float* working() { return nullptr; }
+  GradientSync& sync() { return *sync_; }
+  // Builds the bucket machinery; last in the engine's construction (as the profiler tracks go).
+  void init_sync(Comm& comm, const ZeroOptions& opt) { sync_ = make_sync(comm, opt); }
+
+ protected:
+  GradReduction(ParamStore<float>& ps, DType compute) : ps_(ps), compute_(compute) {}
+  virtual std::unique_ptr<GradientSync> make_sync(Comm& comm, const ZeroOptions& opt) = 0;
+  // Stages 2-3 reduce every micro-batch (the full gradient is never kept); 0-1 only the last.
+  virtual bool reduce_every_micro_batch() const { return false; }
+  virtual void account() {}        // the pages of the full-size range resident now
+  virtual void after_finish() {}
+
+  ParamStore<float>& ps_;
+  DType compute_;
+  std::unique_ptr<GradientSync> sync_;
+
+ private:
+  std::int64_t rounded_from_ = 0;  // mixed precision: gradients [rounded_from_, P) are rounded
+  bool communicating_ = false;
+};
+
+// The reduction a stage uses (the sync itself is built by init_sync(), after the parameters).
+std::unique_ptr<GradReduction> make_grad_reduction(const StagePolicy& policy, ParamStore<float>& ps,
+                                                   const ZeroPartition& part, DType compute);
+
+}  // namespace th::zero

@@ -1,0 +1,106 @@
+// The memory accounting: what the rank's model states take in the host pool, against the ZeRO
+// paper's formula for the engine's stage, the offloaded bytes, and the report table.
+#include <algorithm>
+#include <cstdio>
+
+#include "engine_impl.hpp"
+
+namespace th {
+
+double ZeroEngine::planned_state_bytes(const ZeroOptions& opt, double psi, int world) {
+  const zero::StagePolicy policy = zero::stage_policy(opt.stage);
+  const double n = world;
+  double params = policy.params_partitioned ? 4 * psi / n : 4 * psi;
+  if (policy.params_partitioned && opt.offload.param == OffloadTarget::Nvme) params = 0;
+  const double grads = policy.grads_partitioned ? 4 * psi / n : 4 * psi;
+  const double moments = opt.offload.optimizer == OffloadTarget::Nvme ? 0 : policy.replicated ? 8 * psi : 8 * psi / n;
+  return params + grads + moments;
+}
+
+ZeroMemory ZeroEngine::memory() const {
+  const Impl& e = *impl_;
+  const MemoryPool& pool = host_pool();
+  ZeroMemory m;
+  m.psi = e.ps.size();
+  m.params = pool.live(MemCategory::Parameters);
+  m.grads = pool.live(MemCategory::Gradients);
+  m.optimizer = pool.live(MemCategory::OptimizerState);
+  m.activation_peak = pool.peak(MemCategory::Activations);
+  const OffloadMemory o = e.store->memory();
+  m.offload_host = o.host;
+  m.offload_window = o.window;
+  m.offload_nvme = o.nvme;
+  e.params->add_offload(m);
+  const double psi = static_cast<double>(m.psi), n = e.comm.size();
+  const double f = e.policy.formula_whole * psi + e.policy.formula_split * psi / n;
+  // Mixed precision as stored here: fp32 compute copy and gradients, plus the fp32 master (4 Psi,
+  // partitioned from stage 1 on).
+  const double master = e.opt.compute != DType::F32 ? 4 * psi / (e.policy.replicated ? 1 : n) : 0;
+  m.formula = static_cast<std::int64_t>(f + master);
+  return m;
+}
+
+std::vector<ZeroMemory> ZeroEngine::memory_all() const {
+  const Comm& comm = impl_->comm;
+  const auto n = static_cast<std::size_t>(comm.size()), me = static_cast<std::size_t>(comm.rank());
+  const ZeroMemory m = memory();
+  constexpr std::size_t K = 9;
+  std::vector<std::int64_t> v(K * n, 0);
+  const std::int64_t mine[K] = {m.psi,     m.params,          m.grads,        m.optimizer,   m.formula,
+                                m.activation_peak, m.offload_host, m.offload_window, m.offload_nvme};
+  std::copy(mine, mine + K, v.begin() + static_cast<std::ptrdiff_t>(K * me));
+  impl_->comm.allreduce(v.data(), v.size(), ReduceOp::Sum);
+  std::vector<ZeroMemory> all(n);
+  for (std::size_t r = 0; r < n; ++r) {
+    const std::int64_t* x = v.data() + K * r;
+    all[r] = {x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8]};
+  }
+  return all;
+}
+
+std::vector<ZeroMemory> ZeroEngine::memory_report(const char* when) const {
+  const Impl& e = *impl_;
+  const std::vector<ZeroMemory> all = memory_all();
+  if (e.comm.rank() != 0) return all;
+  const int N = e.comm.size();
+  std::printf("memory %s: ZeRO stage %d on %d ranks, Psi = %lld parameters (padded layout); per rank, bytes:\n"
+              "  rank   parameters    gradients    optimizer  model states   formula   ratio  activation peak\n",
+              when, e.policy.stage, N, static_cast<long long>(all[0].psi));
+  for (int r = 0; r < N; ++r) {
+    const ZeroMemory& m = all[static_cast<std::size_t>(r)];
+    const std::int64_t states = m.params + m.grads + m.optimizer;
+    std::printf("  %4d %12lld %12lld %12lld  %12lld %9lld  %6.3f  %15lld\n", r, static_cast<long long>(m.params),
+                static_cast<long long>(m.grads), static_cast<long long>(m.optimizer), static_cast<long long>(states),
+                static_cast<long long>(m.formula), m.formula > 0 ? double(states) / double(m.formula) : 0.0,
+                static_cast<long long>(m.activation_peak));
+  }
+  std::printf("  formula (fp32, Psi padded): stage 0 16Psi, 1 4Psi+4Psi+8Psi/N, 2 4Psi+12Psi/N, 3 16Psi/N\n");
+  const OffloadTarget moments = e.opt.offload.optimizer, params = e.opt.offload.param;
+  if (moments != OffloadTarget::None || params != OffloadTarget::None) {
+    std::printf("  offload (optimizer '%s', parameters '%s'): moments %s; per rank, bytes:\n"
+                "  rank  host offload  of it NVMe window    NVMe file\n",
+                to_string(moments), to_string(params),
+                moments == OffloadTarget::Nvme  ? "streamed from <nvme_path>/th_optim_rank<r>.bin"
+                : moments == OffloadTarget::Cpu ? "on the host"
+                                                : "with the parameters");
+    for (int r = 0; r < N; ++r) {
+      const ZeroMemory& m = all[static_cast<std::size_t>(r)];
+      std::printf("  %4d %13lld %18lld %12lld\n", r, static_cast<long long>(m.offload_host),
+                  static_cast<long long>(m.offload_window), static_cast<long long>(m.offload_nvme));
+    }
+  }
+  if (e.opt.compute != DType::F32)
+    std::printf("  %s (emulated: 16-bit values in fp32 storage): plus the fp32 master, 4Psi at stage 0, 4Psi/N at "
+                "stages 1-3\n", e.opt.compute == DType::BF16 ? "bf16" : "fp16");
+  std::fflush(stdout);
+  return all;
+}
+
+double ZeroEngine::theory_bytes_per_step() const {
+  const double psi = static_cast<double>(impl_->ps.size()), n = impl_->comm.size();
+  return impl_->policy.comm_psi * psi * (n - 1) / n * sizeof(float);
+}
+
+const char* ZeroEngine::theory_formula() const { return impl_->policy.comm_formula; }
+
+}  // namespace th

@@ -1,0 +1,108 @@
+#include "optimizer_step.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "precision.hpp"
+#include "th/core/error.hpp"
+#include "th/kernels/cpu.hpp"
+#include "th/parallel/agree.hpp"
+#include "th/train/optimizer.hpp"
+
+namespace th::zero {
+
+OptimizerStep::OptimizerStep(Comm& comm, const OwnedSpans& spans, ParamHome& params, OptimizerStore& store,
+                             DType compute, int summed_over, std::int64_t moments)
+    : comm_(comm), spans_(spans), params_(params), store_(store), compute_(compute), summed_over_(summed_over) {
+  TH_CHECK(compute == DType::F32 || compute == DType::BF16 || compute == DType::F16,
+           std::string("compute type ") + to_string(compute));
+  if (compute != DType::F32)
+    master_ = Tensor::zeros({std::max<std::int64_t>(moments, 1)}, DType::F32, MemCategory::OptimizerState);
+}
+
+double OptimizerStep::clip_and_norm(double max_norm, double loss_scale) {
+  // Sums over ranks -> averages (and the loss scale undone).
+  if (summed_over_ != 1 || loss_scale != 1.0) {
+    const float inv = loss_scale == 1.0 ? 1.0f / static_cast<float>(summed_over_)
+                                        : static_cast<float>(1.0 / (summed_over_ * loss_scale));
+    for (const OwnedSpan& s : spans_) cpu::scale_inplace(s.grad, inv, s.n);
+  }
+  double sq = 0;
+  for (const OwnedSpan& s : spans_) sq += cpu::sum_squares(s.grad, s.n);
+  if (summed_over_ != 1) sq = comm_.sum(sq);  // each rank holds a part of the gradients
+  for (const OwnedSpan& s : spans_) clip_by_global_norm(s.grad, s.n, sq, max_norm);
+  return std::sqrt(sq);
+}
+
+bool OptimizerStep::local_overflow() const {
+  // fp16: the reduction of a real fp16 run carries averages (DeepSpeed divides by N before the
+  // all-reduce); stage 0's buffer holds the average already, stages 1-3 hold the sum over ranks.
+  const float limit = compute_ == DType::F16 ? 65504.0f * static_cast<float>(summed_over_)
+                                             : std::numeric_limits<float>::max();
+  bool bad = false;
+  for (const OwnedSpan& s : spans_)
+    for (std::int64_t i = 0; i < s.n && !bad; ++i) bad = !(std::fabs(s.grad[i]) <= limit);  // NaN too
+  return bad;
+}
+
+void OptimizerStep::inject_overflow() {
+  for (const OwnedSpan& s : spans_)
+    if (s.n > 0) {
+      s.grad[0] = std::numeric_limits<float>::infinity();
+      return;
+    }
+}
+
+void OptimizerStep::master_to_compute() {
+  if (params_.file()) {  // the compute values of the partition live in the NVMe file
+    params_.write_partition(master_.data<float>(), compute_);
+    return;
+  }
+  for (const OwnedSpan& s : spans_) {
+    std::memcpy(s.value, master_.data<float>() + s.shard, sizeof(float) * static_cast<std::size_t>(s.n));
+    round_to_compute(compute_, s.value, s.n);
+  }
+}
+
+void OptimizerStep::update(double lr) {
+  // Mixed precision: Adam updates the fp32 master, the compute copy is rounded from it.
+  float* master = this->master();
+  params_.drop_prefetched();  // nothing gathered ahead may outlive the old values
+  store_.next_step();
+  if (ChunkFile* file = params_.file(); file && !master) {
+    // offload_param = 'nvme', fp32: the partition values stream through the file's two slots;
+    // each chunk is updated in its slot and written back (an I/O error on any rank stops all).
+    agree_each(comm_, [&] {
+      file->stream([&](float* x, float*, std::int64_t c0, std::int64_t c1) {
+        std::vector<AdamSpan> spans;
+        for (const OwnedSpan& s : spans_) {
+          const std::int64_t lo = std::max(c0, s.shard), hi = std::min(c1, s.shard + s.n);
+          if (lo < hi) spans.push_back({x + (lo - c0), s.grad + (lo - s.shard), lo, hi - lo});
+        }
+        store_.update(spans, lr);
+      }, true);
+    });
+  } else {
+    // The spans go to the store (offloaded: a GPU build copies their gradients down before and
+    // their parameters up after; an I/O error on any rank stops every rank).
+    std::vector<AdamSpan> spans;
+    spans.reserve(spans_.size());
+    for (const OwnedSpan& s : spans_) spans.push_back({master ? master + s.shard : s.value, s.grad, s.shard, s.n});
+    if (store_.does_io())
+      agree_each(comm_, [&] { store_.update(spans, lr); });
+    else
+      store_.update(spans, lr);
+  }
+  if (master) master_to_compute();
+  params_.regather();
+  params_.order_recorded();
+}
+
+void OptimizerStep::skip_update() {
+  params_.drop_prefetched();  // as after an update: the recorded order is complete after the first step
+  params_.order_recorded();
+}
+
+}  // namespace th::zero

@@ -1,0 +1,49 @@
+#pragma once
+// The optimizer step over the rank's owned spans: averaging and clipping the reduced gradients,
+// the overflow check, the AdamW update through the optimizer-state store, and the fp32 master
+// copy of mixed precision.
+//
+// In fp32 there is no separate master copy: the optimizer updates the fp32 parameters themselves
+// (stage 0: the whole buffer, stages 1-2: the rank's slices of it, stage 3: its partition), then
+// the parameter home gathers what ranks keep whole. Mixed precision (compute = BF16 / F16): the
+// optimizer keeps an fp32 master copy of the owned spans (counted as optimizer state), and after
+// every update (and at initialization and load) the master values are rounded to the compute
+// type into the parameters. Checkpoints hold the master values.
+#include <cstdint>
+
+#include "owned_span.hpp"
+#include "optimizer_store.hpp"
+#include "param_home.hpp"
+#include "th/core/tensor.hpp"
+#include "th/parallel/comm.hpp"
+
+namespace th::zero {
+
+class OptimizerStep {
+ public:
+  // `summed_over`: how many ranks' gradients the reduced gradients are the sum of (1: averaged
+  // already, stage 0); their squares are then summed over ranks too (each rank owns a part).
+  // `moments`: elements of the moment space (the master's size).
+  OptimizerStep(Comm& comm, const OwnedSpans& spans, ParamHome& params, OptimizerStore& store, DType compute,
+                int summed_over, std::int64_t moments);
+
+  float* master() { return master_.defined() ? master_.data<float>() : nullptr; }
+  double clip_and_norm(double max_norm, double loss_scale);
+  bool local_overflow() const;
+  void inject_overflow();
+  void update(double lr);
+  void skip_update();
+  // Mixed precision: the owned working values from the master copy (rounded).
+  void master_to_compute();
+
+ private:
+  Comm& comm_;
+  const OwnedSpans& spans_;
+  ParamHome& params_;
+  OptimizerStore& store_;
+  DType compute_;
+  int summed_over_;
+  Tensor master_;  // mixed precision: fp32 master of the owned spans
+};
+
+}  // namespace th::zero

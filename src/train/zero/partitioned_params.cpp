@@ -1,0 +1,210 @@
+// Stage 3: the rank's partition of the parameters, gathered unit by unit (param_home.hpp).
+//
+// Without parameter offload the partition is gathered straight into the working range. With
+// offload_param = 'cpu' the partition is the host copy: the rank's own block is first copied up
+// into its place in the working range (host -> device on a GPU build; a memcpy here), then the
+// working range is all-gathered in place, so the collective only touches working memory. With
+// offload_param = 'nvme' that copy comes from the file: stage_pieces() reads the chunks holding
+// the rank's blocks (verified) into their places before the gathers start.
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "gatherer.hpp"
+#include "param_home.hpp"
+#include "precision.hpp"
+#include "reserved_range.hpp"
+#include "th/core/profiler.hpp"
+#include "th/parallel/agree.hpp"
+#include "th/train/data_parallel.hpp"
+
+namespace th::zero {
+
+namespace {
+
+using Piece = ZeroPartition::Piece;
+
+class PartitionedParams final : public ParamHome, public PieceSource {
+ public:
+  PartitionedParams(Comm& comm, Transformer<float>& model, const ZeroPartition& part, const ZeroOptions& opt,
+                    float* grad_range)
+      : comm_(comm), ps_(model.params()), part_(part), param_(opt.offload.param),
+        range_(ps_.size(), MemCategory::Parameters) {
+    const std::int64_t S = part.shard_size();
+    if (param_ == OffloadTarget::Nvme)  // the partition lives in the file; the host holds two chunk slots
+      agree_each(comm_, [&] {
+        file_ = std::make_unique<ChunkFile>(opt.offload.nvme_path, "th_param_rank" + std::to_string(comm.rank()) + ".bin",
+                                            S, 1, opt.offload.nvme_chunk_mb, MemCategory::Parameters);
+      });
+    else
+      shard_ = Tensor::zeros({S}, DType::F32, MemCategory::Parameters);
+    ps_.attach(range_.data(), grad_range);
+    gatherer_ = std::make_unique<Gatherer>(part, range_, *this, opt.prefetch, opt.persistence_threshold);
+    model.set_param_access(gatherer_.get());
+  }
+
+  float* owned(const Piece& p) override { return shard_.defined() ? shard_.data<float>() + p.shard : nullptr; }
+
+  // Unit by unit: only one unit is ever whole. offload_param = 'nvme': the initial partition is
+  // assembled in a transient workspace and written to the file once.
+  void initialize(std::uint64_t seed, const OwnedSpans&, float* master, DType compute) override {
+    const std::int64_t S = part_.shard_size();
+    Tensor init = file_ ? Tensor::zeros({std::max<std::int64_t>(S, 1)}, DType::F32, MemCategory::Workspace) : shard_;
+    for (int u = 0; u < gatherer_->count(); ++u) {
+      ps_.initialize(seed, gatherer_->begin(u), gatherer_->end(u));
+      if (master) {
+        for (const auto& p : part_.pieces())
+          if (p.unit == u)
+            std::memcpy(master + p.shard, range_.data() + part_.owned(p), sizeof(float) * static_cast<std::size_t>(p.count));
+        round_to_compute(compute, range_.data() + gatherer_->begin(u), gatherer_->end(u) - gatherer_->begin(u));
+      }
+      for (const auto& p : part_.pieces())
+        if (p.unit == u)
+          std::memcpy(init.data<float>() + p.shard, range_.data() + part_.owned(p),
+                      sizeof(float) * static_cast<std::size_t>(p.count));
+      range_.account();
+      if (gatherer_->persistent(u))
+        gatherer_->mark_resident(u);
+      else
+        range_.release(gatherer_->begin(u), gatherer_->end(u), false);
+    }
+    range_.account();
+    if (file_) write_partition(init.data<float>(), DType::F32);
+  }
+
+  // Only the persistent units are kept whole.
+  void regather() override {
+    std::vector<CommRequestPtr> reqs;
+    std::vector<std::size_t> idx;
+    for (std::size_t k = 0; k < part_.pieces().size(); ++k)
+      if (gatherer_->persistent(part_.pieces()[k].unit)) idx.push_back(k);
+    launch(idx, reqs);
+    for (auto& r : reqs) r->wait();
+  }
+
+  std::vector<float> gather_values() override {
+    std::vector<float> full(static_cast<std::size_t>(ps_.size()), 0.0f);
+    const Tensor staged = file_ ? read_partition() : shard_;
+    for (const Piece& p : part_.pieces())
+      comm_.all_gather(staged.data<float>() + p.shard, full.data() + p.begin, static_cast<std::size_t>(p.count));
+    return full;
+  }
+
+  bool replicas_identical() override {
+    std::vector<float> kept;  // only the persistent units are replicated
+    for (int u = 0; u < gatherer_->count(); ++u)
+      if (gatherer_->persistent(u))
+        kept.insert(kept.end(), ps_.values() + gatherer_->begin(u), ps_.values() + gatherer_->end(u));
+    return th::replicas_identical(comm_, kept.data(), static_cast<std::int64_t>(kept.size()));
+  }
+
+  const float* partition_values(Tensor& scratch, const OwnedSpans&) override {
+    if (shard_.defined()) return shard_.data<float>();
+    scratch = read_partition();  // verified reads of the file
+    return scratch.data<float>();
+  }
+  float* load_target(Tensor& scratch) override {
+    if (shard_.defined()) return shard_.data<float>();
+    scratch = Tensor::zeros({std::max<std::int64_t>(part_.shard_size(), 1)}, DType::F32, MemCategory::Workspace);
+    return scratch.data<float>();
+  }
+  void loaded(const Tensor& scratch, const OwnedSpans&) override {
+    if (file_) write_partition(scratch.data<float>(), DType::F32);
+  }
+
+  ChunkFile* file() override { return file_.get(); }
+  void write_partition(const float* x, DType compute) override {
+    agree_each(comm_, [&] {
+      file_->fill([&](float* a, float*, std::int64_t c0, std::int64_t c1) {
+        std::memcpy(a, x + c0, sizeof(float) * static_cast<std::size_t>(c1 - c0));
+        round_to_compute(compute, a, c1 - c0);
+      });
+    });
+  }
+
+  void drop_prefetched() override { gatherer_->drop(); }
+  void order_recorded() override { gatherer_->stop_recording(); }
+  bool collective_forward() const override { return true; }
+  void add_offload(ZeroMemory& m) const override {
+    if (param_ == OffloadTarget::Cpu) m.offload_host += static_cast<std::int64_t>(sizeof(float)) * part_.shard_size();
+    if (file_) {  // 'nvme': the host holds the file's two chunk slots
+      m.offload_host += file_->window_bytes();
+      m.offload_window += file_->window_bytes();
+      m.offload_nvme += file_->file_bytes();
+    }
+  }
+
+  // PieceSource: the rank's blocks from the NVMe file first, then the gathers.
+  void launch(const std::vector<std::size_t>& idx, std::vector<CommRequestPtr>& reqs) override {
+    if (file_) stage_pieces(idx);
+    for (std::size_t k : idx) reqs.push_back(gather_piece(part_.pieces()[k]));
+  }
+
+ private:
+  // Starts the all-gather of one piece from the partition into the working range.
+  CommRequestPtr gather_piece(const Piece& p) {
+    float* working = range_.data();
+    const auto count = static_cast<std::size_t>(p.count);
+    if (param_ == OffloadTarget::None) return comm_.iall_gather(shard_.data<float>() + p.shard, working + p.begin, count);
+    if (!file_) {
+      ProfileScope scope(profiler(), "offload/param_upload", Category::Offload);
+      std::memcpy(working + part_.owned(p), shard_.data<float>() + p.shard, sizeof(float) * count);
+    }
+    return comm_.iall_gather(working + part_.owned(p), working + p.begin, count);
+  }
+
+  // Copies the rank's blocks of pieces `idx` from the file into their places in the working range
+  // (verified reads, agreed over ranks).
+  void stage_pieces(const std::vector<std::size_t>& idx) {
+    if (idx.empty()) return;
+    float* working = range_.data();
+    const auto& pieces = part_.pieces();
+    std::int64_t lo = pieces[idx.front()].shard, hi = lo;
+    for (std::size_t k : idx) {
+      lo = std::min(lo, pieces[k].shard);
+      hi = std::max(hi, pieces[k].shard + pieces[k].count);
+    }
+    agree_each(comm_, [&] {
+      ProfileScope scope(profiler(), "offload/param_upload", Category::Offload);
+      file_->read_range(lo, hi, [&](const float* a, std::int64_t c0, std::int64_t c1) {
+        for (std::size_t k : idx) {
+          const Piece& p = pieces[k];
+          const std::int64_t b = std::max(c0, p.shard), e = std::min(c1, p.shard + p.count);
+          if (b < e)
+            std::memcpy(working + part_.owned(p) + (b - p.shard), a + (b - c0),
+                        sizeof(float) * static_cast<std::size_t>(e - b));
+        }
+      });
+    });
+  }
+
+  // The whole partition read from the file (transient workspace).
+  Tensor read_partition() {
+    Tensor x = Tensor::zeros({std::max<std::int64_t>(part_.shard_size(), 1)}, DType::F32, MemCategory::Workspace);
+    float* out = x.data<float>();
+    agree_each(comm_, [&] {
+      file_->stream([&](float* a, float*, std::int64_t c0, std::int64_t c1) {
+        std::memcpy(out + c0, a, sizeof(float) * static_cast<std::size_t>(c1 - c0));
+      }, false);
+    });
+    return x;
+  }
+
+  Comm& comm_;
+  ParamStore<float>& ps_;
+  const ZeroPartition& part_;
+  OffloadTarget param_;
+  ReservedRange range_;               // the full-size working range, committed per gathered unit
+  Tensor shard_;                      // the partition ('none', 'cpu')
+  std::unique_ptr<ChunkFile> file_;   // or its file ('nvme')
+  std::unique_ptr<Gatherer> gatherer_;
+};
+
+}  // namespace
+
+std::unique_ptr<ParamHome> make_partitioned_params(Comm& comm, Transformer<float>& model, const ZeroPartition& part,
+                                                   const ZeroOptions& opt, float* grad_range) {
+  return std::make_unique<PartitionedParams>(comm, model, part, opt, grad_range);
+}
+
+}  // namespace th::zero

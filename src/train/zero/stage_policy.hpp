@@ -1,0 +1,34 @@
+#pragma once
+// The one place where a ZeRO stage number becomes behaviour. Every other part of the engine asks
+// the policy a named question ("are the gradients partitioned?") instead of comparing stages.
+//
+//   stage 0  replicated: every rank holds and updates everything; gradients all-reduced
+//   stage 1  moments (and the fp32 master) partitioned; gradients reduce-scattered at the end
+//   stage 2  gradients partitioned too: reduced every micro-batch into the partition
+//   stage 3  parameters partitioned too: gathered per unit for forward and backward
+#include <cstdint>
+
+#include "th/model/transformer.hpp"
+
+namespace th::zero {
+
+struct StagePolicy {
+  int stage = 0;
+  bool replicated = true;          // stage 0: no partition (one part: the whole buffer)
+  bool grads_partitioned = false;  // stages 2-3
+  bool params_partitioned = false; // stage 3
+  // Model-state bytes per rank in fp32 (the ZeRO paper): whole x Psi + split x Psi / N.
+  double formula_whole = 16, formula_split = 0;
+  // Communication per step in units of Psi (N-1)/N x 4 bytes: all-reduce 2, stage 3 adds a gather.
+  int comm_psi = 2;
+  const char* comm_formula = "2";
+};
+
+// Throws th::Error for a stage outside 0..3.
+StagePolicy stage_policy(int stage);
+
+// The model layout this policy needs (ModelSpec::param_align, param_segment_max,
+// external_param_storage): every segment a multiple of the world size, at most bucket_mb.
+void configure_layout(ModelSpec& spec, const StagePolicy& policy, double bucket_mb, int world);
+
+}  // namespace th::zero
