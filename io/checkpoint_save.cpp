@@ -22,7 +22,7 @@ namespace {
 using namespace ckpt;
 namespace fs = std::filesystem;
 
-// Testing aids (tests/check_kill_during_save.sh, tests/check_rank_failure.sh): TH_FAULT="rank:step:save"
+// Testing aids (tests/scripts/check_kill_during_save.sh, tests/scripts/check_rank_failure.sh): TH_FAULT="rank:step:save"
 // kills that rank with SIGKILL, like `kill -9`, in the middle of writing the checkpoint of that
 // step; "rank:step:save_throw" makes it throw there instead.
 void maybe_kill_during_save(int rank, std::int64_t step) {

@@ -153,7 +153,7 @@ Trainer::~Trainer() = default;
 namespace {
 // Testing aid for the no-hang guarantee: TH_FAULT="rank:step:kind" makes that rank fail at the
 // start of that step, by throwing (kind 'throw') or by dying without a word (kind 'exit'); kind
-// 'save' is a SIGKILL in the middle of writing that step's checkpoint (io/checkpoint.cpp).
+// 'save' is a SIGKILL in the middle of writing that step's checkpoint (io/checkpoint_save.cpp).
 // Kind 'overflow' sets one of that rank's reduced gradients to inf before the overflow check of
 // that step (the step number 0 means every step: a permanent overflow).
 void maybe_inject_fault(int rank, std::int64_t step) {

@@ -16,7 +16,7 @@
 #include "reserved_range.hpp"
 #include "th/core/profiler.hpp"
 #include "th/parallel/agree.hpp"
-#include "th/train/data_parallel.hpp"
+#include "th/parallel/replica_check.hpp"
 
 namespace th::zero {
 

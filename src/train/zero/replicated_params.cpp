@@ -4,7 +4,7 @@
 
 #include "param_home.hpp"
 #include "precision.hpp"
-#include "th/train/data_parallel.hpp"
+#include "th/parallel/replica_check.hpp"
 
 namespace th::zero {
 
