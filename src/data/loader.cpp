@@ -152,26 +152,16 @@ std::vector<Batch> TrainLoader::fetch(const std::vector<std::vector<std::int64_t
 }
 
 void TrainLoader::submit_next() {
-  if (step_in_epoch_ >= epoch_steps_) {
-    next_epoch_ = epoch_ + 1;
-    next_step_ = 0;
-    sampler_->set_epoch(next_epoch_);  // the sampler is planned for the step being prefetched
-  } else {
-    next_epoch_ = epoch_;
-    next_step_ = step_in_epoch_;
-  }
-  auto rows = sampler_->step_rows(next_step_, rank_);
+  auto rows = sampler_->step_rows(cursor_.plan_next(epoch_steps_, *sampler_), rank_);
   prefetch_->submit([this, rows = std::move(rows)] { return fetch(rows); });
 }
 
 std::vector<Batch> TrainLoader::next_step() {
   std::vector<Batch> out = prefetch_->take();
-  if (next_epoch_ != epoch_) {
+  if (cursor_.advance()) {  // the sampler already plans this epoch (submit_next moved it)
     epoch_steps_ = sampler_->steps();
     padding_ = sampler_->padding_fraction();
   }
-  epoch_ = next_epoch_;
-  step_in_epoch_ = next_step_ + 1;
   submit_next();
   return out;
 }
@@ -180,11 +170,7 @@ void TrainLoader::restore(const State& s) {
   TH_CHECK(s.epoch >= 0 && s.step_in_epoch >= 0, "sampler state (epoch " + std::to_string(s.epoch) + ", step " +
                                                       std::to_string(s.step_in_epoch) + ") is negative");
   prefetch_->discard();
-  sampler_->set_epoch(s.epoch);
-  epoch_ = s.epoch;
-  // A position past the epoch's end means the end: after world size x grad_accum changed, the
-  // epoch is planned for the new product and can hold a few steps fewer than the saved position.
-  step_in_epoch_ = std::min(s.step_in_epoch, sampler_->steps());
+  cursor_.restore(s, *sampler_);
   epoch_steps_ = sampler_->steps();
   padding_ = sampler_->padding_fraction();
   submit_next();

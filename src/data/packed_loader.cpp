@@ -129,22 +129,13 @@ std::vector<Batch> PackedLoader::fetch(const std::vector<std::vector<std::int64_
 }
 
 void PackedLoader::submit_next() {
-  if (step_in_epoch_ >= sampler_->steps()) {
-    next_epoch_ = epoch_ + 1;
-    next_step_ = 0;
-    sampler_->set_epoch(next_epoch_);  // the sampler is planned for the step being prefetched
-  } else {
-    next_epoch_ = epoch_;
-    next_step_ = step_in_epoch_;
-  }
-  auto blocks = sampler_->step_blocks(next_step_, rank_);
+  auto blocks = sampler_->step_blocks(cursor_.plan_next(sampler_->steps(), *sampler_), rank_);
   prefetch_->submit([this, blocks = std::move(blocks)] { return fetch(blocks); });
 }
 
 std::vector<Batch> PackedLoader::next_step() {
   std::vector<Batch> out = prefetch_->take();
-  epoch_ = next_epoch_;
-  step_in_epoch_ = next_step_ + 1;
+  cursor_.advance();
   submit_next();
   return out;
 }
@@ -152,9 +143,7 @@ std::vector<Batch> PackedLoader::next_step() {
 void PackedLoader::restore(const State& s) {
   TH_CHECK(s.epoch >= 0 && s.step_in_epoch >= 0, "sampler state is negative");
   prefetch_->discard();
-  sampler_->set_epoch(s.epoch);
-  epoch_ = s.epoch;
-  step_in_epoch_ = std::min(s.step_in_epoch, sampler_->steps());
+  cursor_.restore(s, *sampler_);
   submit_next();
 }
 

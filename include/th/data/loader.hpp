@@ -21,6 +21,7 @@
 
 #include "th/config/config.hpp"
 #include "th/data/batch_source.hpp"
+#include "th/data/step_cursor.hpp"
 #include "th/data/batching.hpp"
 #include "th/parallel/comm.hpp"
 
@@ -50,7 +51,7 @@ class TrainLoader final : public BatchSource {
   // given. restore() continues with exactly the batches it would have given (a step count past
   // the epoch's end counts as its end).
   using State = BatchSource::State;
-  State state() const override { return {epoch_, step_in_epoch_}; }
+  State state() const override { return cursor_.state(); }
   void restore(const State& s) override;
 
   // This rank's share of the validation set (rank r takes batches r, r + world, ...); empty
@@ -81,8 +82,8 @@ class TrainLoader final : public BatchSource {
   std::vector<std::int64_t> file_rows_;  // sampler index -> row of the training file
   std::unique_ptr<DistributedSampler> sampler_;
   std::string tokenizer_, fingerprint_;
-  std::int64_t steps_per_epoch_ = 0, epoch_ = 0, step_in_epoch_ = 0, epoch_steps_ = 0;
-  std::int64_t next_epoch_ = 0, next_step_ = 0;  // the step being prefetched
+  std::int64_t steps_per_epoch_ = 0, epoch_steps_ = 0;  // of the first epoch, of the current one
+  StepCursor cursor_;
   double padding_ = 0;
   std::int64_t too_long_ = 0;
   std::unique_ptr<Prefetcher> prefetch_;  // declared last: stops before the reader it uses closes

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "th/data/batch_source.hpp"
+#include "th/data/step_cursor.hpp"
 #include "th/data/packing.hpp"
 
 namespace th {
@@ -39,7 +40,7 @@ class PackedLoader final : public BatchSource {
   const char* example_name() const override { return "blocks"; }
   std::int64_t steps_per_epoch() const override { return sampler_->steps(); }
   std::vector<Batch> next_step() override;
-  State state() const override { return {epoch_, step_in_epoch_}; }
+  State state() const override { return cursor_.state(); }
   void restore(const State& s) override;
   std::vector<Batch> valid_batches() const override { return valid_; }
   const std::string& tokenizer_model() const override { return tokenizer_; }
@@ -57,8 +58,7 @@ class PackedLoader final : public BatchSource {
   std::unique_ptr<LmDatasetReader> reader_;
   std::unique_ptr<PackedSampler> sampler_;
   std::vector<Batch> valid_;
-  std::int64_t epoch_ = 0, step_in_epoch_ = 0;
-  std::int64_t next_epoch_ = 0, next_step_ = 0;  // the step being prefetched
+  StepCursor cursor_;
   std::unique_ptr<Prefetcher> prefetch_;  // declared last: stops before the reader it uses closes
 };
 
