@@ -11,20 +11,18 @@
 #         ENOSPC: same message, and the partial .tmp is removed.
 #   MODE injected: an ordinary folder; TH_FAULT=0:10:disk_full makes the check see 0 bytes free.
 set -u
-mode=$1 mpiexec=$2 npflag=$3; shift 3
-flags=()
-while [[ $# -gt 0 && $1 != -- ]]; do flags+=("$1"); shift; done
-shift
-exe=$1 deck=$2
+mode=$1; shift
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+th_launcher "$@"
+exe=${rest[0]} deck=${rest[1]}
 
 if [[ $mode == tmpfs && -z ${TH_SPACE_TEST_NS:-} ]]; then
   unshare -m true 2>/dev/null || { echo "SKIP: unshare -m not permitted here"; exit 77; }
   exec unshare -m env TH_SPACE_TEST_NS=1 "$0" "$mode" "$mpiexec" "$npflag" "${flags[@]}" -- "$exe" "$deck"
 fi
 
-out=$(mktemp -d)
-trap 'umount "$out/mnt" 2>/dev/null; rm -rf "$out"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+th_workdir
+th_on_exit 'umount "$out/mnt" 2>/dev/null'
 export OMP_NUM_THREADS=1
 ckdir=$out/ckpt
 if [[ $mode == tmpfs ]]; then

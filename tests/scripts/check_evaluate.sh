@@ -8,20 +8,16 @@
 #    and are decoded sorted by length on several ranks);
 #  - evaluate without a checkpoint stops with a clear message.
 set -u
-mpiexec=$1 npflag=$2; shift 2
-flags=()
-while [[ $# -gt 0 && $1 != -- ]]; do flags+=("$1"); shift; done
-shift
-exe=$1 deck=$2
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+th_launcher "$@"
+exe=${rest[0]} deck=${rest[1]}
+th_workdir
 export OMP_NUM_THREADS=1
 run() {  # run NP ARGS...
   local np=$1; shift
   timeout 300 "$mpiexec" "$npflag" "$np" "${flags[@]}" "$exe" "$deck" --set "run%output_dir='$out/run'" \
     --set data%synthetic_valid_samples=64 "$@"
 }
-fail() { echo "FAIL: $*"; exit 1; }
 
 run 2 --set run%max_steps=300 >"$out/train.log" 2>&1 || { cat "$out/train.log"; fail "training failed"; }
 

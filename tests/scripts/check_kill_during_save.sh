@@ -6,14 +6,10 @@
 # file only as a .tmp; the rerun resumes from step 5, finishes step 20, and its metrics records
 # (one metrics.h5 for both runs) equal an uninterrupted run's bit for bit.
 set -u
-mpiexec=$1 npflag=$2; shift 2
-flags=()
-while [[ $# -gt 0 && $1 != -- ]]; do flags+=("$1"); shift; done
-shift
-exe=$1 deck=$2
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+th_launcher "$@"
+exe=${rest[0]} deck=${rest[1]}
+th_workdir
 export OMP_NUM_THREADS=1
 run() {  # run DIR ARGS...
   local dir=$1; shift

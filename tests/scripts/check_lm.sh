@@ -11,16 +11,12 @@
 #  - generate with a fixed seed gives the same text twice, on 1 and 3 ranks, from a file or
 #    stdin, one line per prompt in input order; another seed gives another text.
 set -u
-mpiexec=$1 npflag=$2; shift 2
-flags=()
-while [[ $# -gt 0 && $1 != -- ]]; do flags+=("$1"); shift; done
-shift
-exe=$1 fixture=$2
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+th_launcher "$@"
+exe=${rest[0]} fixture=${rest[1]}
+th_workdir
 export OMP_NUM_THREADS=1
 py=/usr/bin/python3
-fail() { echo "FAIL: $*"; exit 1; }
 
 mkdir -p "$out/text"
 cut -f1 "$fixture" | awk -v dir="$out/text" '{ f = (NR <= 60) ? dir "/a.txt" : dir "/b.txt"; print > f; if (NR % 3 == 0) print "" > f }'

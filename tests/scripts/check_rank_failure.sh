@@ -19,13 +19,11 @@
 # For the injected faults the time is taken from the "TH_FAULT: ... injected at <ms>" line the
 # failing rank prints; for the bad files from the start of the job (its whole length is bounded).
 set -u
-scenario=$1 np=$2 mpiexec=$3 npflag=$4; shift 4
-flags=()
-while [[ $# -gt 0 && $1 != -- ]]; do flags+=("$1"); shift; done
-shift
-exe=$1 tsv=$2
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+scenario=$1 np=$2; shift 2
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+th_launcher "$@"
+exe=${rest[0]} tsv=${rest[1]}
+th_workdir
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 fail() { echo "FAIL ($scenario, $np ranks): $*"; echo "--- stderr:"; head -30 "$out/stderr" 2>/dev/null; exit 1; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }

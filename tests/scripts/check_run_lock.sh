@@ -8,26 +8,14 @@
 #  4. a run that crashed (rank 0 dies: TH_FAULT=0:3:exit) leaves a stale lock that the next run
 #     takes over, with a warning naming the dead holder.
 set -u
-mpiexec=$1 npflag=$2; shift 2
-flags=()
-while [[ $# -gt 0 && $1 != -- ]]; do flags+=("$1"); shift; done
-shift
-exe=$1 deck=$2
-out=$(mktemp -d)
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+th_launcher "$@"
+exe=${rest[0]} deck=${rest[1]}
 a_pid=""
-cleanup() { [[ -n $a_pid ]] && kill -KILL "$a_pid" 2>/dev/null; rm -rf "$out"; }
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+th_workdir
+th_on_exit '[[ -n $a_pid ]] && kill -KILL "$a_pid" 2>/dev/null'
 export OMP_NUM_THREADS=1
-wait_for() {  # wait_for FILE PATTERN SECONDS (while run A lives)
-  local i
-  for ((i = 0; i < $3 * 10; ++i)); do
-    grep -q "$2" "$1" 2>/dev/null && return 0
-    kill -0 "$a_pid" 2>/dev/null || return 1
-    sleep 0.1
-  done
-  return 1
-}
+wait_for() { wait_for_line "$1" "$2" "$3" "$a_pid"; }  # wait_for FILE PATTERN SECONDS (while run A lives)
 
 # 1. A second run on a live run's folder.
 X=$out/x

@@ -14,6 +14,7 @@
 #   int_singleton  SIGINT to a rank started without mpirun (Ctrl-C): checkpoint, stop, exit 0; a
 #                  second SIGINT during the stop would kill it (not tested: timing).
 # The test's own launcher flags set odls_base_sigkill_timeout 0; it is taken out here.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 set -u
 case_=$1 mpiexec=$2 npflag=$3; shift 3
 flags=()
@@ -30,15 +31,7 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*"; [[ -f $out/run.log ]] && tail -30 "$out/run.log"; exit 1; }
 export OMP_NUM_THREADS=1
 common=(--set "run%output_dir='$out/run'" --set log%every_steps=1 --set data%synthetic_valid_samples=16)
-wait_for() {  # wait_for PATTERN SECONDS: in run.log, while the launcher lives
-  local i
-  for ((i = 0; i < $2 * 20; ++i)); do
-    grep -q "$1" "$out/run.log" 2>/dev/null && return 0
-    kill -0 "$launcher" 2>/dev/null || return 1
-    sleep 0.05
-  done
-  return 1
-}
+wait_for() { wait_for_line "$out/run.log" "$1" "$2" "$launcher"; }  # wait_for PATTERN SECONDS: in run.log, while the launcher lives
 ranks_of() { pgrep -P "$1" -f torch-handle | tr '\n' ' '; }
 running() {  # running PID: the process exists and is not a zombie (an exited child not yet reaped)
   local state
