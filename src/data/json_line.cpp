@@ -27,34 +27,17 @@ class Parser {
       return malformed();
     }
     bool found = false, is_string = false;
-    ++i_;
-    skip_ws();
-    if (peek('}')) {
-      ++i_;
-    } else {
-      for (;;) {
-        skip_ws();
-        std::string key;
-        if (!string(&key)) return malformed();
-        skip_ws();
-        if (!expect(':')) return malformed();
-        skip_ws();
-        if (key == field && !found) {
-          found = true;
-          is_string = peek('"');
-          if (is_string ? !string(&r.value) : !value(1)) return malformed();
-        } else if (!value(1)) {
-          return malformed();
-        }
-        skip_ws();
-        if (peek(',')) {
-          ++i_;
-          continue;
-        }
-        if (!expect('}')) return malformed();
-        break;
+    const bool ok = members('}', [&] {
+      std::string key;
+      if (!key_colon(&key)) return false;
+      if (key == field && !found) {
+        found = true;
+        is_string = peek('"');
+        return is_string ? string(&r.value) : value(1);
       }
-    }
+      return value(1);
+    });
+    if (!ok) return malformed();
     skip_ws();
     if (!at_end()) return malformed("unexpected text after the object");
     if (!found) r.status = JsonFieldResult::Status::Missing;
@@ -107,45 +90,35 @@ class Parser {
     i_ += w.size();
     return true;
   }
-  bool object(int depth) {
+  // The members of an object or the elements of an array, from the opening bracket at i_ to
+  // `close`; member() reads one member or element.
+  template <typename Member> bool members(char close, Member member) {
     ++i_;
     skip_ws();
-    if (peek('}')) {
+    if (peek(close)) {
       ++i_;
       return true;
     }
     for (;;) {
       skip_ws();
-      if (!string(nullptr)) return false;
+      if (!member()) return false;
       skip_ws();
-      if (!expect(':')) return false;
-      skip_ws();
-      if (!value(depth + 1)) return false;
-      skip_ws();
-      if (peek(',')) {
-        ++i_;
-        continue;
-      }
-      return expect('}');
+      if (!peek(',')) return expect(close);
+      ++i_;
     }
   }
-  bool array(int depth) {
-    ++i_;
+  bool key_colon(std::string* key) {  // "key" : (the value follows)
+    if (!string(key)) return false;
     skip_ws();
-    if (peek(']')) {
-      ++i_;
-      return true;
-    }
-    for (;;) {
-      skip_ws();
-      if (!value(depth + 1)) return false;
-      skip_ws();
-      if (peek(',')) {
-        ++i_;
-        continue;
-      }
-      return expect(']');
-    }
+    if (!expect(':')) return false;
+    skip_ws();
+    return true;
+  }
+  bool object(int depth) {
+    return members('}', [&] { return key_colon(nullptr) && value(depth + 1); });
+  }
+  bool array(int depth) {
+    return members(']', [&] { return value(depth + 1); });
   }
   bool digits() {
     const std::size_t start = i_;
