@@ -33,14 +33,14 @@ using Trained = testing_support::TrainedRun;
 constexpr double kLossTol = 2e-3, kParamTol = 3e-3;  // test_zero.cpp's, and why
 const char* const kTable = "pos_embed/weight";
 
-struct Setup {
+struct RunSpec {
   int stage = 0;
   std::string dir, resume = "never", positions = "learned";
   double dropout = 0.0;
   bool ckpt = false;
 };
 
-Config make_cfg(const Setup& s) {
+Config make_cfg(const RunSpec& s) {
   return make_config(Deck::from_text(R"(
 &run task = 'train', output_dir = ')" + s.dir + R"(', seed = 5, max_steps = 20 /
 &model arch = 'encoder-decoder', d_model = 64, n_heads = 4, d_ff = 128, n_encoder_layers = 2,
@@ -56,7 +56,7 @@ Config make_cfg(const Setup& s) {
 )", "learned-positions-test"));
 }
 
-Trained train(const Setup& s, Comm& comm, int steps = 20) { return testing_support::run_trainer(make_cfg(s), comm, steps); }
+Trained train(const RunSpec& s, Comm& comm, int steps = 20) { return testing_support::run_trainer(make_cfg(s), comm, steps); }
 
 double l2(const std::vector<float>& a, const std::vector<float>& b) {
   double d = 0;
@@ -91,7 +91,7 @@ TEST(LearnedPositions, StageThreeFollowsStageZeroTableIncluded) {
                 row0_init, row15, update);
   EXPECT_GT(row0, 0.25 * row0_init) << "the positional table did not train";
   EXPECT_LT(row15, 1e-2 * row0) << "a row no sequence reaches got a gradient";
-  for (const Setup s : {Setup{3, dir + "/s3"}, Setup{3, dir + "/s3ck", "never", "learned", 0.0, true}}) {
+  for (const RunSpec s : {RunSpec{3, dir + "/s3"}, RunSpec{3, dir + "/s3ck", "never", "learned", 0.0, true}}) {
     const Trained run = train(s, w);
     const std::string what = s.ckpt ? "learned, stage 3 + activation checkpointing" : "learned, stage 3";
     testing_support::expect_same_run(run, ref, what, "lpos", w.rank(), kLossTol, kParamTol);
@@ -127,7 +127,7 @@ TEST(LearnedPositions, StageThreeCheckpointResumesLoadsAndRefusesTheOtherPositio
   Config eval = make_cfg({0, dir + "/split", "auto", "learned"});
   eval.run.task = "evaluate";
   {
-    const LoadedModel m = load_trained_model(eval, w, 16, "synthetic data", "");
+    const LoadedModel m = load_trained_model(eval, w, 16, "synthetic data", "none");
     EXPECT_EQ(m.step, 20);
     const ParamInfo& t = m.model->params().find(kTable);
     EXPECT_EQ(0, std::memcmp(m.model->params().value(t.offset), straight.params.at(kTable).data(),
@@ -144,7 +144,7 @@ TEST(LearnedPositions, StageThreeCheckpointResumesLoadsAndRefusesTheOtherPositio
   }
   eval.model.positions = "sinusoidal";
   try {
-    load_trained_model(eval, w, 16, "synthetic data", "");
+    load_trained_model(eval, w, 16, "synthetic data", "none");
     ADD_FAILURE() << "a sinusoidal model loaded learned-positions weights";
   } catch (const InputError& e) {
     EXPECT_TRUE(has(e.what(), "pos_embed/weight") && has(e.what(), "model% keys")) << e.what();
