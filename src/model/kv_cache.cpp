@@ -19,8 +19,10 @@ KvCache::KvCache(Transformer<float>& m, const std::vector<std::vector<int>>& sou
   const bool tied = s_.tie_embeddings;
   embed_name_ = tied ? "embed/weight" : "decoder/embed/weight";
   out_name_ = tied ? "embed/weight" : "output/weight";
-  pe_.resize(static_cast<std::size_t>(max_pos) * D_);
-  cpu::sinusoidal_table(pe_.data(), max_pos, D_);
+  // The model's own table (sinusoidal buffer or learned parameter), rows [0, max_pos).
+  TH_CHECK(max_pos <= s_.max_len, "decoding past model%max_len");
+  const float* table = m.positional_table();
+  pe_.assign(table, table + static_cast<std::size_t>(max_pos) * D_);
   const std::size_t cache = static_cast<std::size_t>(R_) * max_pos * D_;
   kc_.assign(static_cast<std::size_t>(s_.n_decoder_layers), std::vector<float>(cache));
   vc_.assign(static_cast<std::size_t>(s_.n_decoder_layers), std::vector<float>(cache));

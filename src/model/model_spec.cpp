@@ -19,6 +19,7 @@ ModelSpec model_spec(const Config& cfg, int vocab_size) {
   s.dropout = static_cast<float>(cfg.model.dropout);
   s.tie_embeddings = cfg.model.tie_embeddings;
   s.max_len = cfg.model.max_len;
+  s.positions = cfg.model.positions == "learned" ? PositionEncoding::Learned : PositionEncoding::Sinusoidal;
   s.vocab_size = vocab_size;
   s.pad_id = SpecialTokens::pad;
   s.label_smoothing = cfg.optim.label_smoothing;

@@ -92,6 +92,10 @@ template <typename T> void ParamStore<T>::initialize(std::uint64_t seed, std::in
         for (std::int64_t i = 0; i < p.numel; ++i) w[i] = static_cast<T>(sd * normal01(seed, stream, i));
         break;
       }
+      case ParamInit::PositionNormal: {  // N(0, 0.02^2), GPT-2's learned positions
+        for (std::int64_t i = 0; i < p.numel; ++i) w[i] = static_cast<T>(0.02 * normal01(seed, stream, i));
+        break;
+      }
     }
   }
 }

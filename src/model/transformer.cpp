@@ -21,7 +21,8 @@ double transformer_parameter_count(const ModelSpec& s) {
   const double decoder_layer = enc ? 2 * attention + ffn + 3 * norm : attention + ffn + 2 * norm;
   const double embeddings = s.tie_embeddings ? V * D : (enc ? 3 : 2) * V * D;  // untied: + output projection
   const double final_norms = s.pre_norm ? (enc ? 2 : 1) * norm : 0;
-  return embeddings + (enc ? s.n_encoder_layers : 0) * encoder_layer + s.n_decoder_layers * decoder_layer + final_norms;
+  const double positions = s.positions == PositionEncoding::Learned ? double(s.max_len) * D : 0;  // one shared table
+  return embeddings + positions + (enc ? s.n_encoder_layers : 0) * encoder_layer + s.n_decoder_layers * decoder_layer + final_norms;
 }
 
 template <typename T>
@@ -38,6 +39,9 @@ Transformer<T>::Transformer(const ModelSpec& s) : spec_(s) {
     if (enc) src_embed_ = params_.declare("encoder/embed/weight", {V, D}, ParamInit::EmbeddingNormal);
     tgt_embed_ = params_.declare("decoder/embed/weight", {V, D}, ParamInit::EmbeddingNormal);
   }
+  // In the embeddings' unit: ZeRO stage 3 gathers it with the token tables that it is added to.
+  if (s.positions == PositionEncoding::Learned)
+    pos_embed_ = params_.declare("pos_embed/weight", {s.max_len, D}, ParamInit::PositionNormal);
   params_.end_unit();
   std::uint64_t site = 16;
   auto residual = [&](const std::string& norm, std::unique_ptr<Sublayer<T>> f) {
@@ -88,9 +92,11 @@ Transformer<T>::Transformer(const ModelSpec& s) : spec_(s) {
     out_proj_ = params_.declare("output/weight", {V, D}, ParamInit::XavierUniform);
   }
   if (!s.external_param_storage) params_.allocate();
-  // The positional table is a buffer, not a parameter: computed, never trained or communicated.
-  pe_ = Tensor::empty({s.max_len, D}, dtype_of<T>(), MemCategory::Parameters);
-  cpu::sinusoidal_table(pe_.data<T>(), s.max_len, D);
+  if (s.positions == PositionEncoding::Sinusoidal) {
+    // The sinusoidal table is a buffer, not a parameter: computed, never trained or communicated.
+    pe_ = Tensor::empty({s.max_len, D}, dtype_of<T>(), MemCategory::Parameters);
+    cpu::sinusoidal_table(pe_.data<T>(), s.max_len, D);
+  }
 }
 
 template <typename T> Transformer<T>::~Transformer() = default;
@@ -104,6 +110,10 @@ template <typename T> void Transformer<T>::round_compute(T* x, std::int64_t n) c
   }
 }
 
+template <typename T> const T* Transformer<T>::positional_table() const {
+  return pos_embed_ >= 0 ? params_.value(pos_embed_) : pe_.data<T>();
+}
+
 template <typename T>
 void Transformer<T>::embed(T* y, const std::vector<int>& tokens, int B, int L, std::int64_t table) {
   if (L > spec_.max_len)
@@ -111,7 +121,7 @@ void Transformer<T>::embed(T* y, const std::vector<int>& tokens, int B, int L, s
                      "than model%max_len = " + std::to_string(spec_.max_len) + "; raise model%max_len");
   for (int t : tokens)
     TH_CHECK(t >= 0 && t < spec_.vocab_size, "token id " + std::to_string(t) + " outside the vocabulary");
-  cpu::embedding_forward(y, tokens.data(), params_.value(table), pe_.data<T>(), B, L, spec_.d_model,
+  cpu::embedding_forward(y, tokens.data(), params_.value(table), positional_table(), B, L, spec_.d_model,
                          T(std::sqrt(static_cast<double>(spec_.d_model))));
 }
 
@@ -279,6 +289,7 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
   }
   cpu::dropout_forward(g.data<T>(), g.data<T>(), Nt * D, p, seed, dropout_stream(kTgtEmbedSite, micro));
   cpu::embedding_backward(params_.grad(tgt_embed_), batch.tgt_in.data(), g.data<T>(), Nt, D, scale);
+  if (pos_embed_ >= 0) cpu::position_backward(params_.grad(pos_embed_), g.data<T>(), batch.B, batch.T, D);
   if (!spec_.decoder_only) {
     round_compute(dmemory_);  // summed over the decoder blocks' cross-attentions in fp32
     Tensor e = scratch_buffer<T>(Ns, D), e2 = scratch_buffer<T>(Ns, D);
@@ -302,6 +313,7 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
     }
     cpu::dropout_forward(e.data<T>(), e.data<T>(), Ns * D, p, seed, dropout_stream(kSrcEmbedSite, micro));
     cpu::embedding_backward(params_.grad(src_embed_), batch.src.data(), e.data<T>(), Ns, D, scale);
+    if (pos_embed_ >= 0) cpu::position_backward(params_.grad(pos_embed_), e.data<T>(), batch.B, batch.S, D);
   }
   ready(0);
   discard();

@@ -72,8 +72,10 @@ MemoryEstimate estimate_memory(const PlanModel& m, const PlanBatch& b, const Lay
   e.params = ms.params;
   e.grads = ms.grads;
   e.optimizer = ms.optimizer;
-  // The sinusoidal positional table [max_len, D]: a buffer, allocated with the parameters.
-  e.params += std::ceil(double(m.max_len) * m.d_model * sb.param / machine.alloc_align_bytes) * machine.alloc_align_bytes;
+  // The sinusoidal positional table [max_len, D]: a buffer, allocated with the parameters (a
+  // learned table is a parameter, already in the flat buffer).
+  if (!m.learned_positions)
+    e.params += std::ceil(double(m.max_len) * m.d_model * sb.param / machine.alloc_align_bytes) * machine.alloc_align_bytes;
 
   if (l.stage >= 2) {
     // The working gradient range gives its pages back after each reduce-scatter, except a last

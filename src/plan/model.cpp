@@ -26,7 +26,7 @@ void feed_forward(Unit& u, std::int64_t D, std::int64_t F) {
 }
 void layer_norm(Unit& u, std::int64_t D) { u.insert(u.end(), {D, D}); }
 
-// Units in declaration order: embeddings, encoder blocks, encoder norm (pre-norm), decoder
+// Units in declaration order: embeddings (and the learned positional table), encoder blocks, encoder norm (pre-norm), decoder
 // blocks, decoder norm (pre-norm), output (untied). A residual's sublayer is declared before its
 // norm (the sublayer is built first, then handed to the residual).
 void build_units(PlanModel& m) {
@@ -39,10 +39,9 @@ void build_units(PlanModel& m) {
     m.units.push_back(std::move(u));
     m.kinds.push_back(k);
   };
-  if (m.tie_embeddings)
-    add({V * D}, K::Embedding);
-  else
-    add(enc ? Unit{V * D, V * D} : Unit{V * D}, K::Embedding);
+  Unit embeddings = m.tie_embeddings ? Unit{V * D} : enc ? Unit{V * D, V * D} : Unit{V * D};
+  if (m.learned_positions) embeddings.push_back(std::int64_t{m.max_len} * D);  // shared by both sides
+  add(embeddings, K::Embedding);
   for (int i = 0; enc && i < m.encoder_layers; ++i) {
     Unit u;
     attention(u, D);
@@ -113,6 +112,8 @@ PlanModel plan_model(const Config& cfg) {
     m.pre_norm = cfg.model.norm == "pre";
     m.dropout = cfg.model.dropout;
     m.gelu = cfg.model.activation == "gelu";
+    m.max_len = cfg.model.max_len;
+    m.learned_positions = cfg.model.positions == "learned";
     build_units(m);
   }
   m.max_len = cfg.plan.params > 0 && cfg.plan.seq_len > 0 ? cfg.plan.seq_len : cfg.model.max_len;

@@ -23,11 +23,11 @@ std::string gib(double bytes) {
 std::string model_line(const PlanModel& m, const PlanBatch& b) {
   char buf[512];
   std::snprintf(buf, sizeof buf,
-                "%s d_model %d, %d heads, d_ff %d, layers %d+%d, vocab %lld, %s; Psi = %.4g parameters; micro-batch %d x "
+                "%s d_model %d, %d heads, d_ff %d, layers %d+%d, vocab %lld, %s, %s positions; Psi = %.4g parameters; micro-batch %d x "
                 "(%d + %d) tokens, grad_accum %d; %s, activation checkpointing %s",
                 m.decoder_only ? "decoder-only" : "encoder-decoder", m.d_model, m.n_heads, m.d_ff, m.encoder_layers,
                 m.decoder_layers, static_cast<long long>(m.vocab), m.tie_embeddings ? "tied" : "untied",
-                double(m.params()), b.micro_batch, b.src, b.tgt, b.grad_accum, to_string(m.dtype),
+                m.learned_positions ? "learned" : "sinusoidal", double(m.params()), b.micro_batch, b.src, b.tgt, b.grad_accum, to_string(m.dtype),
                 m.checkpointing ? "on" : "off");
   return buf;
 }

@@ -61,7 +61,8 @@ void check_model_fits(const Config& cfg, const ModelSpec& spec, Comm& comm, bool
   const double psi = transformer_parameter_count(spec);
   // Model states per rank: the engine's own accounting for its stage and offload (fp32).
   const double states = weights_only ? 4 * psi : ZeroEngine::planned_state_bytes(zero_options(cfg), psi, comm.size());
-  const double table = 4.0 * spec.max_len * spec.d_model;  // the positional encoding, on every rank
+  // The sinusoidal table, a buffer on every rank (a learned table is one of the parameters, in psi).
+  const double table = spec.positions == PositionEncoding::Sinusoidal ? 4.0 * spec.max_len * spec.d_model : 0.0;
   const double need = states + table;
   if (need < 64e6) return;
   const HostMemory have = least_available(comm);

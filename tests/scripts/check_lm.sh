@@ -9,7 +9,9 @@
 #    the validation perplexity falls (metrics.h5, per token and per byte);
 #  - evaluate gives the perplexity per token and per byte (evaluate.h5);
 #  - generate with a fixed seed gives the same text twice, on 1 and 3 ranks, from a file or
-#    stdin, one line per prompt in input order; another seed gives another text.
+#    stdin, one line per prompt in input order; another seed gives another text;
+#  - learned positions: trained at ZeRO stage 3, evaluated, generated on 1 and 3 ranks alike; a
+#    sinusoidal deck on that checkpoint is refused.
 set -u
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 th_launcher "$@"
@@ -131,4 +133,21 @@ cmp -s "$out/g1a.txt" "$out/gs.txt" || fail "stdin/stdout differs from file/file
 cmp -s "$out/g1a.txt" "$out/g8.txt" && fail "another seed gave the same text"
 grep -q "^generate: 5 prompts" "$out/gs.log" || { cat "$out/gs.log"; fail "the report belongs on stderr"; }
 grep "^generate:" "$out/g3.log"
+
+# Learned positions (model%positions = 'learned', GPT-2's): trained at ZeRO stage 3 on 2 ranks, the
+# checkpoint evaluates and generates (the same text on 1 and 3 ranks), and a deck with sinusoidal
+# positions is refused with the dataset it lacks a place for.
+learned=(--set "model%positions='learned'" --set "run%output_dir='$out/runL'")
+run 2 "${learned[@]}" --set run%max_steps=10 --set parallel%zero_stage=3 >"$out/trainL.log" 2>&1 ||
+  { cat "$out/trainL.log"; fail "training with learned positions at stage 3"; }
+run 1 "${learned[@]}" --set "run%task='evaluate'" >"$out/evalL.log" 2>&1 ||
+  { cat "$out/evalL.log"; fail "evaluate with learned positions"; }
+grep "^evaluate: loss" "$out/evalL.log" || fail "no evaluate line (learned positions)"
+gen 1 "$out/gL1.txt" "${learned[@]}" >"$out/gL1.log" 2>&1 || { cat "$out/gL1.log"; fail "generate, learned positions"; }
+gen 3 "$out/gL3.txt" "${learned[@]}" >"$out/gL3.log" 2>&1 || { cat "$out/gL3.log"; fail "generate on 3 ranks, learned"; }
+[[ $(wc -l <"$out/gL1.txt") -eq 5 ]] || fail "one line per prompt (learned positions)"
+cmp -s "$out/gL1.txt" "$out/gL3.txt" || { diff "$out/gL1.txt" "$out/gL3.txt"; fail "learned: 1 and 3 ranks differ"; }
+gen 1 "$out/gLs.txt" --set "run%output_dir='$out/runL'" >"$out/gLs.log" 2>&1 && fail "a sinusoidal deck used learned weights"
+grep -q "pos_embed/weight is not a tensor of this model" "$out/gLs.log" || { cat "$out/gLs.log"; fail "no clear mismatch message"; }
+echo "learned positions: $(grep -m1 '^evaluate: loss' "$out/evalL.log"); sinusoidal deck refused"
 echo PASS

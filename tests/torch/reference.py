@@ -50,6 +50,10 @@ REAL_KEYS = ["label_smoothing", "lr", "beta1", "beta2", "eps", "weight_decay"]
 # blocks (decoder-only): a query sees only keys from the last EOS at or before it (EOS opens the
 # next document), so attention never crosses a document boundary inside a block.
 OPT_INT_KEYS = {"document_mask": 0, "eos_id": 3}
+# Optional string attributes: their allowed values, the first one the default. positions =
+# 'learned': the positional table is the parameter pos_embed/weight [max_len, D] (shared by the
+# encoder and decoder inputs) instead of the sinusoidal table.
+OPT_STR_KEYS = {"positions": ("sinusoidal", "learned")}
 STR_KEYS = {"arch": ("encoder-decoder", "decoder-only"),
             "norm": ("post", "pre"),
             "activation": ("relu", "gelu")}
@@ -110,6 +114,10 @@ def parse_config(attrs):
         cfg[k] = _as_real(k, attrs[k])
     for k, default in OPT_INT_KEYS.items():
         cfg[k] = _as_int(k, attrs[k]) if k in attrs else default
+    for k, allowed in OPT_STR_KEYS.items():
+        cfg[k] = _as_str(k, attrs[k]) if k in attrs else allowed[0]
+        if cfg[k] not in allowed:
+            raise CaseError(f"attribute '{k}' = {cfg[k]!r}, expected one of {allowed}")
     validate_config(cfg)
     return cfg
 
@@ -169,6 +177,10 @@ def embedding_names(cfg):
     return (src, "decoder/embed/weight", "output/weight")
 
 
+def learned_positions(cfg):
+    return cfg.get("positions", "sinusoidal") == "learned"
+
+
 def expected_params(cfg):
     """Ordered name -> shape of every parameter the model uses."""
     D, Fd, V = cfg["d_model"], cfg["d_ff"], cfg["vocab_size"]
@@ -178,6 +190,8 @@ def expected_params(cfg):
     for n in embedding_names(cfg):
         if n is not None and n not in out:
             out[n] = (V, D)
+    if learned_positions(cfg):
+        out["pos_embed/weight"] = (cfg["max_len"], D)
     if encdec:
         for i in range(cfg["n_encoder_layers"]):
             p = f"encoder/layer_{i}"
@@ -386,7 +400,10 @@ def decoder(P, cfg, tgt_in, tgt_len, memory, src_len, pe):
 
 def forward_logits(P, cfg, tb):
     """P: name -> float64 tensor; tb: batch as int64 tensors.  Returns logits [B,T,V]."""
-    pe = positional_encoding(cfg["max_len"], cfg["d_model"])
+    if learned_positions(cfg):
+        pe = P["pos_embed/weight"]  # one trained table for both sides
+    else:
+        pe = positional_encoding(cfg["max_len"], cfg["d_model"])
     memory, src_len = None, None
     if cfg["arch"] == "encoder-decoder":
         src_len = tb["src_len"]
@@ -836,7 +853,7 @@ def selftest_padding(ck):
 def _write_case(path, cfg, params, batch, str_as_bytes):
     with h5py.File(path, "w") as f:
         for k, v in cfg.items():
-            if k in STR_KEYS:
+            if k in STR_KEYS or k in OPT_STR_KEYS:
                 f.attrs[k] = np.bytes_(v.encode()) if str_as_bytes else v
             elif k in INT_KEYS or k in OPT_INT_KEYS:
                 f.attrs[k] = np.int64(v)
@@ -961,6 +978,42 @@ def selftest_document_mask(ck):
                  f"{after:.1e} (before it {before:.1e}; without the mask {leak:.1e}); FD worst rel err {worst:.1e}")
 
 
+def selftest_learned_positions(ck):
+    print("[7] learned positions: the sinusoidal table as pos_embed gives the sinusoidal model; "
+          "its gradient vs finite differences")
+    for ci, (a, n, act, tie) in enumerate([("encoder-decoder", "post", "relu", True),
+                                           ("decoder-only", "pre", "gelu", False)]):
+        cfg, params, batch = make_random_case(a, n, act, tie, seed=800 + ci, adam_steps=0)
+        learned = dict(cfg, positions="learned")
+        P = {k: torch.tensor(v, dtype=DTYPE) for k, v in params.items()}
+        tb = to_torch_batch(batch)
+        with torch.no_grad():
+            ref = forward_logits(P, cfg, tb).numpy()
+            same = forward_logits(dict(P, **{"pos_embed/weight": positional_encoding(cfg["max_len"], cfg["d_model"])}),
+                                  learned, tb).numpy()
+        same_diff = float(np.max(np.abs(same - ref)))
+        rng = np.random.default_rng(ci)
+        lp = dict(params, **{"pos_embed/weight": rng.normal(0.0, 0.3, (cfg["max_len"], cfg["d_model"]))})
+        out = run_case(learned, lp, batch)
+        f = _loss_fn(learned, tb)
+        base = {k: torch.tensor(v, dtype=DTYPE) for k, v in lp.items()}
+        g = out["grads"]["pos_embed/weight"]
+        used = max(batch["tgt_len"].max(), batch["src_len"].max() if "src_len" in batch else 0)
+        worst, h = 0.0, 1e-6
+        for idx in [(0, 0), (1, 3), (int(used) - 1, 5), (int(used), 2), (cfg["max_len"] - 1, 1)]:
+            with torch.no_grad():
+                Pp = dict(base); Pp["pos_embed/weight"] = base["pos_embed/weight"].clone()
+                Pp["pos_embed/weight"][idx] += h
+                Pm = dict(base); Pm["pos_embed/weight"] = base["pos_embed/weight"].clone()
+                Pm["pos_embed/weight"][idx] -= h
+                fd = (f(Pp).item() - f(Pm).item()) / (2 * h)
+            worst = max(worst, abs(fd - g[idx]) / max(abs(g[idx]), 1e-3))
+        unused_zero = bool(np.all(g[int(used):] == 0.0))
+        ck.check(same_diff == 0.0 and worst < 1e-5 and unused_zero and float(np.abs(g[:int(used)]).max()) > 1e-6,
+                 f"{_cfg_name(a, n, act, tie)} learned: sinusoidal table as pos_embed max|dlogits| {same_diff:.1e}; "
+                 f"FD worst rel err {worst:.1e}; rows past the longest sequence get no gradient: {unused_zero}")
+
+
 def self_test():
     torch.manual_seed(0)
     ck = _Checker()
@@ -969,6 +1022,7 @@ def self_test():
     selftest_adamw_and_loss(ck)
     selftest_padding(ck)
     selftest_document_mask(ck)
+    selftest_learned_positions(ck)
     if h5py is not None:
         selftest_files(ck)
     else:

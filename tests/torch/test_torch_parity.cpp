@@ -3,7 +3,8 @@
 // packed cases are language-model blocks cut from one token stream (no padding, EOS inside the
 // blocks, twice in a row and at a block's first position) with the document mask on: the
 // reference derives the mask from the tokens itself (a cumulative max of EOS positions), the C++
-// side from th::packed_batch.
+// side from th::packed_batch. The learned cases pass the positional table pos_embed/weight like
+// every other weight (one table for both sides of the encoder-decoder).
 // Tolerances (normalised: ||ours - ref|| / ||ref|| per tensor):
 //   logits and loss            <= 1e-5
 //   every parameter gradient   <= 1e-4
@@ -33,6 +34,7 @@ struct Case {
   const char* name;
   bool decoder_only, pre_norm, gelu, tied;
   bool packed = false;  // decoder-only blocks of a token stream, document mask on
+  bool learned = false;  // model%positions = 'learned': pos_embed/weight passed like every weight
 };
 
 double rel_error(const double* a, const double* ref, std::size_t n) {
@@ -61,6 +63,7 @@ TEST_P(TorchParity, LogitsLossGradientsAndTenAdamWSteps) {
   s.dropout = 0.0f;
   s.tie_embeddings = c.tied;
   s.max_len = 32;
+  s.positions = c.learned ? PositionEncoding::Learned : PositionEncoding::Sinusoidal;
   s.vocab_size = 29;
   s.label_smoothing = 0.1;
   const double lr = 1e-3, b1 = 0.9, b2 = 0.98, eps = 1e-6, wd = 0.01;
@@ -95,6 +98,7 @@ TEST_P(TorchParity, LogitsLossGradientsAndTenAdamWSteps) {
     f.set_attr("arch", std::string(c.decoder_only ? "decoder-only" : "encoder-decoder"));
     f.set_attr("norm", std::string(c.pre_norm ? "pre" : "post"));
     f.set_attr("activation", std::string(c.gelu ? "gelu" : "relu"));
+    f.set_attr("positions", std::string(c.learned ? "learned" : "sinusoidal"));
     for (auto kv : {std::pair<const char*, std::int64_t>{"d_model", s.d_model}, {"n_heads", s.n_heads},
                     {"d_ff", s.d_ff}, {"n_encoder_layers", s.n_encoder_layers}, {"n_decoder_layers", s.n_decoder_layers},
                     {"vocab_size", s.vocab_size}, {"tie_embeddings", c.tied ? 1 : 0}, {"max_len", s.max_len},
@@ -184,5 +188,9 @@ INSTANTIATE_TEST_SUITE_P(Variants, TorchParity,
                                            Case{"deconly_post_gelu_tied", true, false, true, true},
                                            Case{"deconly_pre_relu_untied", true, true, false, false},
                                            Case{"deconly_packed_docmask_pre_gelu_tied", true, true, true, true, true},
-                                           Case{"deconly_packed_docmask_post_relu_untied", true, false, false, false, true}),
+                                           Case{"deconly_packed_docmask_post_relu_untied", true, false, false, false, true},
+                                           Case{"deconly_pre_gelu_tied_learned", true, true, true, true, false, true},
+                                           Case{"deconly_packed_docmask_post_relu_untied_learned", true, false, false, false,
+                                                true, true},
+                                           Case{"encdec_post_relu_untied_learned", false, false, false, false, false, true}),
                          [](const auto& info) { return std::string(info.param.name); });

@@ -86,7 +86,7 @@ const char* const kFullDeck = R"(
 &model
   arch = 'decoder-only', d_model = 64, n_heads = 2, d_ff = 128, n_encoder_layers = 0
   n_decoder_layers = 3, activation = 'gelu', norm = 'pre', dropout = 0.25
-  tie_embeddings = F, max_len = 40, vocab_size = 50
+  tie_embeddings = F, max_len = 40, positions = 'learned', vocab_size = 50
 /
 &data
   train_file = 'tr.h5', valid_file = 'va.h5', test_file = 'te.h5', max_tokens = 1000

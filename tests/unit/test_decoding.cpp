@@ -1,6 +1,7 @@
 // Decoding: the KV-cache path gives the same tokens and scores as recomputing the whole prefix
-// with the training forward at every step (greedy and beam, every architecture); beam size 1 is
-// greedy; and a model trained on the copy task copies held-out sequences (>= 90% exact, BLEU >= 95).
+// with the training forward at every step (greedy and beam, every architecture, sinusoidal and
+// learned positions); beam size 1 is greedy; and a model trained on the copy task copies held-out
+// sequences (>= 90% exact, BLEU >= 95).
 #include <gtest/gtest.h>
 #include <mpi.h>
 
@@ -21,7 +22,7 @@
 using namespace th;
 
 namespace {
-ModelSpec spec(bool decoder_only, bool pre_norm, bool tied) {
+ModelSpec spec(bool decoder_only, bool pre_norm, bool tied, bool learned = false) {
   ModelSpec s;
   s.decoder_only = decoder_only;
   s.d_model = 32; s.n_heads = 4; s.d_ff = 48;
@@ -32,6 +33,7 @@ ModelSpec spec(bool decoder_only, bool pre_norm, bool tied) {
   s.dropout = 0.1f;  // must be off in decoding
   s.tie_embeddings = tied;
   s.max_len = 40;
+  s.positions = learned ? PositionEncoding::Learned : PositionEncoding::Sinusoidal;
   s.vocab_size = 13;
   return s;
 }
@@ -55,12 +57,17 @@ std::string join(const std::vector<int>& v) {
 }  // namespace
 
 TEST(Decoding, KvCacheMatchesFullRecomputeAndBeamOneIsGreedy) {
-  struct V { bool dec_only, pre, tied; };
-  for (V v : {V{false, false, true}, V{false, true, false}, V{true, true, true}, V{true, false, false}}) {
-    Transformer<float> model(spec(v.dec_only, v.pre, v.tied));
+  struct V { bool dec_only, pre, tied, learned; };
+  for (V v : {V{false, false, true, false}, V{false, true, false, false}, V{true, true, true, false},
+              V{true, false, false, false}, V{false, false, true, true}, V{true, true, true, true}}) {
+    Transformer<float> model(spec(v.dec_only, v.pre, v.tied, v.learned));
     model.params().initialize(21);
     // A sharper random model: scale weights so the argmax is decisive and EOS shows up.
     for (std::int64_t i = 0; i < model.params().size(); ++i) model.params().values()[i] *= 1.5f;
+    if (v.learned) {  // a learned table as large as the sinusoidal one, so that using the wrong one shows
+      const ParamInfo& pe = model.params().find("pos_embed/weight");
+      for (std::int64_t i = 0; i < pe.numel; ++i) model.params().value(pe.offset)[i] = static_cast<float>(2 * uniform01(9, 9, i) - 1);
+    }
     const auto src = sources(5, 100);
     for (int beam : {1, 3}) {
       DecodeOptions with, without;

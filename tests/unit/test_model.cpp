@@ -1,6 +1,6 @@
 // The whole model in double precision against central finite differences (every parameter
-// tensor, several entries each), activation checkpointing (bitwise-identical gradients, lower
-// activation peak) and the steady-state allocation rule.
+// tensor, several entries each; a learned positional table in full), activation checkpointing
+// (bitwise-identical gradients, lower activation peak) and the steady-state allocation rule.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -20,6 +20,7 @@ struct Variant {
   bool decoder_only, pre_norm, gelu, tied;
   float dropout;
   bool packed = false;  // packed language-model blocks with the document mask (decoder-only)
+  bool learned = false;  // model%positions = 'learned': the trained table pos_embed/weight
 };
 
 ModelSpec small_spec(const Variant& v) {
@@ -33,6 +34,7 @@ ModelSpec small_spec(const Variant& v) {
   s.dropout = v.dropout;
   s.tie_embeddings = v.tied;
   s.max_len = 16;
+  s.positions = v.learned ? PositionEncoding::Learned : PositionEncoding::Sinusoidal;
   s.vocab_size = 11;
   s.label_smoothing = 0.1;
   return s;
@@ -66,6 +68,11 @@ const Variant kVariants[] = {
     {"deconly_post_relu_tied", true, false, false, true, 0.0f},
     {"deconly_pre_gelu_untied", true, true, true, false, 0.2f},
     {"deconly_packed_docmask", true, true, true, true, 0.2f, true},
+    // Learned positions: one table shared by the source and target sides (encoder-decoder).
+    {"encdec_post_relu_tied_learned", false, false, false, true, 0.0f, false, true},
+    {"encdec_pre_gelu_untied_learned", false, true, true, false, 0.2f, false, true},
+    {"deconly_pre_gelu_tied_learned", true, true, true, true, 0.2f, false, true},
+    {"deconly_packed_docmask_learned", true, true, true, true, 0.2f, true, true},
 };
 }  // namespace
 
@@ -93,9 +100,12 @@ TEST_P(ModelGradient, MatchesFiniteDifferencesForEveryParameterTensor) {
   double worst = 0;
   for (const auto& info : ps.infos()) {
     double diff2 = 0, num2 = 0, ana2 = 0;
-    const int samples = static_cast<int>(std::min<std::int64_t>(info.numel, 6));
+    // The positional table in full: its rows past the batch's lengths must get exactly nothing.
+    const bool table = info.name == "pos_embed/weight";
+    const int samples = static_cast<int>(table ? info.numel : std::min<std::int64_t>(info.numel, 6));
     for (int k = 0; k < samples; ++k) {
-      const std::int64_t i = info.offset + static_cast<std::int64_t>(uniform01(8, info.offset, k) * info.numel);
+      const std::int64_t i =
+          info.offset + (table ? k : static_cast<std::int64_t>(uniform01(8, info.offset, k) * info.numel));
       double* w = ps.values() + i;
       const double keep = *w, h = 1e-5;
       *w = keep + h;
@@ -113,7 +123,10 @@ TEST_P(ModelGradient, MatchesFiniteDifferencesForEveryParameterTensor) {
     const double rel = std::sqrt(diff2) / std::max({std::sqrt(num2), std::sqrt(ana2), 1e-3});
     worst = std::max(worst, rel);
     EXPECT_LT(rel, 1e-6) << v.name << " " << info.name;
+    if (table) EXPECT_GT(std::sqrt(num2), 1e-3) << v.name << ": the positional table gets no gradient";
   }
+  // Declared right after the token tables, in the embeddings' gather unit (ZeRO stage 3).
+  EXPECT_EQ(v.learned, ps.infos()[v.tied ? 1 : v.decoder_only ? 1 : 2].name == "pos_embed/weight") << v.name;
   std::printf("[ gradcheck ] %-26s %3zu tensors, worst relative error %.2e\n", v.name, ps.infos().size(), worst);
 }
 
@@ -181,13 +194,14 @@ TEST(ModelMemory, NoSystemAllocationAfterTheFirstStep) {
 TEST(ModelMemory, ParameterCountFromTheSpecIsTheDeclaredOne) {
   for (const bool dec_only : {false, true})
     for (const bool tied : {false, true})
-      for (const bool pre : {false, true}) {
-        Variant v{"count", dec_only, pre, false, tied, 0.0f};
-        ModelSpec s = small_spec(v);
-        s.d_ff = 20;
-        s.vocab_size = 13;
-        Transformer<float> model(s);
-        EXPECT_EQ(transformer_parameter_count(s), static_cast<double>(model.params().size()))
-            << "decoder_only " << dec_only << " tied " << tied << " pre_norm " << pre;
-      }
+      for (const bool pre : {false, true})
+        for (const bool learned : {false, true}) {
+          Variant v{"count", dec_only, pre, false, tied, 0.0f, false, learned};
+          ModelSpec s = small_spec(v);
+          s.d_ff = 20;
+          s.vocab_size = 13;
+          Transformer<float> model(s);
+          EXPECT_EQ(transformer_parameter_count(s), static_cast<double>(model.params().size()))
+              << "decoder_only " << dec_only << " tied " << tied << " pre_norm " << pre << " learned " << learned;
+        }
 }

@@ -82,36 +82,39 @@ TEST(PlanZeroPaper, EngineBytesPerElement) {
 // The flat layout restated by the planner is the one the real model builds for each stage and
 // world size (ZeroEngine::configure, then the Transformer's ParamStore).
 TEST(PlanLayout, PaddedSizeIsTheModelsLayout) {
-  for (const char* arch : {"encoder-decoder", "decoder-only"}) {
-    const std::string enc = std::string(arch) == "decoder-only" ? "0" : "2";
-    const Config cfg = deck(std::string("&run task = 'plan' /\n&model arch = '") + arch +
-                            "', d_model = 48, n_heads = 4, d_ff = 100, n_encoder_layers = " + enc +
-                            ", n_decoder_layers = 3, norm = 'pre', tie_embeddings = F, vocab_size = 333 /\n"
-                            "&parallel bucket_mb = 0.03 /\n&plan calibrate = T /\n");
-    const PlanModel m = plan_model(cfg);
-    for (int stage = 0; stage <= 3; ++stage)
-      for (int world : {1, 3, 4, 7}) {
-        ZeroOptions z = zero_options(cfg);
-        z.stage = stage;
-        ModelSpec spec = model_spec(cfg, cfg.model.vocab_size);
-        spec.external_param_storage = false;
-        ZeroEngine::configure(spec, z, world);
-        spec.external_param_storage = false;  // let the model allocate: only the layout is compared
-        Transformer<float> model(spec);
-        model.params().end_unit();
-        const FlatLayout f = flat_layout(m, stage, world, cfg.parallel.bucket_mb);
-        EXPECT_EQ(f.padded, model.params().size()) << arch << " stage " << stage << " world " << world;
-        std::int64_t segments = 0;
-        for (const auto& u : f.units) segments += static_cast<std::int64_t>(u.segments.size());
-        if (stage > 0)
-          EXPECT_EQ(segments, static_cast<std::int64_t>(model.params().segments().size()))
-              << arch << " stage " << stage << " world " << world;
-        EXPECT_EQ(m.params(), [&] {
-          std::int64_t n = 0;
-          for (const ParamInfo& p : model.params().infos()) n += p.numel;
-          return n;
-        }()) << arch;
-      }
+  for (const char* positions : {"sinusoidal", "learned"}) {
+    for (const char* arch : {"encoder-decoder", "decoder-only"}) {
+      const std::string enc = std::string(arch) == "decoder-only" ? "0" : "2";
+      const Config cfg = deck(std::string("&run task = 'plan' /\n&model arch = '") + arch +
+                              "', d_model = 48, n_heads = 4, d_ff = 100, n_encoder_layers = " + enc +
+                              ", n_decoder_layers = 3, norm = 'pre', tie_embeddings = F, vocab_size = 333, "
+                              "max_len = 40, positions = '" + positions + "' /\n"
+                              "&parallel bucket_mb = 0.03 /\n&plan calibrate = T /\n");
+      const PlanModel m = plan_model(cfg);
+      for (int stage = 0; stage <= 3; ++stage)
+        for (int world : {1, 3, 4, 7}) {
+          ZeroOptions z = zero_options(cfg);
+          z.stage = stage;
+          ModelSpec spec = model_spec(cfg, cfg.model.vocab_size);
+          spec.external_param_storage = false;
+          ZeroEngine::configure(spec, z, world);
+          spec.external_param_storage = false;  // let the model allocate: only the layout is compared
+          Transformer<float> model(spec);
+          model.params().end_unit();
+          const FlatLayout f = flat_layout(m, stage, world, cfg.parallel.bucket_mb);
+          EXPECT_EQ(f.padded, model.params().size()) << arch << " " << positions << " stage " << stage << " world " << world;
+          std::int64_t segments = 0;
+          for (const auto& u : f.units) segments += static_cast<std::int64_t>(u.segments.size());
+          if (stage > 0)
+            EXPECT_EQ(segments, static_cast<std::int64_t>(model.params().segments().size()))
+                << arch << " " << positions << " stage " << stage << " world " << world;
+          EXPECT_EQ(m.params(), [&] {
+            std::int64_t n = 0;
+            for (const ParamInfo& p : model.params().infos()) n += p.numel;
+            return n;
+          }()) << arch << " " << positions;
+        }
+    }
   }
 }
 

@@ -73,6 +73,10 @@ void embedding_forward(T* y, const int* tokens, const T* table, const T* pe, int
 // write the same element).
 template <typename T>
 void embedding_backward(T* dtable, const int* tokens, const T* dy, std::int64_t N, int D, T scale);
+// The positional table's gradient (learned positions): dpe[t,:] += sum_b dy[b,t,:] for t < L
+// (parallel over positions, so no two threads write the same row; summed in b order).
+template <typename T>
+void position_backward(T* dpe, const T* dy, int B, int L, int D);
 // Sinusoidal table pe[L,D]: pe[p,2i] = sin(p / 10000^(2i/D)), pe[p,2i+1] = cos(...).
 template <typename T> void sinusoidal_table(T* pe, int L, int D);
 

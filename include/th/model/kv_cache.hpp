@@ -37,7 +37,7 @@ class KvCache {
   int K_, R_, D_, max_pos_, S_ = 0;
   std::vector<int> src_len_;
   std::string out_name_, embed_name_;
-  std::vector<float> pe_;
+  std::vector<float> pe_;  // the model's positional table, rows [0, max_pos)
   std::vector<std::vector<float>> kc_, vc_;  // per layer [R, max_pos, D]
   std::vector<std::vector<float>> mem_kv_;   // per layer [n_src * S, 2D]
   std::vector<float> x_, tmp_, out_;

@@ -11,7 +11,9 @@
 
 namespace th {
 
-enum class ParamInit { Zeros, Ones, XavierUniform, EmbeddingNormal };
+// EmbeddingNormal: N(0, 1/D) for token tables [V, D]; PositionNormal: N(0, 0.02^2) for a learned
+// positional table [max_len, D] (GPT-2's initialisation).
+enum class ParamInit { Zeros, Ones, XavierUniform, EmbeddingNormal, PositionNormal };
 
 struct ParamInfo {
   std::string name;                 // "encoder/layer_0/self_attn/q_proj/weight"

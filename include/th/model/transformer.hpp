@@ -14,6 +14,11 @@
 
 namespace th {
 
+// The positional table added to the scaled token embeddings (row t at position t, from 0 on each
+// side): fixed sines and cosines (a buffer), or a trained parameter "pos_embed/weight"
+// [max_len, D] (GPT-2), one table shared by the encoder and decoder inputs.
+enum class PositionEncoding { Sinusoidal, Learned };
+
 struct ModelSpec {
   bool decoder_only = false;
   int d_model = 512, n_heads = 8, d_ff = 2048;
@@ -23,6 +28,7 @@ struct ModelSpec {
   float dropout = 0.1f;
   bool tie_embeddings = true;
   int max_len = 256;
+  PositionEncoding positions = PositionEncoding::Sinusoidal;
   int vocab_size = 0;
   int pad_id = 0;
   double label_smoothing = 0.0;
@@ -94,6 +100,9 @@ class Transformer {
   const Tensor& logits() const { return logits_; }        // [B*T, V], until backward()
   const Tensor& log_sum_exp() const { return lse_; }      // [B*T] of the logits, until backward()
   std::int64_t flops_per_token_estimate() const;
+  // The positional table [max_len, D] added to the embeddings: the sinusoidal buffer, or the
+  // learned parameter's values (under ZeRO stage 3 valid only while the embeddings' unit is held).
+  const T* positional_table() const;
 
  private:
   void embed(T* y, const std::vector<int>& tokens, int B, int L, std::int64_t table);
@@ -108,9 +117,10 @@ class Transformer {
   ModelSpec spec_;
   ParamStore<T> params_;
   std::int64_t src_embed_ = 0, tgt_embed_ = 0, out_proj_ = 0;
+  std::int64_t pos_embed_ = -1;  // learned positional table (PositionEncoding::Learned), else -1
   std::vector<std::unique_ptr<Block<T>>> encoder_, decoder_;
   std::unique_ptr<LayerNorm<T>> enc_norm_, dec_norm_;  // pre-norm only
-  Tensor pe_;                                          // sinusoidal table [max_len, D]
+  Tensor pe_;                                          // sinusoidal table [max_len, D] (Sinusoidal only)
   // First flat offset of each block / final norm: gradient watermarks during backward.
   std::vector<std::int64_t> enc_begin_, dec_begin_;
   std::int64_t enc_norm_begin_ = 0, dec_norm_begin_ = 0;

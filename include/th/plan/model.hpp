@@ -3,7 +3,7 @@
 // gather unit in declaration order, and the step's batch shape. Built from the deck's &model (the
 // Transformer exactly as src/model builds it) or from a bare parameter count (plan%params with
 // plan%layers and plan%width: a decoder-only GPT, d_ff = 4 x width, tied embeddings, pre-norm,
-// whose vocabulary takes up the parameters the blocks leave).
+// sinusoidal positions, whose vocabulary takes up the parameters the blocks leave).
 //
 // Nothing here calls the model code: the unit lists restate, from the architecture, what
 // src/model/transformer.cpp declares (embeddings | encoder blocks | encoder norm | decoder blocks |
@@ -23,7 +23,10 @@ struct PlanModel {
   int d_model = 0, n_heads = 1, d_ff = 0;
   int encoder_layers = 0, decoder_layers = 0;
   std::int64_t vocab = 0;
-  int max_len = 0;  // rows of the sinusoidal table (a buffer counted with the parameters)
+  int max_len = 0;  // rows of the positional table
+  // model%positions = 'learned': the table [max_len, D] is a parameter of the embeddings' unit;
+  // else (sinusoidal) a buffer counted with the parameters' memory but not in params().
+  bool learned_positions = false;
   bool tie_embeddings = true, pre_norm = false;
   double dropout = 0;
   bool gelu = false;  // the feed-forward activation is GELU (erf per element), else ReLU

@@ -30,6 +30,17 @@ void embedding_backward(T* dtable, const int* tokens, const T* dy, std::int64_t 
   });
 }
 
+template <typename T>
+void position_backward(T* dpe, const T* dy, int B, int L, int D) {
+  host_for("Embedding::position_backward", L, [=](std::int64_t t) {
+    T* row = dpe + t * D;
+    for (int b = 0; b < B; ++b) {
+      const T* g = dy + (static_cast<std::int64_t>(b) * L + t) * D;
+      for (int j = 0; j < D; ++j) row[j] += g[j];
+    }
+  });
+}
+
 template <typename T> void sinusoidal_table(T* pe, int L, int D) {
   host_for("Embedding::sinusoidal_table", L, [=](std::int64_t p) {
     for (int i = 0; 2 * i < D; ++i) {
@@ -44,6 +55,7 @@ template <typename T> void sinusoidal_table(T* pe, int L, int D) {
 #define TH_INSTANTIATE(T)                                                                     \
   template void embedding_forward<T>(T*, const int*, const T*, const T*, int, int, int, T);   \
   template void embedding_backward<T>(T*, const int*, const T*, std::int64_t, int, T);        \
+  template void position_backward<T>(T*, const T*, int, int, int);                            \
   template void sinusoidal_table<T>(T*, int, int);
 TH_INSTANTIATE(float)
 TH_INSTANTIATE(double)
