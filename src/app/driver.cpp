@@ -114,12 +114,9 @@ void print_banner(Runtime& rt, const Config& cfg, const std::string& deck, const
   std::fflush(out);
 }
 
-std::string choose_backend(const Config& cfg) {
-  if (cfg.run.backend == "cuda")
-    throw InputError("run%backend = 'cuda': training on the CUDA backend is not available in this build yet; "
-                     "use 'cpu' or 'auto'");
-  return "cpu";  // 'auto' picks cuda once the CUDA training path exists
-}
+// The run's backend (th/backend/backend.hpp): 'cuda' and 'emulated' stop here with an input error;
+// 'auto' picks cuda once the CUDA training path exists.
+std::string choose_backend(const Config& cfg) { return run_backend(cfg).name(); }
 }  // namespace
 
 int run_app(int argc, char** argv, Runtime& rt) {

@@ -40,8 +40,10 @@ Tensor::Block::~Block() {
   if (pool) pool->release(ptr);
 }
 
-Tensor Tensor::empty(std::vector<std::int64_t> shape, DType dtype, MemCategory cat, MemoryPool& pool) {
+Tensor Tensor::empty(std::vector<std::int64_t> shape, DType dtype, MemCategory cat, MemoryPool& pool,
+                     Device device) {
   Tensor t;
+  t.device_ = device;
   t.shape_ = std::move(shape);
   for (auto d : t.shape_) TH_CHECK(d >= 0, "negative dimension in " + shape_string(t.shape_));
   t.dtype_ = dtype;
@@ -65,6 +67,7 @@ std::int64_t Tensor::numel() const {
 }
 
 void Tensor::zero_() {
+  TH_CHECK(device_ == Device::Host, "Tensor::zero_() of device memory (its backend zeroes it)");
   if (block_) std::memset(block_->ptr, 0, bytes());
 }
 

@@ -22,7 +22,7 @@ LoadedModel load_trained_model(const Config& cfg, Comm& comm, int vocab_size, co
   ModelSpec spec = model_spec(cfg, vocab_size);
   spec.dropout = 0;
   check_model_fits(cfg, spec, comm, /*weights_only=*/true);
-  m.model = std::make_unique<Transformer<float>>(spec);
+  m.model = std::make_unique<Transformer<float>>(spec, run_backend(cfg));
   ParamStore<float>& ps = m.model->params();
   const std::string dir = checkpoint_folder(cfg);
   if (cfg.checkpoint.resume == "never")
@@ -34,7 +34,11 @@ LoadedModel load_trained_model(const Config& cfg, Comm& comm, int vocab_size, co
     throw InputError("run%task = '" + cfg.run.task + "': no checkpoint in " + dir +
                      " (checkpoint%dir, default <run%output_dir>/checkpoints); train first with this deck and "
                      "run%task = 'train', or name a file in checkpoint%resume");
-  const CheckpointState st = load_checkpoint(comm, m.path, tensors, ps.values(), nullptr, nullptr, 0, ps.size());
+  // Read on the host, then copied to the model's device memory (the CPU backend reads in place).
+  Tensor staging;
+  float* host = host_target(ps.backend(), ps.values(), ps.size(), staging);
+  const CheckpointState st = load_checkpoint(comm, m.path, tensors, host, nullptr, nullptr, 0, ps.size());
+  copy_to_device(ps.backend(), ps.values(), host, ps.size());
   // The same verdict on every rank (the state is read collectively).
   const std::string mismatch = tokenizer_mismatch(m.path, st.tokenizer_fingerprint, data_what, data_fingerprint);
   if (!mismatch.empty()) throw InputError("run%task = '" + cfg.run.task + "': " + mismatch);

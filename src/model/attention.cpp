@@ -24,9 +24,13 @@ Attention<T>::Attention(ParamStore<T>& ps, const std::string& prefix, int D, int
 }
 
 // Q of head h in batch row b starts at Q + b*Lq*ldq + h*Dh with row stride ldq (same for K, V):
-// heads are column slices, so no transposes or copies are needed around the batched GEMMs.
+// heads are column slices, so no transposes or copies are needed around the batched GEMMs. For
+// each batch row, the H heads are one strided-batched GEMM (head stride Dh in Q, K, V and the
+// context, Lq*Lk in the probabilities).
 template <typename T>
 void Attention<T>::forward(T* y, const T* x, const StepCtx<T>& ctx) {
+  Backend& be = ps_.backend();
+  Kernels<T>& k = be.kernels<T>();
   const int D = D_, H = H_, Dh = D / H, B = ctx.self.B, Lq = ctx.self.L;
   const Stream& ks = cross_ ? ctx.memory : ctx.self;
   const int Lk = ks.L;
@@ -36,56 +40,57 @@ void Attention<T>::forward(T* y, const T* x, const StepCtx<T>& ctx) {
   const T *Q, *K, *V;
   int ldq, ldk;
   if (!cross_) {  // one GEMM: [N, 3D] = x [Wq; Wk; Wv]^T
-    q_ = saved_buffer<T>(N, 3 * D);
-    cpu::linear_forward(q_.data<T>(), x, Wq, bq, N, D, 3 * D);
+    q_ = saved_buffer<T>(be, N, 3 * D);
+    k.linear_forward(q_.data<T>(), x, Wq, bq, N, D, 3 * D);
     Q = q_.data<T>(); K = Q + D; V = Q + 2 * D;
     ldq = ldk = 3 * D;
   } else {
-    q_ = saved_buffer<T>(N, D);
-    kv_ = saved_buffer<T>(Nk, 2 * D);
-    cpu::linear_forward(q_.data<T>(), x, Wq, bq, N, D, D);
-    cpu::linear_forward(kv_.data<T>(), ctx.mem, Wq + D * D, bq + D, Nk, D, 2 * D);
+    q_ = saved_buffer<T>(be, N, D);
+    kv_ = saved_buffer<T>(be, Nk, 2 * D);
+    k.linear_forward(q_.data<T>(), x, Wq, bq, N, D, D);
+    k.linear_forward(kv_.data<T>(), ctx.mem, Wq + D * D, bq + D, Nk, D, 2 * D);
     Q = q_.data<T>(); K = kv_.data<T>(); V = K + D;
     ldq = D; ldk = 2 * D;
   }
-  probs_ = saved_buffer<T>(static_cast<std::int64_t>(B) * H * Lq, Lk);
+  probs_ = saved_buffer<T>(be, static_cast<std::int64_t>(B) * H * Lq, Lk);
   T* P = probs_.data<T>();
+  const std::int64_t plane = static_cast<std::int64_t>(Lq) * Lk;  // one head's scores
   for (int b = 0; b < B; ++b)
-    for (int h = 0; h < H; ++h)
-      cpu::gemm<T>(false, true, Lq, Lk, Dh, T(1), Q + (std::int64_t)b * Lq * ldq + h * Dh, ldq,
-                   K + (std::int64_t)b * Lk * ldk + h * Dh, ldk, T(0),
-                   P + ((std::int64_t)b * H + h) * Lq * Lk, Lk);
-  cpu::attention_softmax_forward(P, B, H, Lq, Lk, ks.len, causal_, 0, T(1) / std::sqrt(T(Dh)),
-                                 cross_ ? nullptr : ctx.self.key_begin);
+    k.gemm_strided_batched(false, true, Lq, Lk, Dh, T(1), Q + (std::int64_t)b * Lq * ldq, ldq, Dh,
+                           K + (std::int64_t)b * Lk * ldk, ldk, Dh, T(0), P + (std::int64_t)b * H * plane, Lk, plane,
+                           H);
+  k.attention_softmax_forward(P, B, H, Lq, Lk, ks.len, causal_, 0, T(1) / std::sqrt(T(Dh)),
+                              cross_ ? nullptr : ctx.self.key_begin);
   Tensor dropped;
   const T* Pd = P;
   if (ctx.train && dropout_ > 0) {
-    dropped = scratch_buffer<T>(probs_.dim(0), Lk);
-    cpu::dropout_forward(dropped.data<T>(), P, probs_.numel(), dropout_, ctx.seed, dropout_stream(site_, ctx.micro));
+    dropped = scratch_buffer<T>(be, probs_.dim(0), Lk);
+    k.dropout_forward(dropped.data<T>(), P, probs_.numel(), dropout_, ctx.seed, dropout_stream(site_, ctx.micro));
     Pd = dropped.data<T>();
   }
-  ctx_ = saved_buffer<T>(N, D);
+  ctx_ = saved_buffer<T>(be, N, D);
   T* C = ctx_.data<T>();
   for (int b = 0; b < B; ++b)
-    for (int h = 0; h < H; ++h)
-      cpu::gemm<T>(false, false, Lq, Dh, Lk, T(1), Pd + ((std::int64_t)b * H + h) * Lq * Lk, Lk,
-                   V + (std::int64_t)b * Lk * ldk + h * Dh, ldk, T(0), C + (std::int64_t)b * Lq * D + h * Dh, D);
-  cpu::linear_forward(y, C, ps_.value(wo_), ps_.value(bo_), N, D, D);
+    k.gemm_strided_batched(false, false, Lq, Dh, Lk, T(1), Pd + (std::int64_t)b * H * plane, Lk, plane,
+                           V + (std::int64_t)b * Lk * ldk, ldk, Dh, T(0), C + (std::int64_t)b * Lq * D, D, Dh, H);
+  k.linear_forward(y, C, ps_.value(wo_), ps_.value(bo_), N, D, D);
 }
 
 template <typename T>
 void Attention<T>::backward(T* dx, const T* dy, const T* x, const StepCtx<T>& ctx) {
+  Backend& be = ps_.backend();
+  Kernels<T>& k = be.kernels<T>();
   const int D = D_, H = H_, Dh = D / H, B = ctx.self.B, Lq = ctx.self.L;
   const Stream& ks = cross_ ? ctx.memory : ctx.self;
   const int Lk = ks.L;
   const std::int64_t N = ctx.self.rows(), Nk = ks.rows();
   TH_CHECK(probs_.defined(), "attention backward without a saved forward");
   // Output projection.
-  Tensor dctx = scratch_buffer<T>(N, D);
+  Tensor dctx = scratch_buffer<T>(be, N, D);
   T* dC = dctx.data<T>();
-  cpu::linear_backward(dC, ps_.grad(wo_), ps_.grad(bo_), dy, ctx_.data<T>(), ps_.value(wo_), N, D, D);
+  k.linear_backward(dC, ps_.grad(wo_), ps_.grad(bo_), dy, ctx_.data<T>(), ps_.value(wo_), N, D, D);
   // Gradients of the projections land in one buffer laid out like the forward's.
-  Tensor dq = scratch_buffer<T>(N, cross_ ? D : 3 * D), dkv;
+  Tensor dq = scratch_buffer<T>(be, N, cross_ ? D : 3 * D), dkv;
   T *dQ = dq.data<T>(), *dK, *dV;
   const T *Q = q_.data<T>(), *K, *V;
   int ldq, ldk;
@@ -93,7 +98,7 @@ void Attention<T>::backward(T* dx, const T* dy, const T* x, const StepCtx<T>& ct
     K = Q + D; V = Q + 2 * D; dK = dQ + D; dV = dQ + 2 * D;
     ldq = ldk = 3 * D;
   } else {
-    dkv = scratch_buffer<T>(Nk, 2 * D);
+    dkv = scratch_buffer<T>(be, Nk, 2 * D);
     K = kv_.data<T>(); V = K + D; dK = dkv.data<T>(); dV = dK + D;
     ldq = D; ldk = 2 * D;
   }
@@ -103,36 +108,39 @@ void Attention<T>::backward(T* dx, const T* dy, const T* x, const StepCtx<T>& ct
   Tensor dropped;
   const T* Pd = P;
   if (drop) {  // the same mask again (counter-based RNG), instead of a stored copy
-    dropped = scratch_buffer<T>(probs_.dim(0), Lk);
-    cpu::dropout_forward(dropped.data<T>(), P, probs_.numel(), dropout_, ctx.seed, stream);
+    dropped = scratch_buffer<T>(be, probs_.dim(0), Lk);
+    k.dropout_forward(dropped.data<T>(), P, probs_.numel(), dropout_, ctx.seed, stream);
     Pd = dropped.data<T>();
   }
-  Tensor dprobs = scratch_buffer<T>(probs_.dim(0), Lk);
+  Tensor dprobs = scratch_buffer<T>(be, probs_.dim(0), Lk);
   T* dP = dprobs.data<T>();
-  for (int b = 0; b < B; ++b)
-    for (int h = 0; h < H; ++h) {
-      const std::int64_t pofs = ((std::int64_t)b * H + h) * Lq * Lk;
-      const T* dCbh = dC + (std::int64_t)b * Lq * D + h * Dh;
-      const std::int64_t kofs = (std::int64_t)b * Lk * ldk + h * Dh;
-      cpu::gemm<T>(false, true, Lq, Lk, Dh, T(1), dCbh, D, V + kofs, ldk, T(0), dP + pofs, Lk);
-      cpu::gemm<T>(true, false, Lk, Dh, Lq, T(1), Pd + pofs, Lk, dCbh, D, T(0), dV + kofs, ldk);
-    }
+  // Per batch row, the H heads as strided batches; every GEMM writes its own slice, so the
+  // order (all dP, then all dV) gives the same values as head by head.
+  const std::int64_t plane = static_cast<std::int64_t>(Lq) * Lk;
+  for (int b = 0; b < B; ++b) {
+    const std::int64_t pofs = (std::int64_t)b * H * plane, kofs = (std::int64_t)b * Lk * ldk;
+    const T* dCb = dC + (std::int64_t)b * Lq * D;
+    k.gemm_strided_batched(false, true, Lq, Lk, Dh, T(1), dCb, D, Dh, V + kofs, ldk, Dh, T(0), dP + pofs, Lk, plane, H);
+    k.gemm_strided_batched(true, false, Lk, Dh, Lq, T(1), Pd + pofs, Lk, plane, dCb, D, Dh, T(0), dV + kofs, ldk, Dh,
+                           H);
+  }
   // Dropout's backward is its forward (same mask and scale) applied to the gradient.
-  if (drop) cpu::dropout_forward(dP, dP, dprobs.numel(), dropout_, ctx.seed, stream);
-  cpu::softmax_backward(dP, dP, P, dprobs.dim(0), Lk, T(1) / std::sqrt(T(Dh)));
-  for (int b = 0; b < B; ++b)
-    for (int h = 0; h < H; ++h) {
-      const std::int64_t pofs = ((std::int64_t)b * H + h) * Lq * Lk;
-      const std::int64_t qofs = (std::int64_t)b * Lq * ldq + h * Dh, kofs = (std::int64_t)b * Lk * ldk + h * Dh;
-      cpu::gemm<T>(false, false, Lq, Dh, Lk, T(1), dP + pofs, Lk, K + kofs, ldk, T(0), dQ + qofs, ldq);
-      cpu::gemm<T>(true, false, Lk, Dh, Lq, T(1), dP + pofs, Lk, Q + qofs, ldq, T(0), dK + kofs, ldk);
-    }
+  if (drop) k.dropout_forward(dP, dP, dprobs.numel(), dropout_, ctx.seed, stream);
+  k.softmax_backward(dP, dP, P, dprobs.dim(0), Lk, T(1) / std::sqrt(T(Dh)));
+  for (int b = 0; b < B; ++b) {
+    const std::int64_t pofs = (std::int64_t)b * H * plane;
+    const std::int64_t qofs = (std::int64_t)b * Lq * ldq, kofs = (std::int64_t)b * Lk * ldk;
+    k.gemm_strided_batched(false, false, Lq, Dh, Lk, T(1), dP + pofs, Lk, plane, K + kofs, ldk, Dh, T(0), dQ + qofs,
+                           ldq, Dh, H);
+    k.gemm_strided_batched(true, false, Lk, Dh, Lq, T(1), dP + pofs, Lk, plane, Q + qofs, ldq, Dh, T(0), dK + kofs,
+                           ldk, Dh, H);
+  }
   if (!cross_) {
-    cpu::linear_backward(dx, ps_.grad(wq_), ps_.grad(bq_), dQ, x, ps_.value(wq_), N, D, 3 * D);
+    k.linear_backward(dx, ps_.grad(wq_), ps_.grad(bq_), dQ, x, ps_.value(wq_), N, D, 3 * D);
   } else {
-    cpu::linear_backward(dx, ps_.grad(wq_), ps_.grad(bq_), dQ, x, ps_.value(wq_), N, D, D);
-    cpu::linear_backward(ctx.dmem, ps_.grad(wq_) + D * D, ps_.grad(bq_) + D, dkv.data<T>(), ctx.mem,
-                         ps_.value(wq_) + D * D, Nk, D, 2 * D, /*accumulate_dx=*/true);
+    k.linear_backward(dx, ps_.grad(wq_), ps_.grad(bq_), dQ, x, ps_.value(wq_), N, D, D);
+    k.linear_backward(ctx.dmem, ps_.grad(wq_) + D * D, ps_.grad(bq_) + D, dkv.data<T>(), ctx.mem,
+                      ps_.value(wq_) + D * D, Nk, D, 2 * D, /*accumulate_dx=*/true);
   }
 }
 

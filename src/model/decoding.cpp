@@ -70,7 +70,8 @@ class RecomputeStep final : public StepModel {
     b.tgt_out.assign(b.tgt_in.size(), SpecialTokens::pad);  // no loss needed
     b.tgt_len.assign(R, T);
     m_.forward(b, 0, 0, /*train=*/false);
-    const float* logits = m_.logits().data<float>();
+    Tensor staging;  // the logits on the host: an explicit copy (the CPU backend aliases)
+    const float* logits = host_view(m_.backend(), m_.logits().data<float>(), m_.logits().numel(), staging);
     out_.resize(static_cast<std::size_t>(R) * V);
     for (int r = 0; r < R; ++r)
       std::copy(logits + (static_cast<std::int64_t>(r) * T + pos) * V, logits + (static_cast<std::int64_t>(r) * T + pos + 1) * V,

@@ -15,37 +15,41 @@ FeedForward<T>::FeedForward(ParamStore<T>& ps, const std::string& prefix, int D,
 
 template <typename T>
 void FeedForward<T>::forward(T* y, const T* x, const StepCtx<T>& ctx) {
+  Backend& be = ps_.backend();
+  Kernels<T>& k = be.kernels<T>();
   const std::int64_t N = ctx.self.rows();
-  pre_ = saved_buffer<T>(N, F_);
-  h_ = saved_buffer<T>(N, F_);
-  cpu::linear_forward<T>(pre_.data<T>(), x, ps_.value(w1_), nullptr, N, D_, F_);
-  cpu::bias_act_forward(h_.data<T>(), pre_.data<T>(), ps_.value(b1_), N, F_, act_);
+  pre_ = saved_buffer<T>(be, N, F_);
+  h_ = saved_buffer<T>(be, N, F_);
+  k.linear_forward(pre_.data<T>(), x, ps_.value(w1_), nullptr, N, D_, F_);
+  k.bias_act_forward(h_.data<T>(), pre_.data<T>(), ps_.value(b1_), N, F_, act_);
   const T* hd = h_.data<T>();
   Tensor dropped;
   if (ctx.train && dropout_ > 0) {
-    dropped = scratch_buffer<T>(N, F_);
-    cpu::dropout_forward(dropped.data<T>(), hd, N * F_, dropout_, ctx.seed, dropout_stream(site_, ctx.micro));
+    dropped = scratch_buffer<T>(be, N, F_);
+    k.dropout_forward(dropped.data<T>(), hd, N * F_, dropout_, ctx.seed, dropout_stream(site_, ctx.micro));
     hd = dropped.data<T>();
   }
-  cpu::linear_forward(y, hd, ps_.value(w2_), ps_.value(b2_), N, F_, D_);
+  k.linear_forward(y, hd, ps_.value(w2_), ps_.value(b2_), N, F_, D_);
 }
 
 template <typename T>
 void FeedForward<T>::backward(T* dx, const T* dy, const T* x, const StepCtx<T>& ctx) {
+  Backend& be = ps_.backend();
+  Kernels<T>& k = be.kernels<T>();
   const std::int64_t N = ctx.self.rows();
   const bool drop = ctx.train && dropout_ > 0;
   const std::uint64_t stream = dropout_stream(site_, ctx.micro);
-  Tensor dh = scratch_buffer<T>(N, F_), dropped;
+  Tensor dh = scratch_buffer<T>(be, N, F_), dropped;
   const T* hd = h_.data<T>();
   if (drop) {
-    dropped = scratch_buffer<T>(N, F_);
-    cpu::dropout_forward(dropped.data<T>(), hd, N * F_, dropout_, ctx.seed, stream);
+    dropped = scratch_buffer<T>(be, N, F_);
+    k.dropout_forward(dropped.data<T>(), hd, N * F_, dropout_, ctx.seed, stream);
     hd = dropped.data<T>();
   }
-  cpu::linear_backward(dh.data<T>(), ps_.grad(w2_), ps_.grad(b2_), dy, hd, ps_.value(w2_), N, F_, D_);
-  if (drop) cpu::dropout_forward(dh.data<T>(), dh.data<T>(), N * F_, dropout_, ctx.seed, stream);
-  cpu::bias_act_backward(dh.data<T>(), ps_.grad(b1_), dh.data<T>(), pre_.data<T>(), N, F_, act_);
-  cpu::linear_backward<T>(dx, ps_.grad(w1_), nullptr, dh.data<T>(), x, ps_.value(w1_), N, D_, F_);
+  k.linear_backward(dh.data<T>(), ps_.grad(w2_), ps_.grad(b2_), dy, hd, ps_.value(w2_), N, F_, D_);
+  if (drop) k.dropout_forward(dh.data<T>(), dh.data<T>(), N * F_, dropout_, ctx.seed, stream);
+  k.bias_act_backward(dh.data<T>(), ps_.grad(b1_), dh.data<T>(), pre_.data<T>(), N, F_, act_);
+  k.linear_backward(dx, ps_.grad(w1_), nullptr, dh.data<T>(), x, ps_.value(w1_), N, D_, F_);
 }
 
 template <typename T> void FeedForward<T>::release() {

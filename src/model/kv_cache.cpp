@@ -35,7 +35,7 @@ KvCache::KvCache(Transformer<float>& m, const std::vector<std::vector<int>>& sou
       const std::string p = "decoder/layer_" + std::to_string(l) + "/cross_attn/";
       std::vector<float> kv(static_cast<std::size_t>(b.B) * S_ * 2 * D_);
       // [Wk; Wv] and [bk; bv] are contiguous in the flat buffer (declared k, v in a row).
-      cpu::linear_forward(kv.data(), memory.data<float>(), w(p + "k_proj/weight"), w(p + "k_proj/bias"),
+      k().linear_forward(kv.data(), memory.data<float>(), w(p + "k_proj/weight"), w(p + "k_proj/bias"),
                           static_cast<std::int64_t>(b.B) * S_, D_, 2 * D_);
       mem_kv_.push_back(std::move(kv));
     }
@@ -45,7 +45,7 @@ KvCache::KvCache(Transformer<float>& m, const std::vector<std::vector<int>>& sou
 void KvCache::layer_norm(std::vector<float>& x, const std::string& prefix) {
   std::vector<float> mean(static_cast<std::size_t>(R_)), rstd(static_cast<std::size_t>(R_));
   tmp_ = x;
-  cpu::layernorm_forward(x.data(), mean.data(), rstd.data(), tmp_.data(), w(prefix + "/weight"), w(prefix + "/bias"),
+  k().layernorm_forward(x.data(), mean.data(), rstd.data(), tmp_.data(), w(prefix + "/weight"), w(prefix + "/bias"),
                          R_, D_, 1e-5f);
 }
 
@@ -56,10 +56,10 @@ void KvCache::residual(std::vector<float>& x, const std::string& norm,
     std::vector<float> n = x;
     layer_norm(n, norm);
     f(n.data(), y.data());
-    cpu::add_inplace(x.data(), y.data(), static_cast<std::int64_t>(x.size()));
+    k().add_inplace(x.data(), y.data(), static_cast<std::int64_t>(x.size()));
   } else {
     f(x.data(), y.data());
-    cpu::add_inplace(x.data(), y.data(), static_cast<std::int64_t>(x.size()));
+    k().add_inplace(x.data(), y.data(), static_cast<std::int64_t>(x.size()));
     layer_norm(x, norm);
   }
 }
@@ -90,7 +90,7 @@ void KvCache::attend(const float* q, int, const float* keys, const float* values
 void KvCache::self_attention(int l, const float* in, float* out, int pos) {
   const std::string p = "decoder/layer_" + std::to_string(l) + "/self_attn/";
   std::vector<float> qkv(static_cast<std::size_t>(R_) * 3 * D_), ctx(static_cast<std::size_t>(R_) * D_);
-  cpu::linear_forward(qkv.data(), in, w(p + "q_proj/weight"), w(p + "q_proj/bias"), R_, D_, 3 * D_);
+  k().linear_forward(qkv.data(), in, w(p + "q_proj/weight"), w(p + "q_proj/bias"), R_, D_, 3 * D_);
   float* K = kc_[l].data();
   float* V = vc_[l].data();
   for (int r = 0; r < R_; ++r) {
@@ -100,29 +100,29 @@ void KvCache::self_attention(int l, const float* in, float* out, int pos) {
     attend(qkv.data() + static_cast<std::int64_t>(r) * 3 * D_, r, K + row, V + row, D_, pos + 1,
            ctx.data() + static_cast<std::int64_t>(r) * D_);
   }
-  cpu::linear_forward(out, ctx.data(), w(p + "out_proj/weight"), w(p + "out_proj/bias"), R_, D_, D_);
+  k().linear_forward(out, ctx.data(), w(p + "out_proj/weight"), w(p + "out_proj/bias"), R_, D_, D_);
 }
 
 void KvCache::cross_attention(int l, const float* in, float* out) {
   const std::string p = "decoder/layer_" + std::to_string(l) + "/cross_attn/";
   std::vector<float> q(static_cast<std::size_t>(R_) * D_), ctx(q.size());
-  cpu::linear_forward(q.data(), in, w(p + "q_proj/weight"), w(p + "q_proj/bias"), R_, D_, D_);
+  k().linear_forward(q.data(), in, w(p + "q_proj/weight"), w(p + "q_proj/bias"), R_, D_, D_);
   for (int r = 0; r < R_; ++r) {
     const int sent = r / K_;
     const float* kv = mem_kv_[l].data() + static_cast<std::int64_t>(sent) * S_ * 2 * D_;
     attend(q.data() + static_cast<std::int64_t>(r) * D_, r, kv, kv + D_, 2 * D_, src_len_[sent],
            ctx.data() + static_cast<std::int64_t>(r) * D_);
   }
-  cpu::linear_forward(out, ctx.data(), w(p + "out_proj/weight"), w(p + "out_proj/bias"), R_, D_, D_);
+  k().linear_forward(out, ctx.data(), w(p + "out_proj/weight"), w(p + "out_proj/bias"), R_, D_, D_);
 }
 
 void KvCache::feed_forward(int l, const float* in, float* out) {
   const std::string p = "decoder/layer_" + std::to_string(l) + "/ffn/";
   const int F = s_.d_ff;
   std::vector<float> pre(static_cast<std::size_t>(R_) * F), h(pre.size());
-  cpu::linear_forward<float>(pre.data(), in, w(p + "fc1/weight"), nullptr, R_, D_, F);
-  cpu::bias_act_forward(h.data(), pre.data(), w(p + "fc1/bias"), R_, F, s_.activation);
-  cpu::linear_forward(out, h.data(), w(p + "fc2/weight"), w(p + "fc2/bias"), R_, F, D_);
+  k().linear_forward(pre.data(), in, w(p + "fc1/weight"), nullptr, R_, D_, F);
+  k().bias_act_forward(h.data(), pre.data(), w(p + "fc1/bias"), R_, F, s_.activation);
+  k().linear_forward(out, h.data(), w(p + "fc2/weight"), w(p + "fc2/bias"), R_, F, D_);
 }
 
 const std::vector<float>& KvCache::logits(const std::vector<int>& tokens, int pos) {
@@ -144,7 +144,7 @@ const std::vector<float>& KvCache::logits(const std::vector<int>& tokens, int po
   if (s_.pre_norm) layer_norm(x_, "decoder/final_norm");
   const int V = s_.vocab_size;
   out_.resize(static_cast<std::size_t>(R_) * V);
-  cpu::linear_forward<float>(out_.data(), x_.data(), w(out_name_), nullptr, R_, D_, V);
+  k().linear_forward(out_.data(), x_.data(), w(out_name_), nullptr, R_, D_, V);
   return out_;
 }
 

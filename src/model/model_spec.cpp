@@ -28,4 +28,6 @@ ModelSpec model_spec(const Config& cfg, int vocab_size) {
   return s;
 }
 
+Backend& run_backend(const Config& cfg) { return backend_for(parse_backend_kind(cfg.run.backend)); }
+
 }  // namespace th

@@ -1,7 +1,9 @@
 #include "th/model/params.hpp"
 
 #include <cmath>
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "th/core/error.hpp"
 #include "th/core/rng.hpp"
@@ -47,8 +49,8 @@ std::int64_t ParamStore<T>::declare(const std::string& name, std::vector<std::in
 
 template <typename T> void ParamStore<T>::allocate() {
   end_unit();
-  values_ = Tensor::zeros({total_}, dtype_of<T>(), MemCategory::Parameters);
-  grads_ = Tensor::zeros({total_}, dtype_of<T>(), MemCategory::Gradients);
+  values_ = backend_->zeros({total_}, dtype_of<T>(), MemCategory::Parameters);
+  grads_ = backend_->zeros({total_}, dtype_of<T>(), MemCategory::Gradients);
   values_ptr_ = values_.template data<T>();
   grads_ptr_ = grads_.template data<T>();
 }
@@ -62,7 +64,7 @@ template <typename T> void ParamStore<T>::attach(T* values, T* grads) {
 }
 
 template <typename T> void ParamStore<T>::zero_grad() {
-  std::memset(grads_ptr_, 0, sizeof(T) * static_cast<std::size_t>(total_));
+  backend_->zero(grads_ptr_, sizeof(T) * static_cast<std::size_t>(total_), MemorySpace::Device);
 }
 
 template <typename T> void ParamStore<T>::initialize(std::uint64_t seed) { initialize(seed, 0, total_); }
@@ -72,11 +74,13 @@ template <typename T> void ParamStore<T>::initialize(std::uint64_t seed, std::in
   for (std::size_t k = 0; k < infos_.size(); ++k) {
     const ParamInfo& p = infos_[k];
     if (p.offset < begin || p.offset >= end) continue;
-    T* w = value(p.offset);
+    // Computed on the host, then copied to the parameter's device memory.
+    std::vector<T> host(static_cast<std::size_t>(p.numel));
+    T* w = host.data();
     const std::uint64_t stream = 0x1000 + k;  // one stream per parameter, in declaration order
     switch (p.init) {
       case ParamInit::Zeros:
-        std::memset(w, 0, sizeof(T) * static_cast<std::size_t>(p.numel));
+        std::fill(host.begin(), host.end(), T(0));
         break;
       case ParamInit::Ones:
         for (std::int64_t i = 0; i < p.numel; ++i) w[i] = T(1);
@@ -97,6 +101,7 @@ template <typename T> void ParamStore<T>::initialize(std::uint64_t seed, std::in
         break;
       }
     }
+    backend_->host_to_device(value(p.offset), host.data(), sizeof(T) * host.size());
   }
 }
 

@@ -12,14 +12,18 @@ LayerNorm<T>::LayerNorm(ParamStore<T>& ps, const std::string& prefix, int D) : p
 }
 
 template <typename T> void LayerNorm<T>::forward(T* y, const T* x, std::int64_t N) {
-  mean_ = saved_buffer<T>(N, 1);
-  rstd_ = saved_buffer<T>(N, 1);
-  cpu::layernorm_forward(y, mean_.data<T>(), rstd_.data<T>(), x, ps_.value(w_), ps_.value(b_), N, D_, T(1e-5));
+  Backend& be = ps_.backend();
+  Kernels<T>& k = be.kernels<T>();
+  mean_ = saved_buffer<T>(be, N, 1);
+  rstd_ = saved_buffer<T>(be, N, 1);
+  k.layernorm_forward(y, mean_.data<T>(), rstd_.data<T>(), x, ps_.value(w_), ps_.value(b_), N, D_, T(1e-5));
 }
 
 template <typename T> void LayerNorm<T>::backward(T* dx, const T* dy, const T* x, std::int64_t N) {
+  Backend& be = ps_.backend();
+  Kernels<T>& k = be.kernels<T>();
   TH_CHECK(mean_.defined(), "LayerNorm backward without a saved forward");
-  cpu::layernorm_backward(dx, ps_.grad(w_), ps_.grad(b_), dy, x, ps_.value(w_), mean_.data<T>(),
+  k.layernorm_backward(dx, ps_.grad(w_), ps_.grad(b_), dy, x, ps_.value(w_), mean_.data<T>(),
                           rstd_.data<T>(), N, D_);
 }
 
@@ -31,44 +35,49 @@ template <typename T> void LayerNorm<T>::release() {
 template <typename T>
 Residual<T>::Residual(ParamStore<T>& ps, const std::string& norm_prefix, std::unique_ptr<Sublayer<T>> f,
                       int D, bool pre_norm, float dropout, std::uint64_t site)
-    : f_(std::move(f)), norm_(ps, norm_prefix, D), D_(D), pre_norm_(pre_norm), dropout_(dropout), site_(site) {}
+    : be_(ps.backend()), f_(std::move(f)), norm_(ps, norm_prefix, D), D_(D), pre_norm_(pre_norm), dropout_(dropout),
+      site_(site) {}
 
 template <typename T>
 void Residual<T>::forward(T* out, const T* x, const StepCtx<T>& ctx) {
+  Backend& be = be_;
+  Kernels<T>& k = be.kernels<T>();
   const std::int64_t N = ctx.self.rows(), n = N * D_;
   const float p = ctx.train ? dropout_ : 0.0f;
   const std::uint64_t stream = dropout_stream(site_, ctx.micro);
-  Tensor fx = scratch_buffer<T>(N, D_);
-  saved_ = saved_buffer<T>(N, D_);
+  Tensor fx = scratch_buffer<T>(be, N, D_);
+  saved_ = saved_buffer<T>(be, N, D_);
   if (pre_norm_) {
     norm_.forward(saved_.data<T>(), x, N);
     f_->forward(fx.data<T>(), saved_.data<T>(), ctx);
-    cpu::dropout_add(out, x, fx.data<T>(), n, p, ctx.seed, stream);
+    k.dropout_add(out, x, fx.data<T>(), n, p, ctx.seed, stream);
   } else {
     f_->forward(fx.data<T>(), x, ctx);
-    cpu::dropout_add(saved_.data<T>(), x, fx.data<T>(), n, p, ctx.seed, stream);
+    k.dropout_add(saved_.data<T>(), x, fx.data<T>(), n, p, ctx.seed, stream);
     norm_.forward(out, saved_.data<T>(), N);
   }
 }
 
 template <typename T>
 void Residual<T>::backward(T* dx, const T* dout, const T* x, const StepCtx<T>& ctx) {
+  Backend& be = be_;
+  Kernels<T>& k = be.kernels<T>();
   const std::int64_t N = ctx.self.rows(), n = N * D_;
   const float p = ctx.train ? dropout_ : 0.0f;
   const std::uint64_t stream = dropout_stream(site_, ctx.micro);
-  Tensor dfx = scratch_buffer<T>(N, D_), tmp = scratch_buffer<T>(N, D_);
+  Tensor dfx = scratch_buffer<T>(be, N, D_), tmp = scratch_buffer<T>(be, N, D_);
   if (pre_norm_) {
     // out = x + drop(f(n)), n = LN(x):  dx = dout + LN'(f'(drop'(dout)))
-    cpu::dropout_forward(dfx.data<T>(), dout, n, p, ctx.seed, stream);
+    k.dropout_forward(dfx.data<T>(), dout, n, p, ctx.seed, stream);
     f_->backward(tmp.data<T>(), dfx.data<T>(), saved_.data<T>(), ctx);
     norm_.backward(dx, tmp.data<T>(), x, N);
-    cpu::add_inplace(dx, dout, n);
+    k.add_inplace(dx, dout, n);
   } else {
     // out = LN(r), r = x + drop(f(x)):  dr = LN'(dout);  dx = dr + f'(drop'(dr))
     norm_.backward(tmp.data<T>(), dout, saved_.data<T>(), N);
-    cpu::dropout_forward(dfx.data<T>(), tmp.data<T>(), n, p, ctx.seed, stream);
+    k.dropout_forward(dfx.data<T>(), tmp.data<T>(), n, p, ctx.seed, stream);
     f_->backward(dx, dfx.data<T>(), x, ctx);
-    cpu::add_inplace(dx, tmp.data<T>(), n);
+    k.add_inplace(dx, tmp.data<T>(), n);
   }
 }
 
@@ -85,13 +94,14 @@ Block<T>::Block(std::vector<std::unique_ptr<Residual<T>>> parts, int D, bool che
 
 template <typename T>
 void Block<T>::run_forward(T* out, const T* x, const StepCtx<T>& ctx) {
+  Backend& be = backend();
   const std::int64_t N = ctx.self.rows();
   inner_.clear();
   const T* in = x;
   for (std::size_t i = 0; i < parts_.size(); ++i) {
     T* o = out;
     if (i + 1 < parts_.size()) {
-      inner_.push_back(saved_buffer<T>(N, D_));
+      inner_.push_back(saved_buffer<T>(be, N, D_));
       o = inner_.back().data<T>();
     }
     parts_[i]->forward(o, in, ctx);
@@ -109,14 +119,15 @@ void Block<T>::forward(T* out, const T* x, const StepCtx<T>& ctx) {
 
 template <typename T>
 void Block<T>::backward(T* dx, const T* dout, const T* x, const StepCtx<T>& ctx) {
+  Backend& be = backend();
   const std::int64_t N = ctx.self.rows();
   ProfileScope scope(profiler(), bwd_name_, Category::Compute);
   if (!saved_) {  // activation checkpointing: recompute this block, bit for bit the same
     ProfileScope recompute(profiler(), recompute_name_, Category::Compute);
-    Tensor out = scratch_buffer<T>(N, D_);
+    Tensor out = scratch_buffer<T>(be, N, D_);
     run_forward(out.data<T>(), x, ctx);
   }
-  Tensor g = scratch_buffer<T>(N, D_), g2 = scratch_buffer<T>(N, D_);
+  Tensor g = scratch_buffer<T>(be, N, D_), g2 = scratch_buffer<T>(be, N, D_);
   const T* grad_out = dout;
   for (std::size_t i = parts_.size(); i-- > 0;) {
     const T* in = i == 0 ? x : inner_[i - 1].data<T>();

@@ -19,9 +19,11 @@ EvalStats evaluate_batches(Transformer<float>& model, const std::vector<Batch>& 
     inject_fault("evaluate", comm.rank(), ++evaluated, "evaluating a batch");
     ProfileScope scope(profiler(), "evaluate/forward", Category::Compute);
     model.forward(b, 0, 0, /*train=*/false);
-    const float* logits = model.logits().data<float>();
-    const float* lse = model.log_sum_exp().data<float>();  // the forward's own, per row
+    // Host statistics of device data: explicit copies (the CPU backend aliases, at no cost).
     const std::int64_t rows = static_cast<std::int64_t>(b.B) * b.T;
+    Tensor logits_host, lse_host;
+    const float* logits = host_view(model.backend(), model.logits().data<float>(), rows * V, logits_host);
+    const float* lse = host_view(model.backend(), model.log_sum_exp().data<float>(), rows, lse_host);  // per row
     for (std::int64_t r = 0; r < rows; ++r) {
       const int target = b.tgt_out[static_cast<std::size_t>(r)];
       if (target == pad) continue;

@@ -26,7 +26,7 @@ double transformer_parameter_count(const ModelSpec& s) {
 }
 
 template <typename T>
-Transformer<T>::Transformer(const ModelSpec& s) : spec_(s) {
+Transformer<T>::Transformer(const ModelSpec& s, Backend& backend) : spec_(s), be_(backend), params_(backend) {
   TH_CHECK(s.vocab_size > 0, "vocab_size must be set before the model is built");
   TH_CHECK(s.d_model % s.n_heads == 0, "n_heads must divide d_model");
   const int D = s.d_model, V = s.vocab_size;
@@ -94,8 +94,8 @@ Transformer<T>::Transformer(const ModelSpec& s) : spec_(s) {
   if (!s.external_param_storage) params_.allocate();
   if (s.positions == PositionEncoding::Sinusoidal) {
     // The sinusoidal table is a buffer, not a parameter: computed, never trained or communicated.
-    pe_ = Tensor::empty({s.max_len, D}, dtype_of<T>(), MemCategory::Parameters);
-    cpu::sinusoidal_table(pe_.data<T>(), s.max_len, D);
+    pe_ = be_.empty({s.max_len, D}, dtype_of<T>(), MemCategory::Parameters);
+    kernels().sinusoidal_table(pe_.data<T>(), s.max_len, D);
   }
 }
 
@@ -103,8 +103,8 @@ template <typename T> Transformer<T>::~Transformer() = default;
 
 template <typename T> void Transformer<T>::round_compute(T* x, std::int64_t n) const {
   if constexpr (std::is_same_v<T, float>) {
-    if (spec_.compute == DType::BF16) cpu::round_to_bf16(x, n);
-    if (spec_.compute == DType::F16) cpu::round_to_fp16(x, n);
+    if (spec_.compute == DType::BF16) be_.round_to_bf16(x, n);
+    if (spec_.compute == DType::F16) be_.round_to_fp16(x, n);
   } else {
     TH_CHECK(spec_.compute == DType::F32 || spec_.compute == DType::F64, "16-bit compute needs a float model");
   }
@@ -121,7 +121,7 @@ void Transformer<T>::embed(T* y, const std::vector<int>& tokens, int B, int L, s
                      "than model%max_len = " + std::to_string(spec_.max_len) + "; raise model%max_len");
   for (int t : tokens)
     TH_CHECK(t >= 0 && t < spec_.vocab_size, "token id " + std::to_string(t) + " outside the vocabulary");
-  cpu::embedding_forward(y, tokens.data(), params_.value(table), positional_table(), B, L, spec_.d_model,
+  kernels().embedding_forward(y, tokens.data(), params_.value(table), positional_table(), B, L, spec_.d_model,
                          T(std::sqrt(static_cast<double>(spec_.d_model))));
 }
 
@@ -135,9 +135,9 @@ void Transformer<T>::embed_inputs(const Batch& batch, std::uint64_t seed, std::u
                         std::int64_t table, std::uint64_t site) {
     const std::int64_t rows = static_cast<std::int64_t>(B) * L;
     x.assign(blocks + 1, Tensor());
-    x[0] = saved_buffer<T>(rows, D);
+    x[0] = saved_buffer<T>(be_, rows, D);
     embed(x[0].data<T>(), tokens, B, L, table);
-    cpu::dropout_forward(x[0].data<T>(), x[0].data<T>(), rows * D, p, seed, dropout_stream(site, micro));
+    kernels().dropout_forward(x[0].data<T>(), x[0].data<T>(), rows * D, p, seed, dropout_stream(site, micro));
     round_compute(x[0]);
   };
   acquire(embed_unit_);
@@ -152,14 +152,14 @@ void Transformer<T>::run_encoder(const Batch& batch, std::uint64_t seed, std::ui
   const Stream src{B, batch.S, batch.src_len.data()};
   enc_ctx_ = StepCtx<T>{src, Stream{}, nullptr, nullptr, seed, micro, train};
   for (std::size_t i = 0; i < encoder_.size(); ++i) {
-    enc_x_[i + 1] = saved_buffer<T>(src.rows(), D);
+    enc_x_[i + 1] = saved_buffer<T>(be_, src.rows(), D);
     acquire(enc_unit_[i]);
     encoder_[i]->forward(enc_x_[i + 1].data<T>(), enc_x_[i].data<T>(), enc_ctx_);
     release(enc_unit_[i]);
     round_compute(enc_x_[i + 1]);
   }
   if (enc_norm_) {
-    memory_ = saved_buffer<T>(src.rows(), D);
+    memory_ = saved_buffer<T>(be_, src.rows(), D);
     acquire(enc_norm_unit_);
     enc_norm_->forward(memory_.data<T>(), enc_x_.back().data<T>(), src.rows());
     release(enc_norm_unit_);
@@ -212,14 +212,14 @@ double Transformer<T>::forward(const Batch& batch, std::uint64_t seed, std::uint
   }
   dec_ctx_ = StepCtx<T>{tgt, src, memory_.defined() ? memory_.data<T>() : nullptr, nullptr, seed, micro, train};
   for (std::size_t i = 0; i < decoder_.size(); ++i) {
-    dec_x_[i + 1] = saved_buffer<T>(tgt.rows(), D);
+    dec_x_[i + 1] = saved_buffer<T>(be_, tgt.rows(), D);
     acquire(dec_unit_[i]);
     decoder_[i]->forward(dec_x_[i + 1].data<T>(), dec_x_[i].data<T>(), dec_ctx_);
     release(dec_unit_[i]);
     round_compute(dec_x_[i + 1]);
   }
   if (dec_norm_) {
-    final_ = saved_buffer<T>(tgt.rows(), D);
+    final_ = saved_buffer<T>(be_, tgt.rows(), D);
     acquire(dec_norm_unit_);
     dec_norm_->forward(final_.data<T>(), dec_x_.back().data<T>(), tgt.rows());
     release(dec_norm_unit_);
@@ -229,12 +229,12 @@ double Transformer<T>::forward(const Batch& batch, std::uint64_t seed, std::uint
   }
   acquire(out_unit_);  // held until backward has used it (or discard())
   out_held_ = true;
-  logits_ = saved_buffer<T>(tgt.rows(), V);
-  cpu::linear_forward<T>(logits_.data<T>(), final_.data<T>(), params_.value(out_proj_), nullptr, tgt.rows(), D, V);
+  logits_ = saved_buffer<T>(be_, tgt.rows(), V);
+  kernels().linear_forward(logits_.data<T>(), final_.data<T>(), params_.value(out_proj_), nullptr, tgt.rows(), D, V);
   round_compute(logits_);
-  losses_ = saved_buffer<T>(tgt.rows(), 1);
-  lse_ = saved_buffer<T>(tgt.rows(), 1);
-  const double sum = cpu::cross_entropy_forward(losses_.data<T>(), lse_.data<T>(), logits_.data<T>(),
+  losses_ = saved_buffer<T>(be_, tgt.rows(), 1);
+  lse_ = saved_buffer<T>(be_, tgt.rows(), 1);
+  const double sum = kernels().cross_entropy_forward(losses_.data<T>(), lse_.data<T>(), logits_.data<T>(),
                                                 batch.tgt_out.data(), tgt.rows(), V,
                                                 T(spec_.label_smoothing), spec_.pad_id, &count_);
   return count_ > 0 ? sum / static_cast<double>(count_) : 0.0;
@@ -254,12 +254,12 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
   const std::uint64_t seed = dec_ctx_.seed, micro = dec_ctx_.micro;
   const float p = dec_ctx_.train ? spec_.dropout : 0.0f;
   T* dlogits = logits_.data<T>();  // overwritten in place
-  cpu::cross_entropy_backward(dlogits, dlogits, lse_.data<T>(), batch.tgt_out.data(), Nt, V,
+  kernels().cross_entropy_backward(dlogits, dlogits, lse_.data<T>(), batch.tgt_out.data(), Nt, V,
                               T(spec_.label_smoothing), spec_.pad_id,
                               T(count_ > 0 ? loss_scale / static_cast<double>(count_) : 0.0));
   round_compute(dlogits, Nt * V);
-  Tensor g = scratch_buffer<T>(Nt, D), g2 = scratch_buffer<T>(Nt, D);
-  cpu::linear_backward<T>(g.data<T>(), params_.grad(out_proj_), nullptr, dlogits, final_.data<T>(),
+  Tensor g = scratch_buffer<T>(be_, Nt, D), g2 = scratch_buffer<T>(be_, Nt, D);
+  kernels().linear_backward(g.data<T>(), params_.grad(out_proj_), nullptr, dlogits, final_.data<T>(),
                           params_.value(out_proj_), Nt, D, V);
   round_compute(g);
   logits_.reset();
@@ -275,7 +275,7 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
     ready(dec_norm_begin_);
   }
   if (!spec_.decoder_only) {
-    dmemory_ = Tensor::zeros({Ns, D}, dtype_of<T>(), MemCategory::Workspace);
+    dmemory_ = be_.zeros({Ns, D}, dtype_of<T>(), MemCategory::Workspace);
     dec_ctx_.dmem = dmemory_.data<T>();
   }
   for (std::size_t i = decoder_.size(); i-- > 0;) {
@@ -287,12 +287,12 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
     dec_x_[i + 1].reset();
     ready(dec_begin_[i]);
   }
-  cpu::dropout_forward(g.data<T>(), g.data<T>(), Nt * D, p, seed, dropout_stream(kTgtEmbedSite, micro));
-  cpu::embedding_backward(params_.grad(tgt_embed_), batch.tgt_in.data(), g.data<T>(), Nt, D, scale);
-  if (pos_embed_ >= 0) cpu::position_backward(params_.grad(pos_embed_), g.data<T>(), batch.B, batch.T, D);
+  kernels().dropout_forward(g.data<T>(), g.data<T>(), Nt * D, p, seed, dropout_stream(kTgtEmbedSite, micro));
+  kernels().embedding_backward(params_.grad(tgt_embed_), batch.tgt_in.data(), g.data<T>(), Nt, D, scale);
+  if (pos_embed_ >= 0) kernels().position_backward(params_.grad(pos_embed_), g.data<T>(), batch.B, batch.T, D);
   if (!spec_.decoder_only) {
     round_compute(dmemory_);  // summed over the decoder blocks' cross-attentions in fp32
-    Tensor e = scratch_buffer<T>(Ns, D), e2 = scratch_buffer<T>(Ns, D);
+    Tensor e = scratch_buffer<T>(be_, Ns, D), e2 = scratch_buffer<T>(be_, Ns, D);
     if (enc_norm_) {
       acquire(enc_norm_unit_);
       enc_norm_->backward(e.data<T>(), dmemory_.data<T>(), enc_x_.back().data<T>(), Ns);
@@ -311,9 +311,9 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
       enc_x_[i + 1].reset();
       ready(enc_begin_[i]);
     }
-    cpu::dropout_forward(e.data<T>(), e.data<T>(), Ns * D, p, seed, dropout_stream(kSrcEmbedSite, micro));
-    cpu::embedding_backward(params_.grad(src_embed_), batch.src.data(), e.data<T>(), Ns, D, scale);
-    if (pos_embed_ >= 0) cpu::position_backward(params_.grad(pos_embed_), e.data<T>(), batch.B, batch.S, D);
+    kernels().dropout_forward(e.data<T>(), e.data<T>(), Ns * D, p, seed, dropout_stream(kSrcEmbedSite, micro));
+    kernels().embedding_backward(params_.grad(src_embed_), batch.src.data(), e.data<T>(), Ns, D, scale);
+    if (pos_embed_ >= 0) kernels().position_backward(params_.grad(pos_embed_), e.data<T>(), batch.B, batch.S, D);
   }
   ready(0);
   discard();

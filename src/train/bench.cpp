@@ -10,7 +10,7 @@
 #include "th/core/rng.hpp"
 #include "th/data/batching.hpp"
 #include "th/parallel/runtime.hpp"
-#include "th/kernels/cpu.hpp"
+#include "th/backend/backend.hpp"
 #include "th/train/grad_sync.hpp"
 #include "th/train/optimizer.hpp"
 #include "th/train/progress.hpp"
@@ -36,17 +36,20 @@ double model_flops(const ModelSpec& m, double B, double S, double T) {
   return 6 * B * (m.n_encoder_layers * enc + m.n_decoder_layers * dec + T * d * V);
 }
 
-// fp32 GEMM rate of this rank (1024^3, 20 times), as the peer measures it.
-double gemm_rate() {
+// fp32 GEMM rate of this rank (1024^3, 20 times) on the run's backend, as the peer measures it.
+// Host buffers: the CPU backend's device memory is the host (a device backend would allocate).
+double gemm_rate(Backend& be) {
+  Kernels<float>& k = be.f32();
   const int n = 1024;
   std::vector<float> a(static_cast<std::size_t>(n) * n), b(a.size()), c(a.size());
   for (std::size_t i = 0; i < a.size(); ++i) {
     a[i] = static_cast<float>(uniform01(1, 1, i) - 0.5);
     b[i] = static_cast<float>(uniform01(1, 2, i) - 0.5);
   }
-  cpu::gemm<float>(false, false, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n);
+  k.gemm(false, false, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n);
   const auto t0 = Clock::now();
-  for (int r = 0; r < 20; ++r) cpu::gemm<float>(false, false, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n);
+  for (int r = 0; r < 20; ++r) k.gemm(false, false, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n);
+  be.sync();
   return 20.0 * 2.0 * n * n * n / since(t0);
 }
 }  // namespace
@@ -94,7 +97,7 @@ void run_bench(const Config& cfg, Comm& comm) {
     zopt.overlap = overlap;
     ModelSpec pass_spec = base_spec;
     ZeroEngine::configure(pass_spec, zopt, comm.size());
-    Transformer<float> model(pass_spec);
+    Transformer<float> model(pass_spec, run_backend(cfg));
     ZeroEngine engine(comm, model, zopt);
     Pass p;
     double bytes0 = 0;
@@ -158,7 +161,7 @@ void run_bench(const Config& cfg, Comm& comm) {
   const Pass& off = overlap ? other : main_pass;
   const double step_s = main_pass.step_s;
   const std::int64_t new_allocs = main_pass.allocations;
-  const double rate = comm.sum(gemm_rate());  // all ranks' GEMM rates together, as the peer does
+  const double rate = comm.sum(gemm_rate(run_backend(cfg)));  // all ranks' GEMM rates together, as the peer does
   const double tokens = static_cast<double>(cfg.bench.batch) * (batch.S + batch.T);
   const double flops = model_flops(spec, cfg.bench.batch, batch.S, batch.T);
   const double mfu = flops / step_s / rate;

@@ -3,12 +3,11 @@
 #include <algorithm>
 
 #include "th/core/error.hpp"
-#include "th/kernels/cpu.hpp"
 
 namespace th {
 
-GradientSync::GradientSync(Comm& comm, std::int64_t n, double bucket_mb, bool overlap)
-    : comm_(comm), n_(n), overlap_(overlap) {
+GradientSync::GradientSync(Comm& comm, std::int64_t n, double bucket_mb, bool overlap, Backend& backend)
+    : comm_(comm), be_(backend), n_(n), overlap_(overlap) {
   const auto per_bucket = std::max<std::int64_t>(1, static_cast<std::int64_t>(bucket_mb * 1024 * 1024 / 4));
   for (std::int64_t end = n; end > 0; end -= per_bucket) buckets_.push_back({std::max<std::int64_t>(0, end - per_bucket), end});
   events_.resize(buckets_.size());
@@ -16,8 +15,9 @@ GradientSync::GradientSync(Comm& comm, std::int64_t n, double bucket_mb, bool ov
 }
 
 GradientSync::GradientSync(Comm& comm, std::vector<Bucket> buckets, bool overlap,
-                           std::function<void(std::size_t)> on_done)
-    : comm_(comm), n_(buckets.empty() ? 0 : buckets.front().end), overlap_(overlap), on_done_(std::move(on_done)),
+                           std::function<void(std::size_t)> on_done, Backend& backend)
+    : comm_(comm), be_(backend), n_(buckets.empty() ? 0 : buckets.front().end), overlap_(overlap),
+      on_done_(std::move(on_done)),
       buckets_(std::move(buckets)) {
   for (std::size_t i = 0; i < buckets_.size(); ++i) {
     const Bucket& b = buckets_[i];
@@ -101,7 +101,7 @@ void GradientSync::finish() {
   }
   inflight_.clear();
   exposed_s_ = since_begin() - backward_end_s_;
-  if (!on_done_) cpu::scale_inplace(grads_, 1.0f / static_cast<float>(comm_.size()), n_);
+  if (!on_done_) be_.f32().scale_inplace(grads_, 1.0f / static_cast<float>(comm_.size()), n_);
   active_ = false;
 }
 

@@ -4,7 +4,6 @@
 #include <cmath>
 
 #include "th/core/error.hpp"
-#include "th/kernels/cpu.hpp"
 
 namespace th {
 
@@ -28,10 +27,10 @@ double LRSchedule::at(std::int64_t step) const {
 }
 
 template <typename T>
-AdamW<T>::AdamW(std::int64_t n, const AdamWConfig& cfg)
-    : n_(n), cfg_(cfg),
-      m_(Tensor::zeros({n}, dtype_of<T>(), MemCategory::OptimizerState)),
-      v_(Tensor::zeros({n}, dtype_of<T>(), MemCategory::OptimizerState)) {}
+AdamW<T>::AdamW(std::int64_t n, const AdamWConfig& cfg, Backend& backend)
+    : n_(n), cfg_(cfg), be_(backend),
+      m_(backend.zeros({n}, dtype_of<T>(), MemCategory::OptimizerState)),
+      v_(backend.zeros({n}, dtype_of<T>(), MemCategory::OptimizerState)) {}
 
 template <typename T> void AdamW<T>::step(T* params, const T* grads, double lr) {
   next_step();
@@ -41,23 +40,23 @@ template <typename T> void AdamW<T>::step(T* params, const T* grads, double lr) 
 template <typename T>
 void AdamW<T>::update(T* params, const T* grads, std::int64_t offset, std::int64_t n, double lr) {
   TH_CHECK(offset >= 0 && offset + n <= n_, "AdamW update outside the moments");
-  cpu::adamw_update(params, grads, m_.data<T>() + offset, v_.data<T>() + offset, n, lr, cfg_.beta1, cfg_.beta2,
-                    cfg_.eps, cfg_.weight_decay, t_);
+  be_.kernels<T>().adamw_update(params, grads, m_.data<T>() + offset, v_.data<T>() + offset, n, lr, cfg_.beta1,
+                                cfg_.beta2, cfg_.eps, cfg_.weight_decay, t_);
 }
 
 template <typename T>
-double clip_by_global_norm(T* grads, std::int64_t n, double sum_sq, double max_norm) {
+double clip_by_global_norm(T* grads, std::int64_t n, double sum_sq, double max_norm, Backend& backend) {
   const double norm = std::sqrt(sum_sq);
   if (max_norm > 0 && std::isfinite(norm)) {
     const double factor = max_norm / (norm + 1e-6);
-    if (factor < 1.0) cpu::scale_inplace(grads, static_cast<T>(factor), n);
+    if (factor < 1.0) backend.kernels<T>().scale_inplace(grads, static_cast<T>(factor), n);
   }
   return norm;
 }
 
 template class AdamW<float>;
 template class AdamW<double>;
-template double clip_by_global_norm<float>(float*, std::int64_t, double, double);
-template double clip_by_global_norm<double>(double*, std::int64_t, double, double);
+template double clip_by_global_norm<float>(float*, std::int64_t, double, double, Backend&);
+template double clip_by_global_norm<double>(double*, std::int64_t, double, double, Backend&);
 
 }  // namespace th

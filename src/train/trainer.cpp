@@ -42,7 +42,7 @@ Trainer::Trainer(const Config& cfg, Comm& comm) : cfg_(cfg), comm_(comm) {
   const ZeroOptions zopt = zero_options(cfg_);
   ZeroEngine::configure(spec, zopt, comm.size());
   check_model_fits(cfg_, spec, comm);
-  model_ = std::make_unique<Transformer<float>>(spec);
+  model_ = std::make_unique<Transformer<float>>(spec, run_backend(cfg_));
   // Before any step: a folder that cannot take checkpoints stops the run now, not at its first save.
   prepare_checkpoint_dir(comm, checkpoint_dir(),
                          cfg_.checkpoint.dir.empty() ? "checkpoint folder '" + checkpoint_dir() +

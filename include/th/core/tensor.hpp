@@ -25,8 +25,9 @@ template <> constexpr DType dtype_of<std::int32_t>() { return DType::I32; }
 class Tensor {
  public:
   Tensor() = default;
+  // `device`: where the pool's memory is (th/backend/backend.hpp allocates through its pools).
   static Tensor empty(std::vector<std::int64_t> shape, DType dtype, MemCategory cat,
-                      MemoryPool& pool = host_pool());
+                      MemoryPool& pool = host_pool(), Device device = Device::Host);
   static Tensor zeros(std::vector<std::int64_t> shape, DType dtype, MemCategory cat,
                       MemoryPool& pool = host_pool());
 
@@ -41,7 +42,7 @@ class Tensor {
   void* raw() const { return block_ ? block_->ptr : nullptr; }
   template <typename T> T* data() const;  // checks dtype
   void reset() { block_.reset(); shape_.clear(); }
-  void zero_();
+  void zero_();  // host memory only (a device tensor is zeroed by its backend)
 
  private:
   struct Block {

@@ -24,6 +24,7 @@ class KvCache {
 
  private:
   const float* w(const std::string& name) const { return ps_.value(ps_.find(name).offset); }
+  Kernels<float>& k() const { return m_.backend().f32(); }  // every kernel through the model's backend
   void layer_norm(std::vector<float>& x, const std::string& prefix);
   void residual(std::vector<float>& x, const std::string& norm, const std::function<void(const float*, float*)>& f);
   void self_attention(int l, const float* in, float* out, int pos);

@@ -5,13 +5,15 @@
 //
 // Legend: B batch rows, L length of the stream a layer runs on, N = B*L token rows, D d_model,
 // H heads, Dh = D/H, F d_ff, Lk key length (the memory's for cross-attention).
+// Every kernel call and buffer goes through the backend of the parameter store the layer
+// declares into (th/backend/backend.hpp): the layers never call th::cpu directly.
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "th/backend/backend.hpp"
 #include "th/core/tensor.hpp"
-#include "th/kernels/cpu.hpp"
 #include "th/model/params.hpp"
 
 namespace th {
@@ -120,8 +122,10 @@ class Residual {
   void forward(T* out, const T* x, const StepCtx<T>& ctx);
   void backward(T* dx, const T* dout, const T* x, const StepCtx<T>& ctx);
   void release();
+  Backend& backend() const { return be_; }  // the parameter store's
 
  private:
+  Backend& be_;
   std::unique_ptr<Sublayer<T>> f_;
   LayerNorm<T> norm_;
   int D_;
@@ -144,6 +148,7 @@ class Block {
 
  private:
   void run_forward(T* out, const T* x, const StepCtx<T>& ctx);
+  Backend& backend() const { return parts_.front()->backend(); }
   std::vector<std::unique_ptr<Residual<T>>> parts_;
   int D_;
   bool checkpoint_;

@@ -9,4 +9,8 @@ namespace th {
 // vocab_size: the dataset's (the tokenizer's) for real data, model%vocab_size for synthetic data.
 ModelSpec model_spec(const Config& cfg, int vocab_size);
 
+// The backend of the run (run%backend, th/backend/backend.hpp): every task builds its model on it.
+// 'cuda' and 'emulated' throw th::InputError (not available for training in this build).
+Backend& run_backend(const Config& cfg);
+
 }  // namespace th

@@ -2,11 +2,13 @@
 // All parameters of a model live in one flat buffer, gradients in a second one with the same
 // layout (llm.c style). Layers declare their parameters here, in one place each, and keep only
 // offsets; data parallelism, ZeRO partitions, checkpoints and the optimizer all work on offsets
-// into these two buffers.
+// into these two buffers. The buffers live in the device memory of the store's backend
+// (th/backend/backend.hpp); the layers reach their kernels and buffers through backend().
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "th/backend/backend.hpp"
 #include "th/core/tensor.hpp"
 
 namespace th {
@@ -35,6 +37,8 @@ struct ParamSegment {
 template <typename T>
 class ParamStore {
  public:
+  explicit ParamStore(Backend& backend = cpu_backend()) : backend_(&backend) {}
+  Backend& backend() const { return *backend_; }
   // Layout for partitioning (before the first declare): every segment is padded to a multiple of
   // `align` elements and closed before it would pass `max_elems` (0: no limit; a larger single
   // parameter gets a segment of its own). align 1 (the default) adds no padding.
@@ -48,6 +52,7 @@ class ParamStore {
   void allocate();                      // values (Parameters) and grads (Gradients), zeroed
   // Or external storage (ZeRO): size() elements each, owned and accounted by the caller.
   void attach(T* values, T* grads);
+  // Initial values are computed on the host and copied to the device (a no-op on the CPU backend).
   void initialize(std::uint64_t seed);  // deterministic: identical on every rank for one seed
   // Only the parameters whose offset lies in [begin, end) (same values as initialize()).
   void initialize(std::uint64_t seed, std::int64_t begin, std::int64_t end);
@@ -66,6 +71,7 @@ class ParamStore {
 
  private:
   void close_segment();
+  Backend* backend_;
   std::vector<ParamInfo> infos_;
   std::vector<ParamSegment> segments_;
   std::int64_t total_ = 0, seg_begin_ = 0, unit_begin_ = 0, align_ = 1, max_seg_ = 0;

@@ -77,9 +77,11 @@ struct Batch {
 template <typename T>
 class Transformer {
  public:
-  explicit Transformer(const ModelSpec& spec);
+  // Parameters, activations and every kernel call go through `backend` (th/backend/backend.hpp).
+  explicit Transformer(const ModelSpec& spec, Backend& backend = cpu_backend());
   ~Transformer();
   const ModelSpec& spec() const { return spec_; }
+  Backend& backend() const { return be_; }
   ParamStore<T>& params() { return params_; }
   void set_param_access(ParamAccess* access) { access_ = access; }
 
@@ -114,7 +116,10 @@ class Transformer {
   void round_compute(T* x, std::int64_t n) const;  // ModelSpec::compute
   void round_compute(Tensor& t) const { round_compute(t.data<T>(), t.numel()); }
 
+  Kernels<T>& kernels() const { return be_.kernels<T>(); }
+
   ModelSpec spec_;
+  Backend& be_;  // before params_: the store allocates through it
   ParamStore<T> params_;
   std::int64_t src_embed_ = 0, tgt_embed_ = 0, out_proj_ = 0;
   std::int64_t pos_embed_ = -1;  // learned positional table (PositionEncoding::Learned), else -1

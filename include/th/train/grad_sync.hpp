@@ -14,6 +14,7 @@
 #include <functional>
 #include <vector>
 
+#include "th/backend/backend.hpp"
 #include "th/core/profiler.hpp"
 #include "th/parallel/comm.hpp"
 
@@ -25,12 +26,14 @@ class GradientSync {
     std::int64_t begin, end;  // element range of the flat buffer
   };
   // All-reduce mode: buckets of bucket_mb cut from the end of grads[0, n); finish() averages.
-  GradientSync(Comm& comm, std::int64_t n, double bucket_mb, bool overlap);
+  // `backend`: the one whose device memory holds the gradients (its kernel averages them).
+  GradientSync(Comm& comm, std::int64_t n, double bucket_mb, bool overlap, Backend& backend = cpu_backend());
   // Reduce-scatter mode: `buckets` (lengths multiples of the world size N, in descending order,
   // tiling [0, n)) are reduce-scattered in place: rank r's block of [b, e), summed over ranks, is
   // left at grads[b, b + (e - b) / N); on_done(i) runs once that of bucket i has arrived.
   // Without overlap each bucket is still reduced when it is final, backward waiting for it.
-  GradientSync(Comm& comm, std::vector<Bucket> buckets, bool overlap, std::function<void(std::size_t)> on_done);
+  GradientSync(Comm& comm, std::vector<Bucket> buckets, bool overlap, std::function<void(std::size_t)> on_done,
+               Backend& backend = cpu_backend());
   ~GradientSync();
 
   // `communicate`: this backward's gradients are reduced (with accumulation in all-reduce mode,
@@ -52,6 +55,7 @@ class GradientSync {
   void arrived(std::size_t i);
   double since_begin() const;
   Comm& comm_;
+  Backend& be_;
   std::int64_t n_;
   bool overlap_;
   std::function<void(std::size_t)> on_done_;  // set: reduce-scatter mode

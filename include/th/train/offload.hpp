@@ -6,12 +6,12 @@
 // ("th::offload::adamw"), with the per-element formula of th::cpu::adamw_update
 // (th/kernels/adamw_element.hpp).
 //
-// On the CPU backend the "device" and the host are the same memory, so the gradients and the
-// parameters are handed to the host loop by pointer; the path is still separate (own buffers, own
-// loop, own accounting). On a GPU build the engine would copy the partition's gradients down
-// (device -> pinned host, per span), run update() on the host, and copy the updated parameters up
-// (host -> device): AdamSpan is exactly the unit of those two copies, and nothing else of the
-// optimizer ever touches device memory.
+// The spans handed to update() are host memory: the optimizer step (src/train/zero/
+// optimizer_step.cpp) copies the partition's gradients down (host_view, per span) and the updated
+// parameters back up (host_target + copy_to_device) through the backend (th/backend/backend.hpp).
+// On the CPU backend those calls alias (no copy); the path is still separate (own buffers, own
+// loop, own accounting). AdamSpan is exactly the unit of those two copies, and nothing else of the
+// offloaded optimizer touches device memory; its AdamW loop is a host loop by design.
 //
 // 'nvme': the moments live in <nvme_path>/th_optim_rank<r>.bin, created at start (all chunks
 // written once, zero, generation 0) and removed when the engine goes. The moment space [0, n) is

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <string>
 
+#include "th/backend/backend.hpp"
 #include "th/core/tensor.hpp"
 
 namespace th {
@@ -28,7 +29,8 @@ class LRSchedule {
 template <typename T>
 class AdamW {
  public:
-  AdamW(std::int64_t n, const AdamWConfig& cfg);  // moments in the OptimizerState category
+  // Moments in the backend's device memory (OptimizerState category); the update is its kernel.
+  AdamW(std::int64_t n, const AdamWConfig& cfg, Backend& backend = cpu_backend());
   void step(T* params, const T* grads, double lr);  // one update, t += 1
   // The same in pieces (a ZeRO partition): next_step() (t += 1), then update() of each piece,
   // moments [offset, offset + n) with params[0, n) and grads[0, n).
@@ -42,13 +44,15 @@ class AdamW {
  private:
   std::int64_t n_, t_ = 0;
   AdamWConfig cfg_;
+  Backend& be_;
   Tensor m_, v_;
 };
 
 // Scales grads so their global L2 norm is at most max_norm (PyTorch clip_grad_norm_ rule:
 // factor max_norm / (norm + 1e-6) when below 1). `sum_sq` is the already reduced sum of squares
 // (all ranks' shards); returns the norm before clipping. max_norm <= 0: only measure.
+// `grads` is in the backend's device memory.
 template <typename T>
-double clip_by_global_norm(T* grads, std::int64_t n, double sum_sq, double max_norm);
+double clip_by_global_norm(T* grads, std::int64_t n, double sum_sq, double max_norm, Backend& backend = cpu_backend());
 
 }  // namespace th

@@ -35,9 +35,11 @@ ZeroEngine::Impl::Impl(Comm& c, Transformer<float>& m, const ZeroOptions& o)
   // created stops every rank.
   const std::int64_t moments = policy.replicated ? P : S;
   if (opt.offload.optimizer == OffloadTarget::None)
-    store = zero::make_optimizer_store(opt.offload, moments, opt.adam, comm.rank());
+    store = zero::make_optimizer_store(opt.offload, moments, opt.adam, comm.rank(), m.backend());
   else
-    agree_each(comm, [&] { store = zero::make_optimizer_store(opt.offload, moments, opt.adam, comm.rank()); });
+    agree_each(comm, [&] {
+      store = zero::make_optimizer_store(opt.offload, moments, opt.adam, comm.rank(), m.backend());
+    });
 
   // The owned spans (stable pointers): the whole buffer when replicated, else one per piece.
   if (policy.replicated)
@@ -45,7 +47,7 @@ ZeroEngine::Impl::Impl(Comm& c, Transformer<float>& m, const ZeroOptions& o)
   else
     for (const ZeroPartition::Piece& p : part.pieces()) spans.push_back({params->owned(p), grads->owned(p), p.shard, p.count});
   step = std::make_unique<zero::OptimizerStep>(comm, spans, *params, *store, opt.compute,
-                                               policy.replicated ? 1 : N, moments);
+                                               policy.replicated ? 1 : N, moments, m.backend());
 
   params->initialize(opt.seed, spans, step->master(), opt.compute);  // the same on every rank
   grads->init_sync(comm, opt);

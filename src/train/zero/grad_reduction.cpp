@@ -3,7 +3,6 @@
 #include <cstring>
 
 #include "precision.hpp"
-#include "th/kernels/cpu.hpp"
 
 namespace th::zero {
 
@@ -17,7 +16,7 @@ void GradReduction::begin_backward(bool last_micro_batch) {
 
 void GradReduction::grads_ready(std::int64_t w) {
   if (compute_ != DType::F32 && communicating_ && w < rounded_from_) {  // 16-bit gradients into the reduction
-    round_to_compute(compute_, ps_.grads() + w, rounded_from_ - w);
+    round_to_compute(ps_.backend(), compute_, ps_.grads() + w, rounded_from_ - w);
     rounded_from_ = w;
   }
   account();  // the bucket pages backward has written so far
@@ -52,7 +51,7 @@ class AllReduce final : public GradReduction {
 
  private:
   std::unique_ptr<GradientSync> make_sync(Comm& comm, const ZeroOptions& opt) override {
-    return std::make_unique<GradientSync>(comm, ps_.size(), opt.bucket_mb, opt.overlap);
+    return std::make_unique<GradientSync>(comm, ps_.size(), opt.bucket_mb, opt.overlap, ps_.backend());
   }
 };
 
@@ -68,9 +67,8 @@ class ScatterInPlace final : public GradReduction {
     return std::make_unique<GradientSync>(comm, segment_buckets(part_), opt.overlap, [this](std::size_t i) {
       const Piece& p = bucket_piece(part_, i);
       float* block = ps_.grads() + p.begin;  // the in-place reduce-scatter left this rank's sum here
-      if (part_.rank() > 0)
-        std::memmove(ps_.grads() + part_.owned(p), block, sizeof(float) * static_cast<std::size_t>(p.count));
-    });
+      if (part_.rank() > 0) copy_device(ps_.backend(), ps_.grads() + part_.owned(p), block, p.count);
+    }, ps_.backend());
   }
   const ZeroPartition& part_;
 };
@@ -79,9 +77,9 @@ class ScatterPartition final : public GradReduction {
  public:
   ScatterPartition(ParamStore<float>& ps, const ZeroPartition& part, DType compute)
       : GradReduction(ps, compute), part_(part), range_(ps.size(), MemCategory::Gradients),
-        shard_(Tensor::zeros({part.shard_size()}, DType::F32, MemCategory::Gradients)) {}
+        shard_(ps.backend().zeros({part.shard_size()}, DType::F32, MemCategory::Gradients)) {}
   void zero_grad() override {
-    shard_.zero_();
+    ps_.backend().zero(shard_.raw(), shard_.bytes(), MemorySpace::Device);
     range_.release(0, ps_.size(), true);
     range_.account();
   }
@@ -93,11 +91,11 @@ class ScatterPartition final : public GradReduction {
     return std::make_unique<GradientSync>(comm, segment_buckets(part_), opt.overlap, [this](std::size_t i) {
       const Piece& p = bucket_piece(part_, i);
       // accumulate into the partition, then give the bucket's pages back
-      cpu::add_inplace(shard_.data<float>() + p.shard, ps_.grads() + p.begin, p.count);
+      ps_.backend().f32().add_inplace(shard_.data<float>() + p.shard, ps_.grads() + p.begin, p.count);
       range_.account();
       range_.release(p.begin, p.begin + p.count * part_.world(), true);
       range_.account();
-    });
+    }, ps_.backend());
   }
   bool reduce_every_micro_batch() const override { return true; }
   void account() override { range_.account(); }

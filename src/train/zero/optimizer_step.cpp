@@ -7,19 +7,18 @@
 
 #include "precision.hpp"
 #include "th/core/error.hpp"
-#include "th/kernels/cpu.hpp"
 #include "th/parallel/agree.hpp"
 #include "th/train/optimizer.hpp"
 
 namespace th::zero {
 
 OptimizerStep::OptimizerStep(Comm& comm, const OwnedSpans& spans, ParamHome& params, OptimizerStore& store,
-                             DType compute, int summed_over, std::int64_t moments)
-    : comm_(comm), spans_(spans), params_(params), store_(store), compute_(compute), summed_over_(summed_over) {
+                             DType compute, int summed_over, std::int64_t moments, Backend& backend)
+    : comm_(comm), be_(backend), spans_(spans), params_(params), store_(store), compute_(compute), summed_over_(summed_over) {
   TH_CHECK(compute == DType::F32 || compute == DType::BF16 || compute == DType::F16,
            std::string("compute type ") + to_string(compute));
   if (compute != DType::F32)
-    master_ = Tensor::zeros({std::max<std::int64_t>(moments, 1)}, DType::F32, MemCategory::OptimizerState);
+    master_ = be_.zeros({std::max<std::int64_t>(moments, 1)}, DType::F32, MemCategory::OptimizerState);
 }
 
 double OptimizerStep::clip_and_norm(double max_norm, double loss_scale) {
@@ -27,12 +26,12 @@ double OptimizerStep::clip_and_norm(double max_norm, double loss_scale) {
   if (summed_over_ != 1 || loss_scale != 1.0) {
     const float inv = loss_scale == 1.0 ? 1.0f / static_cast<float>(summed_over_)
                                         : static_cast<float>(1.0 / (summed_over_ * loss_scale));
-    for (const OwnedSpan& s : spans_) cpu::scale_inplace(s.grad, inv, s.n);
+    for (const OwnedSpan& s : spans_) be_.f32().scale_inplace(s.grad, inv, s.n);
   }
   double sq = 0;
-  for (const OwnedSpan& s : spans_) sq += cpu::sum_squares(s.grad, s.n);
+  for (const OwnedSpan& s : spans_) sq += be_.f32().sum_squares(s.grad, s.n);
   if (summed_over_ != 1) sq = comm_.sum(sq);  // each rank holds a part of the gradients
-  for (const OwnedSpan& s : spans_) clip_by_global_norm(s.grad, s.n, sq, max_norm);
+  for (const OwnedSpan& s : spans_) clip_by_global_norm(s.grad, s.n, sq, max_norm, be_);
   return std::sqrt(sq);
 }
 
@@ -42,27 +41,31 @@ bool OptimizerStep::local_overflow() const {
   const float limit = compute_ == DType::F16 ? 65504.0f * static_cast<float>(summed_over_)
                                              : std::numeric_limits<float>::max();
   bool bad = false;
-  for (const OwnedSpan& s : spans_)
-    for (std::int64_t i = 0; i < s.n && !bad; ++i) bad = !(std::fabs(s.grad[i]) <= limit);  // NaN too
+  for (const OwnedSpan& s : spans_) {
+    Tensor staging;  // the gradients read on the host: an explicit copy (the CPU backend aliases)
+    const float* g = host_view(be_, s.grad, s.n, staging);
+    for (std::int64_t i = 0; i < s.n && !bad; ++i) bad = !(std::fabs(g[i]) <= limit);  // NaN too
+  }
   return bad;
 }
 
 void OptimizerStep::inject_overflow() {
   for (const OwnedSpan& s : spans_)
     if (s.n > 0) {
-      s.grad[0] = std::numeric_limits<float>::infinity();
+      be_.f32().fill(s.grad, std::numeric_limits<float>::infinity(), 1);
       return;
     }
 }
 
 void OptimizerStep::master_to_compute() {
-  if (params_.file()) {  // the compute values of the partition live in the NVMe file
-    params_.write_partition(master_.data<float>(), compute_);
+  if (params_.file()) {  // the compute values of the partition live in the NVMe file (host I/O)
+    Tensor staging;
+    params_.write_partition(host_view(be_, master_.data<float>(), master_.numel(), staging), compute_);
     return;
   }
   for (const OwnedSpan& s : spans_) {
-    std::memcpy(s.value, master_.data<float>() + s.shard, sizeof(float) * static_cast<std::size_t>(s.n));
-    round_to_compute(compute_, s.value, s.n);
+    copy_device(be_, s.value, master_.data<float>() + s.shard, s.n);
+    round_to_compute(be_, compute_, s.value, s.n);
   }
 }
 
@@ -71,29 +74,52 @@ void OptimizerStep::update(double lr) {
   float* master = this->master();
   params_.drop_prefetched();  // nothing gathered ahead may outlive the old values
   store_.next_step();
+  // The parameter file and the offloaded store work on the host: the gradients go down first, by
+  // an explicit device -> host copy (the CPU backend aliases: no copy).
+  std::vector<Tensor> staged(spans_.size());
+  auto host_grads = [&] {
+    std::vector<const float*> g(spans_.size());
+    for (std::size_t i = 0; i < spans_.size(); ++i) g[i] = host_view(be_, spans_[i].grad, spans_[i].n, staged[i]);
+    return g;
+  };
   if (ChunkFile* file = params_.file(); file && !master) {
     // offload_param = 'nvme', fp32: the partition values stream through the file's two slots;
     // each chunk is updated in its slot and written back (an I/O error on any rank stops all).
+    const std::vector<const float*> g = host_grads();
     agree_each(comm_, [&] {
       file->stream([&](float* x, float*, std::int64_t c0, std::int64_t c1) {
         std::vector<AdamSpan> spans;
-        for (const OwnedSpan& s : spans_) {
+        for (std::size_t i = 0; i < spans_.size(); ++i) {
+          const OwnedSpan& s = spans_[i];
           const std::int64_t lo = std::max(c0, s.shard), hi = std::min(c1, s.shard + s.n);
-          if (lo < hi) spans.push_back({x + (lo - c0), s.grad + (lo - s.shard), lo, hi - lo});
+          if (lo < hi) spans.push_back({x + (lo - c0), g[i] + (lo - s.shard), lo, hi - lo});
         }
         store_.update(spans, lr);
       }, true);
     });
+  } else if (store_.does_io()) {
+    // Offloaded moments: host copies of the gradients and values, updated on the host, the values
+    // copied back up (an I/O error on any rank stops every rank).
+    const std::vector<const float*> g = host_grads();
+    std::vector<Tensor> values(spans_.size());
+    std::vector<AdamSpan> spans;
+    spans.reserve(spans_.size());
+    for (std::size_t i = 0; i < spans_.size(); ++i) {
+      const OwnedSpan& s = spans_[i];
+      float* p = master ? master + s.shard : s.value;
+      float* host = host_target(be_, p, s.n, values[i]);
+      copy_to_host(be_, host, p, s.n);
+      spans.push_back({host, g[i], s.shard, s.n});
+    }
+    agree_each(comm_, [&] { store_.update(spans, lr); });
+    for (std::size_t i = 0; i < spans_.size(); ++i)
+      copy_to_device(be_, master ? master + spans_[i].shard : spans_[i].value, spans[i].param, spans_[i].n);
   } else {
-    // The spans go to the store (offloaded: a GPU build copies their gradients down before and
-    // their parameters up after; an I/O error on any rank stops every rank).
+    // Moments with the parameters: the backend's AdamW kernel in place.
     std::vector<AdamSpan> spans;
     spans.reserve(spans_.size());
     for (const OwnedSpan& s : spans_) spans.push_back({master ? master + s.shard : s.value, s.grad, s.shard, s.n});
-    if (store_.does_io())
-      agree_each(comm_, [&] { store_.update(spans, lr); });
-    else
-      store_.update(spans, lr);
+    store_.update(spans, lr);
   }
   if (master) master_to_compute();
   params_.regather();

@@ -14,6 +14,7 @@
 #include "owned_span.hpp"
 #include "optimizer_store.hpp"
 #include "param_home.hpp"
+#include "th/backend/backend.hpp"
 #include "th/core/tensor.hpp"
 #include "th/parallel/comm.hpp"
 
@@ -24,8 +25,10 @@ class OptimizerStep {
   // `summed_over`: how many ranks' gradients the reduced gradients are the sum of (1: averaged
   // already, stage 0); their squares are then summed over ranks too (each rank owns a part).
   // `moments`: elements of the moment space (the master's size).
+  // `backend`: the model's (the spans' gradients and values, and the master, are in its device
+  // memory; the offloaded store works on host copies of them).
   OptimizerStep(Comm& comm, const OwnedSpans& spans, ParamHome& params, OptimizerStore& store, DType compute,
-                int summed_over, std::int64_t moments);
+                int summed_over, std::int64_t moments, Backend& backend);
 
   float* master() { return master_.defined() ? master_.data<float>() : nullptr; }
   double clip_and_norm(double max_norm, double loss_scale);
@@ -38,6 +41,7 @@ class OptimizerStep {
 
  private:
   Comm& comm_;
+  Backend& be_;
   const OwnedSpans& spans_;
   ParamHome& params_;
   OptimizerStore& store_;

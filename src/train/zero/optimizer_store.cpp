@@ -1,6 +1,5 @@
 #include "optimizer_store.hpp"
 
-#include <cstring>
 
 namespace th::zero {
 
@@ -9,7 +8,7 @@ namespace {
 // Moments with the parameters.
 class DeviceStore final : public OptimizerStore {
  public:
-  DeviceStore(std::int64_t n, const AdamWConfig& cfg) : n_(n), adam_(n, cfg) {}
+  DeviceStore(std::int64_t n, const AdamWConfig& cfg, Backend& be) : n_(n), be_(be), adam_(n, cfg, be) {}
   void next_step() override { adam_.next_step(); }
   std::int64_t steps() const override { return adam_.steps(); }
   void set_steps(std::int64_t t) override { adam_.set_steps(t); }
@@ -19,19 +18,21 @@ class DeviceStore final : public OptimizerStore {
   bool does_io() const override { return false; }
   float* exp_avg() override { return adam_.exp_avg(); }
   float* exp_avg_sq() override { return adam_.exp_avg_sq(); }
-  void read_moments(float* m, float* v) override {
-    std::memcpy(m, adam_.exp_avg(), sizeof(float) * static_cast<std::size_t>(n_));
-    std::memcpy(v, adam_.exp_avg_sq(), sizeof(float) * static_cast<std::size_t>(n_));
+  bool on_device() const override { return true; }
+  void read_moments(float* m, float* v) override {  // host m, v
+    copy_to_host(be_, m, adam_.exp_avg(), n_);
+    copy_to_host(be_, v, adam_.exp_avg_sq(), n_);
   }
   void write_moments(const float* m, const float* v) override {
-    std::memcpy(adam_.exp_avg(), m, sizeof(float) * static_cast<std::size_t>(n_));
-    std::memcpy(adam_.exp_avg_sq(), v, sizeof(float) * static_cast<std::size_t>(n_));
+    copy_to_device(be_, adam_.exp_avg(), m, n_);
+    copy_to_device(be_, adam_.exp_avg_sq(), v, n_);
   }
   OffloadMemory memory() const override { return {}; }
   std::string where() const override { return ""; }
 
  private:
   std::int64_t n_;
+  Backend& be_;
   AdamW<float> adam_;
 };
 
@@ -46,6 +47,7 @@ class OffloadedStore final : public OptimizerStore {
   bool does_io() const override { return true; }
   float* exp_avg() override { return a_->host_exp_avg(); }
   float* exp_avg_sq() override { return a_->host_exp_avg_sq(); }
+  bool on_device() const override { return false; }  // host (or nullptr: in the file)
   void read_moments(float* m, float* v) override { a_->read_moments(m, v); }
   void write_moments(const float* m, const float* v) override { a_->write_moments(m, v); }
   OffloadMemory memory() const override { return a_->memory(); }
@@ -58,8 +60,8 @@ class OffloadedStore final : public OptimizerStore {
 }  // namespace
 
 std::unique_ptr<OptimizerStore> make_optimizer_store(const OffloadOptions& opt, std::int64_t n, const AdamWConfig& cfg,
-                                                     int rank) {
-  if (opt.optimizer == OffloadTarget::None) return std::make_unique<DeviceStore>(n, cfg);
+                                                     int rank, Backend& backend) {
+  if (opt.optimizer == OffloadTarget::None) return std::make_unique<DeviceStore>(n, cfg, backend);
   return std::make_unique<OffloadedStore>(OffloadedAdamW::make(opt, n, cfg, rank));
 }
 

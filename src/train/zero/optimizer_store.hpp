@@ -29,8 +29,10 @@ class OptimizerStore {
   virtual bool does_io() const = 0;
   // The moments as arrays when they are resident (device or host), else nullptr; checkpoints of a
   // store without resident moments go through read_moments / write_moments.
+  // on_device(): they are in the backend's device memory (host code reads them through copies).
   virtual float* exp_avg() = 0;
   virtual float* exp_avg_sq() = 0;
+  virtual bool on_device() const = 0;
   virtual void read_moments(float* m, float* v) = 0;
   virtual void write_moments(const float* m, const float* v) = 0;
   virtual OffloadMemory memory() const = 0;  // offloaded bytes (none: zero)
@@ -39,7 +41,8 @@ class OptimizerStore {
 
 // n: elements of the moment space. Nvme: throws th::Error (naming the file) when the file cannot
 // be created; the caller agrees on it over ranks.
+// `backend`: the model's (moments with the parameters live in its device memory).
 std::unique_ptr<OptimizerStore> make_optimizer_store(const OffloadOptions& opt, std::int64_t n, const AdamWConfig& cfg,
-                                                     int rank);
+                                                     int rank, Backend& backend);
 
 }  // namespace th::zero

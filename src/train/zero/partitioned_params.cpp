@@ -2,7 +2,7 @@
 //
 // Without parameter offload the partition is gathered straight into the working range. With
 // offload_param = 'cpu' the partition is the host copy: the rank's own block is first copied up
-// into its place in the working range (host -> device on a GPU build; a memcpy here), then the
+// into its place in the working range (a host -> device copy of the backend), then the
 // working range is all-gathered in place, so the collective only touches working memory. With
 // offload_param = 'nvme' that copy comes from the file: stage_pieces() reads the chunks holding
 // the rank's blocks (verified) into their places before the gathers start.
@@ -37,7 +37,7 @@ class PartitionedParams final : public ParamHome, public PieceSource {
                                             S, 1, opt.offload.nvme_chunk_mb, MemCategory::Parameters);
       });
     else
-      shard_ = Tensor::zeros({S}, DType::F32, MemCategory::Parameters);
+      shard_ = ps_.backend().zeros({S}, DType::F32, MemCategory::Parameters, shard_space());
     ps_.attach(range_.data(), grad_range);
     gatherer_ = std::make_unique<Gatherer>(part, range_, *this, opt.prefetch, opt.persistence_threshold);
     model.set_param_access(gatherer_.get());
@@ -55,13 +55,12 @@ class PartitionedParams final : public ParamHome, public PieceSource {
       if (master) {
         for (const auto& p : part_.pieces())
           if (p.unit == u)
-            std::memcpy(master + p.shard, range_.data() + part_.owned(p), sizeof(float) * static_cast<std::size_t>(p.count));
-        round_to_compute(compute, range_.data() + gatherer_->begin(u), gatherer_->end(u) - gatherer_->begin(u));
+            copy_device(ps_.backend(), master + p.shard, range_.data() + part_.owned(p), p.count);
+        round_to_compute(ps_.backend(), compute, range_.data() + gatherer_->begin(u), gatherer_->end(u) - gatherer_->begin(u));
       }
       for (const auto& p : part_.pieces())
         if (p.unit == u)
-          std::memcpy(init.data<float>() + p.shard, range_.data() + part_.owned(p),
-                      sizeof(float) * static_cast<std::size_t>(p.count));
+          from_working(init.data<float>() + p.shard, range_.data() + part_.owned(p), p.count);
       range_.account();
       if (gatherer_->persistent(u))
         gatherer_->mark_resident(u);
@@ -91,10 +90,14 @@ class PartitionedParams final : public ParamHome, public PieceSource {
   }
 
   bool replicas_identical() override {
-    std::vector<float> kept;  // only the persistent units are replicated
+    std::vector<float> kept;  // only the persistent units are replicated (read by host copies)
     for (int u = 0; u < gatherer_->count(); ++u)
-      if (gatherer_->persistent(u))
-        kept.insert(kept.end(), ps_.values() + gatherer_->begin(u), ps_.values() + gatherer_->end(u));
+      if (gatherer_->persistent(u)) {
+        Tensor staging;
+        const float* v = host_view(ps_.backend(), ps_.values() + gatherer_->begin(u),
+                                   gatherer_->end(u) - gatherer_->begin(u), staging);
+        kept.insert(kept.end(), v, v + (gatherer_->end(u) - gatherer_->begin(u)));
+      }
     return th::replicas_identical(comm_, kept.data(), static_cast<std::int64_t>(kept.size()));
   }
 
@@ -117,7 +120,7 @@ class PartitionedParams final : public ParamHome, public PieceSource {
     agree_each(comm_, [&] {
       file_->fill([&](float* a, float*, std::int64_t c0, std::int64_t c1) {
         std::memcpy(a, x + c0, sizeof(float) * static_cast<std::size_t>(c1 - c0));
-        round_to_compute(compute, a, c1 - c0);
+        round_to_compute_on_host(compute, a, c1 - c0);
       });
     });
   }
@@ -141,6 +144,16 @@ class PartitionedParams final : public ParamHome, public PieceSource {
   }
 
  private:
+  // The partition's memory: host with offload_param 'cpu', else the backend's device.
+  MemorySpace shard_space() const { return param_ == OffloadTarget::Cpu ? MemorySpace::Host : MemorySpace::Device; }
+  // Working values (device) into the initial partition (host when offloaded or for the file).
+  void from_working(float* dst, const float* src, std::int64_t n) {
+    if (file_ || shard_space() == MemorySpace::Host)
+      copy_to_host(ps_.backend(), dst, src, n);
+    else
+      copy_device(ps_.backend(), dst, src, n);
+  }
+
   // Starts the all-gather of one piece from the partition into the working range.
   CommRequestPtr gather_piece(const Piece& p) {
     float* working = range_.data();
@@ -148,7 +161,7 @@ class PartitionedParams final : public ParamHome, public PieceSource {
     if (param_ == OffloadTarget::None) return comm_.iall_gather(shard_.data<float>() + p.shard, working + p.begin, count);
     if (!file_) {
       ProfileScope scope(profiler(), "offload/param_upload", Category::Offload);
-      std::memcpy(working + part_.owned(p), shard_.data<float>() + p.shard, sizeof(float) * count);
+      copy_to_device(ps_.backend(), working + part_.owned(p), shard_.data<float>() + p.shard, p.count);
     }
     return comm_.iall_gather(working + part_.owned(p), working + p.begin, count);
   }
@@ -171,8 +184,7 @@ class PartitionedParams final : public ParamHome, public PieceSource {
           const Piece& p = pieces[k];
           const std::int64_t b = std::max(c0, p.shard), e = std::min(c1, p.shard + p.count);
           if (b < e)
-            std::memcpy(working + part_.owned(p) + (b - p.shard), a + (b - c0),
-                        sizeof(float) * static_cast<std::size_t>(e - b));
+            copy_to_device(ps_.backend(), working + part_.owned(p) + (b - p.shard), a + (b - c0), e - b);
         }
       });
     });

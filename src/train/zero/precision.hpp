@@ -3,12 +3,20 @@
 // in fp32 storage, rounded to the compute type (the CPU backend has no 16-bit GEMM).
 #include <cstdint>
 
+#include "th/backend/backend.hpp"
 #include "th/core/tensor.hpp"
 #include "th/kernels/cpu.hpp"
 
 namespace th::zero {
 
-inline void round_to_compute(DType compute, float* x, std::int64_t n) {
+// x in the backend's device memory (parameters, gradients): the backend's kernel.
+inline void round_to_compute(Backend& be, DType compute, float* x, std::int64_t n) {
+  if (compute == DType::BF16) be.round_to_bf16(x, n);
+  if (compute == DType::F16) be.round_to_fp16(x, n);
+}
+
+// x in host memory (a chunk slot of an NVMe file): the host's own kernel, whatever the backend.
+inline void round_to_compute_on_host(DType compute, float* x, std::int64_t n) {
   if (compute == DType::BF16) cpu::round_to_bf16(x, n);
   if (compute == DType::F16) cpu::round_to_fp16(x, n);
 }

@@ -21,11 +21,19 @@ class WholeParams : public ParamHome {
     ps_.initialize(seed);
     comm_.broadcast(ps_.values(), sizeof(float) * static_cast<std::size_t>(P), 0);  // rank 0's copy wins
     if (!master) return;
-    for (const OwnedSpan& s : spans) std::memcpy(master + s.shard, s.value, sizeof(float) * static_cast<std::size_t>(s.n));
-    round_to_compute(compute, ps_.values(), P);
+    for (const OwnedSpan& s : spans) copy_device(ps_.backend(), master + s.shard, s.value, s.n);
+    round_to_compute(ps_.backend(), compute, ps_.values(), P);
   }
-  std::vector<float> gather_values() override { return std::vector<float>(ps_.values(), ps_.values() + ps_.size()); }
-  bool replicas_identical() override { return th::replicas_identical(comm_, ps_.values(), ps_.size()); }
+  // Host reads of the device values: explicit copies (the CPU backend aliases).
+  std::vector<float> gather_values() override {
+    std::vector<float> out(static_cast<std::size_t>(ps_.size()));
+    copy_to_host(ps_.backend(), out.data(), ps_.values(), ps_.size());
+    return out;
+  }
+  bool replicas_identical() override {
+    Tensor staging;
+    return th::replicas_identical(comm_, host_view(ps_.backend(), ps_.values(), ps_.size(), staging), ps_.size());
+  }
   const float* partition_values(Tensor&, const OwnedSpans&) override { return ps_.values(); }
   float* load_target(Tensor&) override { return ps_.values(); }
 
@@ -51,9 +59,10 @@ class GatheredParams final : public WholeParams {
     for (auto& r : reqs) r->wait();
   }
   const float* partition_values(Tensor& scratch, const OwnedSpans& spans) override {
-    scratch = Tensor::empty({std::max<std::int64_t>(part_.shard_size(), 1)}, DType::F32, MemCategory::Workspace);
-    for (const OwnedSpan& s : spans)
-      std::memcpy(scratch.data<float>() + s.shard, s.value, sizeof(float) * static_cast<std::size_t>(s.n));
+    // Host memory (the checkpoint writes it): device -> host copies of the owned slices.
+    scratch = ps_.backend().empty({std::max<std::int64_t>(part_.shard_size(), 1)}, DType::F32, MemCategory::Workspace,
+                                  MemorySpace::Host);
+    for (const OwnedSpan& s : spans) copy_to_host(ps_.backend(), scratch.data<float>() + s.shard, s.value, s.n);
     return scratch.data<float>();
   }
   float* load_target(Tensor& scratch) override {
@@ -61,8 +70,7 @@ class GatheredParams final : public WholeParams {
     return scratch.data<float>();
   }
   void loaded(const Tensor& scratch, const OwnedSpans& spans) override {
-    for (const OwnedSpan& s : spans)
-      std::memcpy(s.value, scratch.data<float>() + s.shard, sizeof(float) * static_cast<std::size_t>(s.n));
+    for (const OwnedSpan& s : spans) copy_to_device(ps_.backend(), s.value, scratch.data<float>() + s.shard, s.n);
   }
 
  private:

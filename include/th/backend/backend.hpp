@@ -1,0 +1,113 @@
+#pragma once
+// The backend seam (docs/architecture.md, "Backends"): the one road by which the model, the
+// loss, the optimizer and the ZeRO engine reach kernels and memory. A backend has
+//   - two memory spaces: Device (where the model's parameters, gradients, activations and
+//     optimizer state live and kernels run) and Host (what host-only code reads: metrics,
+//     checkpoints, the loss value, the offloaded optimizer). On the CPU backend both are host
+//     memory from the same pool; on a CUDA backend (issue #17) Device is GPU memory;
+//   - allocation of tensors by MemCategory into a space (per-category accounting of the pool);
+//   - copies between the spaces and fill/zero;
+//   - one compute stream: operations run in issue order; sync() waits for all of them (a no-op
+//     on the CPU backend, which runs every call before it returns; cudaStreamSynchronize of the
+//     compute stream on CUDA; the worker-thread drain on the emulated device);
+//   - the kernels (th/backend/kernels.hpp) for float and double.
+// Host code never dereferences Device memory: it reads it through host_view() (an explicit
+// device -> host copy into a staging tensor; the CPU backend returns the pointer itself, at no
+// cost, but the call marks the place a device backend copies).
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "th/backend/kernels.hpp"
+#include "th/core/memory.hpp"
+#include "th/core/tensor.hpp"
+
+namespace th {
+
+enum class MemorySpace { Host, Device };
+// run%backend: parsed once (parse_backend_kind), never compared as a string deeper down.
+enum class BackendKind { Cpu, Cuda, Emulated, Auto };
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;  // "cpu", for the banner
+
+  // ---- kernels
+  virtual Kernels<float>& f32() = 0;
+  virtual Kernels<double>& f64() = 0;
+  template <typename T> Kernels<T>& kernels();
+  // Mixed precision on fp32 storage: round in place to the nearest bf16 / fp16 value.
+  virtual void round_to_bf16(float* x, std::int64_t n) = 0;
+  virtual void round_to_fp16(float* x, std::int64_t n) = 0;
+  // Storage conversions (round-to-nearest-even), both pointers in Device memory.
+  virtual void fp32_to_bf16(std::uint16_t* y, const float* x, std::int64_t n) = 0;
+  virtual void bf16_to_fp32(float* y, const std::uint16_t* x, std::int64_t n) = 0;
+  virtual void fp32_to_fp16(std::uint16_t* y, const float* x, std::int64_t n) = 0;
+  virtual void fp16_to_fp32(float* y, const std::uint16_t* x, std::int64_t n) = 0;
+
+  // ---- memory
+  // The pool of a space (its live / peak bytes per category are the memory report's).
+  virtual MemoryPool& pool(MemorySpace space) = 0;
+  // The Tensor::device() of a tensor allocated in `space` (CPU backend: Device::Host for both).
+  virtual Device device_of(MemorySpace space) const = 0;
+  Tensor empty(std::vector<std::int64_t> shape, DType dtype, MemCategory cat,
+               MemorySpace space = MemorySpace::Device) {
+    return Tensor::empty(std::move(shape), dtype, cat, pool(space), device_of(space));
+  }
+  Tensor zeros(std::vector<std::int64_t> shape, DType dtype, MemCategory cat,
+               MemorySpace space = MemorySpace::Device) {
+    Tensor t = empty(std::move(shape), dtype, cat, space);
+    zero(t.raw(), t.bytes(), space);
+    return t;
+  }
+
+  // ---- copies (bytes; ranges may overlap only for device_to_device) and fill
+  virtual void host_to_device(void* dst, const void* src, std::size_t bytes) = 0;
+  virtual void device_to_host(void* dst, const void* src, std::size_t bytes) = 0;
+  virtual void device_to_device(void* dst, const void* src, std::size_t bytes) = 0;
+  virtual void zero(void* dst, std::size_t bytes, MemorySpace space) = 0;
+  // Host read of Device memory: a host pointer to the same `bytes`, valid while `staging` lives
+  // and until the next operation on the source. A device backend allocates `staging` (Host
+  // space, Workspace), copies device -> host and synchronizes; the CPU backend returns `src`.
+  virtual const void* host_view(const void* src, std::size_t bytes, Tensor& staging) = 0;
+  // Host write of Device memory: a host buffer of `bytes` to fill, then host_to_device(dst, it,
+  // bytes) puts it in place. A device backend allocates `staging` (Host space); the CPU backend
+  // returns `dst` itself (the copy is then a no-op).
+  virtual void* host_target(void* dst, std::size_t bytes, Tensor& staging) = 0;
+
+  // ---- stream
+  virtual void sync() = 0;
+};
+
+template <> inline Kernels<float>& Backend::kernels<float>() { return f32(); }
+template <> inline Kernels<double>& Backend::kernels<double>() { return f64(); }
+
+// Typed shorthands (n elements).
+template <typename T> void copy_device(Backend& be, T* dst, const T* src, std::int64_t n) {
+  be.device_to_device(dst, src, sizeof(T) * static_cast<std::size_t>(n));
+}
+template <typename T> const T* host_view(Backend& be, const T* src, std::int64_t n, Tensor& staging) {
+  return static_cast<const T*>(be.host_view(src, sizeof(T) * static_cast<std::size_t>(n), staging));
+}
+template <typename T> T* host_target(Backend& be, T* dst, std::int64_t n, Tensor& staging) {
+  return static_cast<T*>(be.host_target(dst, sizeof(T) * static_cast<std::size_t>(n), staging));
+}
+template <typename T> void copy_to_device(Backend& be, T* dst, const T* src, std::int64_t n) {
+  be.host_to_device(dst, src, sizeof(T) * static_cast<std::size_t>(n));
+}
+template <typename T> void copy_to_host(Backend& be, T* dst, const T* src, std::int64_t n) {
+  be.device_to_host(dst, src, sizeof(T) * static_cast<std::size_t>(n));
+}
+
+// The reference backend: th::cpu kernels, the process-wide host pool (th/core/memory.hpp).
+Backend& cpu_backend();
+
+// run%backend ('cpu' | 'cuda' | 'emulated' | 'auto'); anything else throws th::InputError.
+BackendKind parse_backend_kind(const std::string& value);
+// The backend of a run. Cpu and Auto (no GPU training path yet) give cpu_backend(); Cuda and
+// Emulated throw th::InputError (not available for training in this build: issue #17).
+Backend& backend_for(BackendKind kind);
+
+}  // namespace th

@@ -1,0 +1,159 @@
+// The CPU backend: the reference implementation of the seam (th/backend/backend.hpp). Every
+// kernel is its namesake in th::cpu, called with the same arguments, so a model run through this
+// backend computes bit for bit what the direct calls computed. Device memory is host memory from
+// the process-wide pool: copies are memmove, host_view() aliases, sync() has nothing to wait for.
+#include <algorithm>
+#include <cstring>
+
+#include "th/backend/backend.hpp"
+#include "th/core/error.hpp"
+
+namespace th {
+
+namespace {
+
+template <typename T>
+class CpuKernels final : public Kernels<T> {
+ public:
+  void gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta, T* C,
+            int ldc) override {
+    cpu::gemm<T>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  }
+  // A loop over gemm, in batch order (the reference; a batched kernel may replace it).
+  void gemm_strided_batched(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, std::int64_t sa,
+                            const T* B, int ldb, std::int64_t sb, T beta, T* C, int ldc, std::int64_t sc,
+                            int batch) override {
+    for (int i = 0; i < batch; ++i)
+      cpu::gemm<T>(ta, tb, M, N, K, alpha, A + i * sa, lda, B + i * sb, ldb, beta, C + i * sc, ldc);
+  }
+  void linear_forward(T* y, const T* x, const T* W, const T* b, std::int64_t N, int in, int out) override {
+    cpu::linear_forward<T>(y, x, W, b, N, in, out);
+  }
+  void linear_backward(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, std::int64_t N, int in, int out,
+                       bool accumulate_dx) override {
+    cpu::linear_backward<T>(dx, dW, db, dy, x, W, N, in, out, accumulate_dx);
+  }
+  void bias_add(T* y, const T* b, std::int64_t N, int D) override { cpu::bias_add<T>(y, b, N, D); }
+  void bias_grad(T* db, const T* dy, std::int64_t N, int D) override { cpu::bias_grad<T>(db, dy, N, D); }
+  void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* gamma, const T* beta, std::int64_t N, int D,
+                         T eps) override {
+    cpu::layernorm_forward<T>(y, mean, rstd, x, gamma, beta, N, D, eps);
+  }
+  void layernorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, const T* gamma, const T* mean,
+                          const T* rstd, std::int64_t N, int D) override {
+    cpu::layernorm_backward<T>(dx, dgamma, dbeta, dy, x, gamma, mean, rstd, N, D);
+  }
+  void bias_act_forward(T* y, T* pre, const T* b, std::int64_t N, int F, cpu::Activation act) override {
+    cpu::bias_act_forward<T>(y, pre, b, N, F, act);
+  }
+  void bias_act_backward(T* dpre, T* db, const T* dy, const T* pre, std::int64_t N, int F,
+                         cpu::Activation act) override {
+    cpu::bias_act_backward<T>(dpre, db, dy, pre, N, F, act);
+  }
+  void add(T* out, const T* a, const T* b, std::int64_t n) override { cpu::add<T>(out, a, b, n); }
+  void add_inplace(T* a, const T* b, std::int64_t n) override { cpu::add_inplace<T>(a, b, n); }
+  void scale_inplace(T* a, T s, std::int64_t n) override { cpu::scale_inplace<T>(a, s, n); }
+  double sum_squares(const T* a, std::int64_t n) override { return cpu::sum_squares<T>(a, n); }
+  void fill(T* x, T value, std::int64_t n) override { std::fill_n(x, n, value); }
+  void attention_softmax_forward(T* P, int B, int H, int Tq, int Tk, const int* key_len, bool causal, int q_offset,
+                                 T scale, const int* key_begin) override {
+    cpu::attention_softmax_forward<T>(P, B, H, Tq, Tk, key_len, causal, q_offset, scale, key_begin);
+  }
+  void softmax_backward(T* dS, const T* dP, const T* P, std::int64_t rows, int Tk, T scale) override {
+    cpu::softmax_backward<T>(dS, dP, P, rows, Tk, scale);
+  }
+  void embedding_forward(T* y, const int* tokens, const T* table, const T* pe, int B, int L, int D,
+                         T scale) override {
+    cpu::embedding_forward<T>(y, tokens, table, pe, B, L, D, scale);
+  }
+  void embedding_backward(T* dtable, const int* tokens, const T* dy, std::int64_t N, int D, T scale) override {
+    cpu::embedding_backward<T>(dtable, tokens, dy, N, D, scale);
+  }
+  void position_backward(T* dpe, const T* dy, int B, int L, int D) override {
+    cpu::position_backward<T>(dpe, dy, B, L, D);
+  }
+  void sinusoidal_table(T* pe, int L, int D) override { cpu::sinusoidal_table<T>(pe, L, D); }
+  double cross_entropy_forward(T* losses, T* lse, const T* logits, const int* targets, std::int64_t N, int V,
+                               T smoothing, int ignore, std::int64_t* count) override {
+    return cpu::cross_entropy_forward<T>(losses, lse, logits, targets, N, V, smoothing, ignore, count);
+  }
+  void cross_entropy_backward(T* dlogits, const T* logits, const T* lse, const int* targets, std::int64_t N, int V,
+                              T smoothing, int ignore, T dloss) override {
+    cpu::cross_entropy_backward<T>(dlogits, logits, lse, targets, N, V, smoothing, ignore, dloss);
+  }
+  void dropout_forward(T* y, const T* x, std::int64_t n, float p, std::uint64_t seed, std::uint64_t stream) override {
+    cpu::dropout_forward<T>(y, x, n, p, seed, stream);
+  }
+  void dropout_add(T* y, const T* x, const T* f, std::int64_t n, float p, std::uint64_t seed,
+                   std::uint64_t stream) override {
+    cpu::dropout_add<T>(y, x, f, n, p, seed, stream);
+  }
+  void adamw_update(T* p, const T* g, T* m, T* v, std::int64_t n, double lr, double beta1, double beta2, double eps,
+                    double weight_decay, std::int64_t t) override {
+    cpu::adamw_update<T>(p, g, m, v, n, lr, beta1, beta2, eps, weight_decay, t);
+  }
+};
+
+class CpuBackend final : public Backend {
+ public:
+  const char* name() const override { return "cpu"; }
+  Kernels<float>& f32() override { return f32_; }
+  Kernels<double>& f64() override { return f64_; }
+  void round_to_bf16(float* x, std::int64_t n) override { cpu::round_to_bf16(x, n); }
+  void round_to_fp16(float* x, std::int64_t n) override { cpu::round_to_fp16(x, n); }
+  void fp32_to_bf16(std::uint16_t* y, const float* x, std::int64_t n) override { cpu::fp32_to_bf16(y, x, n); }
+  void bf16_to_fp32(float* y, const std::uint16_t* x, std::int64_t n) override { cpu::bf16_to_fp32(y, x, n); }
+  void fp32_to_fp16(std::uint16_t* y, const float* x, std::int64_t n) override { cpu::fp32_to_fp16(y, x, n); }
+  void fp16_to_fp32(float* y, const std::uint16_t* x, std::int64_t n) override { cpu::fp16_to_fp32(y, x, n); }
+
+  MemoryPool& pool(MemorySpace) override { return host_pool(); }
+  Device device_of(MemorySpace) const override { return Device::Host; }
+  void host_to_device(void* dst, const void* src, std::size_t bytes) override { move(dst, src, bytes); }
+  void device_to_host(void* dst, const void* src, std::size_t bytes) override { move(dst, src, bytes); }
+  void device_to_device(void* dst, const void* src, std::size_t bytes) override { move(dst, src, bytes); }
+  void zero(void* dst, std::size_t bytes, MemorySpace) override {
+    if (bytes) std::memset(dst, 0, bytes);
+  }
+  const void* host_view(const void* src, std::size_t, Tensor&) override { return src; }
+  void* host_target(void* dst, std::size_t, Tensor&) override { return dst; }
+  void sync() override {}
+
+ private:
+  static void move(void* dst, const void* src, std::size_t bytes) {
+    if (bytes && dst != src) std::memmove(dst, src, bytes);
+  }
+  CpuKernels<float> f32_;
+  CpuKernels<double> f64_;
+};
+
+}  // namespace
+
+Backend& cpu_backend() {
+  static CpuBackend backend;
+  return backend;
+}
+
+BackendKind parse_backend_kind(const std::string& value) {
+  if (value == "cpu") return BackendKind::Cpu;
+  if (value == "cuda") return BackendKind::Cuda;
+  if (value == "emulated") return BackendKind::Emulated;
+  if (value == "auto") return BackendKind::Auto;
+  throw InputError("run%backend = '" + value + "': expected 'cpu', 'cuda', 'emulated' or 'auto'");
+}
+
+Backend& backend_for(BackendKind kind) {
+  switch (kind) {
+    case BackendKind::Cuda:
+      throw InputError("run%backend = 'cuda': training on the CUDA backend is not available in this build yet; "
+                       "use 'cpu' or 'auto'");
+    case BackendKind::Emulated:
+      throw InputError("run%backend = 'emulated': the emulated device is not available in this build yet; "
+                       "use 'cpu' or 'auto'");
+    case BackendKind::Cpu:
+    case BackendKind::Auto:  // takes cuda once the CUDA training path exists (issue #17)
+      break;
+  }
+  return cpu_backend();
+}
+
+}  // namespace th

@@ -1,0 +1,352 @@
+// The backend seam (th/backend/backend.hpp): a model and its optimizer run through a backend that
+// counts and forwards every call to the CPU backend give bit-identical losses, gradients and
+// updated parameters to the default path (a second road to the same kernels, in float and in the
+// double precision of the gradient checks), and every kernel kind forward/backward/AdamW use is
+// seen by the counting backend: the seam is the road the model takes. Also the strided-batched
+// GEMM against separate GEMMs, the memory and copy operations, and the run%backend choice.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "th/backend/backend.hpp"
+#include "th/core/error.hpp"
+#include "th/core/rng.hpp"
+#include "th/data/batching.hpp"
+#include "th/model/transformer.hpp"
+#include "th/train/optimizer.hpp"
+
+using namespace th;
+
+namespace {
+
+using Counts = std::map<std::string, long>;
+
+// Every kernel forwarded to `in`, counted by name.
+template <typename T>
+class CountingKernels final : public Kernels<T> {
+ public:
+  CountingKernels(Kernels<T>& in, Counts& c) : in_(in), c_(c) {}
+  void gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta, T* C,
+            int ldc) override {
+    ++c_["gemm"];
+    in_.gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  }
+  void gemm_strided_batched(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, std::int64_t sa,
+                            const T* B, int ldb, std::int64_t sb, T beta, T* C, int ldc, std::int64_t sc,
+                            int batch) override {
+    ++c_["gemm_strided_batched"];
+    in_.gemm_strided_batched(ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch);
+  }
+  void linear_forward(T* y, const T* x, const T* W, const T* b, std::int64_t N, int in, int out) override {
+    ++c_["linear_forward"];
+    in_.linear_forward(y, x, W, b, N, in, out);
+  }
+  void linear_backward(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, std::int64_t N, int in, int out,
+                       bool acc) override {
+    ++c_["linear_backward"];
+    in_.linear_backward(dx, dW, db, dy, x, W, N, in, out, acc);
+  }
+  void bias_add(T* y, const T* b, std::int64_t N, int D) override {
+    ++c_["bias_add"];
+    in_.bias_add(y, b, N, D);
+  }
+  void bias_grad(T* db, const T* dy, std::int64_t N, int D) override {
+    ++c_["bias_grad"];
+    in_.bias_grad(db, dy, N, D);
+  }
+  void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* g, const T* b, std::int64_t N, int D,
+                         T eps) override {
+    ++c_["layernorm_forward"];
+    in_.layernorm_forward(y, mean, rstd, x, g, b, N, D, eps);
+  }
+  void layernorm_backward(T* dx, T* dg, T* db, const T* dy, const T* x, const T* g, const T* mean, const T* rstd,
+                          std::int64_t N, int D) override {
+    ++c_["layernorm_backward"];
+    in_.layernorm_backward(dx, dg, db, dy, x, g, mean, rstd, N, D);
+  }
+  void bias_act_forward(T* y, T* pre, const T* b, std::int64_t N, int F, cpu::Activation act) override {
+    ++c_["bias_act_forward"];
+    in_.bias_act_forward(y, pre, b, N, F, act);
+  }
+  void bias_act_backward(T* dpre, T* db, const T* dy, const T* pre, std::int64_t N, int F,
+                         cpu::Activation act) override {
+    ++c_["bias_act_backward"];
+    in_.bias_act_backward(dpre, db, dy, pre, N, F, act);
+  }
+  void add(T* out, const T* a, const T* b, std::int64_t n) override {
+    ++c_["add"];
+    in_.add(out, a, b, n);
+  }
+  void add_inplace(T* a, const T* b, std::int64_t n) override {
+    ++c_["add_inplace"];
+    in_.add_inplace(a, b, n);
+  }
+  void scale_inplace(T* a, T s, std::int64_t n) override {
+    ++c_["scale_inplace"];
+    in_.scale_inplace(a, s, n);
+  }
+  double sum_squares(const T* a, std::int64_t n) override {
+    ++c_["sum_squares"];
+    return in_.sum_squares(a, n);
+  }
+  void fill(T* x, T value, std::int64_t n) override {
+    ++c_["fill"];
+    in_.fill(x, value, n);
+  }
+  void attention_softmax_forward(T* P, int B, int H, int Tq, int Tk, const int* key_len, bool causal, int q_offset,
+                                 T scale, const int* key_begin) override {
+    ++c_["attention_softmax_forward"];
+    in_.attention_softmax_forward(P, B, H, Tq, Tk, key_len, causal, q_offset, scale, key_begin);
+  }
+  void softmax_backward(T* dS, const T* dP, const T* P, std::int64_t rows, int Tk, T scale) override {
+    ++c_["softmax_backward"];
+    in_.softmax_backward(dS, dP, P, rows, Tk, scale);
+  }
+  void embedding_forward(T* y, const int* tokens, const T* table, const T* pe, int B, int L, int D,
+                         T scale) override {
+    ++c_["embedding_forward"];
+    in_.embedding_forward(y, tokens, table, pe, B, L, D, scale);
+  }
+  void embedding_backward(T* dtable, const int* tokens, const T* dy, std::int64_t N, int D, T scale) override {
+    ++c_["embedding_backward"];
+    in_.embedding_backward(dtable, tokens, dy, N, D, scale);
+  }
+  void position_backward(T* dpe, const T* dy, int B, int L, int D) override {
+    ++c_["position_backward"];
+    in_.position_backward(dpe, dy, B, L, D);
+  }
+  void sinusoidal_table(T* pe, int L, int D) override {
+    ++c_["sinusoidal_table"];
+    in_.sinusoidal_table(pe, L, D);
+  }
+  double cross_entropy_forward(T* losses, T* lse, const T* logits, const int* targets, std::int64_t N, int V,
+                               T smoothing, int ignore, std::int64_t* count) override {
+    ++c_["cross_entropy_forward"];
+    return in_.cross_entropy_forward(losses, lse, logits, targets, N, V, smoothing, ignore, count);
+  }
+  void cross_entropy_backward(T* dlogits, const T* logits, const T* lse, const int* targets, std::int64_t N, int V,
+                              T smoothing, int ignore, T dloss) override {
+    ++c_["cross_entropy_backward"];
+    in_.cross_entropy_backward(dlogits, logits, lse, targets, N, V, smoothing, ignore, dloss);
+  }
+  void dropout_forward(T* y, const T* x, std::int64_t n, float p, std::uint64_t seed, std::uint64_t stream) override {
+    ++c_["dropout_forward"];
+    in_.dropout_forward(y, x, n, p, seed, stream);
+  }
+  void dropout_add(T* y, const T* x, const T* f, std::int64_t n, float p, std::uint64_t seed,
+                   std::uint64_t stream) override {
+    ++c_["dropout_add"];
+    in_.dropout_add(y, x, f, n, p, seed, stream);
+  }
+  void adamw_update(T* p, const T* g, T* m, T* v, std::int64_t n, double lr, double b1, double b2, double eps,
+                    double wd, std::int64_t t) override {
+    ++c_["adamw_update"];
+    in_.adamw_update(p, g, m, v, n, lr, b1, b2, eps, wd, t);
+  }
+
+ private:
+  Kernels<T>& in_;
+  Counts& c_;
+};
+
+// The CPU backend behind a counter: kernels, 16-bit rounding, allocations and copies.
+class CountingBackend final : public Backend {
+ public:
+  explicit CountingBackend(Backend& in) : in_(in), f32_(in.f32(), counts), f64_(in.f64(), counts) {}
+  Counts counts;
+
+  const char* name() const override { return "counting"; }
+  Kernels<float>& f32() override { return f32_; }
+  Kernels<double>& f64() override { return f64_; }
+  void round_to_bf16(float* x, std::int64_t n) override { ++counts["round_to_bf16"]; in_.round_to_bf16(x, n); }
+  void round_to_fp16(float* x, std::int64_t n) override { ++counts["round_to_fp16"]; in_.round_to_fp16(x, n); }
+  void fp32_to_bf16(std::uint16_t* y, const float* x, std::int64_t n) override { in_.fp32_to_bf16(y, x, n); }
+  void bf16_to_fp32(float* y, const std::uint16_t* x, std::int64_t n) override { in_.bf16_to_fp32(y, x, n); }
+  void fp32_to_fp16(std::uint16_t* y, const float* x, std::int64_t n) override { in_.fp32_to_fp16(y, x, n); }
+  void fp16_to_fp32(float* y, const std::uint16_t* x, std::int64_t n) override { in_.fp16_to_fp32(y, x, n); }
+  MemoryPool& pool(MemorySpace s) override {
+    ++counts[s == MemorySpace::Device ? "allocate_device" : "allocate_host"];
+    return in_.pool(s);
+  }
+  Device device_of(MemorySpace s) const override { return in_.device_of(s); }
+  void host_to_device(void* d, const void* s, std::size_t b) override { ++counts["host_to_device"]; in_.host_to_device(d, s, b); }
+  void device_to_host(void* d, const void* s, std::size_t b) override { ++counts["device_to_host"]; in_.device_to_host(d, s, b); }
+  void device_to_device(void* d, const void* s, std::size_t b) override {
+    ++counts["device_to_device"];
+    in_.device_to_device(d, s, b);
+  }
+  void zero(void* d, std::size_t b, MemorySpace s) override { ++counts["zero"]; in_.zero(d, b, s); }
+  const void* host_view(const void* s, std::size_t b, Tensor& st) override {
+    ++counts["host_view"];
+    return in_.host_view(s, b, st);
+  }
+  void* host_target(void* d, std::size_t b, Tensor& st) override {
+    ++counts["host_target"];
+    return in_.host_target(d, b, st);
+  }
+  void sync() override { ++counts["sync"]; in_.sync(); }
+
+ private:
+  Backend& in_;
+  CountingKernels<float> f32_;
+  CountingKernels<double> f64_;
+};
+
+ModelSpec spec_of(bool decoder_only, bool pre_norm) {
+  ModelSpec s;
+  s.decoder_only = decoder_only;
+  s.d_model = 16; s.n_heads = 4; s.d_ff = 24;
+  s.n_encoder_layers = decoder_only ? 0 : 2;
+  s.n_decoder_layers = 2;
+  s.activation = cpu::Activation::GELU;
+  s.pre_norm = pre_norm;
+  s.dropout = 0.2f;  // dropout sites on: their kernels must go through the seam too
+  s.tie_embeddings = !pre_norm;
+  s.max_len = 16;
+  s.vocab_size = 13;
+  s.label_smoothing = 0.1;
+  return s;
+}
+
+// Rows of different lengths (padding in every batch).
+Batch batch_of(bool decoder_only) {
+  std::vector<Example> data(3);
+  for (int i = 0; i < 3; ++i)
+    for (int t = 0; t < 7 - 2 * i; ++t) {
+      data[i].src.push_back(4 + static_cast<int>(uniform01(21, i, t) * 9));
+      data[i].tgt.push_back(4 + static_cast<int>(uniform01(22, i, t) * 9));
+    }
+  return collate(data, {0, 1, 2}, decoder_only);
+}
+
+struct TrainRun {
+  std::vector<double> losses;
+  std::vector<unsigned char> grads, values;  // bytes after the last backward / update
+};
+
+// Two optimizer steps of forward, backward, clipping and AdamW on `be`.
+template <typename T>
+TrainRun train(const ModelSpec& spec, const Batch& batch, Backend& be) {
+  Transformer<T> model(spec, be);
+  auto& ps = model.params();
+  ps.initialize(7);
+  AdamW<T> opt(ps.size(), AdamWConfig{1e-2, 0.9, 0.98, 1e-9, 0.01}, be);
+  TrainRun r;
+  for (int step = 1; step <= 2; ++step) {
+    ps.zero_grad();
+    r.losses.push_back(model.forward(batch, 5, static_cast<std::uint64_t>(step)));
+    model.backward(1.0);
+    const double sq = be.kernels<T>().sum_squares(ps.grads(), ps.size());
+    clip_by_global_norm(ps.grads(), ps.size(), sq, 1e-3, be);  // always clips: scale_inplace runs
+    r.grads.assign(reinterpret_cast<const unsigned char*>(ps.grads()),
+                   reinterpret_cast<const unsigned char*>(ps.grads() + ps.size()));
+    opt.step(ps.values(), ps.grads(), 1e-2);
+  }
+  r.values.assign(reinterpret_cast<const unsigned char*>(ps.values()),
+                  reinterpret_cast<const unsigned char*>(ps.values() + ps.size()));
+  return r;
+}
+
+// The kernel kinds a training step of these models uses; each must be seen through the seam.
+const char* const kStepKernels[] = {
+    "gemm_strided_batched", "linear_forward", "linear_backward", "layernorm_forward", "layernorm_backward",
+    "bias_act_forward", "bias_act_backward", "add_inplace", "scale_inplace", "sum_squares",
+    "attention_softmax_forward", "softmax_backward", "embedding_forward", "embedding_backward", "sinusoidal_table",
+    "cross_entropy_forward", "cross_entropy_backward", "dropout_forward", "dropout_add", "adamw_update",
+    "allocate_device", "zero", "host_to_device"};
+
+template <typename T> void expect_same_through_the_seam() {
+  for (bool dec_only : {false, true})
+    for (bool pre_norm : {false, true}) {
+      SCOPED_TRACE(std::string(dec_only ? "decoder-only" : "encoder-decoder") + (pre_norm ? " pre-norm" : " post-norm"));
+      const ModelSpec spec = spec_of(dec_only, pre_norm);
+      const Batch batch = batch_of(dec_only);
+      const TrainRun ref = train<T>(spec, batch, cpu_backend());
+      CountingBackend counting(cpu_backend());
+      const TrainRun run = train<T>(spec, batch, counting);
+      ASSERT_EQ(ref.losses.size(), run.losses.size());
+      for (std::size_t i = 0; i < ref.losses.size(); ++i) EXPECT_EQ(ref.losses[i], run.losses[i]) << "step " << i + 1;
+      EXPECT_TRUE(ref.grads == run.grads) << "gradients differ through the counting backend";
+      EXPECT_TRUE(ref.values == run.values) << "updated parameters differ through the counting backend";
+      for (const char* k : kStepKernels) EXPECT_GT(counting.counts[k], 0) << k << " never went through the backend";
+      // Attention's per-head GEMMs are strided batches, one per batch row: no single GEMMs.
+      EXPECT_EQ(counting.counts["gemm"], 0);
+    }
+}
+
+}  // namespace
+
+TEST(BackendSeam, FloatModelAndOptimizerBitIdenticalAndEveryKernelThroughTheBackend) {
+  expect_same_through_the_seam<float>();
+}
+
+TEST(BackendSeam, DoubleModelBitIdenticalAndEveryKernelThroughTheBackend) {
+  expect_same_through_the_seam<double>();
+}
+
+TEST(BackendSeam, MixedPrecisionRoundingGoesThroughTheBackend) {
+  ModelSpec spec = spec_of(true, true);
+  spec.compute = DType::BF16;
+  const Batch batch = batch_of(true);
+  const TrainRun ref = train<float>(spec, batch, cpu_backend());
+  CountingBackend counting(cpu_backend());
+  const TrainRun run = train<float>(spec, batch, counting);
+  EXPECT_EQ(ref.losses, run.losses);
+  EXPECT_TRUE(ref.grads == run.grads);
+  EXPECT_GT(counting.counts["round_to_bf16"], 0);
+}
+
+// The strided-batched GEMM against the same GEMMs one by one (the reference loop), with strides
+// that interleave heads as attention does (column slices of a wider matrix).
+TEST(BackendSeam, StridedBatchedGemmIsTheLoopOfGemms) {
+  const int M = 5, N = 7, K = 3, H = 4, lda = H * K, ldb = H * K;
+  std::vector<double> A(static_cast<std::size_t>(M) * lda), B(static_cast<std::size_t>(N) * ldb);
+  for (std::size_t i = 0; i < A.size(); ++i) A[i] = uniform01(1, 1, i) - 0.5;
+  for (std::size_t i = 0; i < B.size(); ++i) B[i] = uniform01(1, 2, i) - 0.5;
+  std::vector<double> C(static_cast<std::size_t>(H) * M * N, 0.25), D = C;
+  Kernels<double>& k = cpu_backend().f64();
+  k.gemm_strided_batched(false, true, M, N, K, 2.0, A.data(), lda, K, B.data(), ldb, K, 0.5, C.data(), N,
+                         static_cast<std::int64_t>(M) * N, H);
+  for (int h = 0; h < H; ++h) {
+    // Independent reference: the sums written out.
+    for (int i = 0; i < M; ++i)
+      for (int j = 0; j < N; ++j) {
+        double s = 0;
+        for (int c = 0; c < K; ++c) s += A[static_cast<std::size_t>(i) * lda + h * K + c] * B[static_cast<std::size_t>(j) * ldb + h * K + c];
+        double& d = D[(static_cast<std::size_t>(h) * M + i) * N + j];
+        d = 2.0 * s + 0.5 * d;
+      }
+  }
+  for (std::size_t i = 0; i < C.size(); ++i) EXPECT_NEAR(C[i], D[i], 1e-14) << i;
+}
+
+TEST(BackendSeam, CpuMemorySpacesCopiesAndViews) {
+  Backend& be = cpu_backend();
+  Tensor d = be.zeros({6}, DType::F32, MemCategory::Workspace);
+  Tensor h = be.empty({6}, DType::F32, MemCategory::Workspace, MemorySpace::Host);
+  EXPECT_EQ(d.device(), Device::Host);  // the CPU backend's device memory is host memory
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(d.data<float>()[i], 0.0f);
+  const float src[6] = {1, 2, 3, 4, 5, 6};
+  copy_to_device(be, d.data<float>(), src, 6);
+  copy_to_host(be, h.data<float>(), d.data<float>(), 6);
+  EXPECT_EQ(0, std::memcmp(h.data<float>(), src, sizeof(src)));
+  copy_device(be, d.data<float>() + 1, d.data<float>(), 5);  // overlapping ranges are allowed on the device
+  EXPECT_EQ(d.data<float>()[5], 5.0f);
+  Tensor staging;
+  EXPECT_EQ(host_view(be, d.data<float>(), 6, staging), d.data<float>());  // aliases, no staging
+  EXPECT_FALSE(staging.defined());
+  be.f32().fill(d.data<float>(), 2.5f, 6);
+  EXPECT_EQ(d.data<float>()[3], 2.5f);
+  be.sync();
+}
+
+TEST(BackendSeam, RunBackendChoice) {
+  EXPECT_EQ(&backend_for(parse_backend_kind("cpu")), &cpu_backend());
+  EXPECT_EQ(&backend_for(parse_backend_kind("auto")), &cpu_backend());
+  EXPECT_THROW(backend_for(parse_backend_kind("cuda")), InputError);
+  EXPECT_THROW(backend_for(parse_backend_kind("emulated")), InputError);
+  EXPECT_THROW(parse_backend_kind("tpu"), InputError);
+}
