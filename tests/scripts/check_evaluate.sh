@@ -16,10 +16,12 @@ exe=$1 deck=$2
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 export OMP_NUM_THREADS=1
+# The runs are compared bit for bit: pin the GEMM library ('auto' times the providers at start-up
+# and could pick another one for another run or rank count).
 run() {  # run NP ARGS...
   local np=$1; shift
   timeout 300 "$mpiexec" "$npflag" "$np" "${flags[@]}" "$exe" "$deck" --set "run%output_dir='$out/run'" \
-    --set data%synthetic_valid_samples=64 "$@"
+    --set data%synthetic_valid_samples=64 --set "run%gemm='openblas'" "$@"
 }
 fail() { echo "FAIL: $*"; exit 1; }
 
