@@ -45,6 +45,32 @@ find_library(SENTENCEPIECE_TRAIN_LIBRARY sentencepiece_train REQUIRED)
 add_library(SentencePiece::sentencepiece INTERFACE IMPORTED)
 target_link_libraries(SentencePiece::sentencepiece INTERFACE PkgConfig::SENTENCEPIECE ${SENTENCEPIECE_TRAIN_LIBRARY})
 
+# oneDNN (optional): matmul primitives for the GEMM engine (src/kernels/cpu/gemm_engine.cpp),
+# JIT code for the CPU it runs on, bf16 on AVX-512-BF16 / AMX. Without it the GEMMs run on
+# OpenBLAS alone. Debian's oneDNN config requires OpenCL (its GPU runtime): look for that first so
+# that a missing one means "no oneDNN", not a configure error. oneDNN's OpenMP runtime takes its
+# thread count from omp_set_num_threads(), so we link the OpenMP library (no -fopenmp on our code).
+set(TH_HAVE_ONEDNN OFF)
+set(TH_ONEDNN_NOTE "not found (GEMMs on OpenBLAS only; Debian: libdnnl-dev)")
+option(TH_ENABLE_ONEDNN "Use oneDNN for GEMMs when it is found" ON)
+if(NOT TH_ENABLE_ONEDNN)
+  set(TH_ONEDNN_NOTE "disabled (TH_ENABLE_ONEDNN=OFF; GEMMs on OpenBLAS only)")
+else()
+  find_package(OpenCL QUIET)
+  if(OpenCL_FOUND)
+    find_package(dnnl CONFIG QUIET)
+  endif()
+  find_package(OpenMP QUIET COMPONENTS CXX)
+  if(dnnl_FOUND AND TARGET DNNL::dnnl AND OpenMP_CXX_FOUND)
+    if(dnnl_VERSION VERSION_GREATER_EQUAL 3)
+      set(TH_ONEDNN_NOTE "${dnnl_VERSION} found, but the GEMM engine uses the 2.x API (GEMMs on OpenBLAS only)")
+    else()
+      set(TH_HAVE_ONEDNN ON)
+      set(TH_ONEDNN_NOTE "${dnnl_VERSION} (${dnnl_DIR})")
+    endif()
+  endif()
+endif()
+
 # zlib's crc32_z/crc32_combine (checkpoint CRC-32s).
 find_package(ZLIB REQUIRED)
 

@@ -9,6 +9,7 @@ packages=(
   libopenmpi-dev openmpi-bin          # MPI
   libhdf5-openmpi-dev hdf5-tools      # parallel HDF5 (+ h5dump)
   libeigen3-dev libopenblas-dev       # dense math
+  libdnnl-dev                         # oneDNN: the GEMM engine's second provider (bf16 matmuls)
   libtrilinos-kokkos-dev              # Kokkos (host kernels)
   libsentencepiece-dev                # tokenizer
   diatheke sword-text-web sword-text-sparv python3-sentencepiece   # Bible EN-ES corpus; h5py recipe check

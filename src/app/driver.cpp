@@ -14,6 +14,7 @@
 #include "th/parallel/agree.hpp"
 #include "th/plan/plan.hpp"
 #include "th/eval/tasks.hpp"
+#include "th/kernels/gemm_engine.hpp"
 #include "th/train/tasks.hpp"
 #ifdef TH_HAVE_CUDA
 #include "th/kernels/cuda_profile.hpp"
@@ -101,7 +102,33 @@ void prepare_output_dir(Comm& comm, const Config& cfg) {
   }, ErrorKind::Input);
 }
 
-void print_banner(Runtime& rt, const Config& cfg, const std::string& deck, const std::string& backend) {
+// The GEMM engine's plan (th/kernels/gemm_engine.hpp), the same on every rank: every rank probes
+// oneDNN and, for run%gemm = 'auto', times both providers at once (as the ranks will compute
+// during the run); the weakest rank's capabilities and the summed times decide, and rank 0's
+// verdict is broadcast so that no rounding of the sums can split the ranks. Returns the banner line.
+std::string choose_gemm(Comm& comm, const Config& cfg) {
+  const cpu::GemmRequest request = cpu::parse_gemm_request(cfg.run.gemm);
+  cpu::GemmCapabilities caps = cpu::gemm_capabilities();
+  caps.onednn_fp32 = comm.all_true(caps.onednn_fp32);
+  caps.onednn_bf16 = comm.all_true(caps.onednn_bf16);
+  caps.bf16_native = comm.all_true(caps.bf16_native);
+  cpu::GemmTiming timing;
+  if (request == cpu::GemmRequest::Auto) {
+    timing = cpu::time_gemm_providers(cfg.model.d_model, cfg.model.d_ff);
+    const bool onednn_everywhere = comm.all_true(timing.onednn_s > 0);
+    timing.flops = comm.sum(timing.flops);
+    timing.openblas_s = comm.sum(timing.openblas_s);
+    timing.onednn_s = onednn_everywhere ? comm.sum(timing.onednn_s) : 0.0;
+  }
+  const cpu::GemmTiming* timed = request == cpu::GemmRequest::Auto ? &timing : nullptr;
+  cpu::GemmPlan plan = cpu::choose_gemm_plan(request, caps, timed, cfg.precision.dtype == "bf16");
+  comm.broadcast(&plan, sizeof plan, 0);
+  cpu::set_gemm_plan(plan);
+  return cpu::describe_gemm_plan(plan, caps, timed, request);
+}
+
+void print_banner(Runtime& rt, const Config& cfg, const std::string& deck, const std::string& backend,
+                  const std::string& gemm) {
   Comm& w = rt.world();
   if (w.rank() != 0) return;
   std::FILE* out = task_log(cfg);
@@ -110,6 +137,7 @@ void print_banner(Runtime& rt, const Config& cfg, const std::string& deck, const
                w.local_size(), rt.thread_level().c_str());
   std::fprintf(out, "  backend %s; Kokkos host space %s; %d thread(s) per rank\n", backend.c_str(),
                rt.kokkos_host_space().c_str(), rt.host_threads());
+  if (!gemm.empty()) std::fprintf(out, "  GEMM: %s\n", gemm.c_str());
   std::fprintf(out, "  deck %s; task %s; output %s\n", deck.c_str(), cfg.run.task.c_str(), cfg.run.output_dir.c_str());
   std::fflush(out);
 }
@@ -140,7 +168,9 @@ int run_app(int argc, char** argv, Runtime& rt) {
   if (cfg.run.threads > 0) rt.set_host_threads(cfg.run.threads);
   const std::vector<RunLock> locks = lock_run_folders(rt.world(), cfg);  // before anything is written there
   prepare_output_dir(rt.world(), cfg);
-  print_banner(rt, cfg, cl.deck, backend);
+  // After the thread count (the calibration runs with it); 'prepare' does no GEMMs.
+  const std::string gemm = cfg.run.task == "prepare" ? "" : choose_gemm(rt.world(), cfg);
+  print_banner(rt, cfg, cl.deck, backend, gemm);
   if (cfg.run.task == "train") {
     run_train(cfg, rt.world());
   } else if (cfg.run.task == "bench") {

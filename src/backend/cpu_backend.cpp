@@ -19,12 +19,11 @@ class CpuKernels final : public Kernels<T> {
             int ldc) override {
     cpu::gemm<T>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   }
-  // A loop over gemm, in batch order (the reference; a batched kernel may replace it).
+  // The GEMM engine's batched kernel (a loop of single GEMMs on OpenBLAS; one 3-D matmul on oneDNN).
   void gemm_strided_batched(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, std::int64_t sa,
                             const T* B, int ldb, std::int64_t sb, T beta, T* C, int ldc, std::int64_t sc,
                             int batch) override {
-    for (int i = 0; i < batch; ++i)
-      cpu::gemm<T>(ta, tb, M, N, K, alpha, A + i * sa, lda, B + i * sb, ldb, beta, C + i * sc, ldc);
+    cpu::gemm_strided_batched<T>(ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch);
   }
   void linear_forward(T* y, const T* x, const T* W, const T* b, std::int64_t N, int in, int out) override {
     cpu::linear_forward<T>(y, x, W, b, N, in, out);

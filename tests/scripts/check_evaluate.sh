@@ -13,10 +13,12 @@ th_launcher "$@"
 exe=${rest[0]} deck=${rest[1]}
 th_workdir
 export OMP_NUM_THREADS=1
+# The runs are compared bit for bit: pin the GEMM library ('auto' times the providers at start-up
+# and could pick another one for another run or rank count).
 run() {  # run NP ARGS...
   local np=$1; shift
   timeout 300 "$mpiexec" "$npflag" "$np" "${flags[@]}" "$exe" "$deck" --set "run%output_dir='$out/run'" \
-    --set data%synthetic_valid_samples=64 "$@"
+    --set data%synthetic_valid_samples=64 --set "run%gemm='openblas'" "$@"
 }
 
 run 2 --set run%max_steps=300 >"$out/train.log" 2>&1 || { cat "$out/train.log"; fail "training failed"; }

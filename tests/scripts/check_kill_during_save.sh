@@ -14,7 +14,8 @@ export OMP_NUM_THREADS=1
 run() {  # run DIR ARGS...
   local dir=$1; shift
   timeout 120 "$mpiexec" "$npflag" 2 "${flags[@]}" "$exe" "$deck" --set "run%output_dir='$dir'" \
-    --set run%max_steps=20 --set log%every_steps=5 --set checkpoint%every_steps=5 --set model%dropout=0.1 "$@"
+    --set run%max_steps=20 --set log%every_steps=5 --set checkpoint%every_steps=5 --set model%dropout=0.1 \
+    --set "run%gemm='openblas'" "$@"   # compared bit for bit: one GEMM library for every run
 }
 run "$out/straight" >"$out/straight.log" 2>&1 || { cat "$out/straight.log"; fail "uninterrupted run"; }
 TH_FAULT="0:10:save" run "$out/killed" >"$out/killed.log" 2>&1

@@ -81,7 +81,7 @@ std::string read_text(const std::string& path) {
 const char* const kFullDeck = R"(
 &run
   task = 'evaluate', output_dir = 'runs/full', seed = 3000000000, backend = 'auto'
-  max_steps = 100, threads = 2
+  max_steps = 100, threads = 2, gemm = 'openblas'
 /
 &model
   arch = 'decoder-only', d_model = 64, n_heads = 2, d_ff = 128, n_encoder_layers = 0
@@ -379,7 +379,7 @@ TEST(DeckErrors, UnknownKey) {
             "&model, &prepare)");
   EXPECT_EQ(error_of("&run xyzzy = 1 /"),
             "run.nml:1: 'run%xyzzy' is not a key of &run (keys of &run: task, output_dir, seed, "
-            "backend, max_steps, threads)");
+            "backend, max_steps, threads, gemm)");
 }
 
 TEST(DeckErrors, WrongType) {

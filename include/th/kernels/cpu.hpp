@@ -2,7 +2,8 @@
 // CPU kernels: the reference implementation that every other backend is tested against.
 // Free functions, templated on the compute type T (float for training, double for the
 // finite-difference test path). Host loops are Kokkos parallel patterns with names
-// ("LayerNorm::forward", ...), GEMMs are Eigen products mapped onto BLAS.
+// ("LayerNorm::forward", ...). GEMMs go through the GEMM engine (th/kernels/gemm_engine.hpp):
+// OpenBLAS (Eigen products mapped onto BLAS) or oneDNN, chosen at run time.
 //
 // Legend: N rows (tokens = B*T), D model width, F FFN width, V vocabulary, B batch, H heads,
 // Tq/Tk query/key lengths. All matrices row-major; `ld*` are leading dimensions (row strides).
@@ -18,6 +19,24 @@ enum class Activation { ReLU, GELU };
 template <typename T>
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda,
           const T* B, int ldb, T beta, T* C, int ldc);
+
+// `batch` independent GEMMs C_i = alpha op(A_i) op(B_i) + beta C_i, with A_i = A + i*stride_a
+// (elements), likewise B_i, C_i (attention: one per batch row and head). float goes through the
+// GEMM engine (oneDNN batched matmul or a loop), double is a loop of OpenBLAS GEMMs.
+template <typename T>
+void gemm_strided_batched(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda,
+                          std::int64_t stride_a, const T* B, int ldb, std::int64_t stride_b, T beta, T* C,
+                          int ldc, std::int64_t stride_c, int batch);
+
+// bf16 operands (raw bf16 bits), fp32 accumulation and C: the 2-byte tensors' GEMMs. On oneDNN's
+// bf16 matmul where the CPU has bf16 instructions, else widened to fp32 (exact) and multiplied by
+// the fp32 provider (th/kernels/gemm_engine.hpp).
+void gemm_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const std::uint16_t* A,
+               int lda, const std::uint16_t* B, int ldb, float beta, float* C, int ldc);
+void gemm_strided_batched_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                               const std::uint16_t* A, int lda, std::int64_t stride_a, const std::uint16_t* B,
+                               int ldb, std::int64_t stride_b, float beta, float* C, int ldc,
+                               std::int64_t stride_c, int batch);
 
 // Linear layer, weights [out, in] as in PyTorch: y[N,out] = x[N,in] W^T + b.
 template <typename T>

@@ -1,45 +1,169 @@
-// GEMM through Eigen; with EIGEN_USE_BLAS (set on the library target) Eigen hands these products
-// to the BLAS (OpenBLAS here), keeping strides and transposes, so nothing is copied.
-#include <Eigen/Core>
+// GEMM entry points: each call goes to the provider the engine's plan names (gemm_engine.hpp).
+// fp32: OpenBLAS or oneDNN; bf16 operands: oneDNN's bf16 matmul, or widened to fp32 (exact) for
+// the fp32 provider; fp32 operands in a bf16 run (plan.fp32_as_bf16): rounded to bf16 first, then
+// the bf16 path. double: always OpenBLAS (gradient checks). A oneDNN call that cannot be created
+// for a shape falls back: batched -> entry by entry -> OpenBLAS.
+#include <cstdint>
+#include <type_traits>
+#include <vector>
 
 #include "th/kernels/cpu.hpp"
+#include "th/kernels/gemm_engine.hpp"
+#include "th/kernels/host_loop.hpp"
+#include "cpu/gemm_providers.hpp"
 
 namespace th::cpu {
 
 namespace {
-template <typename T>
-using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <typename T>
-using ConstMap = Eigen::Map<const RowMat<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
-template <typename T>
-using MutMap = Eigen::Map<RowMat<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
+using u16 = std::uint16_t;
 
-template <typename T, typename A, typename B>
-void accumulate(MutMap<T>& C, T alpha, T beta, const A& a, const B& b) {
-  if (beta == T(0)) {
-    C.noalias() = alpha * a * b;
+// An operand as stored: `batch` row-major [rows, cols] blocks, row stride ld, batch stride s.
+template <typename U>
+struct Operand {
+  const U* p;
+  int rows, cols, ld;
+  std::int64_t s;
+};
+template <typename U>
+Operand<U> operand(const U* p, bool trans, int op_rows, int op_cols, int ld, std::int64_t s) {
+  return trans ? Operand<U>{p, op_cols, op_rows, ld, s} : Operand<U>{p, op_rows, op_cols, ld, s};
+}
+
+// Per-thread scratch for converted operands, grown as needed: a workspace outside the memory
+// pool, at most the two operands of the largest GEMM of a bf16 run.
+template <typename U>
+U* scratch(int slot, std::size_t n) {
+  thread_local std::vector<U> buffers[2];
+  if (buffers[slot].size() < n) buffers[slot].resize(n);
+  return buffers[slot].data();
+}
+
+// Copies the operand into a compact array (ld = cols, batch stride rows*cols) through convert().
+template <typename Out, typename In, typename F>
+Out* pack(int slot, const Operand<In>& x, int batch, const char* name, F convert) {
+  const std::int64_t rows = x.rows, cols = x.cols, block = rows * cols;
+  Out* out = scratch<Out>(slot, static_cast<std::size_t>(block * batch));
+  const Operand<In> in = x;
+  host_for(name, rows * batch, [=](std::int64_t i) {
+    const std::int64_t b = i / rows, r = i % rows;
+    const In* src = in.p + b * in.s + r * in.ld;
+    Out* dst = out + b * block + r * cols;
+    for (std::int64_t c = 0; c < cols; ++c) dst[c] = convert(src[c]);
+  });
+  return out;
+}
+
+struct Call {  // the shape of one (batched) GEMM; operands passed beside it
+  bool ta, tb;
+  int M, N, K;
+  float alpha, beta;
+  float* C;
+  int ldc;
+  std::int64_t sc;
+  int batch;
+  Call single(int i) const { Call c = *this; c.C = C + i * sc; c.batch = 1; return c; }
+};
+
+void run_fp32(GemmProvider p, const Call& g, const Operand<float>& a, const Operand<float>& b) {
+  if (p == GemmProvider::OneDNN) {
+    if (detail::onednn_gemm(false, g.ta, g.tb, g.M, g.N, g.K, g.alpha, a.p, a.ld, a.s, b.p, b.ld, b.s, g.beta,
+                            g.C, g.ldc, g.sc, g.batch))
+      return;
+    if (g.batch > 1) {  // no batched primitive for these strides: one GEMM at a time
+      for (int i = 0; i < g.batch; ++i)
+        run_fp32(p, g.single(i), {a.p + i * a.s, a.rows, a.cols, a.ld, 0}, {b.p + i * b.s, b.rows, b.cols, b.ld, 0});
+      return;
+    }
+  }
+  for (int i = 0; i < g.batch; ++i)
+    detail::blas_gemm<float>(g.ta, g.tb, g.M, g.N, g.K, g.alpha, a.p + i * a.s, a.ld, b.p + i * b.s, b.ld, g.beta,
+                             g.C + i * g.sc, g.ldc);
+}
+
+void run_bf16(const GemmPlan& plan, const Call& g, const Operand<u16>& a, const Operand<u16>& b) {
+  if (plan.bf16_onednn) {
+    if (detail::onednn_gemm(true, g.ta, g.tb, g.M, g.N, g.K, g.alpha, a.p, a.ld, a.s, b.p, b.ld, b.s, g.beta,
+                            g.C, g.ldc, g.sc, g.batch))
+      return;
+    if (g.batch > 1) {
+      for (int i = 0; i < g.batch; ++i)
+        run_bf16(plan, g.single(i), {a.p + i * a.s, a.rows, a.cols, a.ld, 0}, {b.p + i * b.s, b.rows, b.cols, b.ld, 0});
+      return;
+    }
+  }
+  // Widening bf16 to fp32 is exact, and so are the products of two bf16 values in fp32: the
+  // fp32 provider gives what a bf16 matmul with fp32 accumulation gives, up to summation order.
+  const auto widen = [](u16 h) { return bf16_to_float(h); };
+  const float* a32 = pack<float>(0, a, g.batch, "GEMM::widen_bf16", widen);
+  const float* b32 = pack<float>(1, b, g.batch, "GEMM::widen_bf16", widen);
+  run_fp32(plan.fp32, g, {a32, a.rows, a.cols, a.cols, std::int64_t(a.rows) * a.cols},
+           {b32, b.rows, b.cols, b.cols, std::int64_t(b.rows) * b.cols});
+}
+
+void run_fp32_as_bf16(const GemmPlan& plan, const Call& g, const Operand<float>& a, const Operand<float>& b) {
+  if (plan.bf16_onednn) {
+    const auto narrow = [](float f) { return float_to_bf16(f); };
+    const u16* a16 = pack<u16>(0, a, g.batch, "GEMM::round_to_bf16", narrow);
+    const u16* b16 = pack<u16>(1, b, g.batch, "GEMM::round_to_bf16", narrow);
+    run_bf16(plan, g, {a16, a.rows, a.cols, a.cols, std::int64_t(a.rows) * a.cols},
+             {b16, b.rows, b.cols, b.cols, std::int64_t(b.rows) * b.cols});
+    return;
+  }
+  const auto round = [](float f) { return bf16_to_float(float_to_bf16(f)); };
+  const float* ar = pack<float>(0, a, g.batch, "GEMM::round_to_bf16", round);
+  const float* br = pack<float>(1, b, g.batch, "GEMM::round_to_bf16", round);
+  run_fp32(plan.fp32, g, {ar, a.rows, a.cols, a.cols, std::int64_t(a.rows) * a.cols},
+           {br, b.rows, b.cols, b.cols, std::int64_t(b.rows) * b.cols});
+}
+
+// K == 0: C = beta C (the product is empty).
+void scale_only(const Call& g) {
+  for (int i = 0; i < g.batch; ++i)
+    detail::blas_gemm<float>(false, false, g.M, g.N, 0, 0.f, nullptr, 1, nullptr, 1, g.beta, g.C + i * g.sc, g.ldc);
+}
+
+template <typename T>
+void dispatch(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, std::int64_t sa, const T* B,
+              int ldb, std::int64_t sb, T beta, T* C, int ldc, std::int64_t sc, int batch) {
+  if (M <= 0 || N <= 0 || batch <= 0) return;
+  if constexpr (std::is_same_v<T, double>) {
+    for (int i = 0; i < batch; ++i)
+      detail::blas_gemm<double>(ta, tb, M, N, K, alpha, A + i * sa, lda, B + i * sb, ldb, beta, C + i * sc, ldc);
   } else {
-    if (beta != T(1)) C *= beta;
-    C.noalias() += alpha * a * b;
+    const Call g{ta, tb, M, N, K, alpha, beta, C, ldc, sc, batch};
+    if (K <= 0) return scale_only(g);
+    const GemmPlan& plan = gemm_plan();
+    const auto a = operand(A, ta, M, K, lda, sa), b = operand(B, tb, K, N, ldb, sb);
+    if (plan.fp32_as_bf16) run_fp32_as_bf16(plan, g, a, b);
+    else run_fp32(plan.fp32, g, a, b);
   }
 }
 }  // namespace
 
 template <typename T>
-void gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb,
-          T beta, T* C, int ldc) {
-  if (M == 0 || N == 0) return;
-  MutMap<T> c(C, M, N, Eigen::OuterStride<>(ldc));
-  if (K == 0) {
-    if (beta == T(0)) c.setZero(); else c *= beta;
-    return;
-  }
-  ConstMap<T> a(A, ta ? K : M, ta ? M : K, Eigen::OuterStride<>(lda));
-  ConstMap<T> b(B, tb ? N : K, tb ? K : N, Eigen::OuterStride<>(ldb));
-  if (!ta && !tb) accumulate(c, alpha, beta, a, b);
-  else if (ta && !tb) accumulate(c, alpha, beta, a.transpose(), b);
-  else if (!ta && tb) accumulate(c, alpha, beta, a, b.transpose());
-  else accumulate(c, alpha, beta, a.transpose(), b.transpose());
+void gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta, T* C,
+          int ldc) {
+  dispatch<T>(ta, tb, M, N, K, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
+}
+
+template <typename T>
+void gemm_strided_batched(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, std::int64_t sa,
+                          const T* B, int ldb, std::int64_t sb, T beta, T* C, int ldc, std::int64_t sc, int batch) {
+  dispatch<T>(ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch);
+}
+
+void gemm_strided_batched_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const u16* A, int lda,
+                               std::int64_t sa, const u16* B, int ldb, std::int64_t sb, float beta, float* C,
+                               int ldc, std::int64_t sc, int batch) {
+  if (M <= 0 || N <= 0 || batch <= 0) return;
+  const Call g{ta, tb, M, N, K, alpha, beta, C, ldc, sc, batch};
+  if (K <= 0) return scale_only(g);
+  run_bf16(gemm_plan(), g, operand(A, ta, M, K, lda, sa), operand(B, tb, K, N, ldb, sb));
+}
+
+void gemm_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const u16* A, int lda, const u16* B, int ldb,
+               float beta, float* C, int ldc) {
+  gemm_strided_batched_bf16(ta, tb, M, N, K, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
 }
 
 template <typename T>
@@ -59,6 +183,8 @@ void linear_backward(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, s
 
 #define TH_INSTANTIATE(T)                                                                          \
   template void gemm<T>(bool, bool, int, int, int, T, const T*, int, const T*, int, T, T*, int);   \
+  template void gemm_strided_batched<T>(bool, bool, int, int, int, T, const T*, int, std::int64_t, \
+                                        const T*, int, std::int64_t, T, T*, int, std::int64_t, int); \
   template void linear_forward<T>(T*, const T*, const T*, const T*, std::int64_t, int, int);       \
   template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, std::int64_t, int, int, bool);
 TH_INSTANTIATE(float)

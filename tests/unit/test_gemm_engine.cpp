@@ -1,0 +1,373 @@
+// The GEMM engine (th/kernels/gemm_engine.hpp): every provider and dtype against a double-precision
+// reference GEMM, the strided-batched kernel against a loop of single GEMMs, and the selection
+// logic. Providers this machine cannot run (no oneDNN in the build, no bf16 matmul at this ISA)
+// are skipped, so the test passes on every x86-64 CPU; tests/cmake/gemm.cmake runs it again with
+// oneDNN capped at SSE4.1 and OpenBLAS at its Prescott kernels.
+//
+// Tolerance: a dot product of K terms computed in fp32 in any order (blocked, FMA, split) is within
+// gamma_K * sum_k |a_k b_k| of the exact value, gamma_K = K u / (1 - K u), u = 2^-24 (Higham,
+// Accuracy and Stability, Thm 3.5); alpha's scaling, beta * c and the final add cost three more
+// roundings: |C - C_exact| <= gamma_{K+3} (|alpha| sum_k |a_k b_k| + |beta| |c|). bf16 paths
+// multiply operands rounded to bf16 (8-bit mantissa), whose products are exact in fp32, with fp32
+// accumulation: the same bound against the double GEMM of the rounded operands. A wrong
+// transposition, stride or scale gives errors of order |C| itself, far outside the bound.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "th/core/error.hpp"
+#include "th/core/rng.hpp"
+#include "th/kernels/cpu.hpp"
+#include "th/kernels/gemm_engine.hpp"
+
+using namespace th;
+using namespace th::cpu;
+
+namespace {
+constexpr double kU = 1.0 / 16777216.0;  // 2^-24
+
+// Round to the nearest bf16, ties to even (the test's own rounding; inputs are finite).
+float round_bf16(float f) {
+  std::uint32_t x;
+  std::memcpy(&x, &f, 4);
+  x = (x + 0x7FFFu + ((x >> 16) & 1u)) & 0xFFFF0000u;
+  std::memcpy(&f, &x, 4);
+  return f;
+}
+std::uint16_t bf16_bits(float f) {
+  const float r = round_bf16(f);
+  std::uint32_t x;
+  std::memcpy(&x, &r, 4);
+  return static_cast<std::uint16_t>(x >> 16);
+}
+
+// Restores the process's plan when a test ends.
+struct PlanGuard {
+  GemmPlan saved = gemm_plan();
+  ~PlanGuard() { set_gemm_plan(saved); }
+};
+
+struct Case {
+  bool ta, tb;
+  int M, N, K, lda, ldb, ldc;
+  float alpha, beta;
+  int batch = 1;
+  std::int64_t sa = 0, sb = 0, sc = 0;
+};
+
+std::string name(const Case& c) {
+  return "ta=" + std::to_string(c.ta) + " tb=" + std::to_string(c.tb) + " M=" + std::to_string(c.M) +
+         " N=" + std::to_string(c.N) + " K=" + std::to_string(c.K) + " alpha=" + std::to_string(c.alpha) +
+         " beta=" + std::to_string(c.beta) + " batch=" + std::to_string(c.batch);
+}
+
+// Every array filled with values in [-1, 1), padding included (it must stay untouched in C).
+std::vector<float> random_floats(std::size_t n, std::uint64_t stream) {
+  std::vector<float> v(n);
+  for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<float>(2.0 * uniform01(11, stream, i) - 1.0);
+  return v;
+}
+std::size_t extent(int rows, int ld, int batch, std::int64_t stride) {
+  return static_cast<std::size_t>((batch - 1) * stride + static_cast<std::int64_t>(rows) * ld);
+}
+
+struct Operands {
+  std::vector<float> A, B, C;
+};
+Operands make(const Case& c, std::uint64_t seed) {
+  return {random_floats(extent(c.ta ? c.K : c.M, c.lda, c.batch, c.sa), 3 * seed),
+          random_floats(extent(c.tb ? c.N : c.K, c.ldb, c.batch, c.sb), 3 * seed + 1),
+          random_floats(extent(c.M, c.ldc, c.batch, c.sc), 3 * seed + 2)};
+}
+
+// C (as computed) against the double GEMM of the operands (rounded to bf16 first if asked), entry
+// by entry within gamma_{K+3} of the magnitude; entries of C outside the product untouched.
+void check(const Case& c, const Operands& in, const std::vector<float>& C, bool bf16_operands, const char* what) {
+  const double gamma = (c.K + 3) * kU / (1 - (c.K + 3) * kU);
+  const auto val = [&](float v) { return bf16_operands ? double(round_bf16(v)) : double(v); };
+  std::vector<bool> inside(C.size(), false);
+  int bad = 0;
+  for (int b = 0; b < c.batch; ++b)
+    for (int i = 0; i < c.M; ++i)
+      for (int j = 0; j < c.N; ++j) {
+        double s = 0, mag = 0;
+        for (int k = 0; k < c.K; ++k) {
+          const double a = val(in.A[b * c.sa + (c.ta ? std::int64_t(k) * c.lda + i : std::int64_t(i) * c.lda + k)]);
+          const double x = val(in.B[b * c.sb + (c.tb ? std::int64_t(j) * c.ldb + k : std::int64_t(k) * c.ldb + j)]);
+          s += a * x;
+          mag += std::abs(a * x);
+        }
+        const std::size_t at = b * c.sc + std::int64_t(i) * c.ldc + j;
+        inside[at] = true;
+        const double ref = c.alpha * s + (c.beta != 0 ? c.beta * double(in.C[at]) : 0.0);
+        const double tol = gamma * (std::abs(c.alpha) * mag + std::abs(c.beta * in.C[at])) + 1e-30;
+        if (std::abs(C[at] - ref) > tol && bad++ < 3)
+          ADD_FAILURE() << what << " " << name(c) << ": C[" << b << "," << i << "," << j << "] = " << C[at]
+                        << ", reference " << ref << ", bound " << tol;
+      }
+  for (std::size_t i = 0; i < C.size(); ++i)
+    if (!inside[i] && C[i] != in.C[i] && bad++ < 3)
+      ADD_FAILURE() << what << " " << name(c) << ": C[" << i << "] outside the product changed";
+}
+
+// Shapes: transposes, odd sizes, K = 1, long K, padded leading dimensions; alpha/beta variants.
+std::vector<Case> single_cases() {
+  const int sizes[][3] = {{1, 1, 1}, {3, 5, 7}, {17, 33, 65}, {64, 64, 64}, {127, 31, 200}, {5, 130, 1}};
+  const float ab[][2] = {{1.f, 0.f}, {0.5f, 1.f}, {-1.25f, -0.7f}};
+  std::vector<Case> cases;
+  for (const auto& s : sizes)
+    for (int t = 0; t < 4; ++t)
+      for (const auto& x : ab) {
+        Case c{bool(t & 1), bool(t & 2), s[0], s[1], s[2], 0, 0, 0, x[0], x[1]};
+        c.lda = (c.ta ? c.M : c.K) + (t == 1 ? 0 : 3);
+        c.ldb = (c.tb ? c.K : c.N) + (t == 2 ? 0 : 2);
+        c.ldc = c.N + (t == 3 ? 0 : 1);
+        cases.push_back(c);
+      }
+  return cases;
+}
+
+// The plans to test, each with what its GEMMs do to the operands; those this machine cannot run
+// are left out (and said on stdout).
+struct Named {
+  const char* name;
+  GemmPlan plan;
+};
+std::vector<Named> fp32_plans() {
+  std::vector<Named> p = {{"fp32 OpenBLAS", {GemmProvider::OpenBLAS, false, false}}};
+  if (gemm_capabilities().onednn_fp32) p.push_back({"fp32 oneDNN", {GemmProvider::OneDNN, false, false}});
+  else std::printf("oneDNN fp32 not available here: its cases are skipped\n");
+  return p;
+}
+std::vector<Named> bf16_plans() {  // fp32_as_bf16 set: gemm<float> rounds its operands
+  std::vector<Named> p = {{"bf16 widened to fp32 OpenBLAS", {GemmProvider::OpenBLAS, false, true}}};
+  const GemmCapabilities& caps = gemm_capabilities();
+  if (caps.onednn_fp32) p.push_back({"bf16 widened to fp32 oneDNN", {GemmProvider::OneDNN, false, true}});
+  if (caps.onednn_bf16) p.push_back({"bf16 oneDNN matmul", {GemmProvider::OpenBLAS, true, true}});
+  else std::printf("oneDNN bf16 matmul not available at ISA '%s': its cases are skipped\n", caps.onednn_isa.c_str());
+  return p;
+}
+
+void run_fp32(const Case& c, Operands& in, std::vector<float>& C) {
+  C = in.C;
+  if (c.batch == 1)
+    gemm<float>(c.ta, c.tb, c.M, c.N, c.K, c.alpha, in.A.data(), c.lda, in.B.data(), c.ldb, c.beta, C.data(), c.ldc);
+  else
+    gemm_strided_batched<float>(c.ta, c.tb, c.M, c.N, c.K, c.alpha, in.A.data(), c.lda, c.sa, in.B.data(), c.ldb,
+                                c.sb, c.beta, C.data(), c.ldc, c.sc, c.batch);
+}
+void run_bf16(const Case& c, Operands& in, std::vector<float>& C) {
+  std::vector<std::uint16_t> A(in.A.size()), B(in.B.size());
+  for (std::size_t i = 0; i < A.size(); ++i) A[i] = bf16_bits(in.A[i]);
+  for (std::size_t i = 0; i < B.size(); ++i) B[i] = bf16_bits(in.B[i]);
+  C = in.C;
+  if (c.batch == 1)
+    gemm_bf16(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data(), c.lda, B.data(), c.ldb, c.beta, C.data(), c.ldc);
+  else
+    gemm_strided_batched_bf16(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data(), c.lda, c.sa, B.data(), c.ldb, c.sb,
+                              c.beta, C.data(), c.ldc, c.sc, c.batch);
+}
+}  // namespace
+
+TEST(GemmEngine, ReportsWhatItFound) {
+  const GemmCapabilities& caps = gemm_capabilities();
+  std::printf("OpenBLAS core %s; oneDNN %s %s isa %s, fp32 %d (%s), bf16 %d (%s), bf16 instructions %d\n",
+              caps.openblas_core.c_str(), caps.onednn_built ? "built" : "absent", caps.onednn_version.c_str(),
+              caps.onednn_isa.c_str(), caps.onednn_fp32, caps.onednn_fp32_impl.c_str(), caps.onednn_bf16,
+              caps.onednn_bf16_impl.c_str(), caps.bf16_native);
+  const char* cap = std::getenv("ONEDNN_MAX_CPU_ISA");
+  if (caps.onednn_built && cap && std::string(cap) == "SSE41") {
+    EXPECT_EQ(caps.onednn_isa, "sse41") << "ONEDNN_MAX_CPU_ISA=SSE41 did not cap oneDNN";
+    EXPECT_FALSE(caps.onednn_bf16);  // no bf16 matmul below AVX-512
+  }
+  // The default plan, before anyone chooses: today's path.
+  EXPECT_EQ(gemm_plan(), (GemmPlan{GemmProvider::OpenBLAS, false, false}));
+}
+
+TEST(GemmEngine, Fp32ProvidersMatchDoubleReference) {
+  PlanGuard guard;
+  std::uint64_t seed = 1;
+  for (const Named& p : fp32_plans()) {
+    set_gemm_plan(p.plan);
+    for (const Case& c : single_cases()) {
+      Operands in = make(c, seed++);
+      std::vector<float> C;
+      run_fp32(c, in, C);
+      check(c, in, C, false, p.name);
+    }
+  }
+}
+
+TEST(GemmEngine, Bf16PathsMatchDoubleReferenceOfRoundedOperands) {
+  PlanGuard guard;
+  std::uint64_t seed = 1000;
+  for (const Named& p : bf16_plans()) {
+    set_gemm_plan(p.plan);
+    for (const Case& c : single_cases()) {
+      Operands in = make(c, seed++);
+      std::vector<float> C;
+      run_bf16(c, in, C);  // bf16 inputs
+      check(c, in, C, true, p.name);
+      run_fp32(c, in, C);  // fp32 inputs, rounded by the engine (precision%dtype = 'bf16')
+      check(c, in, C, true, p.name);
+    }
+  }
+}
+
+// Strided-batched: attention's layout (heads side by side in a row: batch stride Dh, row stride
+// H*Dh), contiguous blocks, and a shared B (stride 0), each against the reference and against a
+// loop of single GEMMs of the same plan.
+TEST(GemmEngine, StridedBatchedMatchesLoopOfSingleGemms) {
+  PlanGuard guard;
+  const int H = 4, Dh = 16, L = 24;
+  std::vector<Case> cases;
+  for (int t = 0; t < 4; ++t) {
+    const bool ta = t & 1, tb = t & 2;
+    // scores-like: [L x Dh] x [Dh x L] per head, heads interleaved in rows of H*Dh
+    cases.push_back(Case{ta, tb, L, L, Dh, H * Dh, H * Dh, L, 1.f, 0.f, H, Dh, Dh, std::int64_t(L) * L});
+    // contiguous blocks with padding, alpha and beta
+    Case c{ta, tb, 9, 13, 21, 0, 0, 15, 0.75f, -0.5f, 3};
+    c.lda = (ta ? 9 : 21) + 1, c.ldb = (tb ? 21 : 13) + 2;
+    c.sa = std::int64_t(ta ? 21 : 9) * c.lda + 5, c.sb = std::int64_t(tb ? 13 : 21) * c.ldb + 3, c.sc = 9 * 15 + 7;
+    cases.push_back(c);
+    c.sb = 0;  // one B for every entry
+    cases.push_back(c);
+  }
+  std::vector<Named> plans = fp32_plans();
+  for (const Named& p : bf16_plans()) plans.push_back(p);
+  std::uint64_t seed = 5000;
+  for (const Named& p : plans) {
+    set_gemm_plan(p.plan);
+    for (const Case& c : cases) {
+      Operands in = make(c, seed++);
+      for (bool bf16_in : {false, true}) {
+        if (bf16_in && !p.plan.fp32_as_bf16) continue;
+        std::vector<float> batched, looped;
+        (bf16_in ? run_bf16 : run_fp32)(c, in, batched);
+        check(c, in, batched, p.plan.fp32_as_bf16, p.name);
+        looped = in.C;
+        for (int b = 0; b < c.batch; ++b) {
+          Case one = c;
+          one.batch = 1;
+          Operands part{std::vector<float>(in.A.begin() + b * c.sa, in.A.end()),
+                        std::vector<float>(in.B.begin() + b * c.sb, in.B.end()),
+                        std::vector<float>(looped.begin() + b * c.sc, looped.end())};
+          std::vector<float> out;
+          (bf16_in ? run_bf16 : run_fp32)(one, part, out);
+          std::copy(out.begin(), out.begin() + std::int64_t(c.M - 1) * c.ldc + c.N, looped.begin() + b * c.sc);
+        }
+        // Both within the bound of the same reference, so within twice the bound of each other.
+        const double gamma = (c.K + 3) * kU / (1 - (c.K + 3) * kU);
+        for (std::size_t i = 0; i < batched.size(); ++i)
+          ASSERT_NEAR(batched[i], looped[i], 2 * gamma * (c.K + 1) + 1e-30) << p.name << " " << name(c) << " at " << i;
+      }
+    }
+  }
+  // double: a loop of OpenBLAS GEMMs, checked against the same reference in double precision.
+  const Case c = cases[0];
+  Operands in = make(c, 99);
+  std::vector<double> A(in.A.begin(), in.A.end()), B(in.B.begin(), in.B.end()), C(in.C.begin(), in.C.end());
+  gemm_strided_batched<double>(c.ta, c.tb, c.M, c.N, c.K, 1.0, A.data(), c.lda, c.sa, B.data(), c.ldb, c.sb, 0.0,
+                               C.data(), c.ldc, c.sc, c.batch);
+  for (int b = 0; b < c.batch; ++b)
+    for (int i = 0; i < c.M; ++i)
+      for (int j = 0; j < c.N; ++j) {
+        double s = 0;
+        for (int k = 0; k < c.K; ++k) s += A[b * c.sa + std::int64_t(i) * c.lda + k] * B[b * c.sb + std::int64_t(k) * c.ldb + j];
+        ASSERT_NEAR(C[b * c.sc + std::int64_t(i) * c.ldc + j], s, 1e-12 * (c.K + 1));
+      }
+}
+
+TEST(GemmEngine, ParsesTheDeckKey) {
+  EXPECT_EQ(parse_gemm_request("auto"), GemmRequest::Auto);
+  EXPECT_EQ(parse_gemm_request("openblas"), GemmRequest::OpenBLAS);
+  EXPECT_EQ(parse_gemm_request("onednn"), GemmRequest::OneDNN);
+  try {
+    parse_gemm_request("mkl");
+    FAIL() << "no error for 'mkl'";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("run%gemm"), std::string::npos) << e.what();
+  }
+}
+
+// The choice on made-up machines: overrides honoured, the faster kept, a provider that could not
+// be created never chosen.
+TEST(GemmEngine, SelectionLogic) {
+  GemmCapabilities avx2;  // this development machine: oneDNN 2.6 at AVX2, no bf16 matmul
+  avx2.openblas_core = "Zen", avx2.onednn_built = true, avx2.onednn_version = "2.6.3", avx2.onednn_isa = "avx2";
+  avx2.onednn_fp32 = true;
+  GemmCapabilities amx = avx2;  // Sapphire Rapids
+  amx.onednn_isa = "avx512_core_amx", amx.onednn_bf16 = true, amx.bf16_native = true;
+  GemmCapabilities avx512 = amx;  // bf16 matmul creatable, but emulated (no bf16 instructions)
+  avx512.onednn_isa = "avx512_core", avx512.bf16_native = false;
+  GemmCapabilities none;  // a build without oneDNN
+  none.openblas_core = "Haswell";
+
+  GemmTiming blas_faster{1e9, 0.010, 0.020}, dnnl_faster{1e9, 0.020, 0.010}, dnnl_untimed{1e9, 0.010, 0.0};
+  using R = GemmRequest;
+  const GemmProvider B = GemmProvider::OpenBLAS, D = GemmProvider::OneDNN;
+  EXPECT_EQ(choose_gemm_plan(R::Auto, avx2, &blas_faster, false).fp32, B);
+  EXPECT_EQ(choose_gemm_plan(R::Auto, avx2, &dnnl_faster, false).fp32, D);
+  EXPECT_EQ(choose_gemm_plan(R::Auto, avx2, &dnnl_untimed, false).fp32, B);
+  EXPECT_EQ(choose_gemm_plan(R::Auto, avx2, nullptr, false).fp32, B);
+  EXPECT_EQ(choose_gemm_plan(R::Auto, none, &dnnl_faster, false).fp32, B);  // not built: never chosen
+  EXPECT_EQ(choose_gemm_plan(R::OpenBLAS, avx2, &dnnl_faster, false).fp32, B);  // forced over the timing
+  EXPECT_EQ(choose_gemm_plan(R::OneDNN, avx2, &blas_faster, false).fp32, D);
+  EXPECT_THROW(choose_gemm_plan(R::OneDNN, none, nullptr, false), InputError);
+  GemmCapabilities no_fp32 = avx2;
+  no_fp32.onednn_fp32 = false;  // built, but the fp32 primitive failed to create
+  EXPECT_THROW(choose_gemm_plan(R::OneDNN, no_fp32, nullptr, false), InputError);
+  EXPECT_EQ(choose_gemm_plan(R::Auto, no_fp32, &dnnl_faster, false).fp32, B);
+
+  // bf16: oneDNN only where the primitive was created and the ISA has bf16 instructions.
+  EXPECT_FALSE(choose_gemm_plan(R::Auto, avx2, nullptr, true).bf16_onednn);
+  EXPECT_TRUE(choose_gemm_plan(R::Auto, amx, nullptr, true).bf16_onednn);
+  EXPECT_TRUE(choose_gemm_plan(R::OpenBLAS, amx, nullptr, true).bf16_onednn);  // run%gemm is fp32's choice
+  EXPECT_FALSE(choose_gemm_plan(R::Auto, avx512, nullptr, true).bf16_onednn);
+  EXPECT_TRUE(choose_gemm_plan(R::Auto, amx, nullptr, true).fp32_as_bf16);
+  EXPECT_FALSE(choose_gemm_plan(R::Auto, amx, nullptr, false).fp32_as_bf16);
+
+  // The banner line says which library runs each dtype, and why.
+  const std::string line =
+      describe_gemm_plan(choose_gemm_plan(R::Auto, avx2, &blas_faster, true), avx2, &blas_faster, R::Auto);
+  EXPECT_NE(line.find("fp32 OpenBLAS (Zen) 100.0 GFLOP/s vs oneDNN 2.6.3 avx2 50.0 -> OpenBLAS"), std::string::npos) << line;
+  EXPECT_NE(line.find("bf16: oneDNN has no bf16 matmul at avx2 -> fp32 OpenBLAS (Zen) on bf16-rounded operands"),
+            std::string::npos) << line;
+  const std::string amx_line = describe_gemm_plan(choose_gemm_plan(R::OneDNN, amx, nullptr, false), amx, nullptr, R::OneDNN);
+  EXPECT_NE(amx_line.find("fp32 oneDNN 2.6.3 avx512_core_amx (run%gemm)"), std::string::npos) << amx_line;
+  EXPECT_NE(amx_line.find("bf16: oneDNN 2.6.3 avx512_core_amx bf16 matmul"), std::string::npos) << amx_line;
+}
+
+// On this machine: a plan asking for what could not be created is refused; the plan chosen from
+// the real capabilities runs bf16 GEMMs correctly whichever path it took (the fallback where
+// oneDNN has no bf16 matmul, as at AVX2 or under ONEDNN_MAX_CPU_ISA=SSE41).
+TEST(GemmEngine, UnavailableProviderFallsBack) {
+  PlanGuard guard;
+  const GemmCapabilities& caps = gemm_capabilities();
+  if (!caps.onednn_bf16) EXPECT_THROW(set_gemm_plan({GemmProvider::OpenBLAS, true, false}), Error);
+  if (!caps.onednn_fp32) EXPECT_THROW(set_gemm_plan({GemmProvider::OneDNN, false, false}), Error);
+  const GemmPlan plan = choose_gemm_plan(GemmRequest::Auto, caps, nullptr, true);
+  EXPECT_EQ(plan.bf16_onednn, caps.onednn_bf16 && caps.bf16_native);
+  set_gemm_plan(plan);
+  std::printf("%s\n", describe_gemm_plan(plan, caps, nullptr, GemmRequest::Auto).c_str());
+  const Case c{true, false, 33, 47, 129, 33, 47, 47, 1.f, 1.f};
+  Operands in = make(c, 77);
+  std::vector<float> C;
+  run_bf16(c, in, C);
+  check(c, in, C, true, "chosen bf16 path");
+}
+
+// The start-up calibration times both providers on the same GEMMs (values are not asserted:
+// speed is a benchmark, not a test); it must finish and report positive times.
+TEST(GemmEngine, CalibrationRunsBothProviders) {
+  const GemmTiming t = time_gemm_providers(64, 256);
+  EXPECT_GT(t.flops, 0);
+  EXPECT_GT(t.openblas_s, 0);
+  EXPECT_EQ(t.onednn_s > 0, gemm_capabilities().onednn_fp32);
+  EXPECT_GE(t.rows, 32);
+}
