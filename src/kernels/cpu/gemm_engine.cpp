@@ -58,8 +58,11 @@ const GemmCapabilities& gemm_capabilities() {
 
 GemmTiming time_gemm_providers(int d_model, int d_ff) {
   GemmTiming t;
-  t.d_model = std::max(1, d_model);
-  t.d_ff = std::max(1, d_ff);
+  // The model's widths, capped at 4096: the calibration runs before the deck's sizes are checked
+  // against the memory (an absurd d_model must reach that check's message, not allocate here),
+  // and wider GEMMs run at the rate of 4096-wide ones.
+  t.d_model = std::clamp(d_model, 1, 4096);
+  t.d_ff = std::clamp(d_ff, 1, 4096);
   const int D = t.d_model, F = t.d_ff;
   // R rows so that 2*R*D*F is about 2^27 flops (0.13 GFLOP): 3 shapes x 3 calls x 2 providers
   // is then ~2.4 GFLOP, a tenth of a second at 25 GFLOP/s.
