@@ -40,20 +40,20 @@ void Attention<T>::forward(T* y, const T* x, const StepCtx<T>& ctx) {
   const T *Q, *K, *V;
   int ldq, ldk;
   if (!cross_) {  // one GEMM: [N, 3D] = x [Wq; Wk; Wv]^T
-    q_ = saved_buffer<T>(be, N, 3 * D);
-    k.linear_forward(q_.data<T>(), x, Wq, bq, N, D, 3 * D);
-    Q = q_.data<T>(); K = Q + D; V = Q + 2 * D;
+    T* qkv = q_.make(be, N, 3 * D, ctx.store);
+    k.linear_forward(qkv, x, Wq, bq, N, D, 3 * D);
+    Q = qkv; K = Q + D; V = Q + 2 * D;
     ldq = ldk = 3 * D;
   } else {
-    q_ = saved_buffer<T>(be, N, D);
-    kv_ = saved_buffer<T>(be, Nk, 2 * D);
-    k.linear_forward(q_.data<T>(), x, Wq, bq, N, D, D);
-    k.linear_forward(kv_.data<T>(), ctx.mem, Wq + D * D, bq + D, Nk, D, 2 * D);
-    Q = q_.data<T>(); K = kv_.data<T>(); V = K + D;
+    T* q = q_.make(be, N, D, ctx.store);
+    T* kv = kv_.make(be, Nk, 2 * D, ctx.store);
+    k.linear_forward(q, x, Wq, bq, N, D, D);
+    k.linear_forward(kv, ctx.mem, Wq + D * D, bq + D, Nk, D, 2 * D);
+    Q = q; K = kv; V = K + D;
     ldq = D; ldk = 2 * D;
   }
-  probs_ = saved_buffer<T>(be, static_cast<std::int64_t>(B) * H * Lq, Lk);
-  T* P = probs_.data<T>();
+  const std::int64_t prows = static_cast<std::int64_t>(B) * H * Lq;
+  T* P = probs_.make(be, prows, Lk, ctx.store);
   const std::int64_t plane = static_cast<std::int64_t>(Lq) * Lk;  // one head's scores
   for (int b = 0; b < B; ++b)
     k.gemm_strided_batched(false, true, Lq, Lk, Dh, T(1), Q + (std::int64_t)b * Lq * ldq, ldq, Dh,
@@ -64,16 +64,19 @@ void Attention<T>::forward(T* y, const T* x, const StepCtx<T>& ctx) {
   Tensor dropped;
   const T* Pd = P;
   if (ctx.train && dropout_ > 0) {
-    dropped = scratch_buffer<T>(be, probs_.dim(0), Lk);
-    k.dropout_forward(dropped.data<T>(), P, probs_.numel(), dropout_, ctx.seed, dropout_stream(site_, ctx.micro));
+    dropped = scratch_buffer<T>(be, prows, Lk);
+    k.dropout_forward(dropped.data<T>(), P, prows * Lk, dropout_, ctx.seed, dropout_stream(site_, ctx.micro));
     Pd = dropped.data<T>();
   }
-  ctx_ = saved_buffer<T>(be, N, D);
-  T* C = ctx_.data<T>();
+  T* C = ctx_.make(be, N, D, ctx.store);
   for (int b = 0; b < B; ++b)
     k.gemm_strided_batched(false, false, Lq, Dh, Lk, T(1), Pd + (std::int64_t)b * H * plane, Lk, plane,
                            V + (std::int64_t)b * Lk * ldk, ldk, Dh, T(0), C + (std::int64_t)b * Lq * D, D, Dh, H);
+  probs_.pack();  // 16-bit runs: forward is done with P, Q, K, V
+  q_.pack();
+  kv_.pack();
   k.linear_forward(y, C, ps_.value(wo_), ps_.value(bo_), N, D, D);
+  ctx_.pack();
 }
 
 template <typename T>
@@ -88,31 +91,34 @@ void Attention<T>::backward(T* dx, const T* dy, const T* x, const StepCtx<T>& ct
   // Output projection.
   Tensor dctx = scratch_buffer<T>(be, N, D);
   T* dC = dctx.data<T>();
-  k.linear_backward(dC, ps_.grad(wo_), ps_.grad(bo_), dy, ctx_.data<T>(), ps_.value(wo_), N, D, D);
+  Tensor wide_ctx, wide_q, wide_kv, wide_p;  // 16-bit runs: the saved values widened to T
+  k.linear_backward(dC, ps_.grad(wo_), ps_.grad(bo_), dy, ctx_.widen(wide_ctx), ps_.value(wo_), N, D, D);
+  wide_ctx.reset();
   // Gradients of the projections land in one buffer laid out like the forward's.
   Tensor dq = scratch_buffer<T>(be, N, cross_ ? D : 3 * D), dkv;
   T *dQ = dq.data<T>(), *dK, *dV;
-  const T *Q = q_.data<T>(), *K, *V;
+  const T *Q = q_.widen(wide_q), *K, *V;
   int ldq, ldk;
   if (!cross_) {
     K = Q + D; V = Q + 2 * D; dK = dQ + D; dV = dQ + 2 * D;
     ldq = ldk = 3 * D;
   } else {
     dkv = scratch_buffer<T>(be, Nk, 2 * D);
-    K = kv_.data<T>(); V = K + D; dK = dkv.data<T>(); dV = dK + D;
+    K = kv_.widen(wide_kv); V = K + D; dK = dkv.data<T>(); dV = dK + D;
     ldq = D; ldk = 2 * D;
   }
-  const T* P = probs_.data<T>();
+  const std::int64_t prows = probs_.dim(0);
+  const T* P = probs_.widen(wide_p);
   const bool drop = ctx.train && dropout_ > 0;
   const std::uint64_t stream = dropout_stream(site_, ctx.micro);
   Tensor dropped;
   const T* Pd = P;
   if (drop) {  // the same mask again (counter-based RNG), instead of a stored copy
-    dropped = scratch_buffer<T>(be, probs_.dim(0), Lk);
-    k.dropout_forward(dropped.data<T>(), P, probs_.numel(), dropout_, ctx.seed, stream);
+    dropped = scratch_buffer<T>(be, prows, Lk);
+    k.dropout_forward(dropped.data<T>(), P, prows * Lk, dropout_, ctx.seed, stream);
     Pd = dropped.data<T>();
   }
-  Tensor dprobs = scratch_buffer<T>(be, probs_.dim(0), Lk);
+  Tensor dprobs = scratch_buffer<T>(be, prows, Lk);
   T* dP = dprobs.data<T>();
   // Per batch row, the H heads as strided batches; every GEMM writes its own slice, so the
   // order (all dP, then all dV) gives the same values as head by head.

@@ -18,11 +18,12 @@ void FeedForward<T>::forward(T* y, const T* x, const StepCtx<T>& ctx) {
   Backend& be = ps_.backend();
   Kernels<T>& k = be.kernels<T>();
   const std::int64_t N = ctx.self.rows();
-  pre_ = saved_buffer<T>(be, N, F_);
-  h_ = saved_buffer<T>(be, N, F_);
-  k.linear_forward(pre_.data<T>(), x, ps_.value(w1_), nullptr, N, D_, F_);
-  k.bias_act_forward(h_.data<T>(), pre_.data<T>(), ps_.value(b1_), N, F_, act_);
-  const T* hd = h_.data<T>();
+  T* pre = pre_.make(be, N, F_, ctx.store);
+  T* h = h_.make(be, N, F_, ctx.store);
+  k.linear_forward(pre, x, ps_.value(w1_), nullptr, N, D_, F_);
+  k.bias_act_forward(h, pre, ps_.value(b1_), N, F_, act_);
+  pre_.pack();  // 16-bit runs: stored as 2-byte values from here on
+  const T* hd = h;
   Tensor dropped;
   if (ctx.train && dropout_ > 0) {
     dropped = scratch_buffer<T>(be, N, F_);
@@ -30,6 +31,7 @@ void FeedForward<T>::forward(T* y, const T* x, const StepCtx<T>& ctx) {
     hd = dropped.data<T>();
   }
   k.linear_forward(y, hd, ps_.value(w2_), ps_.value(b2_), N, F_, D_);
+  h_.pack();
 }
 
 template <typename T>
@@ -39,8 +41,8 @@ void FeedForward<T>::backward(T* dx, const T* dy, const T* x, const StepCtx<T>& 
   const std::int64_t N = ctx.self.rows();
   const bool drop = ctx.train && dropout_ > 0;
   const std::uint64_t stream = dropout_stream(site_, ctx.micro);
-  Tensor dh = scratch_buffer<T>(be, N, F_), dropped;
-  const T* hd = h_.data<T>();
+  Tensor dh = scratch_buffer<T>(be, N, F_), dropped, wide_h, wide_pre;
+  const T* hd = h_.widen(wide_h);
   if (drop) {
     dropped = scratch_buffer<T>(be, N, F_);
     k.dropout_forward(dropped.data<T>(), hd, N * F_, dropout_, ctx.seed, stream);
@@ -48,7 +50,9 @@ void FeedForward<T>::backward(T* dx, const T* dy, const T* x, const StepCtx<T>& 
   }
   k.linear_backward(dh.data<T>(), ps_.grad(w2_), ps_.grad(b2_), dy, hd, ps_.value(w2_), N, F_, D_);
   if (drop) k.dropout_forward(dh.data<T>(), dh.data<T>(), N * F_, dropout_, ctx.seed, stream);
-  k.bias_act_backward(dh.data<T>(), ps_.grad(b1_), dh.data<T>(), pre_.data<T>(), N, F_, act_);
+  wide_h.reset();
+  dropped.reset();
+  k.bias_act_backward(dh.data<T>(), ps_.grad(b1_), dh.data<T>(), pre_.widen(wide_pre), N, F_, act_);
   k.linear_backward(dx, ps_.grad(w1_), nullptr, dh.data<T>(), x, ps_.value(w1_), N, D_, F_);
 }
 

@@ -46,15 +46,17 @@ void Residual<T>::forward(T* out, const T* x, const StepCtx<T>& ctx) {
   const float p = ctx.train ? dropout_ : 0.0f;
   const std::uint64_t stream = dropout_stream(site_, ctx.micro);
   Tensor fx = scratch_buffer<T>(be, N, D_);
-  saved_ = saved_buffer<T>(be, N, D_);
+  T* s = saved_.make(be, N, D_, ctx.store);
   if (pre_norm_) {
-    norm_.forward(saved_.data<T>(), x, N);
-    f_->forward(fx.data<T>(), saved_.data<T>(), ctx);
+    norm_.forward(s, x, N);
+    f_->forward(fx.data<T>(), s, ctx);
+    saved_.pack();
     k.dropout_add(out, x, fx.data<T>(), n, p, ctx.seed, stream);
   } else {
     f_->forward(fx.data<T>(), x, ctx);
-    k.dropout_add(saved_.data<T>(), x, fx.data<T>(), n, p, ctx.seed, stream);
-    norm_.forward(out, saved_.data<T>(), N);
+    k.dropout_add(s, x, fx.data<T>(), n, p, ctx.seed, stream);
+    norm_.forward(out, s, N);
+    saved_.pack();
   }
 }
 
@@ -65,16 +67,17 @@ void Residual<T>::backward(T* dx, const T* dout, const T* x, const StepCtx<T>& c
   const std::int64_t N = ctx.self.rows(), n = N * D_;
   const float p = ctx.train ? dropout_ : 0.0f;
   const std::uint64_t stream = dropout_stream(site_, ctx.micro);
-  Tensor dfx = scratch_buffer<T>(be, N, D_), tmp = scratch_buffer<T>(be, N, D_);
+  Tensor dfx = scratch_buffer<T>(be, N, D_), tmp = scratch_buffer<T>(be, N, D_), wide;
   if (pre_norm_) {
     // out = x + drop(f(n)), n = LN(x):  dx = dout + LN'(f'(drop'(dout)))
     k.dropout_forward(dfx.data<T>(), dout, n, p, ctx.seed, stream);
-    f_->backward(tmp.data<T>(), dfx.data<T>(), saved_.data<T>(), ctx);
+    f_->backward(tmp.data<T>(), dfx.data<T>(), saved_.widen(wide), ctx);
     norm_.backward(dx, tmp.data<T>(), x, N);
     k.add_inplace(dx, dout, n);
   } else {
     // out = LN(r), r = x + drop(f(x)):  dr = LN'(dout);  dx = dr + f'(drop'(dr))
-    norm_.backward(tmp.data<T>(), dout, saved_.data<T>(), N);
+    norm_.backward(tmp.data<T>(), dout, saved_.widen(wide), N);
+    wide.reset();
     k.dropout_forward(dfx.data<T>(), tmp.data<T>(), n, p, ctx.seed, stream);
     f_->backward(dx, dfx.data<T>(), x, ctx);
     k.add_inplace(dx, tmp.data<T>(), n);
@@ -96,15 +99,12 @@ template <typename T>
 void Block<T>::run_forward(T* out, const T* x, const StepCtx<T>& ctx) {
   Backend& be = backend();
   const std::int64_t N = ctx.self.rows();
-  inner_.clear();
+  inner_.assign(parts_.size() - 1, Saved<T>());
   const T* in = x;
   for (std::size_t i = 0; i < parts_.size(); ++i) {
-    T* o = out;
-    if (i + 1 < parts_.size()) {
-      inner_.push_back(saved_buffer<T>(be, N, D_));
-      o = inner_.back().data<T>();
-    }
+    T* o = i + 1 < parts_.size() ? inner_[i].make(be, N, D_, ctx.store) : out;
     parts_[i]->forward(o, in, ctx);
+    if (i > 0) inner_[i - 1].pack();  // its last reader has run
     in = o;
   }
   saved_ = true;
@@ -130,7 +130,8 @@ void Block<T>::backward(T* dx, const T* dout, const T* x, const StepCtx<T>& ctx)
   Tensor g = scratch_buffer<T>(be, N, D_), g2 = scratch_buffer<T>(be, N, D_);
   const T* grad_out = dout;
   for (std::size_t i = parts_.size(); i-- > 0;) {
-    const T* in = i == 0 ? x : inner_[i - 1].data<T>();
+    Tensor wide;  // 16-bit runs: the part's input widened to T
+    const T* in = i == 0 ? x : inner_[i - 1].widen(wide);
     T* gin = i == 0 ? dx : (grad_out == g.data<T>() ? g2.data<T>() : g.data<T>());
     parts_[i]->backward(gin, grad_out, in, ctx);
     grad_out = gin;

@@ -26,7 +26,8 @@ double transformer_parameter_count(const ModelSpec& s) {
 }
 
 template <typename T>
-Transformer<T>::Transformer(const ModelSpec& s, Backend& backend) : spec_(s), be_(backend), params_(backend) {
+Transformer<T>::Transformer(const ModelSpec& s, Backend& backend)
+    : spec_(s), be_(backend), params_(backend), store_(activation_storage<T>(s.compute)) {
   TH_CHECK(s.vocab_size > 0, "vocab_size must be set before the model is built");
   TH_CHECK(s.d_model % s.n_heads == 0, "n_heads must divide d_model");
   const int D = s.d_model, V = s.vocab_size;
@@ -131,14 +132,15 @@ void Transformer<T>::embed_inputs(const Batch& batch, std::uint64_t seed, std::u
   const int D = spec_.d_model, B = batch.B;
   const float p = train ? spec_.dropout : 0.0f;
   // One side: the block inputs x (x[0] = dropout(embedding), rounded to the compute type).
-  auto embed_side = [&](std::vector<Tensor>& x, std::size_t blocks, const std::vector<int>& tokens, int L,
+  auto embed_side = [&](std::vector<Saved<T>>& x, std::size_t blocks, const std::vector<int>& tokens, int L,
                         std::int64_t table, std::uint64_t site) {
     const std::int64_t rows = static_cast<std::int64_t>(B) * L;
-    x.assign(blocks + 1, Tensor());
-    x[0] = saved_buffer<T>(be_, rows, D);
-    embed(x[0].data<T>(), tokens, B, L, table);
-    kernels().dropout_forward(x[0].data<T>(), x[0].data<T>(), rows * D, p, seed, dropout_stream(site, micro));
-    round_compute(x[0]);
+    x.assign(blocks + 1, Saved<T>());
+    // No blocks (the encoder's output is the embedding itself): kept in T as the memory.
+    T* e = x[0].make(be_, rows, D, blocks ? store_ : dtype_of<T>());
+    embed(e, tokens, B, L, table);
+    kernels().dropout_forward(e, e, rows * D, p, seed, dropout_stream(site, micro));
+    round_compute(e, rows * D);
   };
   acquire(embed_unit_);
   if (!spec_.decoder_only) embed_side(enc_x_, encoder_.size(), batch.src, batch.S, src_embed_, kSrcEmbedSite);
@@ -151,21 +153,27 @@ void Transformer<T>::run_encoder(const Batch& batch, std::uint64_t seed, std::ui
   const int D = spec_.d_model, B = batch.B;
   const Stream src{B, batch.S, batch.src_len.data()};
   enc_ctx_ = StepCtx<T>{src, Stream{}, nullptr, nullptr, seed, micro, train};
+  enc_ctx_.store = store_;
+  const std::int64_t n = src.rows() * D;
   for (std::size_t i = 0; i < encoder_.size(); ++i) {
-    enc_x_[i + 1] = saved_buffer<T>(be_, src.rows(), D);
+    // Without a final norm the stack output is the memory the decoder reads: kept in T.
+    const bool is_memory = !enc_norm_ && i + 1 == encoder_.size();
+    T* out = enc_x_[i + 1].make(be_, src.rows(), D, is_memory ? dtype_of<T>() : store_);
     acquire(enc_unit_[i]);
-    encoder_[i]->forward(enc_x_[i + 1].data<T>(), enc_x_[i].data<T>(), enc_ctx_);
+    encoder_[i]->forward(out, enc_x_[i].wide(), enc_ctx_);
     release(enc_unit_[i]);
-    round_compute(enc_x_[i + 1]);
+    round_compute(out, n);
+    enc_x_[i].pack();  // block i's input, for its backward
   }
   if (enc_norm_) {
     memory_ = saved_buffer<T>(be_, src.rows(), D);
     acquire(enc_norm_unit_);
-    enc_norm_->forward(memory_.data<T>(), enc_x_.back().data<T>(), src.rows());
+    enc_norm_->forward(memory_.data<T>(), enc_x_.back().wide(), src.rows());
     release(enc_norm_unit_);
     round_compute(memory_);
+    enc_x_.back().pack();
   } else {
-    memory_ = enc_x_.back();
+    memory_ = enc_x_.back().wide_tensor();
   }
 }
 
@@ -211,32 +219,44 @@ double Transformer<T>::forward(const Batch& batch, std::uint64_t seed, std::uint
     run_encoder(batch, seed, micro, train);
   }
   dec_ctx_ = StepCtx<T>{tgt, src, memory_.defined() ? memory_.data<T>() : nullptr, nullptr, seed, micro, train};
+  dec_ctx_.store = store_;
+  const std::int64_t n = tgt.rows() * D;
   for (std::size_t i = 0; i < decoder_.size(); ++i) {
-    dec_x_[i + 1] = saved_buffer<T>(be_, tgt.rows(), D);
+    T* out = dec_x_[i + 1].make(be_, tgt.rows(), D, store_);
     acquire(dec_unit_[i]);
-    decoder_[i]->forward(dec_x_[i + 1].data<T>(), dec_x_[i].data<T>(), dec_ctx_);
+    decoder_[i]->forward(out, dec_x_[i].wide(), dec_ctx_);
     release(dec_unit_[i]);
-    round_compute(dec_x_[i + 1]);
+    round_compute(out, n);
+    dec_x_[i].pack();  // block i's input, for its backward
   }
+  const T* final_in = dec_x_.back().wide();  // the output projection's input
   if (dec_norm_) {
-    final_ = saved_buffer<T>(be_, tgt.rows(), D);
+    T* f = final_.make(be_, tgt.rows(), D, store_);
     acquire(dec_norm_unit_);
-    dec_norm_->forward(final_.data<T>(), dec_x_.back().data<T>(), tgt.rows());
+    dec_norm_->forward(f, final_in, tgt.rows());
     release(dec_norm_unit_);
-    round_compute(final_);
-  } else {
-    final_ = dec_x_.back();
+    round_compute(f, n);
+    dec_x_.back().pack();
+    final_in = f;
   }
   acquire(out_unit_);  // held until backward has used it (or discard())
   out_held_ = true;
-  logits_ = saved_buffer<T>(be_, tgt.rows(), V);
-  kernels().linear_forward(logits_.data<T>(), final_.data<T>(), params_.value(out_proj_), nullptr, tgt.rows(), D, V);
-  round_compute(logits_);
+  // Inference keeps the logits in T (logits() reads them); training stores them like every activation.
+  T* logits = logits_.make(be_, tgt.rows(), V, train ? store_ : dtype_of<T>());
+  kernels().linear_forward(logits, final_in, params_.value(out_proj_), nullptr, tgt.rows(), D, V);
+  if (dec_norm_) {
+    final_.pack();
+  } else {
+    dec_x_.back().pack();
+    final_ = dec_x_.back();  // the same saved values
+  }
+  round_compute(logits, tgt.rows() * V);
   losses_ = saved_buffer<T>(be_, tgt.rows(), 1);
   lse_ = saved_buffer<T>(be_, tgt.rows(), 1);
-  const double sum = kernels().cross_entropy_forward(losses_.data<T>(), lse_.data<T>(), logits_.data<T>(),
+  const double sum = kernels().cross_entropy_forward(losses_.data<T>(), lse_.data<T>(), logits,
                                                 batch.tgt_out.data(), tgt.rows(), V,
                                                 T(spec_.label_smoothing), spec_.pad_id, &count_);
+  logits_.pack();
   return count_ > 0 ? sum / static_cast<double>(count_) : 0.0;
 }
 
@@ -253,22 +273,25 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
   const T scale = T(std::sqrt(static_cast<double>(D)));
   const std::uint64_t seed = dec_ctx_.seed, micro = dec_ctx_.micro;
   const float p = dec_ctx_.train ? spec_.dropout : 0.0f;
-  T* dlogits = logits_.data<T>();  // overwritten in place
+  Tensor wide_logits, wide;  // 16-bit runs: saved values widened to T
+  T* dlogits = logits_.widen(wide_logits);  // overwritten in place
   kernels().cross_entropy_backward(dlogits, dlogits, lse_.data<T>(), batch.tgt_out.data(), Nt, V,
                               T(spec_.label_smoothing), spec_.pad_id,
                               T(count_ > 0 ? loss_scale / static_cast<double>(count_) : 0.0));
   round_compute(dlogits, Nt * V);
   Tensor g = scratch_buffer<T>(be_, Nt, D), g2 = scratch_buffer<T>(be_, Nt, D);
-  kernels().linear_backward(g.data<T>(), params_.grad(out_proj_), nullptr, dlogits, final_.data<T>(),
+  kernels().linear_backward(g.data<T>(), params_.grad(out_proj_), nullptr, dlogits, final_.widen(wide),
                           params_.value(out_proj_), Nt, D, V);
   round_compute(g);
   logits_.reset();
+  wide_logits.reset();
+  final_.reset();
   out_held_ = false;
   release(out_unit_);
   if (!spec_.tie_embeddings) ready(out_proj_);
   if (dec_norm_) {
     acquire(dec_norm_unit_);
-    dec_norm_->backward(g2.data<T>(), g.data<T>(), dec_x_.back().data<T>(), Nt);
+    dec_norm_->backward(g2.data<T>(), g.data<T>(), dec_x_.back().widen(wide), Nt);
     release(dec_norm_unit_);
     std::swap(g, g2);
     round_compute(g);
@@ -280,7 +303,7 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
   }
   for (std::size_t i = decoder_.size(); i-- > 0;) {
     acquire(dec_unit_[i]);  // for the recomputation too, with activation checkpointing
-    decoder_[i]->backward(g2.data<T>(), g.data<T>(), dec_x_[i].data<T>(), dec_ctx_);
+    decoder_[i]->backward(g2.data<T>(), g.data<T>(), dec_x_[i].widen(wide), dec_ctx_);
     release(dec_unit_[i]);
     std::swap(g, g2);
     round_compute(g);
@@ -295,7 +318,7 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
     Tensor e = scratch_buffer<T>(be_, Ns, D), e2 = scratch_buffer<T>(be_, Ns, D);
     if (enc_norm_) {
       acquire(enc_norm_unit_);
-      enc_norm_->backward(e.data<T>(), dmemory_.data<T>(), enc_x_.back().data<T>(), Ns);
+      enc_norm_->backward(e.data<T>(), dmemory_.data<T>(), enc_x_.back().widen(wide), Ns);
       release(enc_norm_unit_);
       round_compute(e);
       ready(enc_norm_begin_);
@@ -304,7 +327,7 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
     }
     for (std::size_t i = encoder_.size(); i-- > 0;) {
       acquire(enc_unit_[i]);
-      encoder_[i]->backward(e2.data<T>(), e.data<T>(), enc_x_[i].data<T>(), enc_ctx_);
+      encoder_[i]->backward(e2.data<T>(), e.data<T>(), enc_x_[i].widen(wide), enc_ctx_);
       release(enc_unit_[i]);
       std::swap(e, e2);
       round_compute(e);

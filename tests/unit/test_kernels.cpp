@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <vector>
 
@@ -231,4 +232,49 @@ TEST(Kernels, Bf16AndFp16RoundToNearestEven) {
     const float back = cpu::half_to_float(cpu::float_to_half(f));
     EXPECT_LE(std::abs(back - f), std::abs(f) * std::ldexp(1.0, -11) + 1e-7);
   }
+}
+
+// The array conversions (chunked, vectorised; F16C where the CPU has it) against the scalar rules,
+// on random bit patterns (every exponent, subnormals, infinities, NaNs), a length that is not a
+// multiple of the vector width, and every 16-bit pattern for the widening direction.
+TEST(Kernels, VectorConversionsMatchScalar) {
+  const std::int64_t n = 100003;
+  std::vector<float> x(n);
+  std::uint64_t state = 0x9E3779B97F4A7C15ull;
+  for (auto& v : x) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    const auto bits = static_cast<std::uint32_t>(state >> 32);
+    std::memcpy(&v, &bits, 4);
+  }
+  x[0] = 1.0f + std::ldexp(1.0f, -8);   // ties
+  x[1] = 1.0f + std::ldexp(1.0f, -11);
+  x[2] = 65520.0f;                      // fp16 overflow
+  x[3] = std::ldexp(1.5f, -25);         // fp16 subnormal rounding
+  x[4] = -INFINITY;
+  x[5] = NAN;
+  auto same = [](float a, float b) { return (std::isnan(a) && std::isnan(b)) || a == b; };
+  std::vector<std::uint16_t> h(n);
+  cpu::fp32_to_bf16(h.data(), x.data(), n);
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (std::isnan(x[i])) ASSERT_TRUE(std::isnan(cpu::bf16_to_float(h[i]))) << i;
+    else ASSERT_EQ(h[i], cpu::float_to_bf16(x[i])) << i << " " << x[i];
+  }
+  cpu::fp32_to_fp16(h.data(), x.data(), n);
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (std::isnan(x[i])) ASSERT_TRUE(std::isnan(cpu::half_to_float(h[i]))) << i;
+    else ASSERT_EQ(h[i], cpu::float_to_half(x[i])) << i << " " << x[i];
+  }
+  std::vector<float> r = x;
+  cpu::round_to_bf16(r.data(), n);
+  for (std::int64_t i = 0; i < n; ++i) ASSERT_TRUE(same(r[i], cpu::bf16_to_float(cpu::float_to_bf16(x[i])))) << i;
+  r = x;
+  cpu::round_to_fp16(r.data(), n);
+  for (std::int64_t i = 0; i < n; ++i) ASSERT_TRUE(same(r[i], cpu::half_to_float(cpu::float_to_half(x[i])))) << i;
+  std::vector<std::uint16_t> all(0x10000 + 5);
+  for (std::size_t i = 0; i < all.size(); ++i) all[i] = static_cast<std::uint16_t>(i);
+  std::vector<float> w(all.size());
+  cpu::bf16_to_fp32(w.data(), all.data(), static_cast<std::int64_t>(all.size()));
+  for (std::size_t i = 0; i < all.size(); ++i) ASSERT_TRUE(same(w[i], cpu::bf16_to_float(all[i]))) << i;
+  cpu::fp16_to_fp32(w.data(), all.data(), static_cast<std::int64_t>(all.size()));
+  for (std::size_t i = 0; i < all.size(); ++i) ASSERT_TRUE(same(w[i], cpu::half_to_float(all[i]))) << i;
 }

@@ -15,6 +15,7 @@
 #include "th/backend/backend.hpp"
 #include "th/core/tensor.hpp"
 #include "th/model/params.hpp"
+#include "th/model/saved.hpp"
 
 namespace th {
 
@@ -38,6 +39,7 @@ struct StepCtx {
   std::uint64_t seed = 0;    // dropout: run seed
   std::uint64_t micro = 0;   // dropout: micro-batch counter (a new mask every micro-batch)
   bool train = true;         // dropout on/off
+  DType store = dtype_of<T>();  // saved activations' storage type (th/model/saved.hpp)
 };
 
 // Dropout stream id of a site for one micro-batch: sites are numbered at construction.
@@ -73,7 +75,7 @@ class Attention final : public Sublayer<T> {
   float dropout_;
   std::uint64_t site_;
   std::int64_t wq_, bq_, wo_, bo_;  // offsets; k and v follow q
-  Tensor q_, kv_, probs_, ctx_;     // saved: projections, softmax [B,H,L,Lk], head outputs [N,D]
+  Saved<T> q_, kv_, probs_, ctx_;   // saved: projections, softmax [B,H,L,Lk], head outputs [N,D]
 };
 
 // Position-wise FFN: fc2(dropout(act(fc1(x)))); fc1 [F,D], fc2 [D,F].
@@ -93,7 +95,7 @@ class FeedForward final : public Sublayer<T> {
   float dropout_;
   std::uint64_t site_;
   std::int64_t w1_, b1_, w2_, b2_;
-  Tensor pre_, h_;  // saved: fc1 output + bias, activation output [N,F]
+  Saved<T> pre_, h_;  // saved: fc1 output + bias, activation output [N,F]
 };
 
 // LayerNorm over D (eps 1e-5), weight [D] and bias [D].
@@ -132,7 +134,7 @@ class Residual {
   bool pre_norm_;
   float dropout_;
   std::uint64_t site_;
-  Tensor saved_;  // post-norm: x + dropout(f(x)) (LN input); pre-norm: LN(x) (f input)
+  Saved<T> saved_;  // post-norm: x + dropout(f(x)) (LN input); pre-norm: LN(x) (f input)
 };
 
 // One encoder or decoder block: a chain of residual sublayers. With checkpointing, forward keeps
@@ -154,7 +156,7 @@ class Block {
   bool checkpoint_;
   std::string fwd_name_, bwd_name_, recompute_name_;  // built once: no allocation per step
   bool saved_ = false;
-  std::vector<Tensor> inner_;  // outputs of parts_[0 .. n-2] (inputs of the later parts)
+  std::vector<Saved<T>> inner_;  // outputs of parts_[0 .. n-2] (inputs of the later parts)
 };
 
 }  // namespace th

@@ -99,7 +99,9 @@ class Transformer {
   // Inference: the encoder output [B*S, D] of a batch (dropout off); saves nothing.
   Tensor encode(const Batch& batch);
   std::int64_t target_tokens() const { return count_; }  // non-pad targets of the last forward
-  const Tensor& logits() const { return logits_; }        // [B*T, V], until backward()
+  // [B*T, V] in T, until backward(); after a training forward of a 16-bit run the logits are
+  // kept as 2-byte values and this is empty.
+  const Tensor& logits() const { return logits_.wide_tensor(); }
   const Tensor& log_sum_exp() const { return lse_; }      // [B*T] of the logits, until backward()
   std::int64_t flops_per_token_estimate() const;
   // The positional table [max_len, D] added to the embeddings: the sinusoidal buffer, or the
@@ -138,8 +140,10 @@ class Transformer {
   // Saved by forward for backward.
   const Batch* batch_ = nullptr;
   StepCtx<T> enc_ctx_, dec_ctx_;
-  std::vector<Tensor> enc_x_, dec_x_;  // block inputs (and the stack output last)
-  Tensor memory_, dmemory_, final_, logits_, losses_, lse_;
+  DType store_;                        // saved activations' storage (th/model/saved.hpp)
+  std::vector<Saved<T>> enc_x_, dec_x_;  // block inputs (and the stack output last)
+  Saved<T> final_, logits_;
+  Tensor memory_, dmemory_, losses_, lse_;  // memory_: the encoder output, kept in T
   std::int64_t count_ = 0;
 };
 
