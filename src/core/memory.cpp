@@ -35,7 +35,7 @@ void* MemoryPool::allocate(std::size_t bytes, MemCategory cat) {
   void* p = nullptr;
   std::size_t size = want;
   auto it = free_.lower_bound(want);
-  if (it != free_.end() && it->first <= 2 * want) {
+  if (it != free_.end() && it->first <= want + want / 4) {
     size = it->first;
     p = it->second;
     free_.erase(it);

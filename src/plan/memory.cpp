@@ -125,9 +125,10 @@ MemoryEstimate estimate_memory(const PlanModel& m, const PlanBatch& b, const Lay
 
   // The step's saved tensors and scratch through the caching allocator; stage 3 with NVMe
   // parameters leaves its start-up block (the first partition) cached.
-  const double act_bytes = m.mixed() ? machine.bytes_16bit : 4;
-  const StepAllocations full = step_allocations(m, b, false, act_bytes, machine, e.workspace_init);
-  const StepAllocations ckpt = step_allocations(m, b, true, act_bytes, machine, e.workspace_init);
+  // Saved activations of a 16-bit run take 2 bytes per value even where the compute storage is fp32.
+  const double act_bytes = m.mixed() ? machine.bytes_16bit : 4, store_bytes = m.mixed() ? 2 : act_bytes;
+  const StepAllocations full = step_allocations(m, b, false, act_bytes, store_bytes, machine, e.workspace_init);
+  const StepAllocations ckpt = step_allocations(m, b, true, act_bytes, store_bytes, machine, e.workspace_init);
   e.activations_full = full.activations;
   e.activations_checkpointed = ckpt.activations;
   const StepAllocations& used = m.checkpointing ? ckpt : full;

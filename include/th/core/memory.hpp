@@ -1,8 +1,8 @@
 #pragma once
 // A caching host allocator that counts bytes live and peak per category. Blocks are kept in a
-// free list when released and handed out again for requests of similar size (best fit, at most 2x
-// the request), so a training step with repeating shapes stops calling the system allocator after
-// its first step. `system_allocations()` lets tests and benchmarks check that.
+// free list when released and handed out again for requests of similar size (best fit, at most
+// 1.25x the request: a 2-byte tensor must not take the 4-byte block of its wide copy), so a
+// training step with repeating shapes stops calling the system allocator after its first step. `system_allocations()` lets tests and benchmarks check that.
 #include <array>
 #include <cstddef>
 #include <cstdint>

@@ -39,7 +39,7 @@ struct Machine {
   int bytes_16bit = 2;            // storage of one bf16/fp16 value (the CPU backend keeps them in fp32: 4)
   std::int64_t page_bytes = 4096;     // commit granularity of ZeRO's reserved ranges (GPU: 2 MiB)
   std::int64_t alloc_align_bytes = 64;  // the caching allocator's rounding of every block
-  double alloc_reuse = 2;               // it reuses a cached block of up to this many times a request
+  double alloc_reuse = 1.25;            // it reuses a cached block of up to this many times a request
 
   double peak_tflops(DType dtype) const;  // by compute type: F32, BF16, F16
 };

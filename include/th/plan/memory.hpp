@@ -67,12 +67,15 @@ MemoryEstimate estimate_memory(const PlanModel& m, const PlanBatch& b, const Lay
 // micro-batches), every block as the caching allocator hands it out (rounded up to
 // alloc_align_bytes; a cached block up to alloc_reuse times a request is reused), starting from
 // a cache holding one block of `cached_bytes` (0: empty); and the peaks of what the layers request.
+// `elem_bytes`: the compute storage per value; `store_bytes`: the saved activations' (2 for a
+// 16-bit run; below elem_bytes, as on the CPU backend, every saved tensor is made wide in
+// Workspace and packed into Activations, th/model/saved.hpp).
 struct StepAllocations {
   double activations = 0, workspace = 0;
   double activations_requested = 0, workspace_requested = 0;
 };
 StepAllocations step_allocations(const PlanModel& m, const PlanBatch& b, bool checkpointing, double elem_bytes,
-                                 const Machine& machine, double cached_bytes);
+                                 double store_bytes, const Machine& machine, double cached_bytes);
 
 // Stage 3: peak bytes of gathered parameter units beyond what stays resident between steps (the
 // unit in use and the `prefetch` units gathered ahead, in the recorded acquire order). Stages
