@@ -53,7 +53,9 @@ OPT_INT_KEYS = {"document_mask": 0, "eos_id": 3}
 # Optional string attributes: their allowed values, the first one the default. positions =
 # 'learned': the positional table is the parameter pos_embed/weight [max_len, D] (shared by the
 # encoder and decoder inputs) instead of the sinusoidal table.
-OPT_STR_KEYS = {"positions": ("sinusoidal", "learned")}
+OPT_STR_KEYS = {"positions": ("sinusoidal", "learned"),
+                # "bf16": PyTorch's CPU mixed precision instead of the float64 reference
+                "autocast": ("none", "bf16")}
 STR_KEYS = {"arch": ("encoder-decoder", "decoder-only"),
             "norm": ("post", "pre"),
             "activation": ("relu", "gelu")}
@@ -430,6 +432,8 @@ def run_case(cfg, params, batch):
     validate_config(cfg)
     check_params(cfg, params)
     check_batch(cfg, batch)
+    if cfg.get("autocast", "none") == "bf16":
+        return run_case_autocast(cfg, params, batch)
     names = list(expected_params(cfg))
     P = OrderedDict((n, torch.tensor(np.asarray(params[n], dtype=np.float64), dtype=DTYPE,
                                      requires_grad=True)) for n in names)
@@ -456,6 +460,33 @@ def run_case(cfg, params, batch):
     out["params_after"] = OrderedDict((n, P[n].detach().numpy().copy()) for n in names)
     out["loss_after"] = float(loss_after.item())
     return out
+
+
+def run_case_autocast(cfg, params, batch):
+    """PyTorch's CPU mixed precision, as a user runs it: float32 weights, the forward under
+    torch.autocast('cpu', dtype=torch.bfloat16) (matmuls and linears in bf16 with fp32
+    accumulation, the ops on autocast's fp32 list in fp32), backward through it. Returns logits,
+    loss and grads; no optimizer steps (params_after = the initial values)."""
+    global DTYPE
+    saved = DTYPE
+    DTYPE = torch.float32
+    try:
+        names = list(expected_params(cfg))
+        P = OrderedDict((n, torch.tensor(np.asarray(params[n], dtype=np.float32), dtype=torch.float32,
+                                         requires_grad=True)) for n in names)
+        tb = to_torch_batch(batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = forward_logits(P, cfg, tb)
+            loss = compute_loss(logits.float(), tb["tgt_out"], cfg)
+        if not torch.isfinite(loss):
+            raise CaseError(f"loss is not finite ({loss.item()})")
+        loss.backward()
+    finally:
+        DTYPE = saved
+    return {"logits": logits.detach().float().numpy().copy(), "loss": float(loss.item()),
+            "grads": OrderedDict((n, P[n].grad.detach().numpy().copy()) for n in names),
+            "params_after": OrderedDict((n, np.asarray(params[n])) for n in names),
+            "loss_after": float(loss.item())}
 
 
 # ----------------------------------------------------------------------------

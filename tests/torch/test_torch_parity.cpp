@@ -18,12 +18,14 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <string>
 
 #include "th/io/h5_file.hpp"
 #include "th/core/rng.hpp"
 #include "th/data/batching.hpp"
 #include "th/data/packing.hpp"
+#include "th/kernels/gemm_engine.hpp"
 #include "th/model/transformer.hpp"
 #include "th/train/optimizer.hpp"
 
@@ -51,8 +53,15 @@ bool is_key_bias(const std::string& name) { return name.find("k_proj/bias") != s
 
 class TorchParity : public ::testing::TestWithParam<Case> {};
 
-TEST_P(TorchParity, LogitsLossGradientsAndTenAdamWSteps) {
-  const Case c = GetParam();
+namespace {
+constexpr double kLr = 1e-3, kBeta1 = 0.9, kBeta2 = 0.98, kEps = 1e-6, kWd = 0.01;
+constexpr int kSteps = 10;
+
+// The case's model (weights of seed 17 plus non-trivial biases and gains) and batch; the case file
+// written and the reference run on it (`autocast`: 'none' = float64, 'bf16' = PyTorch autocast).
+// Returns the reference's output file.
+std::string prepare(const Case& c, DType compute, const std::string& autocast,
+                    std::unique_ptr<Transformer<float>>& model_out, Batch& batch_out) {
   ModelSpec s;
   s.decoder_only = c.decoder_only;
   s.d_model = 32; s.n_heads = 4; s.d_ff = 48;
@@ -66,11 +75,11 @@ TEST_P(TorchParity, LogitsLossGradientsAndTenAdamWSteps) {
   s.positions = c.learned ? PositionEncoding::Learned : PositionEncoding::Sinusoidal;
   s.vocab_size = 29;
   s.label_smoothing = 0.1;
-  const double lr = 1e-3, b1 = 0.9, b2 = 0.98, eps = 1e-6, wd = 0.01;
-  const int steps = 10;
-
-  Transformer<float> model(s);
-  auto& ps = model.params();
+  s.compute = compute;
+  const double lr = kLr, b1 = kBeta1, b2 = kBeta2, eps = kEps, wd = kWd;
+  const int steps = kSteps;
+  model_out = std::make_unique<Transformer<float>>(s);
+  auto& ps = model_out->params();
   ps.initialize(17);
   for (std::int64_t i = 0; i < ps.size(); ++i)  // non-trivial biases and gains
     ps.values()[i] += static_cast<float>(0.05 * (2 * uniform01(4, 4, i) - 1));
@@ -92,13 +101,15 @@ TEST_P(TorchParity, LogitsLossGradientsAndTenAdamWSteps) {
   }
 
   const std::string dir = ::testing::TempDir();
-  const std::string case_path = dir + "/th_parity_" + c.name + ".h5", out_path = dir + "/th_parity_" + c.name + "_ref.h5";
+  const std::string tag = std::string(c.name) + (autocast == "none" ? "" : "_" + autocast);
+  const std::string case_path = dir + "/th_parity_" + tag + ".h5", out_path = dir + "/th_parity_" + tag + "_ref.h5";
   {
     H5File f(case_path, H5File::Mode::Create);
     f.set_attr("arch", std::string(c.decoder_only ? "decoder-only" : "encoder-decoder"));
     f.set_attr("norm", std::string(c.pre_norm ? "pre" : "post"));
     f.set_attr("activation", std::string(c.gelu ? "gelu" : "relu"));
     f.set_attr("positions", std::string(c.learned ? "learned" : "sinusoidal"));
+    f.set_attr("autocast", autocast);
     for (auto kv : {std::pair<const char*, std::int64_t>{"d_model", s.d_model}, {"n_heads", s.n_heads},
                     {"d_ff", s.d_ff}, {"n_encoder_layers", s.n_encoder_layers}, {"n_decoder_layers", s.n_decoder_layers},
                     {"vocab_size", s.vocab_size}, {"tie_embeddings", c.tied ? 1 : 0}, {"max_len", s.max_len},
@@ -122,7 +133,22 @@ TEST_P(TorchParity, LogitsLossGradientsAndTenAdamWSteps) {
     f.write("batch/tgt_len", batch.tgt_len, {B});
   }
   const std::string cmd = std::string(TH_PYTHON) + " " + TH_TEST_DIR + "/torch/reference.py " + case_path + " " + out_path;
-  ASSERT_EQ(0, std::system(cmd.c_str())) << cmd;
+  EXPECT_EQ(0, std::system(cmd.c_str())) << cmd;
+  batch_out = batch;
+  return out_path;
+}
+}  // namespace
+
+TEST_P(TorchParity, LogitsLossGradientsAndTenAdamWSteps) {
+  const Case c = GetParam();
+  std::unique_ptr<Transformer<float>> owned;
+  Batch batch;
+  const std::string out_path = prepare(c, DType::F32, "none", owned, batch);
+  ASSERT_FALSE(::testing::Test::HasFailure());
+  Transformer<float>& model = *owned;
+  auto& ps = model.params();
+  const double lr = kLr, b1 = kBeta1, b2 = kBeta2, eps = kEps, wd = kWd;
+  const int steps = kSteps;
   H5File ref(out_path, H5File::Mode::Read);
 
   // Forward.
@@ -180,6 +206,79 @@ TEST_P(TorchParity, LogitsLossGradientsAndTenAdamWSteps) {
   std::printf("[ parity ] %-24s logits %.1e  loss %.1e  worst grad %.1e  worst param-after-10 %.1e\n", c.name,
               e_logits, std::abs(loss - ref_loss) / ref_loss, worst_grad, worst_param);
 }
+
+// bf16 against PyTorch's autocast on the same weights (tests/torch/reference.py,
+// run_case_autocast): ours with precision%dtype = 'bf16' as the driver runs it (every GEMM's
+// operands rounded to bf16, 16-bit block outputs and logits, activations stored in 2 bytes),
+// PyTorch under torch.autocast('cpu', dtype=torch.bfloat16) (bf16 matmuls, fp32 elsewhere). The
+// two round in different places, so they agree to the size of bf16 rounding, not to fp32's.
+// Tolerances from bf16's 8-bit significand, u = 2^-8 (its relative spacing), norm-wise per tensor:
+//   logits and loss within 4u of autocast;
+//   every parameter gradient (and the logits) against the float64 reference: ours no farther
+//   from the exact result than 2 x autocast's own distance + u (the same class of error, not a
+//   larger one; autocast's own gradients are 0.02-0.08 from float64 here, so a fixed distance
+//   between the two would be a weaker check than this).
+// Pre-norm models only: post-norm ones with bf16-rounded GEMM operands land 0.10-0.14 (norm-wise)
+// from the float64 gradients against autocast's 0.03 (measured; the same with fp32 activations,
+// so it comes from the GEMM operand rounding, not from the 2-byte storage): open, issue #16.
+class TorchParityBf16 : public ::testing::TestWithParam<Case> {};
+
+TEST_P(TorchParityBf16, ForwardBackwardAgainstAutocast) {
+  const Case c = GetParam();
+  const double u = std::ldexp(1.0, -8);
+  std::unique_ptr<Transformer<float>> exact_model, model;
+  Batch batch;
+  const std::string exact_path = prepare(c, DType::F32, "none", exact_model, batch);
+  const std::string auto_path = prepare(c, DType::BF16, "bf16", model, batch);
+  ASSERT_FALSE(HasFailure());
+  const cpu::GemmPlan fp32_plan = cpu::gemm_plan();
+  cpu::GemmPlan plan = fp32_plan;
+  plan.fp32_as_bf16 = true;
+  cpu::set_gemm_plan(plan);
+  const double loss_eval = model->forward(batch, 0, 0, /*train=*/false);  // logits kept in fp32 storage
+  std::vector<double> logits(model->logits().data<float>(), model->logits().data<float>() + model->logits().numel());
+  model->discard();
+  auto& ps = model->params();
+  ps.zero_grad();
+  const double loss = model->forward(batch, 0, 0);
+  model->backward(1.0);
+  cpu::set_gemm_plan(fp32_plan);
+  EXPECT_EQ(loss, loss_eval);  // no dropout: the training forward computes the same loss
+
+  H5File ex(exact_path, H5File::Mode::Read), au(auto_path, H5File::Mode::Read);
+  const std::vector<double> l_exact = ex.read_doubles("logits"), l_auto = au.read_doubles("logits");
+  ASSERT_EQ(logits.size(), l_auto.size());
+  const double e_logits = rel_error(logits.data(), l_auto.data(), logits.size());
+  const double e_logits_exact = rel_error(logits.data(), l_exact.data(), logits.size());
+  const double e_auto_exact = rel_error(l_auto.data(), l_exact.data(), logits.size());
+  EXPECT_LE(e_logits, 4 * u);
+  EXPECT_LE(e_logits_exact, 2 * e_auto_exact + u);
+  const double loss_auto = au.read_doubles("loss")[0], loss_exact = ex.read_doubles("loss")[0];
+  EXPECT_LE(std::abs(loss - loss_auto) / loss_auto, 4 * u);
+  double worst = 0, worst_exact = 0, worst_auto_exact = 0;
+  for (const auto& p : ps.infos()) {
+    if (is_key_bias(p.name)) continue;  // exactly-zero true gradient: rounding noise only
+    const std::vector<double> g_auto = au.read_doubles("grads/" + p.name), g_exact = ex.read_doubles("grads/" + p.name);
+    std::vector<double> g(ps.grad(p.offset), ps.grad(p.offset) + p.numel);
+    const double e = rel_error(g.data(), g_auto.data(), g.size());
+    const double e_exact = rel_error(g.data(), g_exact.data(), g.size());
+    const double e_ae = rel_error(g_auto.data(), g_exact.data(), g.size());
+    EXPECT_LE(e_exact, 2 * e_ae + u) << p.name;
+    worst = std::max(worst, e), worst_exact = std::max(worst_exact, e_exact);
+    worst_auto_exact = std::max(worst_auto_exact, e_ae);
+  }
+  std::printf("[ parity bf16 ] %-24s vs autocast: logits %.1e loss %.1e worst grad %.1e | vs float64: ours logits "
+              "%.1e grad %.1e, autocast logits %.1e grad %.1e (u = %.1e)\n",
+              c.name, e_logits, std::abs(loss - loss_auto) / loss_auto, worst, e_logits_exact, worst_exact,
+              e_auto_exact, worst_auto_exact, u);
+  (void)loss_exact;
+}
+
+INSTANTIATE_TEST_SUITE_P(Bf16, TorchParityBf16,
+                         ::testing::Values(Case{"deconly_pre_relu_untied", true, true, false, false},
+                                           Case{"encdec_pre_gelu_untied", false, true, true, false},
+                                           Case{"deconly_packed_docmask_pre_gelu_tied", true, true, true, true, true}),
+                         [](const auto& info) { return std::string(info.param.name); });
 
 INSTANTIATE_TEST_SUITE_P(Variants, TorchParity,
                          ::testing::Values(Case{"encdec_post_relu_tied", false, false, false, true},
