@@ -1,6 +1,15 @@
 #include "th/parallel/comm.hpp"
 
+#include "th/core/error.hpp"
+
 namespace th {
+
+CommRequestPtr Comm::iallreduce16(std::uint16_t*, std::size_t, DType) {
+  throw Error("this communicator has no 16-bit collectives (parallel%comm = 'mpi' has them)");
+}
+CommRequestPtr Comm::ireduce_scatter16(const std::uint16_t*, std::uint16_t*, std::size_t, DType) {
+  throw Error("this communicator has no 16-bit collectives (parallel%comm = 'mpi' has them)");
+}
 
 bool Comm::all_true(bool mine) {
   std::int64_t v = mine ? 1 : 0;

@@ -1,8 +1,10 @@
 #include "th/parallel/mpi_comm.hpp"
 
 #include <climits>
+#include <mutex>
 
 #include "th/core/error.hpp"
+#include "th/core/half.hpp"
 #include "th/core/profiler.hpp"
 
 namespace th {
@@ -23,6 +25,31 @@ MPI_Op to_mpi(ReduceOp op) {
   }
   return MPI_SUM;
 }
+// Sums of bf16 / fp16 bit patterns (MPI has no such types): widen, add in fp32, round.
+void sum_bf16(void* in, void* inout, int* len, MPI_Datatype*) {
+  const auto* a = static_cast<const std::uint16_t*>(in);
+  auto* b = static_cast<std::uint16_t*>(inout);
+  for (int i = 0; i < *len; ++i) b[i] = half::to_bf16(half::from_bf16(a[i]) + half::from_bf16(b[i]));
+}
+void sum_fp16(void* in, void* inout, int* len, MPI_Datatype*) {
+  const auto* a = static_cast<const std::uint16_t*>(in);
+  auto* b = static_cast<std::uint16_t*>(inout);
+  for (int i = 0; i < *len; ++i) b[i] = half::to_fp16(half::from_fp16(a[i]) + half::from_fp16(b[i]));
+}
+// The user-defined operation of a 16-bit type, created once (MPI_Op handles live until
+// MPI_Finalize; freeing them is not required).
+MPI_Op sum16_op(DType type) {
+  static MPI_Op bf16 = MPI_OP_NULL, fp16 = MPI_OP_NULL;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    TH_MPI_CHECK(MPI_Op_create(&sum_bf16, /*commute=*/1, &bf16));
+    TH_MPI_CHECK(MPI_Op_create(&sum_fp16, /*commute=*/1, &fp16));
+  });
+  if (type == DType::BF16) return bf16;
+  if (type == DType::F16) return fp16;
+  throw Error(std::string("a 16-bit collective of type ") + to_string(type));
+}
+
 // MPI counts are int: large buffers go in chunks.
 constexpr std::size_t kMaxChunk = static_cast<std::size_t>(INT_MAX) / 2;
 }  // namespace
@@ -276,6 +303,43 @@ CommRequestPtr MpiComm::iall_gather(const float* send, float* recv, std::size_t 
   r->reqs.emplace_back();
   TH_MPI_CHECK(MPI_Iallgather(in, checked_count(count), MPI_FLOAT, recv, checked_count(count), MPI_FLOAT, comm_,
                               &r->reqs.back()));
+  return r;
+}
+
+}  // namespace th
+
+namespace th {
+
+CommRequestPtr MpiComm::iallreduce16(std::uint16_t* data, std::size_t n, DType type) {
+  count_allreduce(2.0 * static_cast<double>(n));
+  const MPI_Op op = sum16_op(type);
+  if (threaded_)
+    return post([=](MPI_Comm c) {
+      for (std::size_t off = 0; off < n; off += kMaxChunk)
+        TH_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data + off, static_cast<int>(std::min(kMaxChunk, n - off)),
+                                   MPI_UINT16_T, op, c));
+    });
+  auto r = std::make_unique<MpiRequest>();
+  for (std::size_t off = 0; off < n; off += kMaxChunk) {
+    r->reqs.emplace_back();
+    TH_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, data + off, static_cast<int>(std::min(kMaxChunk, n - off)),
+                                MPI_UINT16_T, op, comm_, &r->reqs.back()));
+  }
+  return r;
+}
+
+CommRequestPtr MpiComm::ireduce_scatter16(const std::uint16_t* send, std::uint16_t* recv, std::size_t count,
+                                          DType type) {
+  count_reduce_scatter(2.0 * static_cast<double>(count));
+  const MPI_Op op = sum16_op(type);
+  const void* in = send == recv ? MPI_IN_PLACE : static_cast<const void*>(send);
+  if (threaded_)
+    return post([=](MPI_Comm c) {
+      TH_MPI_CHECK(MPI_Reduce_scatter_block(in, recv, checked_count(count), MPI_UINT16_T, op, c));
+    });
+  auto r = std::make_unique<MpiRequest>();
+  r->reqs.emplace_back();
+  TH_MPI_CHECK(MPI_Ireduce_scatter_block(in, recv, checked_count(count), MPI_UINT16_T, op, comm_, &r->reqs.back()));
   return r;
 }
 

@@ -1,6 +1,8 @@
 #include "th/train/grad_sync.hpp"
 
 #include <algorithm>
+#include <cstdint>
+#include <vector>
 
 #include "th/core/error.hpp"
 
@@ -51,19 +53,80 @@ void GradientSync::launch_until(std::int64_t watermark) {
   while (next_ < buckets_.size() && buckets_[next_].begin >= watermark) {
     events_[next_].start(profiler(), on_done_ ? "reduce_scatter/bucket" : "allreduce/bucket",
                          Category::Communication, comm_track_,
-                         {{"bytes", 4 * (buckets_[next_].end - buckets_[next_].begin)},
+                         {{"bytes", static_cast<std::int64_t>(dtype_size(wire_)) * (buckets_[next_].end - buckets_[next_].begin)},
                           {"bucket", static_cast<std::int64_t>(next_)}});
     const Bucket& b = buckets_[next_++];
     launch_s_.push_back(since_begin());
     const auto len = static_cast<std::size_t>(b.end - b.begin);
-    inflight_.push_back(on_done_ ? comm_.ireduce_scatter(grads_ + b.begin, grads_ + b.begin,
-                                                          len / static_cast<std::size_t>(comm_.size()), ReduceOp::Sum)
+    const std::size_t block = len / static_cast<std::size_t>(comm_.size());
+    if (wire_ != DType::F32) {
+      narrow(b.begin, b.end - b.begin);
+      auto* wire = reinterpret_cast<std::uint16_t*>(grads_ + b.begin);
+      inflight_.push_back(on_done_ ? comm_.ireduce_scatter16(wire, wire, block, wire_)
+                                   : comm_.iallreduce16(wire, len, wire_));
+      continue;
+    }
+    inflight_.push_back(on_done_ ? comm_.ireduce_scatter(grads_ + b.begin, grads_ + b.begin, block, ReduceOp::Sum)
                                  : comm_.iallreduce(grads_ + b.begin, len, ReduceOp::Sum));
   }
 }
 
+void GradientSync::set_wire_type(DType type) {
+  TH_CHECK(type == DType::F32 || type == DType::BF16 || type == DType::F16, "gradient wire type");
+  TH_CHECK(type == DType::F32 || be_.device_of(MemorySpace::Device) == Device::Host,
+           "16-bit gradient buckets are narrowed in place on host memory only");
+  wire_ = type;
+}
+
+namespace {
+constexpr std::int64_t kFirst = 1024;  // the first chunk goes through a stack copy
+}  // namespace
+
+// In place, front to back: chunk [i0, 2 i0) of fp32 is read from bytes [4 i0, 8 i0) and written
+// to bytes [2 i0, 4 i0), below anything not yet read; the first kFirst elements overlap
+// themselves and go through a copy.
+void GradientSync::narrow(std::int64_t begin, std::int64_t n) {
+  float* x = grads_ + begin;
+  auto* y = reinterpret_cast<std::uint16_t*>(x);
+  const std::int64_t first = std::min(n, kFirst);
+  float head[kFirst];
+  std::copy(x, x + first, head);
+  auto to16 = [&](std::uint16_t* dst, const float* src, std::int64_t m) {
+    if (wire_ == DType::BF16) be_.fp32_to_bf16(dst, src, m);
+    else be_.fp32_to_fp16(dst, src, m);
+  };
+  to16(y, head, first);
+  for (std::int64_t i0 = first; i0 < n; i0 *= 2) to16(y + i0, x + i0, std::min(i0, n - i0));
+}
+
+// The inverse, back to front: chunk [i0, 2 i0) of 16-bit values at bytes [2 i0, 4 i0) widens to
+// bytes [4 i0, 8 i0), above anything not yet read; the first kFirst elements through a copy.
+void GradientSync::widen(std::int64_t begin, std::int64_t n) {
+  float* y = grads_ + begin;
+  const auto* x = reinterpret_cast<const std::uint16_t*>(y);
+  auto to32 = [&](float* dst, const std::uint16_t* src, std::int64_t m) {
+    if (wire_ == DType::BF16) be_.bf16_to_fp32(dst, src, m);
+    else be_.fp16_to_fp32(dst, src, m);
+  };
+  std::vector<std::int64_t> starts;
+  for (std::int64_t i0 = std::min(n, kFirst); i0 < n; i0 *= 2) starts.push_back(i0);
+  for (std::size_t k = starts.size(); k-- > 0;) {
+    const std::int64_t i0 = starts[k];
+    to32(y + i0, x + i0, std::min(i0, n - i0));
+  }
+  const std::int64_t first = std::min(n, kFirst);
+  std::uint16_t head[kFirst];
+  std::copy(x, x + first, head);
+  to32(y, head, first);
+}
+
 void GradientSync::arrived(std::size_t i) {
   events_[i].finish();
+  if (wire_ != DType::F32 && !done_[i]) {  // the bucket (all-reduce) or this rank's block (reduce-scatter)
+    const Bucket& b = buckets_[i];
+    widen(b.begin, on_done_ ? (b.end - b.begin) / comm_.size() : b.end - b.begin);
+    if (!on_done_) done_[i] = 1;
+  }
   if (on_done_ && !done_[i]) {
     done_[i] = 1;
     on_done_(i);

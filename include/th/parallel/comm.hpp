@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "th/core/tensor.hpp"
+
 namespace th {
 
 enum class ReduceOp { Sum, Max, Min };
@@ -58,6 +60,13 @@ class Comm {
   virtual CommRequestPtr iall_gather(const float* send, float* recv, std::size_t count) = 0;
   // Gather a variable-length byte string from every rank to root (empty elsewhere).
   virtual std::vector<std::string> gather_strings(const std::string& mine, int root) = 0;
+  // Sums of 16-bit payloads (bf16 or fp16 bit patterns, `type` BF16 / F16), non-blocking, with
+  // the in-place rules above: every combine of two partial sums widens both to fp32, adds and
+  // rounds to the type (round-to-nearest-even, th/core/half.hpp), as a 16-bit NCCL sum does.
+  // Half the bytes of the fp32 forms on the wire. A communicator without them throws th::Error.
+  virtual CommRequestPtr iallreduce16(std::uint16_t* data, std::size_t n, DType type);
+  virtual CommRequestPtr ireduce_scatter16(const std::uint16_t* send, std::uint16_t* recv, std::size_t count,
+                                           DType type);
 
   // Collective agreements: every rank gets the same answer.
   bool all_true(bool mine);

@@ -48,6 +48,9 @@ class MpiComm final : public Comm {
   CommRequestPtr iallreduce(float* data, std::size_t n, ReduceOp op) override;
   CommRequestPtr ireduce_scatter(const float* send, float* recv, std::size_t count, ReduceOp op) override;
   CommRequestPtr iall_gather(const float* send, float* recv, std::size_t count) override;
+  CommRequestPtr iallreduce16(std::uint16_t* data, std::size_t n, DType type) override;
+  CommRequestPtr ireduce_scatter16(const std::uint16_t* send, std::uint16_t* recv, std::size_t count,
+                                   DType type) override;
 
  private:
   void allreduce_raw(void* data, std::size_t n, MPI_Datatype type, ReduceOp op);

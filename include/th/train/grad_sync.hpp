@@ -42,17 +42,27 @@ class GradientSync {
   void grads_ready(std::int64_t watermark);  // the model's hook: grads[watermark, n) are final
   void finish();                             // after backward: launch the rest, wait (, average)
 
+  // 16-bit runs (BF16 / F16): each bucket goes on the wire as 2-byte values (Comm::iallreduce16 /
+  // ireduce_scatter16, sums rounded to the type after every combine): narrowed in place into the
+  // first half of its own fp32 memory when it is launched and widened back in place when it
+  // arrives, so no buffer is added. The gradients handed over are already 16-bit values (the
+  // ZeRO engine rounds them), so the narrowing is exact. Host-memory backends (CPU).
+  void set_wire_type(DType type);
+  DType wire_type() const { return wire_; }
+
   const std::vector<Bucket>& buckets() const { return buckets_; }
   // Timings of the last communicating step, seconds from begin_backward():
   std::vector<double> launch_times() const { return launch_s_; }  // per bucket, in launch order
   double backward_end() const { return backward_end_s_; }        // when finish() was called
   double exposed_seconds() const { return exposed_s_; }          // time finish() waited
-  std::int64_t bytes_per_step() const { return 4 * n_; }         // fp32 payload reduced
+  std::int64_t bytes_per_step() const { return static_cast<std::int64_t>(dtype_size(wire_)) * n_; }  // payload reduced
 
  private:
   void launch_until(std::int64_t watermark);
   void poll();
   void arrived(std::size_t i);
+  void narrow(std::int64_t begin, std::int64_t n);  // fp32 -> 16-bit in place (wire_)
+  void widen(std::int64_t begin, std::int64_t n);   // 16-bit -> fp32 in place
   double since_begin() const;
   Comm& comm_;
   Backend& be_;
@@ -66,6 +76,7 @@ class GradientSync {
   int comm_track_ = 0;
   std::size_t next_ = 0;         // next bucket to launch
   float* grads_ = nullptr;
+  DType wire_ = DType::F32;
   bool active_ = false;
   std::chrono::steady_clock::time_point t0_;
   std::vector<double> launch_s_;

@@ -5,66 +5,19 @@
 #include <immintrin.h>
 #endif
 
+#include "th/core/half.hpp"
 #include "th/kernels/host_loop.hpp"
 #include "th/kernels/cpu.hpp"
 
 namespace th::cpu {
 
-namespace {
-inline std::uint32_t bits_of(float f) {
-  std::uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
-inline float float_of(std::uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-}  // namespace
+using half::bits_of;
+using half::float_of;
 
-std::uint16_t float_to_bf16(float f) {
-  const std::uint32_t x = bits_of(f);
-  if ((x & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<std::uint16_t>((x >> 16) | 0x0040u);  // quiet NaN
-  const std::uint32_t bias = 0x7FFFu + ((x >> 16) & 1u);
-  return static_cast<std::uint16_t>((x + bias) >> 16);
-}
-
-float bf16_to_float(std::uint16_t h) { return float_of(static_cast<std::uint32_t>(h) << 16); }
-
-std::uint16_t float_to_half(float f) {
-  std::uint32_t x = bits_of(f);
-  const std::uint16_t sign = static_cast<std::uint16_t>((x >> 16) & 0x8000u);
-  x &= 0x7FFFFFFFu;
-  if (x > 0x7F800000u) return sign | 0x7E00u;           // NaN
-  if (x >= 0x477FF000u) return sign | 0x7C00u;          // >= 65520 rounds to inf
-  if (x < 0x38800000u) {                                // below 2^-14: subnormal half or zero
-    if (x < 0x33000000u) return sign;                   // <= 2^-25 rounds to zero (tie to even)
-    const int e = static_cast<int>(x >> 23);
-    const std::uint32_t mant = (x & 0x7FFFFFu) | 0x800000u;
-    const int shift = 126 - e;                          // value / 2^-24 = mant >> shift
-    std::uint32_t r = mant >> shift;
-    const std::uint32_t rem = mant & ((1u << shift) - 1u), half = 1u << (shift - 1);
-    if (rem > half || (rem == half && (r & 1u))) ++r;
-    return static_cast<std::uint16_t>(sign | r);
-  }
-  const std::uint32_t y = x - 0x38000000u;              // rebias exponent 127 -> 15
-  std::uint32_t h = y >> 13;
-  const std::uint32_t rem = y & 0x1FFFu;
-  if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;  // a carry moves into the exponent
-  return static_cast<std::uint16_t>(sign | h);
-}
-
-float half_to_float(std::uint16_t h) {
-  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
-  const std::uint32_t e = (h >> 10) & 0x1Fu, m = h & 0x3FFu;
-  if (e == 0) {
-    const float v = static_cast<float>(m) * (1.0f / 16777216.0f);  // m * 2^-24
-    return sign ? -v : v;
-  }
-  if (e == 31) return float_of(sign | 0x7F800000u | (m << 13));
-  return float_of(sign | ((e + 112u) << 23) | (m << 13));
-}
+std::uint16_t float_to_bf16(float f) { return half::to_bf16(f); }
+float bf16_to_float(std::uint16_t h) { return half::from_bf16(h); }
+std::uint16_t float_to_half(float f) { return half::to_fp16(f); }
+float half_to_float(std::uint16_t h) { return half::from_fp16(h); }
 
 // The array conversions run in chunks of plain loops, with no branch per element, so that the
 // compiler vectorises them (bf16: integer rounding on 32-bit lanes); fp16 uses the F16C
@@ -80,12 +33,6 @@ void chunked(const char* name, std::int64_t n, const F& f) {
     const std::int64_t i0 = c * kChunk, i1 = std::min(n, i0 + kChunk);
     f(i0, i1);
   });
-}
-
-inline std::uint16_t bf16_bits(std::uint32_t x) {  // float_to_bf16 without branches
-  const std::uint32_t rounded = (x + 0x7FFFu + ((x >> 16) & 1u)) >> 16;
-  const std::uint32_t quiet = (x >> 16) | 0x0040u;
-  return static_cast<std::uint16_t>(static_cast<std::int32_t>(x & 0x7FFFFFFFu) > 0x7F800000 ? quiet : rounded);
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -113,7 +60,7 @@ __attribute__((target("avx,f16c"))) void from_half_f16c(float* y, const std::uin
 
 void fp32_to_bf16(std::uint16_t* y, const float* x, std::int64_t n) {
   chunked("Convert::fp32_to_bf16", n, [=](std::int64_t i0, std::int64_t i1) {
-    for (std::int64_t i = i0; i < i1; ++i) y[i] = bf16_bits(bits_of(x[i]));
+    for (std::int64_t i = i0; i < i1; ++i) y[i] = half::to_bf16_bits(bits_of(x[i]));
   });
 }
 void bf16_to_fp32(float* y, const std::uint16_t* x, std::int64_t n) {
@@ -142,7 +89,7 @@ void fp16_to_fp32(float* y, const std::uint16_t* x, std::int64_t n) {
 
 void round_to_bf16(float* x, std::int64_t n) {
   chunked("Convert::round_to_bf16", n, [=](std::int64_t i0, std::int64_t i1) {
-    for (std::int64_t i = i0; i < i1; ++i) x[i] = float_of(static_cast<std::uint32_t>(bf16_bits(bits_of(x[i]))) << 16);
+    for (std::int64_t i = i0; i < i1; ++i) x[i] = float_of(static_cast<std::uint32_t>(half::to_bf16_bits(bits_of(x[i]))) << 16);
   });
 }
 void round_to_fp16(float* x, std::int64_t n) {

@@ -37,7 +37,11 @@ class GradReduction {
   virtual float* working() { return nullptr; }
   GradientSync& sync() { return *sync_; }
   // Builds the bucket machinery; last in the engine's construction (as the profiler tracks go).
-  void init_sync(Comm& comm, const ZeroOptions& opt) { sync_ = make_sync(comm, opt); }
+  // 16-bit runs put the buckets on the wire in the compute type (GradientSync::set_wire_type).
+  void init_sync(Comm& comm, const ZeroOptions& opt) {
+    sync_ = make_sync(comm, opt);
+    if (compute_ != DType::F32) sync_->set_wire_type(compute_);
+  }
 
  protected:
   GradReduction(ParamStore<float>& ps, DType compute) : ps_(ps), compute_(compute) {}
