@@ -60,6 +60,23 @@ else()
   if(OpenCL_FOUND)
     find_package(dnnl CONFIG QUIET)
   endif()
+  # Without OpenCL's development files (a machine with libdnnl-dev alone) the package config
+  # cannot load: find the header and library directly; the version comes from dnnl_version.h.
+  if(NOT TARGET DNNL::dnnl)
+    find_path(TH_DNNL_INCLUDE_DIR oneapi/dnnl/dnnl_version.h)
+    find_library(TH_DNNL_LIBRARY dnnl)
+    if(TH_DNNL_INCLUDE_DIR AND TH_DNNL_LIBRARY)
+      file(STRINGS "${TH_DNNL_INCLUDE_DIR}/oneapi/dnnl/dnnl_version.h" _dnnl_v
+           REGEX "#define DNNL_VERSION_(MAJOR|MINOR|PATCH) ")
+      string(REGEX REPLACE ".*MAJOR ([0-9]+).*MINOR ([0-9]+).*PATCH ([0-9]+).*" "\\1.\\2.\\3"
+             dnnl_VERSION "${_dnnl_v}")
+      add_library(DNNL::dnnl UNKNOWN IMPORTED)
+      set_target_properties(DNNL::dnnl PROPERTIES IMPORTED_LOCATION "${TH_DNNL_LIBRARY}"
+                            INTERFACE_INCLUDE_DIRECTORIES "${TH_DNNL_INCLUDE_DIR}")
+      set(dnnl_FOUND TRUE)
+      set(dnnl_DIR "${TH_DNNL_LIBRARY}")
+    endif()
+  endif()
   find_package(OpenMP QUIET COMPONENTS CXX)
   if(dnnl_FOUND AND TARGET DNNL::dnnl AND OpenMP_CXX_FOUND)
     if(dnnl_VERSION VERSION_GREATER_EQUAL 3)

@@ -40,7 +40,12 @@ template <typename T>
 void bias_act_backward(T* dpre, T* db, const T* dy, const T* pre, std::int64_t N, int F, Activation act) {
   const std::int64_t n = N * F;
   if (act == Activation::ReLU) {
-    host_for("BiasReLU::backward", n, [=](std::int64_t i) { dpre[i] = pre[i] > T(0) ? dy[i] : T(0); });
+    // Both loads unconditional, then a select: the loop vectorises (a load under the condition
+    // kept it scalar, with a branch per element).
+    host_for("BiasReLU::backward", n, [=](std::int64_t i) {
+      const T d = dy[i], x = pre[i];
+      dpre[i] = x > T(0) ? d : T(0);
+    });
   } else {
     host_for("BiasGELU::backward", n, [=](std::int64_t i) { dpre[i] = dy[i] * gelu_grad(pre[i]); });
   }

@@ -1,3 +1,5 @@
+#include <algorithm>
+
 #include "th/kernels/host_loop.hpp"
 #include "th/kernels/cpu.hpp"
 
@@ -36,10 +38,23 @@ template <typename T> void scale_inplace(T* a, T s, std::int64_t n) {
   host_for("Tensor::scale", n, [=](std::int64_t i) { a[i] *= s; });
 }
 
+// In double, over chunks of kLanes independent partial sums (a fixed order, so the result does
+// not depend on the vector width; the compiler may not reorder one serial double sum into lanes).
 template <typename T> double sum_squares(const T* a, std::int64_t n) {
-  return host_sum("Tensor::sum_squares", n, [=](std::int64_t i) {
-    const double v = static_cast<double>(a[i]);
-    return v * v;
+  constexpr std::int64_t kLanes = 8, kChunk = 4096;
+  return host_sum("Tensor::sum_squares", (n + kChunk - 1) / kChunk, [=](std::int64_t c) {
+    const std::int64_t i0 = c * kChunk, i1 = std::min(n, i0 + kChunk);
+    double lane[kLanes] = {};
+    std::int64_t i = i0;
+    for (; i + kLanes <= i1; i += kLanes)
+      for (std::int64_t k = 0; k < kLanes; ++k) {
+        const double v = static_cast<double>(a[i + k]);
+        lane[k] += v * v;
+      }
+    double total = 0.0;
+    for (; i < i1; ++i) total += static_cast<double>(a[i]) * static_cast<double>(a[i]);
+    for (std::int64_t k = 0; k < kLanes; ++k) total += lane[k];
+    return total;
   });
 }
 
