@@ -8,6 +8,7 @@
 #include "th/core/half.hpp"
 #include "th/kernels/host_loop.hpp"
 #include "th/kernels/cpu.hpp"
+#include "cpu/convert_rows.hpp"
 
 namespace th::cpu {
 
@@ -59,14 +60,10 @@ __attribute__((target("avx,f16c"))) void from_half_f16c(float* y, const std::uin
 }  // namespace
 
 void fp32_to_bf16(std::uint16_t* y, const float* x, std::int64_t n) {
-  chunked("Convert::fp32_to_bf16", n, [=](std::int64_t i0, std::int64_t i1) {
-    for (std::int64_t i = i0; i < i1; ++i) y[i] = half::to_bf16_bits(bits_of(x[i]));
-  });
+  chunked("Convert::fp32_to_bf16", n, [=](std::int64_t i0, std::int64_t i1) { rows::narrow_bf16(y + i0, x + i0, i1 - i0); });
 }
 void bf16_to_fp32(float* y, const std::uint16_t* x, std::int64_t n) {
-  chunked("Convert::bf16_to_fp32", n, [=](std::int64_t i0, std::int64_t i1) {
-    for (std::int64_t i = i0; i < i1; ++i) y[i] = float_of(static_cast<std::uint32_t>(x[i]) << 16);
-  });
+  chunked("Convert::bf16_to_fp32", n, [=](std::int64_t i0, std::int64_t i1) { rows::widen_bf16(y + i0, x + i0, i1 - i0); });
 }
 void fp32_to_fp16(std::uint16_t* y, const float* x, std::int64_t n) {
 #ifdef TH_HAVE_F16C_PATH
@@ -88,9 +85,7 @@ void fp16_to_fp32(float* y, const std::uint16_t* x, std::int64_t n) {
 }
 
 void round_to_bf16(float* x, std::int64_t n) {
-  chunked("Convert::round_to_bf16", n, [=](std::int64_t i0, std::int64_t i1) {
-    for (std::int64_t i = i0; i < i1; ++i) x[i] = float_of(static_cast<std::uint32_t>(half::to_bf16_bits(bits_of(x[i]))) << 16);
-  });
+  chunked("Convert::round_to_bf16", n, [=](std::int64_t i0, std::int64_t i1) { rows::round_bf16(x + i0, x + i0, i1 - i0); });
 }
 void round_to_fp16(float* x, std::int64_t n) {
 #ifdef TH_HAVE_F16C_PATH
@@ -107,3 +102,22 @@ void round_to_fp16(float* x, std::int64_t n) {
 }
 
 }  // namespace th::cpu
+
+// The row loops, one clone per ISA level (GCC on x86-64; elsewhere one plain version).
+namespace th::cpu::rows {
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define TH_ISA_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define TH_ISA_CLONES
+#endif
+TH_ISA_CLONES void narrow_bf16(std::uint16_t* y, const float* x, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) y[i] = half::to_bf16_bits(bits_of(x[i]));
+}
+TH_ISA_CLONES void widen_bf16(float* y, const std::uint16_t* x, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) y[i] = float_of(static_cast<std::uint32_t>(x[i]) << 16);
+}
+TH_ISA_CLONES void round_bf16(float* y, const float* x, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) y[i] = float_of(static_cast<std::uint32_t>(half::to_bf16_bits(bits_of(x[i]))) << 16);
+}
+#undef TH_ISA_CLONES
+}  // namespace th::cpu::rows

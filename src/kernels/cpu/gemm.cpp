@@ -7,10 +7,10 @@
 #include <type_traits>
 #include <vector>
 
-#include "th/core/half.hpp"
 #include "th/kernels/cpu.hpp"
 #include "th/kernels/gemm_engine.hpp"
 #include "th/kernels/host_loop.hpp"
+#include "cpu/convert_rows.hpp"
 #include "cpu/gemm_providers.hpp"
 
 namespace th::cpu {
@@ -39,9 +39,9 @@ U* scratch(int slot, std::size_t n) {
   return buffers[slot].data();
 }
 
-// Copies the operand into a compact array (ld = cols, batch stride rows*cols) through convert(),
-// an inline branch-free rule (th/core/half.hpp) so that the row loop vectorises: an out-of-line
-// call per element here once took a quarter of a bf16 step.
+// Copies the operand into a compact array (ld = cols, batch stride rows*cols), a row at a time
+// through convert(dst, src, cols): the ISA-cloned row conversions of convert_rows.hpp (an
+// out-of-line call per element here once took a quarter of a bf16 step).
 template <typename Out, typename In, typename F>
 Out* pack(int slot, const Operand<In>& x, int batch, const char* name, F convert) {
   const std::int64_t rows = x.rows, cols = x.cols, block = rows * cols;
@@ -49,9 +49,7 @@ Out* pack(int slot, const Operand<In>& x, int batch, const char* name, F convert
   const Operand<In> in = x;
   host_for(name, rows * batch, [=](std::int64_t i) {
     const std::int64_t b = i / rows, r = i % rows;
-    const In* src = in.p + b * in.s + r * in.ld;
-    Out* dst = out + b * block + r * cols;
-    for (std::int64_t c = 0; c < cols; ++c) dst[c] = convert(src[c]);
+    convert(out + b * block + r * cols, in.p + b * in.s + r * in.ld, cols);
   });
   return out;
 }
@@ -96,7 +94,7 @@ void run_bf16(const GemmPlan& plan, const Call& g, const Operand<u16>& a, const 
   }
   // Widening bf16 to fp32 is exact, and so are the products of two bf16 values in fp32: the
   // fp32 provider gives what a bf16 matmul with fp32 accumulation gives, up to summation order.
-  const auto widen = [](u16 h) { return half::from_bf16(h); };
+  const auto widen = rows::widen_bf16;
   const float* a32 = pack<float>(0, a, g.batch, "GEMM::widen_bf16", widen);
   const float* b32 = pack<float>(1, b, g.batch, "GEMM::widen_bf16", widen);
   run_fp32(plan.fp32, g, {a32, a.rows, a.cols, a.cols, std::int64_t(a.rows) * a.cols},
@@ -105,14 +103,14 @@ void run_bf16(const GemmPlan& plan, const Call& g, const Operand<u16>& a, const 
 
 void run_fp32_as_bf16(const GemmPlan& plan, const Call& g, const Operand<float>& a, const Operand<float>& b) {
   if (plan.bf16_onednn) {
-    const auto narrow = [](float f) { return half::to_bf16_bits(half::bits_of(f)); };
+    const auto narrow = rows::narrow_bf16;
     const u16* a16 = pack<u16>(0, a, g.batch, "GEMM::round_to_bf16", narrow);
     const u16* b16 = pack<u16>(1, b, g.batch, "GEMM::round_to_bf16", narrow);
     run_bf16(plan, g, {a16, a.rows, a.cols, a.cols, std::int64_t(a.rows) * a.cols},
              {b16, b.rows, b.cols, b.cols, std::int64_t(b.rows) * b.cols});
     return;
   }
-  const auto round = [](float f) { return half::from_bf16(half::to_bf16_bits(half::bits_of(f))); };
+  const auto round = rows::round_bf16;
   const float* ar = pack<float>(0, a, g.batch, "GEMM::round_to_bf16", round);
   const float* br = pack<float>(1, b, g.batch, "GEMM::round_to_bf16", round);
   run_fp32(plan.fp32, g, {ar, a.rows, a.cols, a.cols, std::int64_t(a.rows) * a.cols},
