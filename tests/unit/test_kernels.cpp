@@ -9,6 +9,7 @@
 
 #include "th/core/rng.hpp"
 #include "th/kernels/cpu.hpp"
+#include "th/kernels/exp_rule.hpp"
 
 using namespace th;
 using Vec = std::vector<double>;
@@ -277,4 +278,73 @@ TEST(Kernels, VectorConversionsMatchScalar) {
   for (std::size_t i = 0; i < all.size(); ++i) ASSERT_TRUE(same(w[i], cpu::bf16_to_float(all[i]))) << i;
   cpu::fp16_to_fp32(w.data(), all.data(), static_cast<std::int64_t>(all.size()));
   for (std::size_t i = 0; i < all.size(); ++i) ASSERT_TRUE(same(w[i], cpu::half_to_float(all[i]))) << i;
+}
+
+// exp_rule (th/kernels/exp_rule.hpp), the vectorisable fp32 exp of the softmax and cross-entropy
+// rows: within 2 ulp of exp() (computed in double, rounded) over its range, and its edges.
+TEST(Kernels, ExpRuleWithinTwoUlpOfExp) {
+  auto ulps = [](float a, float b) {
+    std::int32_t ia, ib;
+    std::memcpy(&ia, &a, 4);
+    std::memcpy(&ib, &b, 4);
+    return std::abs(static_cast<long long>(ia) - ib);
+  };
+  long long worst = 0;
+  float at = 0.0f;
+  const int n = 2000000;
+  for (int i = 0; i <= n; ++i) {
+    const float x = -87.0f + 175.0f * static_cast<float>(i) / n;
+    const long long u = ulps(cpu::exp_rule(x), static_cast<float>(std::exp(static_cast<double>(x))));
+    if (u > worst) worst = u, at = x;
+  }
+  EXPECT_LE(worst, 2) << "at x = " << at;
+  EXPECT_EQ(cpu::exp_rule(0.0f), 1.0f);
+  EXPECT_EQ(cpu::exp_rule(-INFINITY), 0.0f);
+  EXPECT_EQ(cpu::exp_rule(-100.0f), 0.0f);
+  EXPECT_EQ(cpu::exp_rule(100.0f), INFINITY);
+  EXPECT_TRUE(std::isnan(cpu::exp_rule(NAN)));
+}
+
+// The fp32 softmax / cross-entropy kernels (vectorised rows: exp_rule, 16 partial lanes) against
+// the double kernels on the same inputs. Bound: a sum of n positive terms over 16 lanes carries
+// at most (n/16 + 16) roundings of 2^-24 relative, each exp 2 ulp more; a log-sum-exp moves by
+// that relative error of the sum.
+TEST(Kernels, Fp32SoftmaxAndCrossEntropyMatchDouble) {
+  const int N = 3, V = 8003;  // a tail after the lanes
+  const int targets[N] = {5, 8002, 0};
+  std::vector<float> zf(static_cast<std::size_t>(N) * V), lf(N), lsef(N), dzf(zf.size());
+  Vec zd = random_vec(zf.size(), 21, 4.0), ld(N), lsed(N), dzd(zf.size());
+  for (std::size_t i = 0; i < zf.size(); ++i) zd[i] = zf[i] = static_cast<float>(zd[i]);
+  std::int64_t cf = 0, cd = 0;
+  const double totf = cpu::cross_entropy_forward(lf.data(), lsef.data(), zf.data(), targets, N, V, 0.1f, -1, &cf);
+  const double totd = cpu::cross_entropy_forward(ld.data(), lsed.data(), zd.data(), targets, N, V, 0.1, -1, &cd);
+  const double rel = (V / 16.0 + 16 + 4) * std::ldexp(1.0, -24);
+  for (int n = 0; n < N; ++n) EXPECT_NEAR(lsef[n], lsed[n], rel + 4 * std::ldexp(std::abs(lsed[n]), -24)) << n;
+  EXPECT_NEAR(totf, totd, N * (rel + 1e-5 * 4));  // plus the smoothing sum of V values in fp32
+  cpu::cross_entropy_backward(dzf.data(), zf.data(), lsef.data(), targets, N, V, 0.1f, -1, 1.0f);
+  cpu::cross_entropy_backward(dzd.data(), zd.data(), lsed.data(), targets, N, V, 0.1, -1, 1.0);
+  double worst = 0;
+  for (std::size_t i = 0; i < zf.size(); ++i) worst = std::max(worst, std::abs(dzf[i] - dzd[i]));
+  EXPECT_LT(worst, 4 * rel);  // probabilities <= 1: exp's and the shift's relative errors
+
+  const int B = 2, H = 3, Tq = 5, Tk = 67;
+  const int key_len[B] = {67, 40};
+  std::vector<float> Pf(static_cast<std::size_t>(B) * H * Tq * Tk), dPf(Pf.size()), dSf(Pf.size());
+  Vec Pd = random_vec(Pf.size(), 22, 3.0), dPd = random_vec(Pf.size(), 23), dSd(Pf.size());
+  for (std::size_t i = 0; i < Pf.size(); ++i) {
+    Pd[i] = Pf[i] = static_cast<float>(Pd[i]);
+    dPd[i] = dPf[i] = static_cast<float>(dPd[i]);
+  }
+  cpu::attention_softmax_forward(Pf.data(), B, H, Tq, Tk, key_len, true, 60, 0.125f);
+  cpu::attention_softmax_forward(Pd.data(), B, H, Tq, Tk, key_len, true, 60, 0.125);
+  cpu::softmax_backward(dSf.data(), dPf.data(), Pf.data(), B * H * Tq, Tk, 0.125f);
+  cpu::softmax_backward(dSd.data(), dPd.data(), Pd.data(), B * H * Tq, Tk, 0.125);
+  double wp = 0, ws = 0;
+  for (std::size_t i = 0; i < Pf.size(); ++i) {
+    wp = std::max(wp, std::abs(Pf[i] - Pd[i]));
+    ws = std::max(ws, std::abs(dSf[i] - dSd[i]));
+    if (Pd[i] == 0.0) EXPECT_EQ(Pf[i], 0.0f) << i;  // masked keys stay exactly 0
+  }
+  EXPECT_LT(wp, 32 * std::ldexp(1.0, -24));
+  EXPECT_LT(ws, 1e-6);
 }

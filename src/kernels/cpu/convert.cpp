@@ -9,6 +9,7 @@
 #include "th/kernels/host_loop.hpp"
 #include "th/kernels/cpu.hpp"
 #include "cpu/convert_rows.hpp"
+#include "cpu/isa_clones.hpp"
 
 namespace th::cpu {
 
@@ -105,11 +106,6 @@ void round_to_fp16(float* x, std::int64_t n) {
 
 // The row loops, one clone per ISA level (GCC on x86-64; elsewhere one plain version).
 namespace th::cpu::rows {
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define TH_ISA_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define TH_ISA_CLONES
-#endif
 TH_ISA_CLONES void narrow_bf16(std::uint16_t* y, const float* x, std::int64_t n) {
   for (std::int64_t i = 0; i < n; ++i) y[i] = half::to_bf16_bits(bits_of(x[i]));
 }
@@ -119,5 +115,4 @@ TH_ISA_CLONES void widen_bf16(float* y, const std::uint16_t* x, std::int64_t n) 
 TH_ISA_CLONES void round_bf16(float* y, const float* x, std::int64_t n) {
   for (std::int64_t i = 0; i < n; ++i) y[i] = float_of(static_cast<std::uint32_t>(half::to_bf16_bits(bits_of(x[i]))) << 16);
 }
-#undef TH_ISA_CLONES
 }  // namespace th::cpu::rows

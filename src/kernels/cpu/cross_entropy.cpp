@@ -1,8 +1,10 @@
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "th/kernels/host_loop.hpp"
 #include "th/kernels/cpu.hpp"
+#include "cpu/softmax_rows.hpp"
 
 namespace th::cpu {
 
@@ -12,11 +14,16 @@ double cross_entropy_forward(T* losses, T* lse, const T* logits, const int* targ
   host_for("CrossEntropy::forward", N, [=](std::int64_t n) {
     const T* z = logits + n * V;
     T mx = -std::numeric_limits<T>::infinity();
-    for (int v = 0; v < V; ++v) mx = std::max(mx, z[v]);
     T sum = 0, zsum = 0;
-    for (int v = 0; v < V; ++v) {
-      sum += std::exp(z[v] - mx);
-      zsum += z[v];
+    if constexpr (std::is_same_v<T, float>) {  // vectorised rows (softmax_rows.hpp)
+      mx = rows::max(z, V);
+      rows::exp_sums(z, V, mx, &sum, &zsum);
+    } else {
+      for (int v = 0; v < V; ++v) mx = std::max(mx, z[v]);
+      for (int v = 0; v < V; ++v) {
+        sum += std::exp(z[v] - mx);
+        zsum += z[v];
+      }
     }
     const T l = mx + std::log(sum);
     lse[n] = l;
@@ -40,7 +47,9 @@ void cross_entropy_backward(T* dlogits, const T* logits, const T* lse, const int
       return;
     }
     const T l = lse[n], u = smoothing / T(V);
-    for (int v = 0; v < V; ++v) d[v] = dloss * (std::exp(z[v] - l) - u);
+    if constexpr (std::is_same_v<T, float>) rows::exp_affine(d, z, V, l, dloss, u);
+    else
+      for (int v = 0; v < V; ++v) d[v] = dloss * (std::exp(z[v] - l) - u);
     d[targets[n]] -= dloss * (T(1) - smoothing);
   });
 }

@@ -1,8 +1,10 @@
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "th/kernels/host_loop.hpp"
 #include "th/kernels/cpu.hpp"
+#include "cpu/softmax_rows.hpp"
 
 namespace th::cpu {
 
@@ -23,12 +25,20 @@ void attention_softmax_forward(T* P, int B, int H, int Tq, int Tk, const int* ke
       return;
     }
     T mx = -std::numeric_limits<T>::infinity();
-    for (int k = first; k < valid; ++k) mx = std::max(mx, p[k] * scale);
     T sum = 0;
-    for (int k = first; k < valid; ++k) {
-      const T e = std::exp(p[k] * scale - mx);
-      p[k] = e;
-      sum += e;
+    if constexpr (std::is_same_v<T, float>) {  // vectorised rows (softmax_rows.hpp)
+      // max(p) * scale == max(p * scale) for scale > 0: rounding is monotonic.
+      mx = scale > 0.0f ? rows::max(p + first, valid - first) * scale : -std::numeric_limits<T>::infinity();
+      if (!(scale > 0.0f))
+        for (int k = first; k < valid; ++k) mx = std::max(mx, p[k] * scale);
+      sum = rows::exp_scaled_inplace(p + first, valid - first, scale, mx);
+    } else {
+      for (int k = first; k < valid; ++k) mx = std::max(mx, p[k] * scale);
+      for (int k = first; k < valid; ++k) {
+        const T e = std::exp(p[k] * scale - mx);
+        p[k] = e;
+        sum += e;
+      }
     }
     const T inv = T(1) / sum;
     for (int k = 0; k < first; ++k) p[k] = T(0);
@@ -43,7 +53,9 @@ void softmax_backward(T* dS, const T* dP, const T* P, std::int64_t rows, int Tk,
     const T* p = P + r * Tk;
     const T* dp = dP + r * Tk;
     T dot = 0;
-    for (int k = 0; k < Tk; ++k) dot += dp[k] * p[k];
+    if constexpr (std::is_same_v<T, float>) dot = rows::dot(dp, p, Tk);
+    else
+      for (int k = 0; k < Tk; ++k) dot += dp[k] * p[k];
     T* ds = dS + r * Tk;
     for (int k = 0; k < Tk; ++k) ds[k] = scale * p[k] * (dp[k] - dot);
   });
