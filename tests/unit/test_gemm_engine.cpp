@@ -371,3 +371,32 @@ TEST(GemmEngine, CalibrationRunsBothProviders) {
   EXPECT_EQ(t.onednn_s > 0, gemm_capabilities().onednn_fp32);
   EXPECT_GE(t.rows, 32);
 }
+
+// linear_backward in a bf16 run rounds dy once for its two products (gemm.cpp): the same
+// operands and the same GEMMs as two separate gemm<float> calls, so the same bits; with
+// accumulate_dx both ways, and dW accumulating.
+TEST(GemmEngine, LinearBackwardSharesRoundedDyBitForBit) {
+  PlanGuard guard;
+  const int N = 37, in = 29, out = 41;
+  std::vector<float> dy(N * out), x(N * in), W(out * in), dx0(N * in), dW0(out * in);
+  std::uint64_t s = 77;
+  auto fill = [&](std::vector<float>& v) {
+    for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(2.0 * uniform01(12, s, i) - 1.0);
+    ++s;
+  };
+  fill(dy), fill(x), fill(W), fill(dx0), fill(dW0);
+  for (const Named& p : bf16_plans()) {
+    set_gemm_plan(p.plan);
+    for (bool acc : {false, true}) {
+      std::vector<float> dx = dx0, dW = dW0, db(out, 0.f), rdx = dx0, rdW = dW0;
+      linear_backward<float>(dx.data(), dW.data(), db.data(), dy.data(), x.data(), W.data(), N, in, out, acc);
+      gemm<float>(false, false, N, in, out, 1.f, dy.data(), out, W.data(), in, acc ? 1.f : 0.f, rdx.data(), in);
+      gemm<float>(true, false, out, in, N, 1.f, dy.data(), out, x.data(), in, 1.f, rdW.data(), in);
+      for (std::size_t i = 0; i < dx.size(); ++i) ASSERT_EQ(dx[i], rdx[i]) << p.name << " dx " << i;
+      for (std::size_t i = 0; i < dW.size(); ++i) ASSERT_EQ(dW[i], rdW[i]) << p.name << " dW " << i;
+      double sum0 = 0;
+      for (int r = 0; r < N; ++r) sum0 += dy[r * out];
+      EXPECT_NEAR(db[0], sum0, 1e-4);
+    }
+  }
+}

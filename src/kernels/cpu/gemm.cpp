@@ -31,10 +31,11 @@ Operand<U> operand(const U* p, bool trans, int op_rows, int op_cols, int ld, std
 }
 
 // Per-thread scratch for converted operands, grown as needed: a workspace outside the memory
-// pool, at most the two operands of the largest GEMM of a bf16 run.
+// pool, at most the two operands of the largest GEMM of a bf16 run (slots 0, 1) and the output
+// gradient that linear_backward's two products share (slot 2).
 template <typename U>
 U* scratch(int slot, std::size_t n) {
-  thread_local std::vector<U> buffers[2];
+  thread_local std::vector<U> buffers[3];
   if (buffers[slot].size() < n) buffers[slot].resize(n);
   return buffers[slot].data();
 }
@@ -177,6 +178,22 @@ template <typename T>
 void linear_backward(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, std::int64_t N,
                      int in, int out, bool accumulate_dx) {
   const int n = static_cast<int>(N);
+  if constexpr (std::is_same_v<T, float>) {
+    // bf16 run on oneDNN: dy is rounded to bf16 once for both products (the same operands and
+    // products as two separate calls, one conversion pass fewer).
+    const GemmPlan& plan = gemm_plan();
+    if (plan.fp32_as_bf16 && plan.bf16_onednn && dx && dW && n > 0 && in > 0 && out > 0) {
+      const u16* dy16 = pack<u16>(2, operand(dy, false, n, out, out, 0), 1, "GEMM::round_to_bf16", rows::narrow_bf16);
+      const Operand<u16> dyo{dy16, n, out, out, 0};
+      const u16* W16 = pack<u16>(1, operand(W, false, out, in, in, 0), 1, "GEMM::round_to_bf16", rows::narrow_bf16);
+      run_bf16(plan, Call{false, false, n, in, out, 1.0f, accumulate_dx ? 1.0f : 0.0f, dx, in, 0, 1}, dyo,
+               {W16, out, in, in, 0});
+      const u16* x16 = pack<u16>(1, operand(x, false, n, in, in, 0), 1, "GEMM::round_to_bf16", rows::narrow_bf16);
+      run_bf16(plan, Call{true, false, out, in, n, 1.0f, 1.0f, dW, in, 0, 1}, dyo, {x16, n, in, in, 0});
+      if (db) bias_grad(db, dy, N, out);
+      return;
+    }
+  }
   if (dx) gemm<T>(false, false, n, in, out, T(1), dy, out, W, in, accumulate_dx ? T(1) : T(0), dx, in);
   if (dW) gemm<T>(true, false, out, in, n, T(1), dy, out, x, in, T(1), dW, in);
   if (db) bias_grad(db, dy, N, out);
