@@ -87,7 +87,7 @@ void run_bench(const Config& cfg, Comm& comm) {
     double step_s = 0, fwd = 0, bwd = 0, exposed_comm = 0, opt = 0;
     std::int64_t allocations = 0;
     double psi = 0, comm_bytes = 0, theory_bytes = 0;  // per step per rank
-    const char* theory = "2";                          // theory_bytes = <theory> Psi (N-1)/N x 4
+    std::string theory;                                // how theory_bytes was computed
   };
   const int steps = cfg.bench.steps, warmup = cfg.bench.warmup;
   std::uint64_t micro = 0;
@@ -174,9 +174,9 @@ void run_bench(const Config& cfg, Comm& comm) {
                 main_pass.opt, overlap ? "on" : "off");
     if (comm.size() > 1) {
       std::printf("  ZeRO stage %d: %.2f MB sent per step per rank (collectives counted under ring costs), theory %.2f MB "
-                  "(%s Psi (N-1)/N x 4 bytes, Psi = %.0f parameters, padded), ratio %.4f\n",
+                  "(%s, Psi = %.0f parameters, padded), ratio %.4f\n",
                   cfg.parallel.zero_stage, main_pass.comm_bytes / 1e6, main_pass.theory_bytes / 1e6,
-                  main_pass.theory, main_pass.psi, main_pass.comm_bytes / main_pass.theory_bytes);
+                  main_pass.theory.c_str(), main_pass.psi, main_pass.comm_bytes / main_pass.theory_bytes);
       std::printf("  exposed communication per step: %.4f s with overlap, %.4f s without (%.0f%% hidden); step %.4f s "
                   "with, %.4f s without\n", on.exposed_comm, off.exposed_comm,
                   off.exposed_comm > 0 ? 100.0 * (1.0 - on.exposed_comm / off.exposed_comm) : 0.0, on.step_s, off.step_s);

@@ -163,9 +163,10 @@ class ZeroEngine {
   // Where the moments live: "" (with the parameters), "host", or the NVMe file.
   std::string offload_where() const;
   // Communication this rank issued per step in theory: 2 Psi (N-1)/N x 4 bytes (stages 0-2),
-  // 3 Psi (N-1)/N x 4 (stage 3); theory_formula() names the one that applies.
+  // 3 Psi (N-1)/N x 4 (stage 3); in 16-bit runs the gradients' share (2 Psi at stage 0, the
+  // reduce-scatter's 1 Psi at stages 1-3) at 2 bytes. theory_formula() says which applies.
   double theory_bytes_per_step() const;
-  const char* theory_formula() const;
+  std::string theory_formula() const;
 
  private:
   struct Impl;  // src/train/zero/engine_impl.hpp

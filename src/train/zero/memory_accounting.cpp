@@ -98,9 +98,17 @@ std::vector<ZeroMemory> ZeroEngine::memory_report(const char* when) const {
 
 double ZeroEngine::theory_bytes_per_step() const {
   const double psi = static_cast<double>(impl_->ps.size()), n = impl_->comm.size();
-  return impl_->policy.comm_psi * psi * (n - 1) / n * sizeof(float);
+  const zero::StagePolicy& p = impl_->policy;
+  const double grad_bytes = static_cast<double>(dtype_size(impl_->opt.compute));  // the gradients' wire type
+  return (p.comm_grad_psi * grad_bytes + (p.comm_psi - p.comm_grad_psi) * 4.0) * psi * (n - 1) / n;
 }
 
-const char* ZeroEngine::theory_formula() const { return impl_->policy.comm_formula; }
+std::string ZeroEngine::theory_formula() const {
+  const zero::StagePolicy& p = impl_->policy;
+  if (impl_->opt.compute == DType::F32) return std::string(p.comm_formula) + " Psi (N-1)/N x 4 bytes";
+  if (p.comm_grad_psi == p.comm_psi) return std::string(p.comm_formula) + " Psi (N-1)/N x 2 bytes";
+  return "(" + std::to_string(p.comm_grad_psi) + " x 2 + " + std::to_string(p.comm_psi - p.comm_grad_psi) +
+         " x 4 bytes) Psi (N-1)/N: 16-bit gradients, fp32 parameters";
+}
 
 }  // namespace th

@@ -19,6 +19,7 @@ StagePolicy stage_policy(int stage) {
   p.formula_split = split[stage];
   p.comm_psi = stage == 3 ? 3 : 2;
   p.comm_formula = stage == 3 ? "3" : "2";
+  p.comm_grad_psi = stage == 0 ? 2 : 1;
   return p;
 }
 

@@ -20,7 +20,10 @@ struct StagePolicy {
   // Model-state bytes per rank in fp32 (the ZeRO paper): whole x Psi + split x Psi / N.
   double formula_whole = 16, formula_split = 0;
   // Communication per step in units of Psi (N-1)/N x 4 bytes: all-reduce 2, stage 3 adds a gather.
+  // Of those, the gradients' share (all-reduce 2, reduce-scatter 1): in 16-bit runs it moves 2-byte
+  // values (GradientSync's wire type); the rest (parameter all-gathers) moves fp32.
   int comm_psi = 2;
+  int comm_grad_psi = 2;
   const char* comm_formula = "2";
 };
 
