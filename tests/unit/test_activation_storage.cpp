@@ -19,6 +19,7 @@
 #include "th/core/rng.hpp"
 #include "th/data/batching.hpp"
 #include "th/model/transformer.hpp"
+#include "model_batches.hpp"
 
 using namespace th;
 
@@ -41,15 +42,7 @@ ModelSpec spec_of(bool decoder_only, bool pre_norm, DType compute) {
   return s;
 }
 
-Batch batch_of(bool decoder_only) {
-  std::vector<Example> data(4);
-  for (int i = 0; i < 4; ++i)
-    for (int t = 0; t < 20 - 3 * i; ++t) {
-      data[i].src.push_back(4 + static_cast<int>(uniform01(31, i, t) * 36));
-      data[i].tgt.push_back(4 + static_cast<int>(uniform01(32, i, t) * 36));
-    }
-  return collate(data, {0, 1, 2, 3}, decoder_only);
-}
+Batch batch_of(bool decoder_only) { return testing_support::random_rows_batch(4, 20, 3, 36, 31, decoder_only); }
 
 struct Step {
   double loss = 0;

@@ -16,6 +16,7 @@
 #include "th/core/rng.hpp"
 #include "th/data/batching.hpp"
 #include "th/model/transformer.hpp"
+#include "model_batches.hpp"
 #include "th/train/optimizer.hpp"
 
 using namespace th;
@@ -212,15 +213,7 @@ ModelSpec spec_of(bool decoder_only, bool pre_norm) {
 }
 
 // Rows of different lengths (padding in every batch).
-Batch batch_of(bool decoder_only) {
-  std::vector<Example> data(3);
-  for (int i = 0; i < 3; ++i)
-    for (int t = 0; t < 7 - 2 * i; ++t) {
-      data[i].src.push_back(4 + static_cast<int>(uniform01(21, i, t) * 9));
-      data[i].tgt.push_back(4 + static_cast<int>(uniform01(22, i, t) * 9));
-    }
-  return collate(data, {0, 1, 2}, decoder_only);
-}
+Batch batch_of(bool decoder_only) { return testing_support::random_rows_batch(3, 7, 2, 9, 21, decoder_only); }
 
 struct TrainRun {
   std::vector<double> losses;

@@ -1,52 +1,18 @@
 // fp32 <-> bf16 / fp16 storage conversions, round-to-nearest-even, bit-identical to th::cpu
-// (src/kernels/cpu/convert.cpp): the same integer algorithms, so NaN payloads and signs come out
-// as the CPU gives them (the hardware cvt instructions return one canonical NaN).
+// (src/kernels/cpu/convert.cpp): the same integer rules, written once in th/core/half.hpp, so NaN
+// payloads and signs come out as the CPU gives them (the hardware cvt instructions return one
+// canonical NaN).
 #include "device_utils.cuh"
+#include "th/core/half.hpp"
 #include "th/kernels/cuda.hpp"
 
 namespace th::cuda {
 
+// The rounding rules are th/core/half.hpp's (host-device code), the ones the CPU kernels use.
 namespace {
-__device__ __forceinline__ std::uint16_t float_to_bf16_bits(float f) {
-  const std::uint32_t x = __float_as_uint(f);
-  if ((x & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<std::uint16_t>((x >> 16) | 0x0040u);  // quiet NaN
-  const std::uint32_t bias = 0x7FFFu + ((x >> 16) & 1u);
-  return static_cast<std::uint16_t>((x + bias) >> 16);
-}
-
-__device__ __forceinline__ std::uint16_t float_to_half_bits(float f) {
-  std::uint32_t x = __float_as_uint(f);
-  const std::uint16_t sign = static_cast<std::uint16_t>((x >> 16) & 0x8000u);
-  x &= 0x7FFFFFFFu;
-  if (x > 0x7F800000u) return sign | 0x7E00u;   // NaN
-  if (x >= 0x477FF000u) return sign | 0x7C00u;  // >= 65520 rounds to inf
-  if (x < 0x38800000u) {                        // below 2^-14: subnormal half or zero
-    if (x < 0x33000000u) return sign;           // <= 2^-25 rounds to zero (tie to even)
-    const int e = static_cast<int>(x >> 23);
-    const std::uint32_t mant = (x & 0x7FFFFFu) | 0x800000u;
-    const int shift = 126 - e;                  // value / 2^-24 = mant >> shift
-    std::uint32_t r = mant >> shift;
-    const std::uint32_t rem = mant & ((1u << shift) - 1u), half = 1u << (shift - 1);
-    if (rem > half || (rem == half && (r & 1u))) ++r;
-    return static_cast<std::uint16_t>(sign | r);
-  }
-  const std::uint32_t y = x - 0x38000000u;      // rebias exponent 127 -> 15
-  std::uint32_t h = y >> 13;
-  const std::uint32_t rem = y & 0x1FFFu;
-  if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;  // a carry moves into the exponent
-  return static_cast<std::uint16_t>(sign | h);
-}
-
-__device__ __forceinline__ float half_bits_to_float(std::uint16_t h) {
-  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
-  const std::uint32_t e = (h >> 10) & 0x1Fu, m = h & 0x3FFu;
-  if (e == 0) {
-    const float v = static_cast<float>(m) * (1.0f / 16777216.0f);  // m * 2^-24, exact
-    return sign ? -v : v;
-  }
-  if (e == 31) return __uint_as_float(sign | 0x7F800000u | (m << 13));
-  return __uint_as_float(sign | ((e + 112u) << 23) | (m << 13));
-}
+__device__ __forceinline__ std::uint16_t float_to_bf16_bits(float f) { return th::half::to_bf16(f); }
+__device__ __forceinline__ std::uint16_t float_to_half_bits(float f) { return th::half::to_fp16(f); }
+__device__ __forceinline__ float half_bits_to_float(std::uint16_t h) { return th::half::from_fp16(h); }
 }  // namespace
 
 // ---- kernels --------------------------------------------------------------------------------
