@@ -132,7 +132,11 @@ std::string prepare(const Case& c, DType compute, const std::string& autocast,
     f.write("batch/tgt_out", batch.tgt_out, {B, T});
     f.write("batch/tgt_len", batch.tgt_len, {B});
   }
-  const std::string cmd = std::string(TH_PYTHON) + " " + TH_TEST_DIR + "/torch/reference.py " + case_path + " " + out_path;
+  // The reference runs PyTorch as shipped: a oneDNN ISA cap meant for our GEMM engine
+  // (ONEDNN_MAX_CPU_ISA=AVX2 in a test of the fallback path) would also reach PyTorch's oneDNN,
+  // which then cannot create its bf16 matmul although PyTorch believes the CPU has one.
+  const std::string cmd = "env -u ONEDNN_MAX_CPU_ISA -u DNNL_MAX_CPU_ISA " + std::string(TH_PYTHON) + " " +
+                          TH_TEST_DIR + "/torch/reference.py " + case_path + " " + out_path;
   EXPECT_EQ(0, std::system(cmd.c_str())) << cmd;
   batch_out = batch;
   return out_path;
