@@ -9,6 +9,7 @@
 
 #include "th/core/rng.hpp"
 #include "th/kernels/cpu.hpp"
+#include "th/kernels/adamw_element.hpp"
 #include "th/kernels/exp_rule.hpp"
 
 using namespace th;
@@ -347,4 +348,46 @@ TEST(Kernels, Fp32SoftmaxAndCrossEntropyMatchDouble) {
   }
   EXPECT_LT(wp, 32 * std::ldexp(1.0, -24));
   EXPECT_LT(ws, 1e-6);
+}
+
+// The fp32 AdamW loop (ISA-cloned chunks) gives the bits of the element rule that the offload
+// loops apply one element at a time; n not a multiple of the chunk.
+TEST(Kernels, Fp32AdamWChunksMatchTheElementRuleBitwise) {
+  const std::int64_t n = 40000 + 7;
+  std::vector<float> p(n), g(n), m(n), v(n);
+  for (std::int64_t i = 0; i < n; ++i) {
+    p[i] = static_cast<float>(uniform01(41, 0, i) - 0.5);
+    g[i] = static_cast<float>(uniform01(41, 1, i) - 0.5) * 1e-2f;
+    m[i] = static_cast<float>(uniform01(41, 2, i) - 0.5) * 1e-3f;
+    v[i] = static_cast<float>(uniform01(41, 3, i)) * 1e-5f;
+  }
+  std::vector<float> rp = p, rm = m, rv = v;
+  cpu::adamw_update(p.data(), g.data(), m.data(), v.data(), n, 1e-3, 0.9, 0.999, 1e-8, 0.01, 7);
+  const auto c = cpu::AdamWCoefficients<float>::make(1e-3, 0.9, 0.999, 1e-8, 0.01, 7);
+  for (std::int64_t i = 0; i < n; ++i) c(rp[i], g[i], rm[i], rv[i]);
+  for (std::int64_t i = 0; i < n; ++i) {
+    ASSERT_EQ(p[i], rp[i]) << i;
+    ASSERT_EQ(m[i], rm[i]) << i;
+    ASSERT_EQ(v[i], rv[i]) << i;
+  }
+}
+
+// fp32 LayerNorm (vectorised row sums) against the double kernel on the same inputs: relative
+// errors of a few roundings per row sum (D/16 + 16 of 2^-24), times the normalised values' size.
+TEST(Kernels, Fp32LayerNormMatchesDouble) {
+  const int N = 5, D = 259;
+  std::vector<float> xf(N * D), gf(D), bf(D), yf(N * D), mf(N), rf(N), dyf(N * D), dxf(N * D), dgf(D, 0.f), dbf(D, 0.f);
+  Vec xd = random_vec(N * D, 51, 2.0), gd = random_vec(D, 52), bd = random_vec(D, 53), dyd = random_vec(N * D, 54);
+  Vec yd(N * D), md(N), rd(N), dxd(N * D), dgd(D, 0.0), dbd(D, 0.0);
+  for (int i = 0; i < N * D; ++i) xd[i] = xf[i] = static_cast<float>(xd[i]), dyd[i] = dyf[i] = static_cast<float>(dyd[i]);
+  for (int j = 0; j < D; ++j) gd[j] = gf[j] = static_cast<float>(gd[j]), bd[j] = bf[j] = static_cast<float>(bd[j]);
+  cpu::layernorm_forward(yf.data(), mf.data(), rf.data(), xf.data(), gf.data(), bf.data(), N, D, 1e-5f);
+  cpu::layernorm_forward(yd.data(), md.data(), rd.data(), xd.data(), gd.data(), bd.data(), N, D, 1e-5);
+  cpu::layernorm_backward(dxf.data(), dgf.data(), dbf.data(), dyf.data(), xf.data(), gf.data(), mf.data(), rf.data(), N, D);
+  cpu::layernorm_backward(dxd.data(), dgd.data(), dbd.data(), dyd.data(), xd.data(), gd.data(), md.data(), rd.data(), N, D);
+  const double u = (D / 16.0 + 16 + 8) * std::ldexp(1.0, -24);
+  for (int i = 0; i < N * D; ++i) {
+    ASSERT_NEAR(yf[i], yd[i], 16 * u * (1 + std::abs(yd[i]))) << i;
+    ASSERT_NEAR(dxf[i], dxd[i], 64 * u * (1 + std::abs(dxd[i]))) << i;
+  }
 }

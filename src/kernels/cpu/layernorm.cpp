@@ -1,7 +1,9 @@
 #include <cmath>
+#include <type_traits>
 
 #include "th/kernels/host_loop.hpp"
 #include "th/kernels/cpu.hpp"
+#include "cpu/softmax_rows.hpp"
 
 namespace th::cpu {
 
@@ -10,12 +12,16 @@ void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* gamma, const
                        std::int64_t N, int D, T eps) {
   host_for("LayerNorm::forward", N, [=](std::int64_t i) {
     const T* xi = x + i * D;
-    T m = 0;
-    for (int j = 0; j < D; ++j) m += xi[j];
-    m /= D;
-    T var = 0;
-    for (int j = 0; j < D; ++j) var += (xi[j] - m) * (xi[j] - m);
-    var /= D;  // biased variance, as PyTorch
+    T m = 0, var = 0;
+    if constexpr (std::is_same_v<T, float>) {  // vectorised row sums (softmax_rows.hpp)
+      m = rows::sum(xi, D) / D;
+      var = rows::sum_sq_dev(xi, D, m) / D;
+    } else {
+      for (int j = 0; j < D; ++j) m += xi[j];
+      m /= D;
+      for (int j = 0; j < D; ++j) var += (xi[j] - m) * (xi[j] - m);
+      var /= D;  // biased variance, as PyTorch
+    }
     const T r = T(1) / std::sqrt(var + eps);
     T* yi = y + i * D;
     for (int j = 0; j < D; ++j) yi[j] = (xi[j] - m) * r * gamma[j] + beta[j];
@@ -33,10 +39,14 @@ void layernorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, con
     const T* dyi = dy + i * D;
     const T m = mean[i], r = rstd[i];
     T sum_g = 0, sum_gx = 0;
-    for (int j = 0; j < D; ++j) {
-      const T g = dyi[j] * gamma[j];
-      sum_g += g;
-      sum_gx += g * (xi[j] - m) * r;
+    if constexpr (std::is_same_v<T, float>) {
+      rows::layernorm_grad_sums(dyi, gamma, xi, D, m, r, &sum_g, &sum_gx);
+    } else {
+      for (int j = 0; j < D; ++j) {
+        const T g = dyi[j] * gamma[j];
+        sum_g += g;
+        sum_gx += g * (xi[j] - m) * r;
+      }
     }
     sum_g /= D;
     sum_gx /= D;

@@ -76,4 +76,50 @@ TH_ISA_CLONES float dot(const float* a, const float* b, std::int64_t n) {
   return st;
 }
 
+TH_ISA_CLONES float sum(const float* x, std::int64_t n) {
+  float s[kLanes] = {};
+  std::int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int k = 0; k < kLanes; ++k) s[k] += x[i + k];
+  float st = 0.0f;
+  for (; i < n; ++i) st += x[i];
+  for (int k = 0; k < kLanes; ++k) st += s[k];
+  return st;
+}
+
+TH_ISA_CLONES float sum_sq_dev(const float* x, std::int64_t n, float m) {
+  float s[kLanes] = {};
+  std::int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int k = 0; k < kLanes; ++k) s[k] += (x[i + k] - m) * (x[i + k] - m);
+  float st = 0.0f;
+  for (; i < n; ++i) st += (x[i] - m) * (x[i] - m);
+  for (int k = 0; k < kLanes; ++k) st += s[k];
+  return st;
+}
+
+TH_ISA_CLONES void layernorm_grad_sums(const float* dy, const float* gamma, const float* x, std::int64_t n, float m,
+                                       float r, float* sg, float* sgx) {
+  float a[kLanes] = {}, b[kLanes] = {};
+  std::int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int k = 0; k < kLanes; ++k) {
+      const float g = dy[i + k] * gamma[i + k];
+      a[k] += g;
+      b[k] += g * (x[i + k] - m) * r;
+    }
+  float at = 0.0f, bt = 0.0f;
+  for (; i < n; ++i) {
+    const float g = dy[i] * gamma[i];
+    at += g;
+    bt += g * (x[i] - m) * r;
+  }
+  for (int k = 0; k < kLanes; ++k) {
+    at += a[k];
+    bt += b[k];
+  }
+  *sg = at;
+  *sgx = bt;
+}
+
 }  // namespace th::cpu::rows
