@@ -115,7 +115,12 @@ class CpuBackend final : public Backend {
   }
   const void* host_view(const void* src, std::size_t, Tensor&) override { return src; }
   void* host_target(void* dst, std::size_t, Tensor&) override { return dst; }
+  void copy_to_host_async(void* dst, const void* src, std::size_t bytes) override { move(dst, src, bytes); }
+  void copy_to_device_async(void* dst, const void* src, std::size_t bytes) override { move(dst, src, bytes); }
+  Event record() override { return 0; }
+  void wait(Event) override {}
   void sync() override {}
+  bool device_is_host() const override { return true; }
 
  private:
   static void move(void* dst, const void* src, std::size_t bytes) {
@@ -146,8 +151,7 @@ Backend& backend_for(BackendKind kind) {
       throw InputError("run%backend = 'cuda': training on the CUDA backend is not available in this build yet; "
                        "use 'cpu' or 'auto'");
     case BackendKind::Emulated:
-      throw InputError("run%backend = 'emulated': the emulated device is not available in this build yet; "
-                       "use 'cpu' or 'auto'");
+      return emulated_backend();
     case BackendKind::Cpu:
     case BackendKind::Auto:  // takes cuda once the CUDA training path exists (issue #17)
       break;

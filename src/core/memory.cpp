@@ -22,16 +22,25 @@ const char* to_string(MemCategory c) {
 
 namespace {
 constexpr std::size_t kAlign = 64;  // cache line; also what AVX-512 loads like
-std::size_t round_up(std::size_t n) { return (std::max<std::size_t>(n, 1) + kAlign - 1) / kAlign * kAlign; }
+std::size_t round_up(std::size_t n, std::size_t align) { return (std::max<std::size_t>(n, 1) + align - 1) / align * align; }
 }  // namespace
 
 MemoryPool::~MemoryPool() {
   trim();
-  for (auto& kv : in_use_) std::free(kv.first);  // leaked tensors at exit: give memory back
+  for (auto& kv : in_use_) system_release(kv.first, kv.second.size);  // leaked tensors at exit
+}
+
+void* MemoryPool::system_acquire(std::size_t bytes) {
+  return source_ ? source_->acquire(bytes) : std::aligned_alloc(kAlign, bytes);
+}
+
+void MemoryPool::system_release(void* p, std::size_t bytes) {
+  if (source_) source_->give_back(p, bytes);
+  else std::free(p);
 }
 
 void* MemoryPool::allocate(std::size_t bytes, MemCategory cat) {
-  const std::size_t want = round_up(bytes);
+  const std::size_t want = round_up(bytes, source_ ? std::max(kAlign, source_->granularity()) : kAlign);
   void* p = nullptr;
   std::size_t size = want;
   auto it = free_.lower_bound(want);
@@ -40,12 +49,12 @@ void* MemoryPool::allocate(std::size_t bytes, MemCategory cat) {
     p = it->second;
     free_.erase(it);
   } else {
-    p = std::aligned_alloc(kAlign, want);
+    p = system_acquire(want);
     if (!p) {
       trim();
-      p = std::aligned_alloc(kAlign, want);
+      p = system_acquire(want);
     }
-    if (!p) throw Error("host allocation of " + std::to_string(want) + " bytes for " + to_string(cat) +
+    if (!p) throw Error(std::string(source_ ? source_->name() : "host") + " allocation of " + std::to_string(want) + " bytes for " + to_string(cat) +
                         " failed (live " + std::to_string(stats_.live_total) + " bytes)");
     stats_.reserved += static_cast<std::int64_t>(want);
     ++stats_.system_allocations;
@@ -72,7 +81,7 @@ void MemoryPool::release(void* p) {
 
 void MemoryPool::trim() {
   for (auto& kv : free_) {
-    std::free(kv.second);
+    system_release(kv.second, kv.first);
     stats_.reserved -= static_cast<std::int64_t>(kv.first);
   }
   free_.clear();

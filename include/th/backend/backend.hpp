@@ -25,7 +25,9 @@
 
 namespace th {
 
-enum class MemorySpace { Host, Device };
+// Pinned: host memory a device copies to and from asynchronously (cudaHostAlloc on CUDA; on the
+// emulated device, pages it protects while a copy is in flight). The CPU backend: host memory.
+enum class MemorySpace { Host, Device, Pinned };
 // run%backend: parsed once (parse_backend_kind), never compared as a string deeper down.
 enum class BackendKind { Cpu, Cuda, Emulated, Auto };
 
@@ -77,8 +79,24 @@ class Backend {
   // returns `dst` itself (the copy is then a no-op).
   virtual void* host_target(void* dst, std::size_t bytes, Tensor& staging) = 0;
 
+  // ---- asynchronous copies through pinned host memory (a device backend's staging)
+  // Queued on the stream after everything issued before; `pinned` must come from
+  // pool(MemorySpace::Pinned). The host may not read a pinned destination, nor write a pinned
+  // source, until it has waited for an event recorded after the copy (or sync()): on the emulated
+  // device such an access faults. CPU backend: an immediate memmove.
+  virtual void copy_to_host_async(void* pinned_dst, const void* device_src, std::size_t bytes) = 0;
+  virtual void copy_to_device_async(void* device_dst, const void* pinned_src, std::size_t bytes) = 0;
+
   // ---- stream
+  // A point in the stream: everything issued before record() (cudaEventRecord); wait(e) returns
+  // when all of it has finished (cudaEventSynchronize). The CPU backend: 0, and nothing to wait for.
+  using Event = std::uint64_t;
+  virtual Event record() = 0;
+  virtual void wait(Event e) = 0;
   virtual void sync() = 0;
+  // True where host code may dereference Device memory (the CPU backend): communication and I/O
+  // may then use it in place instead of staging it through pinned buffers.
+  virtual bool device_is_host() const = 0;
 };
 
 template <> inline Kernels<float>& Backend::kernels<float>() { return f32(); }
@@ -103,11 +121,14 @@ template <typename T> void copy_to_host(Backend& be, T* dst, const T* src, std::
 
 // The reference backend: th::cpu kernels, the process-wide host pool (th/core/memory.hpp).
 Backend& cpu_backend();
+// The emulated device (run%backend = 'emulated'; th/backend/emulated.hpp): the CPU kernels on a
+// worker thread, device memory the host cannot touch.
+Backend& emulated_backend();
 
 // run%backend ('cpu' | 'cuda' | 'emulated' | 'auto'); anything else throws th::InputError.
 BackendKind parse_backend_kind(const std::string& value);
-// The backend of a run. Cpu and Auto (no GPU training path yet) give cpu_backend(); Cuda and
-// Emulated throw th::InputError (not available for training in this build: issue #17).
+// The backend of a run. Cpu and Auto (no GPU training path yet) give cpu_backend(), Emulated
+// emulated_backend(); Cuda throws th::InputError (not available for training in this build).
 Backend& backend_for(BackendKind kind);
 
 }  // namespace th

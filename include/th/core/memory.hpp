@@ -24,9 +24,21 @@ struct MemStats {
   std::int64_t system_allocations = 0;                // calls that reached the system allocator
 };
 
+// Where a pool's blocks come from when its cache has none: the system allocator by default, or an
+// arena (the emulated device's memory, th/backend/emulated.hpp). acquire() returns nullptr when
+// it has no room; blocks are multiples of granularity() bytes, aligned to it.
+class BlockSource {
+ public:
+  virtual ~BlockSource() = default;
+  virtual void* acquire(std::size_t bytes) = 0;
+  virtual void give_back(void* p, std::size_t bytes) = 0;
+  virtual std::size_t granularity() const = 0;
+  virtual const char* name() const = 0;  // "host", "emulated device", ... (error messages)
+};
+
 class MemoryPool {
  public:
-  MemoryPool() = default;
+  explicit MemoryPool(BlockSource* source = nullptr) : source_(source) {}
   ~MemoryPool();
   MemoryPool(const MemoryPool&) = delete;
   MemoryPool& operator=(const MemoryPool&) = delete;
@@ -49,6 +61,9 @@ class MemoryPool {
     std::size_t size;
     MemCategory cat;
   };
+  void* system_acquire(std::size_t bytes);
+  void system_release(void* p, std::size_t bytes);
+  BlockSource* source_ = nullptr;  // null: std::aligned_alloc / std::free
   std::multimap<std::size_t, void*> free_;      // size -> cached block
   std::unordered_map<void*, Block> in_use_;
   MemStats stats_;

@@ -1,0 +1,677 @@
+// The emulated device (th/backend/emulated.hpp): CPU kernels on a worker thread, device memory the
+// host cannot touch, pinned memory protected while a copy is in flight.
+#include "th/backend/emulated.hpp"
+
+#include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "th/core/error.hpp"
+
+namespace th {
+
+namespace {
+
+// The launcher's rank (for the fault handler's message and TH_FAULT): the emulated backend sits
+// below the MPI layer and must not call MPI from a signal handler.
+int launcher_rank() {
+  for (const char* v : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"})
+    if (const char* s = std::getenv(v)) return std::atoi(s);
+  return 0;
+}
+
+std::size_t env_mb(const char* name, std::size_t fallback) {
+  const char* s = std::getenv(name);
+  if (!s || !*s) return fallback;
+  char* end = nullptr;
+  const long long v = std::strtoll(s, &end, 10);
+  if (*end != '\0' || v <= 0) throw InputError(std::string(name) + " = '" + s + "': expected a positive number of MiB");
+  return static_cast<std::size_t>(v);
+}
+
+const std::size_t kPage = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+
+// Address space backed by one memfd, mapped twice: `host` (what callers get, with host_prot) and
+// `alias` (always writable: what the stream's worker uses). First-fit blocks with coalescing.
+class Arena final : public BlockSource {
+ public:
+  Arena(const char* name, std::size_t bytes, int host_prot, std::size_t gran)
+      : name_(name), size_((bytes + kPage - 1) / kPage * kPage), gran_(gran) {
+    const int fd = memfd_create(name, MFD_CLOEXEC);
+    TH_CHECK(fd >= 0, std::string("memfd_create for the ") + name + " failed: " + std::strerror(errno));
+    if (ftruncate(fd, static_cast<off_t>(size_)) != 0) {
+      const int e = errno;
+      close(fd);
+      throw Error(std::string("sizing the ") + name + " to " + std::to_string(size_) + " bytes failed: " + std::strerror(e));
+    }
+    void* h = mmap(nullptr, size_, host_prot, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    void* a = mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    close(fd);
+    TH_CHECK(h != MAP_FAILED && a != MAP_FAILED, std::string("mapping the ") + name + " failed");
+    host_ = static_cast<char*>(h);
+    alias_ = static_cast<char*>(a);
+    free_.emplace(0, size_);
+  }
+  void* acquire(std::size_t bytes) override {
+    std::lock_guard<std::mutex> lock(m_);
+    for (auto it = free_.begin(); it != free_.end(); ++it) {
+      if (it->second < bytes) continue;
+      const std::size_t off = it->first, len = it->second;
+      free_.erase(it);
+      if (len > bytes) free_.emplace(off + bytes, len - bytes);
+      return host_ + off;
+    }
+    return nullptr;
+  }
+  void give_back(void* p, std::size_t bytes) override {
+    std::lock_guard<std::mutex> lock(m_);
+    std::size_t off = static_cast<std::size_t>(static_cast<char*>(p) - host_), len = bytes;
+    auto next = free_.lower_bound(off);
+    if (next != free_.end() && off + len == next->first) {
+      len += next->second;
+      next = free_.erase(next);
+    }
+    if (next != free_.begin()) {
+      auto prev = std::prev(next);
+      if (prev->first + prev->second == off) {
+        prev->second += len;
+        return;
+      }
+    }
+    free_.emplace(off, len);
+  }
+  std::size_t granularity() const override { return gran_; }
+  const char* name() const override { return name_; }
+  bool contains(const void* p) const {
+    const char* c = static_cast<const char*>(p);
+    return c >= host_ && c < host_ + size_;
+  }
+  std::size_t offset(const void* p) const { return static_cast<std::size_t>(static_cast<const char*>(p) - host_); }
+  char* alias(const void* p) const { return alias_ + offset(p); }
+  char* base() const { return host_; }
+
+ private:
+  const char* name_;
+  std::size_t size_, gran_;
+  char* host_ = nullptr;
+  char* alias_ = nullptr;
+  std::mutex m_;
+  std::map<std::size_t, std::size_t> free_;  // offset -> length
+};
+
+// One in-order stream on a worker thread. seq n is the n-th operation pushed (from 1).
+class Stream {
+ public:
+  Stream() : worker_([this] { run(); }) {}
+  std::uint64_t push(std::function<void()> op) {
+    std::lock_guard<std::mutex> lock(m_);
+    q_.push_back(std::move(op));
+    ++issued_;
+    cv_.notify_one();
+    return issued_;
+  }
+  std::uint64_t issued() const {
+    std::lock_guard<std::mutex> lock(m_);
+    return issued_;
+  }
+  void wait_for(std::uint64_t seq) {
+    std::unique_lock<std::mutex> lock(m_);
+    done_cv_.wait(lock, [&] { return done_ >= seq; });
+    rethrow_locked();
+  }
+  void check() {  // a sticky error of an earlier operation, at the next host call
+    std::lock_guard<std::mutex> lock(m_);
+    rethrow_locked();
+  }
+
+ private:
+  void rethrow_locked() {
+    if (error_) {
+      std::exception_ptr e = error_;
+      error_ = nullptr;
+      std::rethrow_exception(e);
+    }
+  }
+  void run() {
+    for (;;) {
+      std::function<void()> op;
+      {
+        std::unique_lock<std::mutex> lock(m_);
+        cv_.wait(lock, [&] { return !q_.empty(); });
+        op = std::move(q_.front());
+        q_.pop_front();
+      }
+      std::exception_ptr e;
+      bool failed;
+      {
+        std::lock_guard<std::mutex> lock(m_);
+        failed = failed_;
+      }
+      if (!failed) {  // after a failure the rest of the stream is skipped (CUDA's sticky error)
+        try {
+          op();
+        } catch (...) {
+          e = std::current_exception();
+        }
+      }
+      std::lock_guard<std::mutex> lock(m_);
+      if (e) {
+        error_ = e;
+        failed_ = true;
+      }
+      ++done_;
+      done_cv_.notify_all();
+    }
+  }
+  mutable std::mutex m_;
+  std::condition_variable cv_, done_cv_;
+  std::deque<std::function<void()>> q_;
+  std::uint64_t issued_ = 0, done_ = 0;
+  bool failed_ = false;
+  std::exception_ptr error_;
+  std::thread worker_;  // last: starts after the members it uses exist; never joined (the
+                        // backend lives until the process ends)
+};
+
+// ---- the fault handler: a host access to device memory, or to pinned memory in flight
+Arena* g_device = nullptr;
+Arena* g_pinned = nullptr;
+int g_rank = 0;
+struct sigaction g_previous {};
+
+void put(char*& p, const char* s) {
+  while (*s) *p++ = *s++;
+}
+void put_number(char*& p, std::size_t v) {
+  char digits[24];
+  int n = 0;
+  do {
+    digits[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v && n < 24);
+  while (n) *p++ = digits[--n];
+}
+
+void on_fault(int sig, siginfo_t* info, void* ctx) {
+  const void* a = info->si_addr;
+  const bool device = g_device && g_device->contains(a), pinned = g_pinned && g_pinned->contains(a);
+  if (!device && !pinned) {  // not ours: whoever handled it before (a sanitizer), or the default
+    if ((g_previous.sa_flags & SA_SIGINFO) && g_previous.sa_sigaction) {
+      g_previous.sa_sigaction(sig, info, ctx);
+      return;
+    }
+    if (g_previous.sa_handler != SIG_DFL && g_previous.sa_handler != SIG_IGN) {
+      g_previous.sa_handler(sig);
+      return;
+    }
+    signal(sig, SIG_DFL);
+    return;  // the access runs again and ends the process
+  }
+  static char msg[512];
+  char* p = msg;
+  put(p, "[rank ");
+  put_number(p, static_cast<std::size_t>(g_rank));
+  put(p, "] torch-handle: error: ");
+  if (device) {
+    put(p, "host access to emulated device memory (byte ");
+    put_number(p, g_device->offset(a));
+    put(p, " of the device arena): host code read or wrote device memory without a copy through the backend "
+           "(Backend::host_view / device_to_host / host_to_device)\n");
+  } else {
+    put(p, "host access to pinned memory (byte ");
+    put_number(p, g_pinned->offset(a));
+    put(p, " of the pinned arena) while an asynchronous copy is in flight: a missing synchronisation "
+           "(Backend::wait on an event recorded after the copy, or sync)\n");
+  }
+  [[maybe_unused]] const ssize_t w = write(STDERR_FILENO, msg, static_cast<std::size_t>(p - msg));
+  signal(sig, SIG_DFL);  // the access runs again and ends the process (the launcher ends the job)
+}
+
+void install_fault_handler() {
+  struct sigaction sa {};
+  sa.sa_sigaction = on_fault;
+  sa.sa_flags = SA_SIGINFO;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGSEGV, &sa, &g_previous);
+}
+
+template <typename T>
+class EmulatedKernels;
+
+class EmulatedBackend final : public Backend {
+ public:
+  EmulatedBackend();
+  const char* name() const override { return "emulated"; }
+  Kernels<float>& f32() override;
+  Kernels<double>& f64() override;
+
+  // ---- the stream
+  void launch(std::function<void()> op) {
+    stream_.check();
+    stream_.push(std::move(op));
+    ++stats_.operations;
+  }
+  void launch_and_wait(std::function<void()> op) {
+    launch(std::move(op));
+    stream_.wait_for(stream_.issued());
+  }
+  // The worker's address for a kernel argument: device memory only.
+  template <typename P>
+  P* dev(P* p, const char* what) const {
+    if (!p) return p;
+    if (!device_.contains(p)) throw Error(std::string(what) + ": an argument is not emulated device memory (" + hex(p) +
+                                          "); kernels take device pointers, host data goes through host_to_device");
+    return reinterpret_cast<P*>(device_.alias(p));
+  }
+  // Where the worker writes or reads a host buffer: pinned memory through its alias (its host
+  // pages may be protected while the copy is in flight), other host memory as it is.
+  char* host_side(const void* p, const char* what) const {
+    if (device_.contains(p)) throw Error(std::string(what) + ": a host argument is emulated device memory (" + hex(p) + ")");
+    return pinned_.contains(p) ? pinned_.alias(p) : static_cast<char*>(const_cast<void*>(p));
+  }
+  static std::string hex(const void* p) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%p", p);
+    return b;
+  }
+
+  void round_to_bf16(float* x, std::int64_t n) override {
+    float* d = dev(x, "round_to_bf16");
+    launch([=] { cpu::round_to_bf16(d, n); });
+  }
+  void round_to_fp16(float* x, std::int64_t n) override {
+    float* d = dev(x, "round_to_fp16");
+    launch([=] { cpu::round_to_fp16(d, n); });
+  }
+  void fp32_to_bf16(std::uint16_t* y, const float* x, std::int64_t n) override {
+    auto* yd = dev(y, "fp32_to_bf16");
+    auto* xd = dev(x, "fp32_to_bf16");
+    launch([=] { cpu::fp32_to_bf16(yd, xd, n); });
+  }
+  void bf16_to_fp32(float* y, const std::uint16_t* x, std::int64_t n) override {
+    auto* yd = dev(y, "bf16_to_fp32");
+    auto* xd = dev(x, "bf16_to_fp32");
+    launch([=] { cpu::bf16_to_fp32(yd, xd, n); });
+  }
+  void fp32_to_fp16(std::uint16_t* y, const float* x, std::int64_t n) override {
+    auto* yd = dev(y, "fp32_to_fp16");
+    auto* xd = dev(x, "fp32_to_fp16");
+    launch([=] { cpu::fp32_to_fp16(yd, xd, n); });
+  }
+  void fp16_to_fp32(float* y, const std::uint16_t* x, std::int64_t n) override {
+    auto* yd = dev(y, "fp16_to_fp32");
+    auto* xd = dev(x, "fp16_to_fp32");
+    launch([=] { cpu::fp16_to_fp32(yd, xd, n); });
+  }
+
+  // ---- memory
+  MemoryPool& pool(MemorySpace space) override {
+    switch (space) {
+      case MemorySpace::Device: return device_pool_;
+      case MemorySpace::Pinned: return pinned_pool_;
+      case MemorySpace::Host: break;
+    }
+    return host_pool();
+  }
+  Device device_of(MemorySpace space) const override {
+    return space == MemorySpace::Device ? Device::Cuda : Device::Host;
+  }
+  void host_to_device(void* dst, const void* src, std::size_t bytes) override {
+    if (!bytes) return;
+    char* d = dev(static_cast<char*>(dst), "host_to_device");
+    host_side(src, "host_to_device");
+    // Like cudaMemcpy from pageable memory: the source is taken now, the host may reuse it.
+    auto copy = std::make_shared<std::vector<char>>(static_cast<const char*>(src), static_cast<const char*>(src) + bytes);
+    launch([=] { std::memcpy(d, copy->data(), bytes); });
+  }
+  void device_to_host(void* dst, const void* src, std::size_t bytes) override {
+    if (!bytes) return;
+    const char* s = dev(static_cast<const char*>(src), "device_to_host");
+    char* d = host_side(dst, "device_to_host");
+    launch_and_wait([=] { std::memcpy(d, s, bytes); });
+  }
+  void device_to_device(void* dst, const void* src, std::size_t bytes) override {
+    if (!bytes) return;
+    char* d = dev(static_cast<char*>(dst), "device_to_device");
+    const char* s = dev(static_cast<const char*>(src), "device_to_device");
+    launch([=] { std::memmove(d, s, bytes); });
+  }
+  void zero(void* dst, std::size_t bytes, MemorySpace space) override {
+    if (!bytes) return;
+    if (space == MemorySpace::Device) {
+      char* d = dev(static_cast<char*>(dst), "zero");
+      launch([=] { std::memset(d, 0, bytes); });
+      return;
+    }
+    std::memset(dst, 0, bytes);  // host memory, by the host
+  }
+  const void* host_view(const void* src, std::size_t bytes, Tensor& staging) override {
+    if (!device_.contains(src) || !bytes) return src;
+    ++stats_.host_views;
+    if (injected_fault(rank_, stats_.host_views) == "skip_copy") {
+      fault_note("skip_copy", stats_.host_views);
+      return src;  // the forgotten copy: the caller reads device memory
+    }
+    staging = Tensor::empty({static_cast<std::int64_t>((bytes + 3) / 4)}, DType::F32, MemCategory::Workspace, host_pool());
+    device_to_host(staging.raw(), src, bytes);
+    return staging.raw();
+  }
+  void* host_target(void* dst, std::size_t bytes, Tensor& staging) override {
+    if (!device_.contains(dst) || !bytes) return dst;
+    staging = Tensor::empty({static_cast<std::int64_t>((bytes + 3) / 4)}, DType::F32, MemCategory::Workspace, host_pool());
+    return staging.raw();
+  }
+  void copy_to_host_async(void* pinned_dst, const void* device_src, std::size_t bytes) override {
+    if (!bytes) return;
+    TH_CHECK(pinned_.contains(pinned_dst), "copy_to_host_async: the destination is not pinned memory (" +
+                                               hex(pinned_dst) + "); allocate it from pool(MemorySpace::Pinned)");
+    const char* s = dev(static_cast<const char*>(device_src), "copy_to_host_async");
+    char* d = pinned_.alias(pinned_dst);
+    launch([=] { std::memcpy(d, s, bytes); });
+    ++stats_.async_copies;
+    hold(pinned_dst, bytes, false);
+  }
+  void copy_to_device_async(void* device_dst, const void* pinned_src, std::size_t bytes) override {
+    if (!bytes) return;
+    TH_CHECK(pinned_.contains(pinned_src), "copy_to_device_async: the source is not pinned memory (" +
+                                               hex(pinned_src) + "); allocate it from pool(MemorySpace::Pinned)");
+    char* d = dev(static_cast<char*>(device_dst), "copy_to_device_async");
+    const char* s = pinned_.alias(pinned_src);
+    launch([=] { std::memcpy(d, s, bytes); });
+    ++stats_.async_copies;
+    hold(pinned_src, bytes, true);
+  }
+  Event record() override { return stream_.issued(); }
+  void wait(Event e) override {
+    ++stats_.waits;
+    if (injected_fault(rank_, stats_.waits) == "skip_wait") {
+      fault_note("skip_wait", stats_.waits);
+      return;  // the forgotten synchronisation: protections stay, the host's next read faults
+    }
+    stream_.wait_for(e);
+    release(e);
+  }
+  void sync() override { wait(record()); }
+  bool device_is_host() const override { return false; }
+
+  bool is_device(const void* p) const { return device_.contains(p); }
+  bool is_pinned(const void* p) const { return pinned_.contains(p); }
+  EmulatedStats stats() const { return stats_; }
+
+ private:
+  struct Hold {
+    std::size_t lo, hi;  // page-aligned byte range of the pinned arena
+    bool readable;       // a copy out of it (the host may read, not write)
+    Event seq;           // the copy's position in the stream
+  };
+  void fault_note(const char* kind, std::int64_t n) const {
+    std::fprintf(stderr, "[rank %d] TH_FAULT: %s %lld injected (emulated device)\n", rank_, kind, static_cast<long long>(n));
+    std::fflush(stderr);
+  }
+  void hold(const void* p, std::size_t bytes, bool readable) {
+    const std::size_t off = pinned_.offset(p);
+    Hold h{off / kPage * kPage, (off + bytes + kPage - 1) / kPage * kPage, readable, stream_.issued()};
+    holds_.push_back(h);
+    protect(h.lo, h.hi);
+  }
+  void release(Event e) {
+    std::vector<Hold> done;
+    auto keep = std::partition(holds_.begin(), holds_.end(), [&](const Hold& h) { return h.seq > e; });
+    done.assign(keep, holds_.end());
+    holds_.erase(keep, holds_.end());
+    for (const Hold& h : done) protect(h.lo, h.hi);
+  }
+  // Sets the host protection of pinned pages [lo, hi) from the holds that cover them.
+  void protect(std::size_t lo, std::size_t hi) {
+    std::vector<std::size_t> cuts{lo, hi};
+    for (const Hold& h : holds_) {
+      if (h.lo > lo && h.lo < hi) cuts.push_back(h.lo);
+      if (h.hi > lo && h.hi < hi) cuts.push_back(h.hi);
+    }
+    std::sort(cuts.begin(), cuts.end());
+    cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+    for (std::size_t i = 0; i + 1 < cuts.size(); ++i) {
+      int prot = PROT_READ | PROT_WRITE;
+      for (const Hold& h : holds_)
+        if (h.lo <= cuts[i] && h.hi >= cuts[i + 1]) prot &= h.readable ? PROT_READ : PROT_NONE;
+      char* base = pinned_.base() + cuts[i];
+      TH_CHECK(mprotect(base, cuts[i + 1] - cuts[i], prot) == 0, "mprotect of pinned memory failed");
+    }
+  }
+
+  int rank_ = launcher_rank();
+  Arena device_, pinned_;
+  MemoryPool device_pool_, pinned_pool_;
+  Stream stream_;
+  std::vector<Hold> holds_;
+  EmulatedStats stats_;
+  std::unique_ptr<EmulatedKernels<float>> f32_;
+  std::unique_ptr<EmulatedKernels<double>> f64_;
+};
+
+// Every kernel of th/backend/kernels.hpp: pointers translated to the worker's aliases when the
+// call is issued (an argument outside device memory is an error then and there), host index
+// arrays copied, the th::cpu namesake queued on the stream.
+template <typename T>
+class EmulatedKernels final : public Kernels<T> {
+ public:
+  explicit EmulatedKernels(EmulatedBackend& be) : be_(be) {}
+  void gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta, T* C,
+            int ldc) override {
+    auto a = d(A), b = d(B);
+    auto c = d(C);
+    be_.launch([=] { cpu::gemm<T>(ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc); });
+  }
+  void gemm_strided_batched(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, std::int64_t sa,
+                            const T* B, int ldb, std::int64_t sb, T beta, T* C, int ldc, std::int64_t sc,
+                            int batch) override {
+    auto a = d(A), b = d(B);
+    auto c = d(C);
+    be_.launch([=] { cpu::gemm_strided_batched<T>(ta, tb, M, N, K, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, batch); });
+  }
+  void linear_forward(T* y, const T* x, const T* W, const T* b, std::int64_t N, int in, int out) override {
+    auto yd = d(y);
+    auto xd = d(x), Wd = d(W), bd = d(b);
+    be_.launch([=] { cpu::linear_forward<T>(yd, xd, Wd, bd, N, in, out); });
+  }
+  void linear_backward(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, std::int64_t N, int in, int out,
+                       bool acc) override {
+    auto dxd = d(dx), dWd = d(dW), dbd = d(db);
+    auto dyd = d(dy), xd = d(x), Wd = d(W);
+    be_.launch([=] { cpu::linear_backward<T>(dxd, dWd, dbd, dyd, xd, Wd, N, in, out, acc); });
+  }
+  void bias_add(T* y, const T* b, std::int64_t N, int D) override {
+    auto yd = d(y);
+    auto bd = d(b);
+    be_.launch([=] { cpu::bias_add<T>(yd, bd, N, D); });
+  }
+  void bias_grad(T* db, const T* dy, std::int64_t N, int D) override {
+    auto dbd = d(db);
+    auto dyd = d(dy);
+    be_.launch([=] { cpu::bias_grad<T>(dbd, dyd, N, D); });
+  }
+  void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* g, const T* b, std::int64_t N, int D,
+                         T eps) override {
+    auto yd = d(y), md = d(mean), rd = d(rstd);
+    auto xd = d(x), gd = d(g), bd = d(b);
+    be_.launch([=] { cpu::layernorm_forward<T>(yd, md, rd, xd, gd, bd, N, D, eps); });
+  }
+  void layernorm_backward(T* dx, T* dg, T* db, const T* dy, const T* x, const T* g, const T* mean, const T* rstd,
+                          std::int64_t N, int D) override {
+    auto dxd = d(dx), dgd = d(dg), dbd = d(db);
+    auto dyd = d(dy), xd = d(x), gd = d(g), md = d(mean), rd = d(rstd);
+    be_.launch([=] { cpu::layernorm_backward<T>(dxd, dgd, dbd, dyd, xd, gd, md, rd, N, D); });
+  }
+  void bias_act_forward(T* y, T* pre, const T* b, std::int64_t N, int F, cpu::Activation act) override {
+    auto yd = d(y), pd = d(pre);
+    auto bd = d(b);
+    be_.launch([=] { cpu::bias_act_forward<T>(yd, pd, bd, N, F, act); });
+  }
+  void bias_act_backward(T* dpre, T* db, const T* dy, const T* pre, std::int64_t N, int F,
+                         cpu::Activation act) override {
+    auto dpd = d(dpre), dbd = d(db);
+    auto dyd = d(dy), pd = d(pre);
+    be_.launch([=] { cpu::bias_act_backward<T>(dpd, dbd, dyd, pd, N, F, act); });
+  }
+  void add(T* out, const T* a, const T* b, std::int64_t n) override {
+    auto od = d(out);
+    auto ad = d(a), bd = d(b);
+    be_.launch([=] { cpu::add<T>(od, ad, bd, n); });
+  }
+  void add_inplace(T* a, const T* b, std::int64_t n) override {
+    auto ad = d(a);
+    auto bd = d(b);
+    be_.launch([=] { cpu::add_inplace<T>(ad, bd, n); });
+  }
+  void scale_inplace(T* a, T s, std::int64_t n) override {
+    auto ad = d(a);
+    be_.launch([=] { cpu::scale_inplace<T>(ad, s, n); });
+  }
+  double sum_squares(const T* a, std::int64_t n) override {
+    auto ad = d(a);
+    double r = 0;
+    be_.launch_and_wait([ad, n, &r] { r = cpu::sum_squares<T>(ad, n); });
+    return r;
+  }
+  void fill(T* x, T value, std::int64_t n) override {
+    auto xd = d(x);
+    be_.launch([=] { std::fill_n(xd, n, value); });
+  }
+  void attention_softmax_forward(T* P, int B, int H, int Tq, int Tk, const int* key_len, bool causal, int q_offset,
+                                 T scale, const int* key_begin) override {
+    auto Pd = d(P);
+    auto len = staged(key_len, B), begin = staged(key_begin, B);
+    be_.launch([=] {
+      cpu::attention_softmax_forward<T>(Pd, B, H, Tq, Tk, ptr(len), causal, q_offset, scale, ptr(begin));
+    });
+  }
+  void softmax_backward(T* dS, const T* dP, const T* P, std::int64_t rows, int Tk, T scale) override {
+    auto dSd = d(dS);
+    auto dPd = d(dP), Pd = d(P);
+    be_.launch([=] { cpu::softmax_backward<T>(dSd, dPd, Pd, rows, Tk, scale); });
+  }
+  void embedding_forward(T* y, const int* tokens, const T* table, const T* pe, int B, int L, int D,
+                         T scale) override {
+    auto yd = d(y);
+    auto td = d(table), ped = d(pe);
+    auto tok = staged(tokens, static_cast<std::int64_t>(B) * L);
+    be_.launch([=] { cpu::embedding_forward<T>(yd, ptr(tok), td, ped, B, L, D, scale); });
+  }
+  void embedding_backward(T* dtable, const int* tokens, const T* dy, std::int64_t N, int D, T scale) override {
+    auto dtd = d(dtable);
+    auto dyd = d(dy);
+    auto tok = staged(tokens, N);
+    be_.launch([=] { cpu::embedding_backward<T>(dtd, ptr(tok), dyd, N, D, scale); });
+  }
+  void sinusoidal_table(T* pe, int L, int D) override {
+    auto ped = d(pe);
+    be_.launch([=] { cpu::sinusoidal_table<T>(ped, L, D); });
+  }
+  void position_backward(T* dpe, const T* dy, int B, int L, int D) override {
+    auto dped = d(dpe);
+    auto dyd = d(dy);
+    be_.launch([=] { cpu::position_backward<T>(dped, dyd, B, L, D); });
+  }
+  double cross_entropy_forward(T* losses, T* lse, const T* logits, const int* targets, std::int64_t N, int V,
+                               T smoothing, int ignore, std::int64_t* count) override {
+    auto ld = d(losses), sd = d(lse);
+    auto lg = d(logits);
+    auto tg = staged(targets, N);
+    double r = 0;
+    std::int64_t c = 0;
+    be_.launch_and_wait([=, &r, &c] { r = cpu::cross_entropy_forward<T>(ld, sd, lg, ptr(tg), N, V, smoothing, ignore, &c); });
+    if (count) *count = c;
+    return r;
+  }
+  void cross_entropy_backward(T* dlogits, const T* logits, const T* lse, const int* targets, std::int64_t N, int V,
+                              T smoothing, int ignore, T dloss) override {
+    auto dl = d(dlogits);
+    auto lg = d(logits), sd = d(lse);
+    auto tg = staged(targets, N);
+    be_.launch([=] { cpu::cross_entropy_backward<T>(dl, lg, sd, ptr(tg), N, V, smoothing, ignore, dloss); });
+  }
+  void dropout_forward(T* y, const T* x, std::int64_t n, float p, std::uint64_t seed, std::uint64_t stream) override {
+    auto yd = d(y);
+    auto xd = d(x);
+    be_.launch([=] { cpu::dropout_forward<T>(yd, xd, n, p, seed, stream); });
+  }
+  void dropout_add(T* y, const T* x, const T* f, std::int64_t n, float p, std::uint64_t seed,
+                   std::uint64_t stream) override {
+    auto yd = d(y);
+    auto xd = d(x), fd = d(f);
+    be_.launch([=] { cpu::dropout_add<T>(yd, xd, fd, n, p, seed, stream); });
+  }
+  void adamw_update(T* p, const T* g, T* m, T* v, std::int64_t n, double lr, double beta1, double beta2, double eps,
+                    double weight_decay, std::int64_t t) override {
+    auto pd = d(p), md = d(m), vd = d(v);
+    auto gd = d(g);
+    be_.launch([=] { cpu::adamw_update<T>(pd, gd, md, vd, n, lr, beta1, beta2, eps, weight_decay, t); });
+  }
+
+ private:
+  template <typename P>
+  P* d(P* p) const {
+    return be_.dev(p, "emulated kernel");
+  }
+  // A host index array as the stream will see it: copied now (null stays null). Index arrays
+  // already in device memory are used in place.
+  using Staged = std::shared_ptr<const std::vector<int>>;
+  struct Ints {
+    Staged copy;
+    const int* device = nullptr;
+  };
+  Ints staged(const int* p, std::int64_t n) const {
+    if (!p) return {};
+    if (be_.is_device(p)) return {nullptr, be_.dev(p, "emulated kernel")};
+    return {std::make_shared<const std::vector<int>>(p, p + n), nullptr};
+  }
+  static const int* ptr(const Ints& s) { return s.copy ? s.copy->data() : s.device; }
+  EmulatedBackend& be_;
+};
+
+EmulatedBackend::EmulatedBackend()
+    : device_("emulated device", env_mb("TH_EMULATED_DEVICE_MB", 8192) << 20, PROT_NONE, 256),
+      pinned_("emulated pinned memory", env_mb("TH_EMULATED_PINNED_MB", 1024) << 20, PROT_READ | PROT_WRITE, kPage),
+      device_pool_(&device_),
+      pinned_pool_(&pinned_),
+      f32_(std::make_unique<EmulatedKernels<float>>(*this)),
+      f64_(std::make_unique<EmulatedKernels<double>>(*this)) {
+  g_device = &device_;
+  g_pinned = &pinned_;
+  g_rank = rank_;
+  install_fault_handler();
+}
+
+Kernels<float>& EmulatedBackend::f32() { return *f32_; }
+Kernels<double>& EmulatedBackend::f64() { return *f64_; }
+
+EmulatedBackend& the_emulated() {
+  static EmulatedBackend* be = new EmulatedBackend;  // never destroyed: tensors may outlive statics
+  return *be;
+}
+
+}  // namespace
+
+Backend& emulated_backend() { return the_emulated(); }
+EmulatedStats emulated_stats() { return the_emulated().stats(); }
+bool is_emulated_device_address(const void* p) { return the_emulated().is_device(p); }
+bool is_emulated_pinned_address(const void* p) { return the_emulated().is_pinned(p); }
+
+}  // namespace th

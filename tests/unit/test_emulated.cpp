@@ -1,0 +1,128 @@
+// The emulated device catches what it is for (th/backend/emulated.hpp): a host access to device
+// memory faults at once with the job's error message; a host read of a pinned buffer that an
+// asynchronous copy is still filling, or a write to one being copied from, faults until the host
+// waits for it; copies, views, fills and kernels give the CPU backend's bytes; kernels refuse host
+// pointers and asynchronous copies refuse pageable host memory.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <numeric>
+#include <vector>
+
+#include "th/backend/backend.hpp"
+#include "th/backend/emulated.hpp"
+#include "th/core/error.hpp"
+
+using namespace th;
+
+namespace {
+
+Backend& dev() { return emulated_backend(); }
+
+std::vector<float> iota_floats(int n, float start) {
+  std::vector<float> v(static_cast<std::size_t>(n));
+  std::iota(v.begin(), v.end(), start);
+  return v;
+}
+
+// A device tensor holding `values`.
+Tensor on_device(const std::vector<float>& values) {
+  Tensor d = dev().empty({static_cast<std::int64_t>(values.size())}, DType::F32, MemCategory::Workspace);
+  copy_to_device(dev(), d.data<float>(), values.data(), static_cast<std::int64_t>(values.size()));
+  return d;
+}
+
+class EmulatedDeathTest : public ::testing::Test {
+ protected:
+  void SetUp() override { GTEST_FLAG_SET(death_test_style, "threadsafe"); }
+};
+
+}  // namespace
+
+TEST(EmulatedDevice, CopiesViewsAndFillsRoundTrip) {
+  const std::vector<float> src = iota_floats(1000, 1.0f);
+  Tensor d = on_device(src);
+  EXPECT_TRUE(is_emulated_device_address(d.raw()));
+  EXPECT_EQ(d.device(), Device::Cuda);
+  std::vector<float> back(src.size());
+  copy_to_host(dev(), back.data(), d.data<float>(), 1000);
+  EXPECT_EQ(back, src);
+  copy_device(dev(), d.data<float>() + 1, d.data<float>(), 999);  // overlapping, in stream order
+  Tensor staging;
+  const float* v = host_view(dev(), d.data<float>(), 1000, staging);
+  EXPECT_NE(static_cast<const void*>(v), d.raw());  // a host copy, not the device address
+  EXPECT_EQ(v[0], 1.0f);
+  EXPECT_EQ(v[999], 999.0f);
+  dev().f32().fill(d.data<float>(), 2.5f, 1000);
+  dev().zero(d.data<float>(), 10 * sizeof(float), MemorySpace::Device);
+  const float* w = host_view(dev(), d.data<float>(), 1000, staging);
+  EXPECT_EQ(w[9], 0.0f);
+  EXPECT_EQ(w[10], 2.5f);
+  // host_to_device takes its source when issued: changing it afterwards changes nothing.
+  std::vector<float> changing(1000, 7.0f);
+  copy_to_device(dev(), d.data<float>(), changing.data(), 1000);
+  std::fill(changing.begin(), changing.end(), -1.0f);
+  EXPECT_EQ(host_view(dev(), d.data<float>(), 1000, staging)[500], 7.0f);
+  EXPECT_DOUBLE_EQ(dev().f32().sum_squares(d.data<float>(), 1000), 49.0 * 1000);
+}
+
+TEST(EmulatedDevice, AsyncCopiesThroughPinnedMemoryAfterAWait) {
+  const std::vector<float> src = iota_floats(5000, 0.5f);
+  Tensor d = on_device(src);
+  Tensor pinned = dev().empty({5000}, DType::F32, MemCategory::Workspace, MemorySpace::Pinned);
+  EXPECT_TRUE(is_emulated_pinned_address(pinned.raw()));
+  dev().copy_to_host_async(pinned.raw(), d.raw(), d.bytes());
+  dev().wait(dev().record());
+  EXPECT_EQ(0, std::memcmp(pinned.raw(), src.data(), d.bytes()));
+  float* p = pinned.data<float>();
+  for (int i = 0; i < 5000; ++i) p[i] = static_cast<float>(-i);  // writable again after the wait
+  dev().copy_to_device_async(d.raw(), pinned.raw(), d.bytes());
+  EXPECT_EQ(p[4999], -4999.0f);  // reading a source in flight is allowed
+  dev().sync();
+  std::vector<float> back(5000);
+  copy_to_host(dev(), back.data(), d.data<float>(), 5000);
+  EXPECT_EQ(back[4999], -4999.0f);
+  EXPECT_GE(emulated_stats().async_copies, 2);
+}
+
+TEST(EmulatedDevice, KernelsRefuseHostPointersAndCopiesRefusePageableStaging) {
+  Tensor d = on_device(iota_floats(16, 0.0f));
+  std::vector<float> host(16, 1.0f);
+  EXPECT_THROW(dev().f32().add_inplace(d.data<float>(), host.data(), 16), Error);
+  EXPECT_THROW(dev().copy_to_host_async(host.data(), d.raw(), 64), Error);
+  EXPECT_THROW(dev().host_to_device(d.raw(), d.raw(), 64), Error);  // a device source is not host data
+}
+
+TEST_F(EmulatedDeathTest, HostReadOfDeviceMemoryFaultsWithTheJobsMessage) {
+  Tensor d = on_device(iota_floats(64, 3.0f));
+  const volatile float* p = d.data<float>();
+  EXPECT_DEATH({ [[maybe_unused]] float x = p[5]; }, "torch-handle: error: host access to emulated device memory");
+}
+
+TEST_F(EmulatedDeathTest, HostWriteOfDeviceMemoryFaults) {
+  Tensor d = on_device(iota_floats(64, 3.0f));
+  volatile float* p = d.data<float>();
+  EXPECT_DEATH({ p[0] = 1.0f; }, "host access to emulated device memory");
+}
+
+TEST_F(EmulatedDeathTest, ReadingAPinnedBufferBeforeWaitingForItsCopyFaults) {
+  Tensor d = on_device(iota_floats(4096, 1.0f));
+  Tensor pinned = dev().empty({4096}, DType::F32, MemCategory::Workspace, MemorySpace::Pinned);
+  EXPECT_DEATH(
+      {
+        dev().copy_to_host_async(pinned.raw(), d.raw(), d.bytes());
+        [[maybe_unused]] const volatile float x = pinned.data<float>()[100];  // no wait: a race on a GPU
+      },
+      "pinned memory .* while an asynchronous copy is in flight: a missing synchronisation");
+}
+
+TEST_F(EmulatedDeathTest, WritingAPinnedSourceBeforeItsCopyFinishedFaults) {
+  Tensor d = on_device(iota_floats(4096, 1.0f));
+  Tensor pinned = dev().empty({4096}, DType::F32, MemCategory::Workspace, MemorySpace::Pinned);
+  EXPECT_DEATH(
+      {
+        dev().copy_to_device_async(d.raw(), pinned.raw(), d.bytes());
+        pinned.data<float>()[7] = 1.0f;
+      },
+      "while an asynchronous copy is in flight");
+}
