@@ -59,6 +59,10 @@ void GradientSync::launch_until(std::int64_t watermark) {
     launch_s_.push_back(since_begin());
     const auto len = static_cast<std::size_t>(b.end - b.begin);
     const std::size_t block = len / static_cast<std::size_t>(comm_.size());
+    if (!be_.device_is_host()) {
+      launch_staged(next_ - 1, len, block);
+      continue;
+    }
     if (wire_ != DType::F32) {
       narrow(b.begin, b.end - b.begin);
       auto* wire = reinterpret_cast<std::uint16_t*>(grads_ + b.begin);
@@ -73,9 +77,57 @@ void GradientSync::launch_until(std::int64_t watermark) {
 
 void GradientSync::set_wire_type(DType type) {
   TH_CHECK(type == DType::F32 || type == DType::BF16 || type == DType::F16, "gradient wire type");
-  TH_CHECK(type == DType::F32 || be_.device_of(MemorySpace::Device) == Device::Host,
-           "16-bit gradient buckets are narrowed in place on host memory only");
   wire_ = type;
+}
+
+// A device backend: the bucket (narrowed on the device first when the wire is 16-bit) is copied
+// into a pinned buffer of its own, the host waits for that copy, and MPI reduces the pinned
+// buffer; arrived() copies the result back (MPI never sees device memory).
+void GradientSync::launch_staged(std::size_t i, std::size_t len, std::size_t block) {
+  const Bucket& b = buckets_[i];
+  const std::size_t width = dtype_size(wire_);
+  if (staged_.size() != buckets_.size()) staged_.resize(buckets_.size());
+  Staged& st = staged_[i];
+  if (!st.pinned.defined() || st.wire != wire_) {  // (16-bit values in an F32-typed byte buffer)
+    st.pinned = be_.empty({static_cast<std::int64_t>((len * width + 3) / 4)}, DType::F32, MemCategory::Workspace,
+                          MemorySpace::Pinned);
+    st.narrow = wire_ == DType::F32 ? Tensor()
+                                    : be_.empty({static_cast<std::int64_t>((len * width + 3) / 4)}, DType::F32,
+                                                MemCategory::Workspace);
+    st.wire = wire_;
+  }
+  const void* src = grads_ + b.begin;
+  if (wire_ != DType::F32) {
+    auto* n16 = static_cast<std::uint16_t*>(st.narrow.raw());
+    if (wire_ == DType::BF16) be_.fp32_to_bf16(n16, grads_ + b.begin, static_cast<std::int64_t>(len));
+    else be_.fp32_to_fp16(n16, grads_ + b.begin, static_cast<std::int64_t>(len));
+    src = n16;
+  }
+  be_.copy_to_host_async(st.pinned.raw(), src, len * width);
+  be_.wait(be_.record());
+  if (wire_ != DType::F32) {
+    auto* wire = static_cast<std::uint16_t*>(st.pinned.raw());
+    inflight_.push_back(on_done_ ? comm_.ireduce_scatter16(wire, wire, block, wire_) : comm_.iallreduce16(wire, len, wire_));
+  } else {
+    float* wire = st.pinned.data<float>();
+    inflight_.push_back(on_done_ ? comm_.ireduce_scatter(wire, wire, block, ReduceOp::Sum)
+                                 : comm_.iallreduce(wire, len, ReduceOp::Sum));
+  }
+}
+
+// The reduced bucket (or this rank's block of it) back from its pinned buffer into the gradients.
+void GradientSync::unstage(std::size_t i) {
+  const Bucket& b = buckets_[i];
+  const Staged& st = staged_[i];
+  const std::int64_t n = on_done_ ? (b.end - b.begin) / comm_.size() : b.end - b.begin;
+  if (wire_ == DType::F32) {
+    be_.copy_to_device_async(grads_ + b.begin, st.pinned.raw(), sizeof(float) * static_cast<std::size_t>(n));
+    return;
+  }
+  auto* n16 = static_cast<std::uint16_t*>(st.narrow.raw());
+  be_.copy_to_device_async(n16, st.pinned.raw(), 2 * static_cast<std::size_t>(n));
+  if (wire_ == DType::BF16) be_.bf16_to_fp32(grads_ + b.begin, n16, n);
+  else be_.fp16_to_fp32(grads_ + b.begin, n16, n);
 }
 
 namespace {
@@ -122,7 +174,10 @@ void GradientSync::widen(std::int64_t begin, std::int64_t n) {
 
 void GradientSync::arrived(std::size_t i) {
   events_[i].finish();
-  if (wire_ != DType::F32 && !done_[i]) {  // the bucket (all-reduce) or this rank's block (reduce-scatter)
+  if (!be_.device_is_host() && !done_[i]) {
+    unstage(i);
+    if (!on_done_) done_[i] = 1;
+  } else if (wire_ != DType::F32 && !done_[i]) {  // the bucket (all-reduce) or this rank's block (reduce-scatter)
     const Bucket& b = buckets_[i];
     widen(b.begin, on_done_ ? (b.end - b.begin) / comm_.size() : b.end - b.begin);
     if (!on_done_) done_[i] = 1;

@@ -46,7 +46,8 @@ class GradientSync {
   // ireduce_scatter16, sums rounded to the type after every combine): narrowed in place into the
   // first half of its own fp32 memory when it is launched and widened back in place when it
   // arrives, so no buffer is added. The gradients handed over are already 16-bit values (the
-  // ZeRO engine rounds them), so the narrowing is exact. Host-memory backends (CPU).
+  // ZeRO engine rounds them), so the narrowing is exact. On a device backend the bucket is
+  // narrowed on the device into a buffer of its own and staged through pinned memory instead.
   void set_wire_type(DType type);
   DType wire_type() const { return wire_; }
 
@@ -61,6 +62,8 @@ class GradientSync {
   void launch_until(std::int64_t watermark);
   void poll();
   void arrived(std::size_t i);
+  void launch_staged(std::size_t i, std::size_t len, std::size_t block);  // device backends
+  void unstage(std::size_t i);
   void narrow(std::int64_t begin, std::int64_t n);  // fp32 -> 16-bit in place (wire_)
   void widen(std::int64_t begin, std::int64_t n);   // 16-bit -> fp32 in place
   double since_begin() const;
@@ -72,6 +75,13 @@ class GradientSync {
   std::vector<char> done_;
   std::vector<Bucket> buckets_;  // buckets_[0] ends at n (first to be ready)
   std::vector<CommRequestPtr> inflight_;
+  // Device backends (Backend::device_is_host() false): per bucket, its pinned wire buffer and,
+  // for a 16-bit wire, the device buffer it is narrowed into and widened from.
+  struct Staged {
+    Tensor pinned, narrow;
+    DType wire = DType::F32;
+  };
+  std::vector<Staged> staged_;
   std::vector<AsyncProfileEvent> events_;  // per bucket: launch to observed completion
   int comm_track_ = 0;
   std::size_t next_ = 0;         // next bucket to launch

@@ -5,6 +5,7 @@
 #include "param_home.hpp"
 #include "precision.hpp"
 #include "th/parallel/replica_check.hpp"
+#include "th/train/device_comm.hpp"
 
 namespace th::zero {
 
@@ -19,7 +20,7 @@ class WholeParams : public ParamHome {
   void initialize(std::uint64_t seed, const OwnedSpans& spans, float* master, DType compute) override {
     const std::int64_t P = ps_.size();
     ps_.initialize(seed);
-    comm_.broadcast(ps_.values(), sizeof(float) * static_cast<std::size_t>(P), 0);  // rank 0's copy wins
+    broadcast_device(ps_.backend(), comm_, ps_.values(), sizeof(float) * static_cast<std::size_t>(P), 0);  // rank 0's wins
     if (!master) return;
     for (const OwnedSpan& s : spans) copy_device(ps_.backend(), master + s.shard, s.value, s.n);
     round_to_compute(ps_.backend(), compute, ps_.values(), P);
@@ -54,8 +55,8 @@ class GatheredParams final : public WholeParams {
   void regather() override {
     std::vector<CommRequestPtr> reqs;
     for (const Piece& p : part_.pieces())
-      reqs.push_back(comm_.iall_gather(ps_.values() + part_.owned(p), ps_.values() + p.begin,
-                                       static_cast<std::size_t>(p.count)));
+      reqs.push_back(iall_gather_device(ps_.backend(), comm_, ps_.values() + part_.owned(p), ps_.values() + p.begin,
+                                        static_cast<std::size_t>(p.count)));
     for (auto& r : reqs) r->wait();
   }
   const float* partition_values(Tensor& scratch, const OwnedSpans& spans) override {
