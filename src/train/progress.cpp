@@ -29,8 +29,8 @@ std::string format_bytes(double b) {
   return buf;
 }
 
-void print_memory_report(const MemStats& s) {
-  std::printf("memory (rank 0, host pool): peak %s in total; per category peak:", format_bytes(double(s.peak_total)).c_str());
+void print_memory_report(const MemStats& s, const char* pool) {
+  std::printf("memory (rank 0, %s pool): peak %s in total; per category peak:", pool, format_bytes(double(s.peak_total)).c_str());
   for (int c = 0; c < kNumMemCategories; ++c)
     std::printf(" %s %s%s", to_string(static_cast<MemCategory>(c)), format_bytes(double(s.peak[c])).c_str(),
                 c + 1 < kNumMemCategories ? "," : "\n");

@@ -330,7 +330,7 @@ void Trainer::run() {
     ++w_steps;
     if (step_ % cfg_.log.every_steps == 0 || step_ == total_) {
       const double loss = w_loss / w_steps, tps = w_tokens / w_time, step_s = w_time / w_steps;
-      const double peak = comm_.max(static_cast<double>(host_pool().stats().peak_total));
+      const double peak = comm_.max(static_cast<double>(model_->backend().pool(MemorySpace::Device).stats().peak_total));
       const auto epoch = loader_->state().epoch;
       progress.report(step_, epoch, loss, r.lr, r.grad_norm, tps, step_s);
       if (metrics)
@@ -353,7 +353,8 @@ void Trainer::run() {
     prof.finish(comm_, cfg_.run.output_dir + "/trace.json");
   }
   record_validation(metrics.get());
-  if (root) print_memory_report(host_pool().stats());
+  Backend& be = model_->backend();
+  if (root) print_memory_report(be.pool(MemorySpace::Device).stats(), be.device_is_host() ? "host" : "device");
 }
 
 std::vector<ZeroMemory> Trainer::memory_report(const char* when, MetricsFile* metrics) {

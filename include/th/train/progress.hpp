@@ -20,7 +20,8 @@ class Progress {
   std::chrono::steady_clock::time_point start_;
 };
 
-void print_memory_report(const MemStats& stats);
+// `pool`: whose pool the stats are ("host"; "device" for a device backend's Device space).
+void print_memory_report(const MemStats& stats, const char* pool = "host");
 std::string format_bytes(double bytes);
 
 }  // namespace th

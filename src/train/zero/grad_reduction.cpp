@@ -76,7 +76,7 @@ class ScatterInPlace final : public GradReduction {
 class ScatterPartition final : public GradReduction {
  public:
   ScatterPartition(ParamStore<float>& ps, const ZeroPartition& part, DType compute)
-      : GradReduction(ps, compute), part_(part), range_(ps.size(), MemCategory::Gradients),
+      : GradReduction(ps, compute), part_(part), range_(ps.size(), MemCategory::Gradients, ps.backend()),
         shard_(ps.backend().zeros({part.shard_size()}, DType::F32, MemCategory::Gradients)) {}
   void zero_grad() override {
     ps_.backend().zero(shard_.raw(), shard_.bytes(), MemorySpace::Device);

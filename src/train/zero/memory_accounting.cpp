@@ -19,7 +19,7 @@ double ZeroEngine::planned_state_bytes(const ZeroOptions& opt, double psi, int w
 
 ZeroMemory ZeroEngine::memory() const {
   const Impl& e = *impl_;
-  const MemoryPool& pool = host_pool();
+  const MemoryPool& pool = e.model.backend().pool(MemorySpace::Device);  // the host pool on the CPU backend
   ZeroMemory m;
   m.psi = e.ps.size();
   m.params = pool.live(MemCategory::Parameters);

@@ -17,6 +17,7 @@
 #include "th/core/profiler.hpp"
 #include "th/parallel/agree.hpp"
 #include "th/parallel/replica_check.hpp"
+#include "th/train/device_comm.hpp"
 
 namespace th::zero {
 
@@ -29,7 +30,12 @@ class PartitionedParams final : public ParamHome, public PieceSource {
   PartitionedParams(Comm& comm, Transformer<float>& model, const ZeroPartition& part, const ZeroOptions& opt,
                     float* grad_range)
       : comm_(comm), ps_(model.params()), part_(part), param_(opt.offload.param),
-        range_(ps_.size(), MemCategory::Parameters) {
+        range_(ps_.size(), MemCategory::Parameters, ps_.backend()) {
+    if (param_ != OffloadTarget::None && !ps_.backend().device_is_host())
+      throw InputError(std::string("parallel%offload_param = '") + (param_ == OffloadTarget::Cpu ? "cpu" : "nvme") +
+                       "' is not available on the " + ps_.backend().name() +
+                       " backend yet (the optimizer would update host-resident parameters with device kernels); "
+                       "use run%backend = 'cpu', or offload_optimizer alone");
     const std::int64_t S = part.shard_size();
     if (param_ == OffloadTarget::Nvme)  // the partition lives in the file; the host holds two chunk slots
       agree_each(comm_, [&] {
@@ -83,7 +89,11 @@ class PartitionedParams final : public ParamHome, public PieceSource {
 
   std::vector<float> gather_values() override {
     std::vector<float> full(static_cast<std::size_t>(ps_.size()), 0.0f);
-    const Tensor staged = file_ ? read_partition() : shard_;
+    Tensor staged = file_ ? read_partition() : shard_;
+    if (!file_ && shard_space() == MemorySpace::Device && !ps_.backend().device_is_host()) {  // host copy for MPI
+      staged = Tensor::empty({std::max<std::int64_t>(part_.shard_size(), 1)}, DType::F32, MemCategory::Workspace);
+      copy_to_host(ps_.backend(), staged.data<float>(), shard_.data<float>(), part_.shard_size());
+    }
     for (const Piece& p : part_.pieces())
       comm_.all_gather(staged.data<float>() + p.shard, full.data() + p.begin, static_cast<std::size_t>(p.count));
     return full;
@@ -101,18 +111,25 @@ class PartitionedParams final : public ParamHome, public PieceSource {
     return th::replicas_identical(comm_, kept.data(), static_cast<std::int64_t>(kept.size()));
   }
 
+  // Host memory for the checkpoint: the partition itself where the host can read it, else a copy.
   const float* partition_values(Tensor& scratch, const OwnedSpans&) override {
-    if (shard_.defined()) return shard_.data<float>();
+    if (shard_.defined() && host_readable_shard()) return shard_.data<float>();
+    if (shard_.defined()) {
+      scratch = Tensor::empty({std::max<std::int64_t>(part_.shard_size(), 1)}, DType::F32, MemCategory::Workspace);
+      copy_to_host(ps_.backend(), scratch.data<float>(), shard_.data<float>(), part_.shard_size());
+      return scratch.data<float>();
+    }
     scratch = read_partition();  // verified reads of the file
     return scratch.data<float>();
   }
   float* load_target(Tensor& scratch) override {
-    if (shard_.defined()) return shard_.data<float>();
+    if (shard_.defined() && host_readable_shard()) return shard_.data<float>();
     scratch = Tensor::zeros({std::max<std::int64_t>(part_.shard_size(), 1)}, DType::F32, MemCategory::Workspace);
     return scratch.data<float>();
   }
   void loaded(const Tensor& scratch, const OwnedSpans&) override {
     if (file_) write_partition(scratch.data<float>(), DType::F32);
+    else if (!host_readable_shard()) copy_to_device(ps_.backend(), shard_.data<float>(), scratch.data<float>(), part_.shard_size());
   }
 
   ChunkFile* file() override { return file_.get(); }
@@ -146,6 +163,7 @@ class PartitionedParams final : public ParamHome, public PieceSource {
  private:
   // The partition's memory: host with offload_param 'cpu', else the backend's device.
   MemorySpace shard_space() const { return param_ == OffloadTarget::Cpu ? MemorySpace::Host : MemorySpace::Device; }
+  bool host_readable_shard() const { return shard_space() == MemorySpace::Host || ps_.backend().device_is_host(); }
   // Working values (device) into the initial partition (host when offloaded or for the file).
   void from_working(float* dst, const float* src, std::int64_t n) {
     if (file_ || shard_space() == MemorySpace::Host)
@@ -158,12 +176,13 @@ class PartitionedParams final : public ParamHome, public PieceSource {
   CommRequestPtr gather_piece(const Piece& p) {
     float* working = range_.data();
     const auto count = static_cast<std::size_t>(p.count);
-    if (param_ == OffloadTarget::None) return comm_.iall_gather(shard_.data<float>() + p.shard, working + p.begin, count);
+    if (param_ == OffloadTarget::None)
+      return iall_gather_device(ps_.backend(), comm_, shard_.data<float>() + p.shard, working + p.begin, count);
     if (!file_) {
       ProfileScope scope(profiler(), "offload/param_upload", Category::Offload);
       copy_to_device(ps_.backend(), working + part_.owned(p), shard_.data<float>() + p.shard, p.count);
     }
-    return comm_.iall_gather(working + part_.owned(p), working + p.begin, count);
+    return iall_gather_device(ps_.backend(), comm_, working + part_.owned(p), working + p.begin, count);
   }
 
   // Copies the rank's blocks of pieces `idx` from the file into their places in the working range

@@ -48,7 +48,7 @@ class GatheredParams final : public WholeParams {
   GatheredParams(Comm& comm, ParamStore<float>& ps, const ZeroPartition& part, float* grad_range)
       : WholeParams(comm, ps), part_(part) {
     if (!grad_range) return;  // stage 1: the model's own buffers
-    values_ = Tensor::zeros({ps.size()}, DType::F32, MemCategory::Parameters);
+    values_ = ps.backend().zeros({ps.size()}, DType::F32, MemCategory::Parameters);
     ps.attach(values_.data<float>(), grad_range);
   }
   float* owned(const Piece& p) override { return ps_.values() + part_.owned(p); }

@@ -12,7 +12,11 @@
 
 namespace th::zero {
 
-ReservedRange::ReservedRange(std::int64_t n, MemCategory cat) : cat_(cat) {
+ReservedRange::ReservedRange(std::int64_t n, MemCategory cat, Backend& backend) : cat_(cat), be_(backend) {
+  if (!be_.device_is_host()) {
+    device_ = be_.zeros({std::max<std::int64_t>(n, 1)}, DType::F32, cat);
+    return;
+  }
   page_ = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
   bytes_ = (std::max<std::size_t>(static_cast<std::size_t>(n) * sizeof(float), 1) + page_ - 1) / page_ * page_;
   void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -25,11 +29,17 @@ ReservedRange::ReservedRange(std::int64_t n, MemCategory cat) : cat_(cat) {
 }
 
 ReservedRange::~ReservedRange() {
+  if (device_.defined()) return;
   host_pool().account(cat_, -accounted_);
   munmap(base_, bytes_);
 }
 
 void ReservedRange::release(std::int64_t b, std::int64_t e, bool zero) {
+  if (device_.defined()) {
+    if (zero && e > b)
+      be_.zero(device_.data<float>() + b, sizeof(float) * static_cast<std::size_t>(e - b), MemorySpace::Device);
+    return;
+  }
   const std::size_t lo = static_cast<std::size_t>(b) * sizeof(float), hi = static_cast<std::size_t>(e) * sizeof(float);
   const std::size_t plo = (lo + page_ - 1) / page_ * page_, phi = hi / page_ * page_;
   if (phi > plo) {
@@ -45,6 +55,7 @@ void ReservedRange::release(std::int64_t b, std::int64_t e, bool zero) {
 }
 
 void ReservedRange::account() {
+  if (device_.defined()) return;  // the device pool counts the whole allocation
   if (mincore(base_, bytes_, resident_.data()) != 0) throw Error(std::string("mincore failed: ") + std::strerror(errno));
   std::int64_t n = 0;
   for (unsigned char c : resident_) n += c & 1;

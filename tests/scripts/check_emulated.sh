@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# check_emulated.sh SCENARIO MPIEXEC NPFLAG [FLAGS...] -- TORCH_HANDLE DECK
+# run%backend = 'emulated' (th/backend/emulated.hpp: the CUDA backend's memory discipline and
+# streams on the CPU kernels) against the CPU backend, 2 ranks, on DECK (the copy task):
+#   stage<S>_<dtype>  20 steps of ZeRO stage S in fp32/bf16/fp16 on both backends: the progress
+#                     lines (loss, grad norm), the validation line and every parameter and moment
+#                     of the last checkpoint must be identical (h5diff on /model and /optimizer).
+#   offload_opt       the same with the optimizer state offloaded to the host (stage 3, fp32)
+#   resume            a checkpoint written on the emulated device resumes on the CPU backend and
+#                     the other way round; both continue exactly as the uninterrupted CPU run.
+#   skip_copy         TH_FAULT makes the first host_view() skip its copy (host code reading device
+#                     memory): the job must fail with the emulated device's message, not finish.
+#   skip_wait         TH_FAULT makes rank 0's first wait() return early (a missing synchronisation
+#                     before MPI reads a pinned staging buffer): likewise.
+set -u
+scenario=$1; shift
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+th_launcher "$@"
+exe=${rest[0]} deck=${rest[1]}
+th_workdir
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+fail() { echo "FAIL ($scenario): $*"; exit 1; }
+
+# run NAME BACKEND ARGS...: 2 ranks, output in $out/NAME (log: $out/NAME.log); returns the status.
+run() {
+  local name=$1 be=$2
+  shift 2
+  timeout 300 "$mpiexec" "${flags[@]}" "$npflag" 2 "$exe" "$deck" --set "run%backend='$be'" \
+    --set "run%output_dir='$out/$name'" --set run%max_steps=20 --set log%every_steps=5 \
+    --set checkpoint%every_steps=10 "$@" >"$out/$name.log" 2>&1
+}
+lines() { grep -E '^(step [0-9]+/|validation)' "$1" | sed -E 's/ \| [0-9]+ tok\/s.*//'; }
+same_run() {  # same_run A B: identical progress and checkpoint contents
+  diff <(lines "$out/$1.log") <(lines "$out/$2.log") || fail "$1 and $2 trained differently (diff above)"
+  [[ -n $(lines "$out/$1.log") ]] || fail "$1 printed no progress: $(tail -5 "$out/$1.log")"
+  local c1 c2
+  c1=$(ls "$out/$1"/checkpoints/ckpt_*.h5 | tail -1) c2=$(ls "$out/$2"/checkpoints/ckpt_*.h5 | tail -1)
+  for g in /model /optimizer; do
+    h5diff -r "$c1" "$c2" "$g" >"$out/h5diff" 2>&1 || { cat "$out/h5diff" | head -20; fail "$g differs between $c1 and $c2"; }
+  done
+}
+
+case $scenario in
+  stage*_*)
+    s=${scenario#stage}; stage=${s%_*} dt=${s#*_}
+    for be in cpu emulated; do
+      run "$be" "$be" --set parallel%zero_stage="$stage" --set "precision%dtype='$dt'" ||
+        fail "$be run failed: $(tail -5 "$out/$be.log")"
+    done
+    same_run cpu emulated ;;
+  offload_opt)
+    for be in cpu emulated; do
+      run "$be" "$be" --set parallel%zero_stage=3 --set "parallel%offload_optimizer='cpu'" ||
+        fail "$be run failed: $(tail -5 "$out/$be.log")"
+    done
+    same_run cpu emulated ;;
+  resume)
+    run ref cpu --set parallel%zero_stage=1 || fail "reference run failed"
+    for pair in "emulated cpu" "cpu emulated"; do
+      set -- $pair
+      run "first_$1" "$1" --set parallel%zero_stage=1 --set run%max_steps=10 || fail "first half on $1 failed"
+      mkdir -p "$out/then_$2"
+      cp -r "$out/first_$1/checkpoints" "$out/then_$2/"
+      run "then_$2" "$2" --set parallel%zero_stage=1 --set "checkpoint%resume='auto'" ||
+        fail "resume on $2 of a checkpoint from $1 failed: $(tail -5 "$out/then_$2.log")"
+      diff <(lines "$out/ref.log" | grep -E '^step (15|20)/|^validation at step 20') \
+           <(lines "$out/then_$2.log" | grep -E '^step (15|20)/|^validation at step 20') ||
+        fail "resuming a $1 checkpoint on $2 does not continue the uninterrupted run"
+      c=$(ls "$out/then_$2"/checkpoints/ckpt_00000020.h5) || fail "no step-20 checkpoint after resume on $2"
+      h5diff -r "$out/ref/checkpoints/ckpt_00000020.h5" "$c" /model >/dev/null || fail "step-20 parameters differ after $1 -> $2"
+    done ;;
+  skip_copy|skip_wait)
+    if TH_FAULT="0:1:$scenario" run fault emulated; then fail "the job finished although $scenario was injected"; fi
+    grep -q "TH_FAULT: $scenario 1 injected" "$out/fault.log" || fail "the fault was not injected: $(tail -5 "$out/fault.log")"
+    want="host access to emulated device memory"
+    [[ $scenario == skip_wait ]] && want="host access to pinned memory .* while an asynchronous copy is in flight: a missing synchronisation"
+    grep -qE "\[rank 0\] torch-handle: error: $want" "$out/fault.log" ||
+      fail "no '$want' message: $(grep -v '^ ' "$out/fault.log" | tail -8)" ;;
+  *) fail "unknown scenario" ;;
+esac
+echo "OK ($scenario)"
