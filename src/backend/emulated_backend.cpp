@@ -301,24 +301,22 @@ class EmulatedBackend final : public Backend {
     launch([=] { cpu::round_to_fp16(d, n); });
   }
   void fp32_to_bf16(std::uint16_t* y, const float* x, std::int64_t n) override {
-    auto* yd = dev(y, "fp32_to_bf16");
-    auto* xd = dev(x, "fp32_to_bf16");
-    launch([=] { cpu::fp32_to_bf16(yd, xd, n); });
+    convert("fp32_to_bf16", y, x, n, cpu::fp32_to_bf16);
   }
   void bf16_to_fp32(float* y, const std::uint16_t* x, std::int64_t n) override {
-    auto* yd = dev(y, "bf16_to_fp32");
-    auto* xd = dev(x, "bf16_to_fp32");
-    launch([=] { cpu::bf16_to_fp32(yd, xd, n); });
+    convert("bf16_to_fp32", y, x, n, cpu::bf16_to_fp32);
   }
   void fp32_to_fp16(std::uint16_t* y, const float* x, std::int64_t n) override {
-    auto* yd = dev(y, "fp32_to_fp16");
-    auto* xd = dev(x, "fp32_to_fp16");
-    launch([=] { cpu::fp32_to_fp16(yd, xd, n); });
+    convert("fp32_to_fp16", y, x, n, cpu::fp32_to_fp16);
   }
   void fp16_to_fp32(float* y, const std::uint16_t* x, std::int64_t n) override {
-    auto* yd = dev(y, "fp16_to_fp32");
-    auto* xd = dev(x, "fp16_to_fp32");
-    launch([=] { cpu::fp16_to_fp32(yd, xd, n); });
+    convert("fp16_to_fp32", y, x, n, cpu::fp16_to_fp32);
+  }
+  template <typename Y, typename X>
+  void convert(const char* name, Y* y, const X* x, std::int64_t n, void (*f)(Y*, const X*, std::int64_t)) {
+    Y* yd = dev(y, name);
+    const X* xd = dev(x, name);
+    launch([=] { f(yd, xd, n); });
   }
 
   // ---- memory

@@ -269,23 +269,33 @@ const char* const kStepKernels[] = {
     "cross_entropy_forward", "cross_entropy_backward", "dropout_forward", "dropout_add", "adamw_update",
     "allocate_device", "zero", "host_to_device"};
 
-template <typename T> void expect_same_through_the_seam() {
+// Trains every model shape of these tests on the CPU backend and through `other(spec, batch)`, and
+// expects bit-identical losses, gradients and updated parameters (`what`: the other road's name).
+template <typename T, typename Other>
+void expect_identical_to_cpu(const char* what, Other other) {
   for (bool dec_only : {false, true})
     for (bool pre_norm : {false, true}) {
       SCOPED_TRACE(std::string(dec_only ? "decoder-only" : "encoder-decoder") + (pre_norm ? " pre-norm" : " post-norm"));
       const ModelSpec spec = spec_of(dec_only, pre_norm);
       const Batch batch = batch_of(dec_only);
       const TrainRun ref = train<T>(spec, batch, cpu_backend());
-      CountingBackend counting(cpu_backend());
-      const TrainRun run = train<T>(spec, batch, counting);
+      const TrainRun run = other(spec, batch);
       ASSERT_EQ(ref.losses.size(), run.losses.size());
       for (std::size_t i = 0; i < ref.losses.size(); ++i) EXPECT_EQ(ref.losses[i], run.losses[i]) << "step " << i + 1;
-      EXPECT_TRUE(ref.grads == run.grads) << "gradients differ through the counting backend";
-      EXPECT_TRUE(ref.values == run.values) << "updated parameters differ through the counting backend";
-      for (const char* k : kStepKernels) EXPECT_GT(counting.counts[k], 0) << k << " never went through the backend";
-      // Attention's per-head GEMMs are strided batches, one per batch row: no single GEMMs.
-      EXPECT_EQ(counting.counts["gemm"], 0);
+      EXPECT_TRUE(ref.grads == run.grads) << "gradients differ " << what;
+      EXPECT_TRUE(ref.values == run.values) << "updated parameters differ " << what;
     }
+}
+
+template <typename T> void expect_same_through_the_seam() {
+  expect_identical_to_cpu<T>("through the counting backend", [](const ModelSpec& spec, const Batch& batch) {
+    CountingBackend counting(cpu_backend());
+    TrainRun run = train<T>(spec, batch, counting);
+    for (const char* k : kStepKernels) EXPECT_GT(counting.counts[k], 0) << k << " never went through the backend";
+    // Attention's per-head GEMMs are strided batches, one per batch row: no single GEMMs.
+    EXPECT_EQ(counting.counts["gemm"], 0);
+    return run;
+  });
 }
 
 }  // namespace
@@ -366,20 +376,12 @@ TEST(BackendSeam, RunBackendChoice) {
 // memory the host cannot touch: a model and its optimizer trained on it give bit for bit what the
 // CPU backend gives, with every host read a copy through the backend (a direct read would fault).
 template <typename T> void expect_same_on_the_emulated_device() {
-  for (bool dec_only : {false, true})
-    for (bool pre_norm : {false, true}) {
-      SCOPED_TRACE(std::string(dec_only ? "decoder-only" : "encoder-decoder") + (pre_norm ? " pre-norm" : " post-norm"));
-      const ModelSpec spec = spec_of(dec_only, pre_norm);
-      const Batch batch = batch_of(dec_only);
-      const TrainRun ref = train<T>(spec, batch, cpu_backend());
-      const std::int64_t ops = emulated_stats().operations;
-      const TrainRun run = train<T>(spec, batch, emulated_backend());
-      EXPECT_GT(emulated_stats().operations - ops, 100) << "the training did not run on the emulated stream";
-      ASSERT_EQ(ref.losses.size(), run.losses.size());
-      for (std::size_t i = 0; i < ref.losses.size(); ++i) EXPECT_EQ(ref.losses[i], run.losses[i]) << "step " << i + 1;
-      EXPECT_TRUE(ref.grads == run.grads) << "gradients differ on the emulated device";
-      EXPECT_TRUE(ref.values == run.values) << "updated parameters differ on the emulated device";
-    }
+  expect_identical_to_cpu<T>("on the emulated device", [](const ModelSpec& spec, const Batch& batch) {
+    const std::int64_t ops = emulated_stats().operations;
+    TrainRun run = train<T>(spec, batch, emulated_backend());
+    EXPECT_GT(emulated_stats().operations - ops, 100) << "the training did not run on the emulated stream";
+    return run;
+  });
 }
 
 TEST(EmulatedDevice, FloatTrainingBitIdenticalToTheCpuBackend) { expect_same_on_the_emulated_device<float>(); }
