@@ -555,7 +555,7 @@ class EmulatedKernels final : public Kernels<T> {
   void attention_softmax_forward(T* P, int B, int H, int Tq, int Tk, const int* key_len, bool causal, int q_offset,
                                  T scale, const int* key_begin) override {
     auto Pd = d(P);
-    auto len = staged(key_len, B), begin = staged(key_begin, B);
+    auto len = staged(key_len, B), begin = staged(key_begin, static_cast<std::int64_t>(B) * Tq);
     be_.launch([=] {
       cpu::attention_softmax_forward<T>(Pd, B, H, Tq, Tk, ptr(len), causal, q_offset, scale, ptr(begin));
     });

@@ -12,6 +12,7 @@
 #include "th/backend/backend.hpp"
 #include "th/backend/emulated.hpp"
 #include "th/core/error.hpp"
+#include "th/kernels/cpu.hpp"
 
 using namespace th;
 
@@ -125,4 +126,24 @@ TEST_F(EmulatedDeathTest, WritingAPinnedSourceBeforeItsCopyFinishedFaults) {
         pinned.data<float>()[7] = 1.0f;
       },
       "while an asynchronous copy is in flight");
+}
+
+// The masked softmax with every index array the host hands it (key lengths per batch row, the
+// document starts per query row): the emulated device copies them when the call is issued, all
+// B*Tq of key_begin, and gives the CPU kernel's bytes.
+TEST(EmulatedDevice, MaskedSoftmaxStagesItsIndexArraysWhole) {
+  const int B = 2, H = 3, Tq = 5, Tk = 5;
+  std::vector<float> scores(static_cast<std::size_t>(B * H * Tq * Tk));
+  for (std::size_t i = 0; i < scores.size(); ++i) scores[i] = static_cast<float>((i * 37) % 11) * 0.25f - 1.0f;
+  std::vector<int> key_len = {5, 4}, key_begin = {0, 0, 2, 2, 2, 0, 1, 1, 3, 3};  // B*Tq
+  std::vector<float> ref = scores;
+  cpu::attention_softmax_forward<float>(ref.data(), B, H, Tq, Tk, key_len.data(), true, 0, 0.5f, key_begin.data());
+  Tensor d = on_device(scores);
+  dev().f32().attention_softmax_forward(d.data<float>(), B, H, Tq, Tk, key_len.data(), true, 0, 0.5f,
+                                        key_begin.data());
+  std::fill(key_begin.begin(), key_begin.end(), 4);  // the host may reuse its arrays at once
+  std::fill(key_len.begin(), key_len.end(), 1);
+  std::vector<float> got(scores.size());
+  copy_to_host(dev(), got.data(), d.data<float>(), static_cast<std::int64_t>(got.size()));
+  EXPECT_EQ(0, std::memcmp(got.data(), ref.data(), sizeof(float) * got.size()));
 }
