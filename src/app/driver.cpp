@@ -161,6 +161,7 @@ int run_app(int argc, char** argv, Runtime& rt) {
     return 0;
   }
   const Config cfg = load_config(rt.world(), cl);
+  set_backend_local_rank(rt.world().local_rank());  // one GPU per local rank (the CUDA backend)
   const std::string backend = choose_backend(cfg);
 #ifdef TH_HAVE_CUDA
   cuda::install_nvtx_ranges(profiler());  // profiled scopes also become NVTX ranges (Nsight Systems)

@@ -145,15 +145,34 @@ BackendKind parse_backend_kind(const std::string& value) {
   throw InputError("run%backend = '" + value + "': expected 'cpu', 'cuda', 'emulated' or 'auto'");
 }
 
+namespace {
+int g_local_rank = 0;
+}  // namespace
+
+void set_backend_local_rank(int local_rank) { g_local_rank = local_rank; }
+int backend_local_rank() { return g_local_rank; }
+
+#ifndef TH_HAVE_CUDA
+bool cuda_backend_available() { return false; }
+Backend& cuda_backend() { throw Error("this build has no CUDA backend (nvcc was not found when it was configured)"); }
+#endif
+
 Backend& backend_for(BackendKind kind) {
   switch (kind) {
     case BackendKind::Cuda:
-      throw InputError("run%backend = 'cuda': training on the CUDA backend is not available in this build yet; "
-                       "use 'cpu' or 'auto'");
+#ifndef TH_HAVE_CUDA
+      throw InputError("run%backend = 'cuda': this build has no CUDA backend (nvcc was not found when it was "
+                       "configured); use 'cpu'");
+#else
+      if (!cuda_backend_available())
+        throw InputError("run%backend = 'cuda': no GPU is visible to this process (CUDA_VISIBLE_DEVICES, driver); "
+                         "use 'cpu'");
+      return cuda_backend();
+#endif
     case BackendKind::Emulated:
       return emulated_backend();
     case BackendKind::Cpu:
-    case BackendKind::Auto:  // takes cuda once the CUDA training path exists (issue #17)
+    case BackendKind::Auto:  // the CPU until the CUDA backend has run on a GPU (see backend.hpp)
       break;
   }
   return cpu_backend();

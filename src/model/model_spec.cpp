@@ -28,6 +28,10 @@ ModelSpec model_spec(const Config& cfg, int vocab_size) {
   return s;
 }
 
-Backend& run_backend(const Config& cfg) { return backend_for(parse_backend_kind(cfg.run.backend)); }
+Backend& run_backend(const Config& cfg) {
+  Backend& be = backend_for(parse_backend_kind(cfg.run.backend));
+  be.configure_gemms(cfg.precision.dtype == "bf16", cfg.precision.allow_tf32);
+  return be;
+}
 
 }  // namespace th

@@ -38,17 +38,31 @@ double model_flops(const ModelSpec& m, double B, double S, double T) {
 
 // fp32 GEMM rate of this rank (1024^3, 20 times) on the run's backend, as the peer measures it.
 // Host buffers: the CPU backend's device memory is the host (a device backend would allocate).
+// Calls that reached the system allocator: the host pool's, and a device backend's device pool.
+std::int64_t system_allocations(Backend& be) {
+  const std::int64_t host = host_pool().stats().system_allocations;
+  return be.device_is_host() ? host : host + be.pool(MemorySpace::Device).stats().system_allocations;
+}
+
 double gemm_rate(Backend& be) {
   Kernels<float>& k = be.f32();
   const int n = 1024;
-  std::vector<float> a(static_cast<std::size_t>(n) * n), b(a.size()), c(a.size());
+  std::vector<float> a(static_cast<std::size_t>(n) * n), b(a.size());
   for (std::size_t i = 0; i < a.size(); ++i) {
     a[i] = static_cast<float>(uniform01(1, 1, i) - 0.5);
     b[i] = static_cast<float>(uniform01(1, 2, i) - 0.5);
   }
-  k.gemm(false, false, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n);
+  // The operands in the backend's device memory (the CPU backend: host memory, no copy).
+  Tensor A = be.empty({n, n}, DType::F32, MemCategory::Workspace), B = be.empty({n, n}, DType::F32, MemCategory::Workspace),
+         C = be.empty({n, n}, DType::F32, MemCategory::Workspace);
+  copy_to_device(be, A.data<float>(), a.data(), A.numel());
+  copy_to_device(be, B.data<float>(), b.data(), B.numel());
+  const float *pa = A.data<float>(), *pb = B.data<float>();
+  float* pc = C.data<float>();
+  k.gemm(false, false, n, n, n, 1.f, pa, n, pb, n, 0.f, pc, n);
+  be.sync();
   const auto t0 = Clock::now();
-  for (int r = 0; r < 20; ++r) k.gemm(false, false, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n);
+  for (int r = 0; r < 20; ++r) k.gemm(false, false, n, n, n, 1.f, pa, n, pb, n, 0.f, pc, n);
   be.sync();
   return 20.0 * 2.0 * n * n * n / since(t0);
 }
@@ -108,7 +122,7 @@ void run_bench(const Config& cfg, Comm& comm) {
         comm.barrier();
         start = Clock::now();
         p = Pass{};
-        allocs0 = host_pool().stats().system_allocations;
+        allocs0 = system_allocations(model.backend());
         bytes0 = comm.traffic().total();
       }
       engine.zero_grad();
@@ -131,10 +145,11 @@ void run_bench(const Config& cfg, Comm& comm) {
     p.theory_bytes = engine.theory_bytes_per_step();
     p.theory = engine.theory_formula();
     p.psi = static_cast<double>(model.params().size());
+    model.backend().sync();  // a device backend may still be running the last update
     comm.barrier();
     p.step_s = since(start) / steps;
     p.fwd /= steps; p.bwd /= steps; p.exposed_comm /= steps; p.opt /= steps;
-    p.allocations = host_pool().stats().system_allocations - allocs0;
+    p.allocations = system_allocations(model.backend()) - allocs0;
     return p;
   };
   const bool overlap = cfg.parallel.overlap_comm;
@@ -193,7 +208,8 @@ void run_bench(const Config& cfg, Comm& comm) {
                   prof_on.step_s, events_per_step, off_s, main_pass.step_s, prof_off.step_s,
                   100.0 * (prof_on.step_s / off_s - 1.0), events_per_step, events_per_step * 3e-9 / off_s);
     }
-    print_memory_report(host_pool().stats());
+    Backend& be = run_backend(cfg);
+    print_memory_report(be.pool(MemorySpace::Device).stats(), be.device_is_host() ? "host" : "device");
     std::printf("bench: tokens_per_s=%.1f step_s=%.4f mfu=%.3f\n", tokens / step_s, step_s, mfu);
     std::fflush(stdout);
   }

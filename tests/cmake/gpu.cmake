@@ -12,4 +12,14 @@ if(TH_HAVE_CUDA)
     TIMEOUT 300
     SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]"
     ENVIRONMENT "OMP_NUM_THREADS=1;OPENBLAS_NUM_THREADS=1")
+  # The CUDA backend (run%backend = 'cuda') against the CPU backend: training steps of small models.
+  add_executable(th_gpu_backend ${CMAKE_CURRENT_SOURCE_DIR}/gpu/test_cuda_backend.cpp)
+  target_link_libraries(th_gpu_backend PRIVATE th_gtest_main)
+  target_compile_options(th_gpu_backend PRIVATE -Wall -Wextra)
+  add_test(NAME gpu_backend COMMAND th_gpu_backend)
+  set_tests_properties(gpu_backend PROPERTIES
+    LABELS "gpu"
+    TIMEOUT 300
+    SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]"
+    ENVIRONMENT "OMP_NUM_THREADS=1;OPENBLAS_NUM_THREADS=1")
 endif()

@@ -775,3 +775,95 @@ TEST_F(CudaKernels, DeviceTimelineRecordsKernelsInHostTimeOnTheirTrack) {
 
 }  // namespace
 }  // namespace th
+
+// ---- what the CUDA backend added (issue #17) ---------------------------------------------------
+namespace th {
+namespace {
+
+// Restores the bf16-operand switch whatever happens in a test.
+struct Bf16OperandsGuard {
+  explicit Bf16OperandsGuard(bool on) : saved(cuda::bf16_operands()) { cuda::set_bf16_operands(on); }
+  ~Bf16OperandsGuard() { cuda::set_bf16_operands(saved); }
+  bool saved;
+};
+
+Vec rounded_bf16(const Vec& x) {
+  Vec r = x;
+  cpu::round_to_bf16(r.data(), static_cast<std::int64_t>(r.size()));
+  return r;
+}
+
+// Attention's batched GEMMs (head stride in the operands, padded leading dimensions), fp32 and
+// with bf16 operands (precision%dtype = 'bf16': the reference multiplies the bf16-rounded values).
+TEST_F(CudaKernels, GemmStridedBatchedFp32AndBf16Operands) {
+  const int batch = 3;
+  for (const bool bf16 : {false, true}) {
+    Bf16OperandsGuard guard(bf16);
+    for (const auto& c : kGemmCases) {
+      if (c.K == 0) continue;
+      for (int t = 0; t < 4; ++t) {
+        const bool ta = t & 1, tb = t & 2;
+        const int lda = (ta ? c.M : c.K) + 2, ldb = (tb ? c.K : c.N) + 2, ldc = c.N + 2;
+        const std::int64_t sa = static_cast<std::int64_t>(ta ? c.K : c.M) * lda + 5;
+        const std::int64_t sb = static_cast<std::int64_t>(tb ? c.N : c.K) * ldb + 7;
+        const std::int64_t sc = static_cast<std::int64_t>(c.M) * ldc + 3;
+        const Vec A = normal(static_cast<std::size_t>(sa * batch), 21), B = normal(static_cast<std::size_t>(sb * batch), 22);
+        const Vec C = normal(static_cast<std::size_t>(sc * batch), 23);
+        DVec ref = widen(C);
+        cpu::gemm_strided_batched<double>(ta, tb, c.M, c.N, c.K, 0.8, widen(bf16 ? rounded_bf16(A) : A).data(), lda, sa,
+                                          widen(bf16 ? rounded_bf16(B) : B).data(), ldb, sb, 0.25, ref.data(), ldc,
+                                          sc, batch);
+        DeviceArray<float> dA(A), dB(B), dC(C);
+        cuda::gemm_strided_batched(ta, tb, c.M, c.N, c.K, 0.8f, dA.get(), lda, sa, dB.get(), ldb, sb, 0.25f, dC.get(),
+                                   ldc, sc, batch, stream_);
+        expect_close(bf16 ? "gemm_batched_bf16_operands" : "gemm_batched_fp32",
+                     shape({batch, c.M, c.N, c.K}) + (ta ? " Ta" : " Na") + (tb ? "Tb" : "Nb"), dC.download(), ref,
+                     bf16 ? kTolBf16In : kTolFp32);
+      }
+    }
+  }
+}
+
+// The document mask of packed LM batches (keys before the query's document start are masked).
+TEST_F(CudaKernels, DocumentMaskedAttentionSoftmax) {
+  const int B = 3, H = 2, Tq = 9, Tk = 9;
+  const Vec S = normal(static_cast<std::size_t>(B) * H * Tq * Tk, 31);
+  const std::vector<int> key_len = {9, 7, 4};
+  std::vector<int> key_begin(static_cast<std::size_t>(B) * Tq);
+  for (std::size_t i = 0; i < key_begin.size(); ++i) key_begin[i] = static_cast<int>((i % Tq) / 3) * 3;  // docs of 3
+  Vec ref = S;
+  cpu::attention_softmax_forward<float>(ref.data(), B, H, Tq, Tk, key_len.data(), true, 0, 0.35f, key_begin.data());
+  DeviceArray<float> dP(S);
+  DeviceArray<int> dlen(key_len), dbegin(key_begin);
+  cuda::attention_softmax_forward(dP.get(), B, H, Tq, Tk, dlen.get(), true, 0, 0.35f, dbegin.get(), stream_);
+  expect_close("attention_softmax_docmask", shape({B, H, Tq, Tk}), dP.download(), ref, kTolFp32);
+}
+
+TEST_F(CudaKernels, PositionBackwardFillAndInPlaceRoundingAreBitIdentical) {
+  const int B = 4, L = 33, D = 24;
+  const Vec dy = normal(static_cast<std::size_t>(B) * L * D, 41), pe = normal(static_cast<std::size_t>(L) * D, 42);
+  Vec ref = pe;
+  cpu::position_backward<float>(ref.data(), dy.data(), B, L, D);
+  DeviceArray<float> ddy(dy), dpe(pe);
+  cuda::position_backward(dpe.get(), ddy.get(), B, L, D, stream_);
+  expect_identical("position_backward", shape({B, L, D}), dpe.download(), ref);
+
+  DeviceArray<float> f(Vec(1000, 0.0f));
+  cuda::fill(f.get(), -2.75f, 1000, stream_);
+  expect_identical("fill", "1000", f.download(), Vec(1000, -2.75f));
+
+  Vec x = normal(5000, 43, 0.0f, 1000.0f);
+  x[0] = std::numeric_limits<float>::infinity();
+  x[1] = 70000.0f;  // beyond fp16: inf
+  Vec rb = x, rh = x;
+  cpu::round_to_bf16(rb.data(), 5000);
+  cpu::round_to_fp16(rh.data(), 5000);
+  DeviceArray<float> db(x), dh(x);
+  cuda::round_to_bf16(db.get(), 5000, stream_);
+  cuda::round_to_fp16(dh.get(), 5000, stream_);
+  expect_identical("round_to_bf16", "5000", db.download(), rb);
+  expect_identical("round_to_fp16", "5000", dh.download(), rh);
+}
+
+}  // namespace
+}  // namespace th

@@ -97,6 +97,12 @@ class Backend {
   // True where host code may dereference Device memory (the CPU backend): communication and I/O
   // may then use it in place instead of staging it through pinned buffers.
   virtual bool device_is_host() const = 0;
+
+  // How the fp32 GEMMs of a run multiply (run_backend() calls it from the deck): bf16_operands
+  // (precision%dtype = 'bf16') rounds their operands to bf16 first; allow_tf32 lets fp32 GEMMs use
+  // TF32 tensor cores. The CPU and emulated backends take these from the GEMM engine's plan, which
+  // the driver sets (th/kernels/gemm_engine.hpp); the CUDA backend here.
+  virtual void configure_gemms(bool /*bf16_operands*/, bool /*allow_tf32*/) {}
 };
 
 template <> inline Kernels<float>& Backend::kernels<float>() { return f32(); }
@@ -125,10 +131,23 @@ Backend& cpu_backend();
 // worker thread, device memory the host cannot touch.
 Backend& emulated_backend();
 
+// The CUDA backend (src/backend/cuda_backend.cpp, built where nvcc was found): th::cuda kernels
+// and cuBLAS on one stream, cudaMalloc'd device memory, cudaHostAlloc'd pinned memory; the GPU is
+// the local rank's (set_backend_local_rank) modulo the visible devices. Throws th::Error where
+// the build has no CUDA or no device is visible; cuda_backend_available() says which.
+Backend& cuda_backend();
+bool cuda_backend_available();
+// The rank's index among the ranks of its node (MPI's shared-memory split; the driver sets it
+// before any backend is made). Default 0.
+void set_backend_local_rank(int local_rank);
+int backend_local_rank();
+
 // run%backend ('cpu' | 'cuda' | 'emulated' | 'auto'); anything else throws th::InputError.
 BackendKind parse_backend_kind(const std::string& value);
-// The backend of a run. Cpu and Auto (no GPU training path yet) give cpu_backend(), Emulated
-// emulated_backend(); Cuda throws th::InputError (not available for training in this build).
+// The backend of a run. Cpu gives cpu_backend(), Emulated emulated_backend(), Cuda
+// cuda_backend() (th::InputError where this build has no CUDA or no GPU is visible). Auto gives
+// the CPU backend until the CUDA backend has been validated on a GPU (tests/gpu/run_gpu_checks.sh):
+// a user opts in with 'cuda'.
 Backend& backend_for(BackendKind kind);
 
 }  // namespace th

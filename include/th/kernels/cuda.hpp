@@ -57,6 +57,17 @@ bool allow_tf32();
 // C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C (beta == 0: C is not read).
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
           const float* B, int ldb, float beta, float* C, int ldc, cudaStream_t stream);
+// `batch` GEMMs as above; matrix i at A + i*stride_a, B + i*stride_b, C + i*stride_c (elements;
+// th::cpu::gemm_strided_batched's argument order). One cublasGemmStridedBatchedEx call.
+void gemm_strided_batched(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+                          std::int64_t stride_a, const float* B, int ldb, std::int64_t stride_b, float beta, float* C,
+                          int ldc, std::int64_t stride_c, int batch, cudaStream_t stream);
+// precision%dtype = 'bf16' (the CPU GEMM engine's fp32_as_bf16): the fp32 GEMMs above (and the
+// linear layers on them) round their operands to bf16 into stream-ordered scratch and multiply on
+// the tensor cores with fp32 accumulation: the products the CPU's bf16 path forms, summed in
+// another order. Process-wide, like set_allow_tf32; off by default.
+void set_bf16_operands(bool on);
+bool bf16_operands();
 // bf16 operands, fp32 accumulation (tensor cores), fp32 or bf16 C.
 void gemm_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const __nv_bfloat16* A,
                int lda, const __nv_bfloat16* B, int ldb, float beta, float* C, int ldc,
@@ -113,6 +124,10 @@ void layernorm_backward(float* dx, float* dgamma, float* dbeta, const float* dy,
 // causal, k > q + q_offset. A row with every key masked becomes all zeros.
 void attention_softmax_forward(float* P, int B, int H, int Tq, int Tk, const int* key_len, bool causal,
                                int q_offset, float scale, cudaStream_t stream);
+// The same with the document mask of packed language-model batches: key k of query row (b, q)
+// also masked when k < key_begin[b*Tq + q] (device int[B*Tq]; null: none), as th::cpu does.
+void attention_softmax_forward(float* P, int B, int H, int Tq, int Tk, const int* key_len, bool causal,
+                               int q_offset, float scale, const int* key_begin, cudaStream_t stream);
 // dS[rows,Tk] = scale * P * (dP - sum_k dP*P) per row; dS may alias dP.
 void softmax_backward(float* dS, const float* dP, const float* P, std::int64_t rows, int Tk, float scale,
                       cudaStream_t stream);
@@ -130,6 +145,10 @@ void embedding_backward(float* dtable, const int* tokens, const float* dy, std::
 // copied, so it is bit-identical to the CPU backend's on every rank; a one-off at start-up.
 void sinusoidal_table(float* pe, int L, int D, cudaStream_t stream);
 
+// Learned positions: dpe[t,:] += sum over b of dy[b,t,:] (dy[B,L,D]); deterministic (no atomics).
+void position_backward(float* dpe, const float* dy, int B, int L, int D, cudaStream_t stream);
+// x[0, n) = value.
+void fill(float* x, float value, std::int64_t n, cudaStream_t stream);
 // ---- cross-entropy -------------------------------------------------------------------------
 
 // Label-smoothed cross-entropy over logits[N,V]; rows with targets[n] == ignore give 0:
@@ -175,6 +194,10 @@ void bf16_to_fp32(float* y, const __nv_bfloat16* x, std::int64_t n, cudaStream_t
 void fp32_to_fp16(__half* y, const float* x, std::int64_t n, cudaStream_t stream);
 void fp16_to_fp32(float* y, const __half* x, std::int64_t n, cudaStream_t stream);
 
+// Mixed precision on fp32 storage: x rounded in place to the nearest bf16 / fp16 value
+// (th::cpu::round_to_bf16 / round_to_fp16, the same bits).
+void round_to_bf16(float* x, std::int64_t n, cudaStream_t stream);
+void round_to_fp16(float* x, std::int64_t n, cudaStream_t stream);
 // The same on raw 16-bit storage, as th::cpu declares them (Tensor keeps bf16/fp16 as bits).
 inline void fp32_to_bf16(std::uint16_t* y, const float* x, std::int64_t n, cudaStream_t stream) {
   fp32_to_bf16(reinterpret_cast<__nv_bfloat16*>(y), x, n, stream);

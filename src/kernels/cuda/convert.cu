@@ -36,6 +36,15 @@ __global__ void fp16_to_fp32_kernel(float* y, const __half* x, std::int64_t n) {
     y[i] = half_bits_to_float(static_cast<__half_raw>(x[i]).x);
 }
 
+__global__ void round_to_bf16_kernel(float* x, std::int64_t n) {
+  for (std::int64_t i = global_thread_index(); i < n; i += grid_stride())
+    x[i] = __uint_as_float(static_cast<std::uint32_t>(float_to_bf16_bits(x[i])) << 16);
+}
+
+__global__ void round_to_fp16_kernel(float* x, std::int64_t n) {
+  for (std::int64_t i = global_thread_index(); i < n; i += grid_stride()) x[i] = half_bits_to_float(float_to_half_bits(x[i]));
+}
+
 // ---- launchers ------------------------------------------------------------------------------
 
 namespace {
@@ -61,6 +70,19 @@ void fp32_to_fp16(__half* y, const float* x, std::int64_t n, cudaStream_t stream
 }
 void fp16_to_fp32(float* y, const __half* x, std::int64_t n, cudaStream_t stream) {
   launch_convert(fp16_to_fp32_kernel, y, x, n, "fp16_to_fp32", stream);
+}
+
+void round_to_bf16(float* x, std::int64_t n, cudaStream_t stream) {
+  TH_CHECK(n >= 0 && (n == 0 || x), "round_to_bf16: bad arguments");
+  if (n == 0) return;
+  round_to_bf16_kernel<<<elementwise_grid(n), kElementwiseBlock, 0, stream>>>(x, n);
+  TH_CUDA_CHECK_LAUNCH();
+}
+void round_to_fp16(float* x, std::int64_t n, cudaStream_t stream) {
+  TH_CHECK(n >= 0 && (n == 0 || x), "round_to_fp16: bad arguments");
+  if (n == 0) return;
+  round_to_fp16_kernel<<<elementwise_grid(n), kElementwiseBlock, 0, stream>>>(x, n);
+  TH_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace th::cuda

@@ -107,6 +107,19 @@ void bias_grad(float* db, const float* dy, std::int64_t N, int D, cudaStream_t s
   }
 }
 
+namespace {
+__global__ void fill_kernel(float* x, float value, std::int64_t n) {
+  for (std::int64_t i = global_thread_index(); i < n; i += grid_stride()) x[i] = value;
+}
+}  // namespace
+
+void fill(float* x, float value, std::int64_t n, cudaStream_t stream) {
+  TH_CHECK(n >= 0 && (n == 0 || x), "fill: bad arguments");
+  if (n == 0) return;
+  fill_kernel<<<elementwise_grid(n), kElementwiseBlock, 0, stream>>>(x, value, n);
+  TH_CUDA_CHECK_LAUNCH();
+}
+
 void add(float* out, const float* a, const float* b, std::int64_t n, cudaStream_t stream) {
   TH_CHECK(n >= 0, "add: n < 0");
   if (n == 0) return;

@@ -31,6 +31,16 @@ __global__ void embedding_backward_kernel(float* dtable, const int* tokens, cons
   }
 }
 
+// One thread per (t, d): the sum over the batch in b order, as the CPU loop adds them.
+__global__ void position_backward_kernel(float* dpe, const float* dy, int B, int L, int D) {
+  const std::int64_t total = static_cast<std::int64_t>(L) * D;
+  for (std::int64_t i = global_thread_index(); i < total; i += grid_stride()) {
+    float acc = dpe[i];
+    for (int b = 0; b < B; ++b) acc += dy[static_cast<std::int64_t>(b) * total + i];
+    dpe[i] = acc;
+  }
+}
+
 // ---- launchers ------------------------------------------------------------------------------
 
 void embedding_forward(float* y, const int* tokens, const float* table, const float* pe, int B, int L, int D,
@@ -51,6 +61,15 @@ void embedding_backward(float* dtable, const int* tokens, const float* dy, std::
   TH_CHECK(dtable && tokens && dy, "embedding_backward: null pointer");
   embedding_backward_kernel<<<elementwise_grid(N * D), kElementwiseBlock, 0, stream>>>(dtable, tokens, dy, N, D,
                                                                                        scale);
+  TH_CUDA_CHECK_LAUNCH();
+}
+
+void position_backward(float* dpe, const float* dy, int B, int L, int D, cudaStream_t stream) {
+  TH_CHECK(B >= 0 && L >= 0 && D > 0, "position_backward: bad shape");
+  if (B == 0 || L == 0) return;
+  TH_CHECK(dpe && dy, "position_backward: null pointer");
+  position_backward_kernel<<<elementwise_grid(static_cast<std::int64_t>(L) * D), kElementwiseBlock, 0, stream>>>(
+      dpe, dy, B, L, D);
   TH_CUDA_CHECK_LAUNCH();
 }
 

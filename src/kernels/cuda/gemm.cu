@@ -4,9 +4,12 @@
 // X^T[c,r] with the same ld. So the row-major C = op(A) op(B) is the column-major
 // C^T = op(B)^T op(A)^T: call cuBLAS with the operands swapped, M and N swapped and each operand's
 // transpose flag unchanged. Nothing is copied.
+#include <atomic>
 #include <climits>
 
 #include "device_utils.cuh"
+#include "scratch.hpp"
+#include "th/core/half.hpp"
 #include "th/kernels/cuda.hpp"
 
 namespace th::cuda {
@@ -26,6 +29,17 @@ __global__ void gemm_scale_c_bf16_kernel(__nv_bfloat16* C, int M, int N, int ldc
   for (std::int64_t i = global_thread_index(); i < total; i += grid_stride()) {
     __nv_bfloat16& c = C[(i / N) * ldc + i % N];
     c = __float2bfloat16_rn(beta == 0.0f ? 0.0f : beta * __bfloat162float(c));
+  }
+}
+
+// An operand as stored (batch blocks of rows x cols, row stride ld, batch stride s) rounded to
+// bf16 into a compact array (ld = cols, batch stride rows*cols): the CPU engine's packing rule.
+__global__ void pack_bf16_kernel(__nv_bfloat16* out, const float* in, std::int64_t rows, std::int64_t cols,
+                                 std::int64_t ld, std::int64_t stride, std::int64_t batch) {
+  const std::int64_t total = batch * rows * cols;
+  for (std::int64_t i = global_thread_index(); i < total; i += grid_stride()) {
+    const std::int64_t b = i / (rows * cols), r = (i / cols) % rows, c = i % cols;
+    out[i] = __nv_bfloat16_raw{th::half::to_bf16(in[b * stride + r * ld + c])};
   }
 }
 
@@ -65,7 +79,59 @@ void gemm_ex(bool ta, bool tb, int M, int N, int K, float alpha, const void* A, 
                                CUBLAS_GEMM_DEFAULT));
 }
 
+std::atomic<bool> g_bf16_operands{false};
+
+// The swapped cublasGemmStridedBatchedEx call (strides in elements).
+void gemm_batched_ex(bool ta, bool tb, int M, int N, int K, float alpha, const void* A, cudaDataType_t a_type,
+                     int lda, std::int64_t sa, const void* B, cudaDataType_t b_type, int ldb, std::int64_t sb,
+                     float beta, float* C, int ldc, std::int64_t sc, int batch, cublasComputeType_t compute,
+                     cudaStream_t stream) {
+  cublasHandle_t h = cublas_handle();
+  TH_CUBLAS_CHECK(cublasSetStream(h, stream));
+  TH_CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M,
+                                             K, &alpha, B, b_type, ldb, sb, A, a_type, lda, sa, &beta, C, CUDA_R_32F,
+                                             ldc, sc, batch, compute, CUBLAS_GEMM_DEFAULT));
+}
+
+// Rounds one operand (stored rows x cols) to bf16 into `out` (batch * rows * cols values).
+void pack_bf16(Scratch& out, const float* in, int rows, int cols, int ld, std::int64_t stride, int batch,
+               cudaStream_t stream) {
+  const std::int64_t n = static_cast<std::int64_t>(batch) * rows * cols;
+  pack_bf16_kernel<<<elementwise_grid(n), kElementwiseBlock, 0, stream>>>(out.as<__nv_bfloat16>(), in, rows, cols, ld,
+                                                                          stride, batch);
+  TH_CUDA_CHECK_LAUNCH();
+}
+
+// The fp32 entry points' one body: fp32 (TF32 if allowed) operands as they are, or bf16-rounded
+// copies when set_bf16_operands(true).
+void gemm_any(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, std::int64_t sa,
+              const float* B, int ldb, std::int64_t sb, float beta, float* C, int ldc, std::int64_t sc, int batch,
+              cudaStream_t stream) {
+  if (!g_bf16_operands.load()) {
+    const cublasComputeType_t compute = allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    if (batch == 1)
+      gemm_ex(ta, tb, M, N, K, alpha, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb, beta, C, CUDA_R_32F, ldc, compute,
+              stream);
+    else
+      gemm_batched_ex(ta, tb, M, N, K, alpha, A, CUDA_R_32F, lda, sa, B, CUDA_R_32F, ldb, sb, beta, C, ldc, sc, batch,
+                      compute, stream);
+    return;
+  }
+  const int a_rows = ta ? K : M, a_cols = ta ? M : K, b_rows = tb ? N : K, b_cols = tb ? K : N;
+  const std::int64_t a_block = static_cast<std::int64_t>(a_rows) * a_cols, b_block = static_cast<std::int64_t>(b_rows) * b_cols;
+  Scratch a16(sizeof(__nv_bfloat16) * static_cast<std::size_t>(a_block * batch), stream);
+  Scratch b16(sizeof(__nv_bfloat16) * static_cast<std::size_t>(b_block * batch), stream);
+  pack_bf16(a16, A, a_rows, a_cols, lda, sa, batch, stream);
+  pack_bf16(b16, B, b_rows, b_cols, ldb, sb, batch, stream);
+  gemm_batched_ex(ta, tb, M, N, K, alpha, a16.as<__nv_bfloat16>(), CUDA_R_16BF, a_cols, a_block,
+                  b16.as<__nv_bfloat16>(), CUDA_R_16BF, b_cols, b_block, beta, C, ldc, sc, batch, CUBLAS_COMPUTE_32F,
+                  stream);
+}
+
 }  // namespace
+
+void set_bf16_operands(bool on) { g_bf16_operands.store(on); }
+bool bf16_operands() { return g_bf16_operands.load(); }
 
 void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
           float beta, float* C, int ldc, cudaStream_t stream) {
@@ -73,9 +139,20 @@ void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, in
     if (M > 0 && N > 0) scale_c(gemm_scale_c_kernel, C, M, N, ldc, beta, stream);
     return;
   }
-  const cublasComputeType_t compute = allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-  gemm_ex(ta, tb, M, N, K, alpha, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb, beta, C, CUDA_R_32F, ldc, compute,
-          stream);
+  gemm_any(ta, tb, M, N, K, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1, stream);
+}
+
+void gemm_strided_batched(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+                          std::int64_t sa, const float* B, int ldb, std::int64_t sb, float beta, float* C, int ldc,
+                          std::int64_t sc, int batch, cudaStream_t stream) {
+  TH_CHECK(batch >= 0, "gemm_strided_batched: batch < 0");
+  if (batch == 0) return;
+  if (!check_gemm_args(ta, tb, M, N, K, A, lda, B, ldb, C, ldc)) {
+    if (M > 0 && N > 0)
+      for (int i = 0; i < batch; ++i) scale_c(gemm_scale_c_kernel, C + i * sc, M, N, ldc, beta, stream);
+    return;
+  }
+  gemm_any(ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch, stream);
 }
 
 void gemm_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const __nv_bfloat16* A, int lda,

@@ -11,7 +11,7 @@ constexpr int kRowsPerBlock = 4;  // warps per block, one row each
 // Row r of P[B,H,Tq,Tk] is (b, h, q) with q = r % Tq, b = r / (H*Tq). Keys [0, valid) take part;
 // the rest become 0, and so does a row with none.
 __global__ void attention_softmax_forward_kernel(float* P, int B, int H, int Tq, int Tk, const int* key_len,
-                                                 bool causal, int q_offset, float scale) {
+                                                 bool causal, int q_offset, float scale, const int* key_begin) {
   const std::int64_t rows = static_cast<std::int64_t>(B) * H * Tq;
   const std::int64_t row = static_cast<std::int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / kWarpSize;
   const int lane = threadIdx.x % kWarpSize;
@@ -25,21 +25,23 @@ __global__ void attention_softmax_forward_kernel(float* P, int B, int H, int Tq,
     if (causal_valid < valid) valid = static_cast<int>(causal_valid);
   }
   float* p = P + row * Tk;
-  if (valid <= 0) {
+  const int first = key_begin ? max(0, key_begin[static_cast<std::int64_t>(b) * Tq + q]) : 0;
+  if (valid <= first) {
     for (int k = lane; k < Tk; k += kWarpSize) p[k] = 0.0f;
     return;
   }
   float mx = -INFINITY;
-  for (int k = lane; k < valid; k += kWarpSize) mx = fmaxf(mx, p[k] * scale);
+  for (int k = first + lane; k < valid; k += kWarpSize) mx = fmaxf(mx, p[k] * scale);
   mx = warp_max(mx);
   float sum = 0.0f;
-  for (int k = lane; k < valid; k += kWarpSize) {
+  for (int k = first + lane; k < valid; k += kWarpSize) {
     const float e = expf(p[k] * scale - mx);
     p[k] = e;
     sum += e;
   }
   const float inv = 1.0f / warp_sum(sum);
-  for (int k = lane; k < valid; k += kWarpSize) p[k] *= inv;
+  for (int k = first + lane; k < valid; k += kWarpSize) p[k] *= inv;
+  for (int k = lane; k < first; k += kWarpSize) p[k] = 0.0f;
   for (int k = valid + lane; k < Tk; k += kWarpSize) p[k] = 0.0f;
 }
 
@@ -63,6 +65,11 @@ __global__ void softmax_backward_kernel(float* dS, const float* dP, const float*
 
 void attention_softmax_forward(float* P, int B, int H, int Tq, int Tk, const int* key_len, bool causal,
                                int q_offset, float scale, cudaStream_t stream) {
+  attention_softmax_forward(P, B, H, Tq, Tk, key_len, causal, q_offset, scale, nullptr, stream);
+}
+
+void attention_softmax_forward(float* P, int B, int H, int Tq, int Tk, const int* key_len, bool causal,
+                               int q_offset, float scale, const int* key_begin, cudaStream_t stream) {
   TH_CHECK(B >= 0 && H >= 0 && Tq >= 0 && Tk > 0, "attention_softmax_forward: bad shape");
   const std::int64_t rows = static_cast<std::int64_t>(B) * H * Tq;
   if (rows == 0) return;
@@ -70,7 +77,7 @@ void attention_softmax_forward(float* P, int B, int H, int Tq, int Tk, const int
   const std::int64_t blocks = ceil_div(rows, kRowsPerBlock);
   TH_CHECK(blocks <= 0x7fffffff, "attention_softmax_forward: too many rows");
   attention_softmax_forward_kernel<<<static_cast<unsigned>(blocks), kRowsPerBlock * kWarpSize, 0, stream>>>(
-      P, B, H, Tq, Tk, key_len, causal, q_offset, scale);
+      P, B, H, Tq, Tk, key_len, causal, q_offset, scale, key_begin);
   TH_CUDA_CHECK_LAUNCH();
 }
 

@@ -1,0 +1,326 @@
+// The CUDA backend (run%backend = 'cuda', issue #17): th::cuda kernels and cuBLAS on one compute
+// stream, device memory from cudaMalloc behind the caching pool (the host pool's per-category
+// accounting), pinned memory from cudaHostAlloc for the staging the host-side code does (gradient
+// buckets, parameter collectives, checkpoints: the same code the emulated device runs in the CPU
+// test suite). Collectives are staged through pinned memory to MPI (parallel%comm = 'mpi'; NCCL
+// on device buffers is the next step). Compiled where nvcc is found; not yet run on a GPU by the
+// project's CI: tests/gpu/run_gpu_checks.sh checks it against the CPU backend on a GPU machine.
+#include <cuda_runtime_api.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "th/backend/backend.hpp"
+#include "th/core/error.hpp"
+#include "th/kernels/cuda.hpp"
+
+namespace th {
+
+namespace {
+
+class CudaDeviceMemory final : public BlockSource {
+ public:
+  void* acquire(std::size_t bytes) override {
+    void* p = nullptr;
+    if (cudaMalloc(&p, bytes) != cudaSuccess) {
+      (void)cudaGetLastError();  // out of memory: the pool trims its cache and asks again
+      return nullptr;
+    }
+    return p;
+  }
+  void give_back(void* p, std::size_t) override { TH_CUDA_CHECK(cudaFree(p)); }
+  std::size_t granularity() const override { return 256; }
+  const char* name() const override { return "CUDA device"; }
+};
+
+class CudaPinnedMemory final : public BlockSource {
+ public:
+  void* acquire(std::size_t bytes) override {
+    void* p = nullptr;
+    if (cudaHostAlloc(&p, bytes, cudaHostAllocDefault) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return nullptr;
+    }
+    return p;
+  }
+  void give_back(void* p, std::size_t) override { TH_CUDA_CHECK(cudaFreeHost(p)); }
+  std::size_t granularity() const override { return 4096; }
+  const char* name() const override { return "CUDA pinned host"; }
+};
+
+class CudaBackend;
+
+// Host index arrays (token ids, targets, key lengths, document starts) staged to the device for
+// one kernel: a Workspace block of the device pool, filled by a stream-ordered copy from pageable
+// memory (the call returns once the host array has been taken). The block returns to the pool
+// after the launch; the pool hands it out again only to work issued later on the same stream.
+class StagedInts {
+ public:
+  StagedInts(Backend& be, const int* host, std::int64_t n, cudaStream_t stream) {
+    if (!host || n <= 0) return;
+    t_ = be.empty({n}, DType::I32, MemCategory::Workspace);
+    TH_CUDA_CHECK(cudaMemcpyAsync(t_.raw(), host, sizeof(int) * static_cast<std::size_t>(n), cudaMemcpyHostToDevice,
+                                  stream));
+  }
+  const int* get() const { return t_.defined() ? t_.data<std::int32_t>() : nullptr; }
+
+ private:
+  Tensor t_;
+};
+
+class CudaKernels final : public Kernels<float> {
+ public:
+  CudaKernels(Backend& be, cudaStream_t s) : be_(be), s_(s) {}
+  void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+            float beta, float* C, int ldc) override {
+    cuda::gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, s_);
+  }
+  void gemm_strided_batched(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+                            std::int64_t sa, const float* B, int ldb, std::int64_t sb, float beta, float* C, int ldc,
+                            std::int64_t sc, int batch) override {
+    cuda::gemm_strided_batched(ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch, s_);
+  }
+  void linear_forward(float* y, const float* x, const float* W, const float* b, std::int64_t N, int in,
+                      int out) override {
+    cuda::linear_forward(y, x, W, b, N, in, out, s_);
+  }
+  void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x, const float* W,
+                       std::int64_t N, int in, int out, bool acc) override {
+    cuda::linear_backward(dx, dW, db, dy, x, W, N, in, out, acc, s_);
+  }
+  void bias_add(float* y, const float* b, std::int64_t N, int D) override { cuda::bias_add(y, b, N, D, s_); }
+  void bias_grad(float* db, const float* dy, std::int64_t N, int D) override { cuda::bias_grad(db, dy, N, D, s_); }
+  void layernorm_forward(float* y, float* mean, float* rstd, const float* x, const float* g, const float* b,
+                         std::int64_t N, int D, float eps) override {
+    cuda::layernorm_forward(y, mean, rstd, x, g, b, N, D, eps, s_);
+  }
+  void layernorm_backward(float* dx, float* dg, float* db, const float* dy, const float* x, const float* g,
+                          const float* mean, const float* rstd, std::int64_t N, int D) override {
+    cuda::layernorm_backward(dx, dg, db, dy, x, g, mean, rstd, N, D, s_);
+  }
+  void bias_act_forward(float* y, float* pre, const float* b, std::int64_t N, int F, cpu::Activation act) override {
+    cuda::bias_act_forward(y, pre, b, N, F, act, s_);
+  }
+  void bias_act_backward(float* dpre, float* db, const float* dy, const float* pre, std::int64_t N, int F,
+                         cpu::Activation act) override {
+    cuda::bias_act_backward(dpre, db, dy, pre, N, F, act, s_);
+  }
+  void add(float* out, const float* a, const float* b, std::int64_t n) override { cuda::add(out, a, b, n, s_); }
+  void add_inplace(float* a, const float* b, std::int64_t n) override { cuda::add_inplace(a, b, n, s_); }
+  void scale_inplace(float* a, float s, std::int64_t n) override { cuda::scale_inplace(a, s, n, s_); }
+  double sum_squares(const float* a, std::int64_t n) override { return cuda::sum_squares(a, n, s_); }
+  void fill(float* x, float value, std::int64_t n) override { cuda::fill(x, value, n, s_); }
+  void attention_softmax_forward(float* P, int B, int H, int Tq, int Tk, const int* key_len, bool causal,
+                                 int q_offset, float scale, const int* key_begin) override {
+    const StagedInts len(be_, key_len, B, s_), begin(be_, key_begin, static_cast<std::int64_t>(B) * Tq, s_);
+    cuda::attention_softmax_forward(P, B, H, Tq, Tk, len.get(), causal, q_offset, scale, begin.get(), s_);
+  }
+  void softmax_backward(float* dS, const float* dP, const float* P, std::int64_t rows, int Tk, float scale) override {
+    cuda::softmax_backward(dS, dP, P, rows, Tk, scale, s_);
+  }
+  void embedding_forward(float* y, const int* tokens, const float* table, const float* pe, int B, int L, int D,
+                         float scale) override {
+    const StagedInts tok(be_, tokens, static_cast<std::int64_t>(B) * L, s_);
+    cuda::embedding_forward(y, tok.get(), table, pe, B, L, D, scale, s_);
+  }
+  void embedding_backward(float* dtable, const int* tokens, const float* dy, std::int64_t N, int D,
+                          float scale) override {
+    const StagedInts tok(be_, tokens, N, s_);
+    cuda::embedding_backward(dtable, tok.get(), dy, N, D, scale, s_);
+  }
+  void sinusoidal_table(float* pe, int L, int D) override { cuda::sinusoidal_table(pe, L, D, s_); }
+  void position_backward(float* dpe, const float* dy, int B, int L, int D) override {
+    cuda::position_backward(dpe, dy, B, L, D, s_);
+  }
+  double cross_entropy_forward(float* losses, float* lse, const float* logits, const int* targets, std::int64_t N,
+                               int V, float smoothing, int ignore, std::int64_t* count) override {
+    const StagedInts tg(be_, targets, N, s_);
+    return cuda::cross_entropy_forward(losses, lse, logits, tg.get(), N, V, smoothing, ignore, count, s_);
+  }
+  void cross_entropy_backward(float* dlogits, const float* logits, const float* lse, const int* targets,
+                              std::int64_t N, int V, float smoothing, int ignore, float dloss) override {
+    const StagedInts tg(be_, targets, N, s_);
+    cuda::cross_entropy_backward(dlogits, logits, lse, tg.get(), N, V, smoothing, ignore, dloss, s_);
+  }
+  void dropout_forward(float* y, const float* x, std::int64_t n, float p, std::uint64_t seed,
+                       std::uint64_t stream) override {
+    cuda::dropout_forward(y, x, n, p, seed, stream, s_);
+  }
+  void dropout_add(float* y, const float* x, const float* f, std::int64_t n, float p, std::uint64_t seed,
+                   std::uint64_t stream) override {
+    cuda::dropout_add(y, x, f, n, p, seed, stream, s_);
+  }
+  void adamw_update(float* p, const float* g, float* m, float* v, std::int64_t n, double lr, double beta1,
+                    double beta2, double eps, double weight_decay, std::int64_t t) override {
+    cuda::adamw_update(p, g, m, v, n, lr, beta1, beta2, eps, weight_decay, t, s_);
+  }
+
+ private:
+  Backend& be_;
+  cudaStream_t s_;
+};
+
+// The double kernels are the gradient checks' (CPU backend only).
+class NoDoubleKernels final : public Kernels<double> {
+ public:
+  [[noreturn]] static void no() { throw Error("the CUDA backend has no double kernels (gradient checks run on the CPU)"); }
+  void gemm(bool, bool, int, int, int, double, const double*, int, const double*, int, double, double*, int) override { no(); }
+  void gemm_strided_batched(bool, bool, int, int, int, double, const double*, int, std::int64_t, const double*, int,
+                            std::int64_t, double, double*, int, std::int64_t, int) override { no(); }
+  void linear_forward(double*, const double*, const double*, const double*, std::int64_t, int, int) override { no(); }
+  void linear_backward(double*, double*, double*, const double*, const double*, const double*, std::int64_t, int, int,
+                       bool) override { no(); }
+  void bias_add(double*, const double*, std::int64_t, int) override { no(); }
+  void bias_grad(double*, const double*, std::int64_t, int) override { no(); }
+  void layernorm_forward(double*, double*, double*, const double*, const double*, const double*, std::int64_t, int,
+                         double) override { no(); }
+  void layernorm_backward(double*, double*, double*, const double*, const double*, const double*, const double*,
+                          const double*, std::int64_t, int) override { no(); }
+  void bias_act_forward(double*, double*, const double*, std::int64_t, int, cpu::Activation) override { no(); }
+  void bias_act_backward(double*, double*, const double*, const double*, std::int64_t, int, cpu::Activation) override {
+    no();
+  }
+  void add(double*, const double*, const double*, std::int64_t) override { no(); }
+  void add_inplace(double*, const double*, std::int64_t) override { no(); }
+  void scale_inplace(double*, double, std::int64_t) override { no(); }
+  double sum_squares(const double*, std::int64_t) override { no(); }
+  void fill(double*, double, std::int64_t) override { no(); }
+  void attention_softmax_forward(double*, int, int, int, int, const int*, bool, int, double, const int*) override { no(); }
+  void softmax_backward(double*, const double*, const double*, std::int64_t, int, double) override { no(); }
+  void embedding_forward(double*, const int*, const double*, const double*, int, int, int, double) override { no(); }
+  void embedding_backward(double*, const int*, const double*, std::int64_t, int, double) override { no(); }
+  void sinusoidal_table(double*, int, int) override { no(); }
+  void position_backward(double*, const double*, int, int, int) override { no(); }
+  double cross_entropy_forward(double*, double*, const double*, const int*, std::int64_t, int, double, int,
+                               std::int64_t*) override { no(); }
+  void cross_entropy_backward(double*, const double*, const double*, const int*, std::int64_t, int, double, int,
+                              double) override { no(); }
+  void dropout_forward(double*, const double*, std::int64_t, float, std::uint64_t, std::uint64_t) override { no(); }
+  void dropout_add(double*, const double*, const double*, std::int64_t, float, std::uint64_t, std::uint64_t) override {
+    no();
+  }
+  void adamw_update(double*, const double*, double*, double*, std::int64_t, double, double, double, double, double,
+                    std::int64_t) override { no(); }
+};
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device) : device_pool_(&device_mem_), pinned_pool_(&pinned_mem_) {
+    TH_CUDA_CHECK(cudaSetDevice(device));
+    TH_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    f32_ = std::make_unique<CudaKernels>(*this, stream_);
+  }
+  const char* name() const override { return "cuda"; }
+  Kernels<float>& f32() override { return *f32_; }
+  Kernels<double>& f64() override { return f64_; }
+  void round_to_bf16(float* x, std::int64_t n) override { cuda::round_to_bf16(x, n, stream_); }
+  void round_to_fp16(float* x, std::int64_t n) override { cuda::round_to_fp16(x, n, stream_); }
+  void fp32_to_bf16(std::uint16_t* y, const float* x, std::int64_t n) override { cuda::fp32_to_bf16(y, x, n, stream_); }
+  void bf16_to_fp32(float* y, const std::uint16_t* x, std::int64_t n) override { cuda::bf16_to_fp32(y, x, n, stream_); }
+  void fp32_to_fp16(std::uint16_t* y, const float* x, std::int64_t n) override { cuda::fp32_to_fp16(y, x, n, stream_); }
+  void fp16_to_fp32(float* y, const std::uint16_t* x, std::int64_t n) override { cuda::fp16_to_fp32(y, x, n, stream_); }
+
+  MemoryPool& pool(MemorySpace space) override {
+    switch (space) {
+      case MemorySpace::Device: return device_pool_;
+      case MemorySpace::Pinned: return pinned_pool_;
+      case MemorySpace::Host: break;
+    }
+    return host_pool();
+  }
+  Device device_of(MemorySpace space) const override {
+    return space == MemorySpace::Device ? Device::Cuda : Device::Host;
+  }
+  // From pageable memory: returns once the source has been taken (stream-ordered on the device).
+  void host_to_device(void* dst, const void* src, std::size_t bytes) override {
+    if (bytes) TH_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+  }
+  void device_to_host(void* dst, const void* src, std::size_t bytes) override {
+    if (!bytes) return;
+    TH_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
+    TH_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  void device_to_device(void* dst, const void* src, std::size_t bytes) override {
+    if (bytes && dst != src) TH_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+  }
+  void zero(void* dst, std::size_t bytes, MemorySpace space) override {
+    if (!bytes) return;
+    if (space == MemorySpace::Device) TH_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, stream_));
+    else std::memset(dst, 0, bytes);
+  }
+  const void* host_view(const void* src, std::size_t bytes, Tensor& staging) override {
+    if (!bytes) return src;
+    staging = Tensor::empty({static_cast<std::int64_t>((bytes + 3) / 4)}, DType::F32, MemCategory::Workspace, host_pool());
+    device_to_host(staging.raw(), src, bytes);
+    return staging.raw();
+  }
+  void* host_target(void* dst, std::size_t bytes, Tensor& staging) override {
+    if (!bytes) return dst;
+    staging = Tensor::empty({static_cast<std::int64_t>((bytes + 3) / 4)}, DType::F32, MemCategory::Workspace, host_pool());
+    return staging.raw();
+  }
+  void copy_to_host_async(void* pinned_dst, const void* device_src, std::size_t bytes) override {
+    if (bytes) TH_CUDA_CHECK(cudaMemcpyAsync(pinned_dst, device_src, bytes, cudaMemcpyDeviceToHost, stream_));
+  }
+  void copy_to_device_async(void* device_dst, const void* pinned_src, std::size_t bytes) override {
+    if (bytes) TH_CUDA_CHECK(cudaMemcpyAsync(device_dst, pinned_src, bytes, cudaMemcpyHostToDevice, stream_));
+  }
+  Event record() override {
+    cudaEvent_t ev = nullptr;
+    if (free_events_.empty()) {
+      TH_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+    } else {
+      ev = free_events_.back();
+      free_events_.pop_back();
+    }
+    TH_CUDA_CHECK(cudaEventRecord(ev, stream_));
+    events_.emplace(++seq_, ev);
+    return seq_;
+  }
+  void wait(Event e) override {
+    auto it = events_.find(e);
+    if (it != events_.end()) TH_CUDA_CHECK(cudaEventSynchronize(it->second));
+    // Everything recorded up to e is complete now (one in-order stream): recycle those events.
+    for (auto i = events_.begin(); i != events_.end() && i->first <= e;) {
+      free_events_.push_back(i->second);
+      i = events_.erase(i);
+    }
+  }
+  void sync() override { TH_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  bool device_is_host() const override { return false; }
+  void configure_gemms(bool bf16_operands, bool allow_tf32) override {
+    cuda::set_bf16_operands(bf16_operands);
+    cuda::set_allow_tf32(allow_tf32);
+  }
+
+ private:
+  CudaDeviceMemory device_mem_;
+  CudaPinnedMemory pinned_mem_;
+  MemoryPool device_pool_, pinned_pool_;
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<CudaKernels> f32_;
+  NoDoubleKernels f64_;
+  std::map<Event, cudaEvent_t> events_;
+  std::vector<cudaEvent_t> free_events_;
+  Event seq_ = 0;
+};
+
+}  // namespace
+
+bool cuda_backend_available() { return cuda::device_available(); }
+
+Backend& cuda_backend() {
+  static CudaBackend* be = [] {
+    int count = 0;
+    TH_CUDA_CHECK(cudaGetDeviceCount(&count));
+    TH_CHECK(count > 0, "no CUDA device visible");
+    return new CudaBackend(backend_local_rank() % count);  // one local rank per GPU; never destroyed
+  }();
+  return *be;
+}
+
+}  // namespace th
