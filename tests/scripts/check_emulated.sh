@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# check_emulated.sh SCENARIO MPIEXEC NPFLAG [FLAGS...] -- TORCH_HANDLE DECK
+# check_emulated.sh SCENARIO MPIEXEC NPFLAG [FLAGS...] -- TORCH_HANDLE DECK TSV
 # run%backend = 'emulated' (th/backend/emulated.hpp: the CUDA backend's memory discipline and
 # streams on the CPU kernels) against the CPU backend, 2 ranks, on DECK (the copy task):
 #   stage<S>_<dtype>  20 steps of ZeRO stage S in fp32/bf16/fp16 on both backends: the progress
 #                     lines (loss, grad norm), the validation line and every parameter and moment
 #                     of the last checkpoint must be identical (h5diff on /model and /optimizer).
 #   offload_opt       the same with the optimizer state offloaded to the host (stage 3, fp32)
+#   lm                a decoder-only LM on packed blocks with the document mask, learned positions,
+#                     dropout and activation checkpointing, ZeRO 2 (text prepared from the English
+#                     side of TSV): the same comparison
 #   resume            a checkpoint written on the emulated device resumes on the CPU backend and
 #                     the other way round; both continue exactly as the uninterrupted CPU run.
 #   skip_copy         TH_FAULT makes the first host_view() skip its copy (host code reading device
@@ -16,7 +19,7 @@ set -u
 scenario=$1; shift
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 th_launcher "$@"
-exe=${rest[0]} deck=${rest[1]}
+exe=${rest[0]} deck=${rest[1]} tsv=${rest[2]:-}
 th_workdir
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 fail() { echo "FAIL ($scenario): $*"; exit 1; }
@@ -52,6 +55,27 @@ case $scenario in
     for be in cpu emulated; do
       run "$be" "$be" --set parallel%zero_stage=3 --set "parallel%offload_optimizer='cpu'" ||
         fail "$be run failed: $(tail -5 "$out/$be.log")"
+    done
+    same_run cpu emulated ;;
+  lm)
+    mkdir -p "$out/text"
+    cut -f1 "$tsv" | awk -v f="$out/text/a.txt" '{ print > f; if (NR % 3 == 0) print "" > f }'
+    cat >"$out/lm.nml" <<EOF
+&run task = 'train', output_dir = '$out/run', seed = 5 /
+&model arch = 'decoder-only', d_model = 32, n_heads = 4, d_ff = 64, n_encoder_layers = 0, n_decoder_layers = 2,
+       activation = 'gelu', norm = 'pre', dropout = 0.1, max_len = 32, positions = 'learned' /
+&data train_file = '$out/data/train.h5', valid_file = '$out/data/valid.h5', test_file = '$out/data/test.h5',
+      packing = 'concat', document_mask = .true., max_tokens = 64 /
+&prepare source = 'text:$out/text', vocab_size = 256, valid_fraction = 0.2, test_fraction = 0.1 /
+&parallel zero_stage = 2, activation_checkpointing = T /
+&optim lr = 3.0e-3, warmup_steps = 5 /
+EOF
+    timeout 300 "$mpiexec" "${flags[@]}" "$npflag" 1 "$exe" "$out/lm.nml" --set "run%task='prepare'" \
+      --set "run%output_dir='$out/data'" --set "data%train_file=''" --set "data%valid_file=''" \
+      --set "data%test_file=''" >"$out/prepare.log" 2>&1 || fail "prepare: $(tail -5 "$out/prepare.log")"
+    deck=$out/lm.nml
+    for be in cpu emulated; do
+      run "$be" "$be" --set log%valid_every_steps=10 || fail "$be run failed: $(tail -5 "$out/$be.log")"
     done
     same_run cpu emulated ;;
   resume)
