@@ -6,11 +6,7 @@
 #include <cstdint>
 #include <cstring>
 
-#if defined(__CUDACC__)
-#define TH_HOST_DEVICE __host__ __device__
-#else
-#define TH_HOST_DEVICE
-#endif
+#include "th/core/host_device.hpp"
 
 namespace th::half {
 

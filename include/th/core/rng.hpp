@@ -5,9 +5,12 @@
 #include <cmath>
 #include <cstdint>
 
+#include "th/core/host_device.hpp"
+
 namespace th {
 
-inline std::uint64_t mix64(std::uint64_t seed, std::uint64_t stream, std::uint64_t i) {
+// Host-device (th/core/host_device.hpp): the CUDA dropout kernel draws the same masks.
+TH_HOST_DEVICE inline std::uint64_t mix64(std::uint64_t seed, std::uint64_t stream, std::uint64_t i) {
   std::uint64_t z = seed * 0x9E3779B97F4A7C15ULL + stream * 0xD1B54A32D192ED03ULL + i;
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;  // SplitMix64 finaliser
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;

@@ -2,18 +2,13 @@
 
 #include "th/kernels/host_loop.hpp"
 #include "th/kernels/cpu.hpp"
+#include "th/kernels/element_rules.hpp"
 
 namespace th::cpu {
 
-namespace {
-// Exact GELU (erf form), as torch.nn.functional.gelu's default.
-template <typename T> inline T gelu(T x) { return T(0.5) * x * (T(1) + std::erf(x * T(M_SQRT1_2))); }
-template <typename T> inline T gelu_grad(T x) {
-  const T cdf = T(0.5) * (T(1) + std::erf(x * T(M_SQRT1_2)));
-  const T pdf = std::exp(T(-0.5) * x * x) * T(0.3989422804014327);  // 1/sqrt(2 pi)
-  return cdf + x * pdf;
-}
-}  // namespace
+// The formulas: th/kernels/element_rules.hpp (the CUDA kernels use the same).
+using rules::gelu;
+using rules::gelu_grad;
 
 template <typename T>
 void bias_act_forward(T* y, T* pre, const T* b, std::int64_t N, int F, Activation act) {
@@ -22,7 +17,7 @@ void bias_act_forward(T* y, T* pre, const T* b, std::int64_t N, int F, Activatio
       for (int j = 0; j < F; ++j) {
         const T v = pre[i * F + j] + b[j];
         pre[i * F + j] = v;
-        y[i * F + j] = v > T(0) ? v : T(0);
+        y[i * F + j] = rules::relu(v);
       }
     });
   } else {
@@ -44,7 +39,7 @@ void bias_act_backward(T* dpre, T* db, const T* dy, const T* pre, std::int64_t N
     // kept it scalar, with a branch per element).
     host_for("BiasReLU::backward", n, [=](std::int64_t i) {
       const T d = dy[i], x = pre[i];
-      dpre[i] = x > T(0) ? d : T(0);
+      dpre[i] = rules::relu_backward(d, x);
     });
   } else {
     host_for("BiasGELU::backward", n, [=](std::int64_t i) { dpre[i] = dy[i] * gelu_grad(pre[i]); });

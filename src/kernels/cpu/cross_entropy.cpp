@@ -4,6 +4,7 @@
 
 #include "th/kernels/host_loop.hpp"
 #include "th/kernels/cpu.hpp"
+#include "th/kernels/element_rules.hpp"
 #include "cpu/softmax_rows.hpp"
 
 namespace th::cpu {
@@ -27,9 +28,7 @@ double cross_entropy_forward(T* losses, T* lse, const T* logits, const int* targ
     }
     const T l = mx + std::log(sum);
     lse[n] = l;
-    losses[n] = targets[n] == ignore
-                    ? T(0)
-                    : l - (T(1) - smoothing) * z[targets[n]] - smoothing / T(V) * zsum;
+    losses[n] = targets[n] == ignore ? T(0) : rules::ce_loss(l, z[targets[n]], zsum, smoothing, V);
   });
   *count = static_cast<std::int64_t>(
       host_sum("CrossEntropy::count", N, [=](std::int64_t n) { return targets[n] == ignore ? 0.0 : 1.0; }));
@@ -47,10 +46,11 @@ void cross_entropy_backward(T* dlogits, const T* logits, const T* lse, const int
       return;
     }
     const T l = lse[n], u = smoothing / T(V);
+    // float: rules::ce_grad in 16 lanes with exp_rule for the exponential (softmax_rows.hpp).
     if constexpr (std::is_same_v<T, float>) rows::exp_affine(d, z, V, l, dloss, u);
     else
-      for (int v = 0; v < V; ++v) d[v] = dloss * (std::exp(z[v] - l) - u);
-    d[targets[n]] -= dloss * (T(1) - smoothing);
+      for (int v = 0; v < V; ++v) d[v] = rules::ce_grad(z[v], l, dloss, u);
+    d[targets[n]] -= rules::ce_target_correction(dloss, smoothing);
   });
 }
 

@@ -1,12 +1,13 @@
 #include "th/kernels/host_loop.hpp"
 #include "th/core/rng.hpp"
 #include "th/kernels/cpu.hpp"
+#include "th/kernels/element_rules.hpp"
 
 namespace th::cpu {
 
-// 24 random bits of th::mix64 (exact in float) -> [0, 1).
+// The mask and the arithmetic: th/kernels/element_rules.hpp (the CUDA kernels use the same).
 float dropout_uniform(std::uint64_t seed, std::uint64_t stream, std::uint64_t i) {
-  return static_cast<float>(mix64(seed, stream, i) >> 40) * (1.0f / 16777216.0f);
+  return rules::dropout_uniform(seed, stream, i);
 }
 
 template <typename T>
@@ -17,7 +18,7 @@ void dropout_forward(T* y, const T* x, std::int64_t n, float p, std::uint64_t se
   }
   const T keep_scale = T(1) / (T(1) - T(p));
   host_for("Dropout::forward", n, [=](std::int64_t i) {
-    y[i] = dropout_uniform(seed, stream, static_cast<std::uint64_t>(i)) >= p ? x[i] * keep_scale : T(0);
+    y[i] = rules::dropout_value(x[i], rules::dropout_keep(seed, stream, static_cast<std::uint64_t>(i), p), keep_scale);
   });
 }
 
@@ -30,8 +31,8 @@ void dropout_add(T* y, const T* x, const T* f, std::int64_t n, float p, std::uin
   }
   const T keep_scale = T(1) / (T(1) - T(p));
   host_for("Dropout::residual_add", n, [=](std::int64_t i) {
-    const bool keep = dropout_uniform(seed, stream, static_cast<std::uint64_t>(i)) >= p;
-    y[i] = x[i] + (keep ? f[i] * keep_scale : T(0));
+    y[i] = rules::dropout_add_value(x[i], f[i], rules::dropout_keep(seed, stream, static_cast<std::uint64_t>(i), p),
+                                    keep_scale);
   });
 }
 

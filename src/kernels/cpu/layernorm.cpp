@@ -3,6 +3,7 @@
 
 #include "th/kernels/host_loop.hpp"
 #include "th/kernels/cpu.hpp"
+#include "th/kernels/element_rules.hpp"
 #include "cpu/softmax_rows.hpp"
 
 namespace th::cpu {
@@ -24,7 +25,7 @@ void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* gamma, const
     }
     const T r = T(1) / std::sqrt(var + eps);
     T* yi = y + i * D;
-    for (int j = 0; j < D; ++j) yi[j] = (xi[j] - m) * r * gamma[j] + beta[j];
+    for (int j = 0; j < D; ++j) yi[j] = rules::layernorm_out(xi[j], m, r, gamma[j], beta[j]);
     mean[i] = m;
     rstd[i] = r;
   });
@@ -51,10 +52,7 @@ void layernorm_backward(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, con
     sum_g /= D;
     sum_gx /= D;
     T* dxi = dx + i * D;
-    for (int j = 0; j < D; ++j) {
-      const T xhat = (xi[j] - m) * r;
-      dxi[j] = r * (dyi[j] * gamma[j] - sum_g - xhat * sum_gx);
-    }
+    for (int j = 0; j < D; ++j) dxi[j] = rules::layernorm_dx(dyi[j], gamma[j], xi[j], m, r, sum_g, sum_gx);
   });
   constexpr int kBlock = 64;
   const std::int64_t nblocks = (D + kBlock - 1) / kBlock;

@@ -1,21 +1,11 @@
 // Bias + activation (ReLU, exact-erf GELU) forward and backward, elementwise over [N,F].
 #include "device_utils.cuh"
 #include "th/kernels/cuda.hpp"
+#include "th/kernels/element_rules.hpp"
 
 namespace th::cuda {
 
-namespace {
-constexpr float kSqrtHalf = 0.70710678118654752f;     // 1/sqrt(2)
-constexpr float kInvSqrt2Pi = 0.3989422804014327f;    // 1/sqrt(2 pi)
-
-// Exact GELU (erf form), as torch.nn.functional.gelu's default and th::cpu.
-__device__ __forceinline__ float gelu(float x) { return 0.5f * x * (1.0f + erff(x * kSqrtHalf)); }
-__device__ __forceinline__ float gelu_grad(float x) {
-  const float cdf = 0.5f * (1.0f + erff(x * kSqrtHalf));
-  const float pdf = expf(-0.5f * x * x) * kInvSqrt2Pi;
-  return cdf + x * pdf;
-}
-}  // namespace
+// The formulas (exact-erf GELU, ReLU): th/kernels/element_rules.hpp, the CPU loops' too.
 
 // ---- kernels --------------------------------------------------------------------------------
 
@@ -26,7 +16,7 @@ __global__ void bias_act_forward_kernel(float* y, float* pre, const float* b, st
   for (std::int64_t i = global_thread_index(); i < total; i += grid_stride()) {
     const float v = pre[i] + b[i % F];
     pre[i] = v;
-    y[i] = kAct == Activation::ReLU ? (v > 0.0f ? v : 0.0f) : gelu(v);
+    y[i] = kAct == Activation::ReLU ? rules::relu(v) : rules::gelu(v);
   }
 }
 
@@ -34,7 +24,7 @@ __global__ void bias_act_forward_kernel(float* y, float* pre, const float* b, st
 template <Activation kAct>
 __global__ void bias_act_backward_kernel(float* dpre, const float* dy, const float* pre, std::int64_t n) {
   for (std::int64_t i = global_thread_index(); i < n; i += grid_stride()) {
-    dpre[i] = kAct == Activation::ReLU ? (pre[i] > 0.0f ? dy[i] : 0.0f) : dy[i] * gelu_grad(pre[i]);
+    dpre[i] = kAct == Activation::ReLU ? rules::relu_backward(dy[i], pre[i]) : dy[i] * rules::gelu_grad(pre[i]);
   }
 }
 

@@ -3,6 +3,7 @@
 #include "device_utils.cuh"
 #include "scratch.hpp"
 #include "th/kernels/cuda.hpp"
+#include "th/kernels/element_rules.hpp"
 
 namespace th::cuda {
 
@@ -33,7 +34,7 @@ __global__ void cross_entropy_forward_kernel(float* losses, float* lse, const fl
     lse[n] = l;
     if (t == ignore) losses[n] = 0.0f;
     else if (t < 0 || t >= V) losses[n] = NAN;  // a bad label must not pass silently
-    else losses[n] = l - (1.0f - smoothing) * z[t] - smoothing / static_cast<float>(V) * zsum;
+    else losses[n] = rules::ce_loss(l, z[t], zsum, smoothing, V);
   }
 }
 
@@ -70,9 +71,9 @@ __global__ void cross_entropy_backward_kernel(float* dlogits, const float* logit
     for (int v = threadIdx.x; v < V; v += blockDim.x) d[v] = NAN;
     return;
   }
-  const float l = lse[n], u = smoothing / static_cast<float>(V), hit = dloss * (1.0f - smoothing);
+  const float l = lse[n], u = smoothing / static_cast<float>(V), hit = rules::ce_target_correction(dloss, smoothing);
   for (int v = threadIdx.x; v < V; v += blockDim.x) {
-    const float g = dloss * (expf(z[v] - l) - u);
+    const float g = rules::ce_grad(z[v], l, dloss, u);
     d[v] = v == t ? g - hit : g;
   }
 }

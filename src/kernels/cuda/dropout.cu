@@ -3,26 +3,11 @@
 // recomputed in backward without storing it.
 #include "device_utils.cuh"
 #include "th/kernels/cuda.hpp"
+#include "th/kernels/element_rules.hpp"
 
 namespace th::cuda {
 
-namespace {
-// th::mix64 (include/th/core/rng.hpp) for the device: the same SplitMix64 constants and steps.
-// rng.hpp's version is host-only (not constexpr, so not callable from device code); the GPU test
-// checks that the two agree bit for bit on every mask it draws.
-__device__ __forceinline__ std::uint64_t mix64_device(std::uint64_t seed, std::uint64_t stream_id, std::uint64_t i) {
-  std::uint64_t z = seed * 0x9E3779B97F4A7C15ULL + stream_id * 0xD1B54A32D192ED03ULL + i;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-
-// th::cpu::dropout_uniform: the top 24 bits (exact in float) times 2^-24, in [0, 1).
-__device__ __forceinline__ float dropout_uniform_device(std::uint64_t seed, std::uint64_t stream_id, std::uint64_t i) {
-  return static_cast<float>(static_cast<std::uint32_t>(mix64_device(seed, stream_id, i) >> 40)) *
-         (1.0f / 16777216.0f);
-}
-}  // namespace
+// The mask and the arithmetic: th/kernels/element_rules.hpp (th::mix64's counter RNG), the CPU's too.
 
 // ---- kernels --------------------------------------------------------------------------------
 
@@ -30,8 +15,7 @@ __device__ __forceinline__ float dropout_uniform_device(std::uint64_t seed, std:
 __global__ void dropout_forward_kernel(float* y, const float* x, std::int64_t n, float p, float keep_scale,
                                        std::uint64_t seed, std::uint64_t stream_id) {
   for (std::int64_t i = global_thread_index(); i < n; i += grid_stride()) {
-    const bool keep = dropout_uniform_device(seed, stream_id, static_cast<std::uint64_t>(i)) >= p;
-    y[i] = keep ? __fmul_rn(x[i], keep_scale) : 0.0f;
+    y[i] = rules::dropout_value(x[i], rules::dropout_keep(seed, stream_id, static_cast<std::uint64_t>(i), p), keep_scale);
   }
 }
 
@@ -40,8 +24,8 @@ __global__ void dropout_forward_kernel(float* y, const float* x, std::int64_t n,
 __global__ void dropout_add_kernel(float* y, const float* x, const float* f, std::int64_t n, float p,
                                    float keep_scale, std::uint64_t seed, std::uint64_t stream_id) {
   for (std::int64_t i = global_thread_index(); i < n; i += grid_stride()) {
-    const bool keep = dropout_uniform_device(seed, stream_id, static_cast<std::uint64_t>(i)) >= p;
-    y[i] = __fadd_rn(x[i], keep ? __fmul_rn(f[i], keep_scale) : 0.0f);
+    y[i] = rules::dropout_add_value(x[i], f[i], rules::dropout_keep(seed, stream_id, static_cast<std::uint64_t>(i), p),
+                                    keep_scale);
   }
 }
 

@@ -3,6 +3,7 @@
 #include "device_utils.cuh"
 #include "scratch.hpp"
 #include "th/kernels/cuda.hpp"
+#include "th/kernels/element_rules.hpp"
 
 namespace th::cuda {
 
@@ -33,7 +34,7 @@ __global__ void layernorm_forward_kernel(float* y, float* mean, float* rstd, con
   var = warp_sum(var) / static_cast<float>(D);
   const float r = 1.0f / sqrtf(var + eps);
   float* yi = y + row * D;
-  for (int j = lane; j < D; j += kWarpSize) yi[j] = (xi[j] - m) * r * gamma[j] + beta[j];
+  for (int j = lane; j < D; j += kWarpSize) yi[j] = rules::layernorm_out(xi[j], m, r, gamma[j], beta[j]);
   if (lane == 0) {
     mean[row] = m;
     rstd[row] = r;
@@ -58,10 +59,7 @@ __global__ void layernorm_backward_input_kernel(float* dx, const float* dy, cons
   sum_g = warp_sum(sum_g) / static_cast<float>(D);
   sum_gx = warp_sum(sum_gx) / static_cast<float>(D);
   float* dxi = dx + row * D;
-  for (int j = lane; j < D; j += kWarpSize) {
-    const float xhat = (xi[j] - m) * r;
-    dxi[j] = r * (dyi[j] * gamma[j] - sum_g - xhat * sum_gx);
-  }
+  for (int j = lane; j < D; j += kWarpSize) dxi[j] = rules::layernorm_dx(dyi[j], gamma[j], xi[j], m, r, sum_g, sum_gx);
 }
 
 // Per chunk of rows (grid.y) and kColTile columns (grid.x): sum of dy * xhat and of dy.
