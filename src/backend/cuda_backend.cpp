@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "th/backend/backend.hpp"
+#include "device_backend.hpp"
 #include "th/core/error.hpp"
 #include "th/kernels/cuda.hpp"
 
@@ -207,9 +207,9 @@ class NoDoubleKernels final : public Kernels<double> {
                     std::int64_t) override { no(); }
 };
 
-class CudaBackend final : public Backend {
+class CudaBackend final : public DeviceBackend {
  public:
-  explicit CudaBackend(int device) : device_pool_(&device_mem_), pinned_pool_(&pinned_mem_) {
+  explicit CudaBackend(int device) : DeviceBackend(device_mem_, pinned_mem_) {
     TH_CUDA_CHECK(cudaSetDevice(device));
     TH_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     f32_ = std::make_unique<CudaKernels>(*this, stream_);
@@ -224,17 +224,6 @@ class CudaBackend final : public Backend {
   void fp32_to_fp16(std::uint16_t* y, const float* x, std::int64_t n) override { cuda::fp32_to_fp16(y, x, n, stream_); }
   void fp16_to_fp32(float* y, const std::uint16_t* x, std::int64_t n) override { cuda::fp16_to_fp32(y, x, n, stream_); }
 
-  MemoryPool& pool(MemorySpace space) override {
-    switch (space) {
-      case MemorySpace::Device: return device_pool_;
-      case MemorySpace::Pinned: return pinned_pool_;
-      case MemorySpace::Host: break;
-    }
-    return host_pool();
-  }
-  Device device_of(MemorySpace space) const override {
-    return space == MemorySpace::Device ? Device::Cuda : Device::Host;
-  }
   // From pageable memory: returns once the source has been taken (stream-ordered on the device).
   void host_to_device(void* dst, const void* src, std::size_t bytes) override {
     if (bytes) TH_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
@@ -254,13 +243,13 @@ class CudaBackend final : public Backend {
   }
   const void* host_view(const void* src, std::size_t bytes, Tensor& staging) override {
     if (!bytes) return src;
-    staging = Tensor::empty({static_cast<std::int64_t>((bytes + 3) / 4)}, DType::F32, MemCategory::Workspace, host_pool());
+    staging = host_staging(bytes);
     device_to_host(staging.raw(), src, bytes);
     return staging.raw();
   }
   void* host_target(void* dst, std::size_t bytes, Tensor& staging) override {
     if (!bytes) return dst;
-    staging = Tensor::empty({static_cast<std::int64_t>((bytes + 3) / 4)}, DType::F32, MemCategory::Workspace, host_pool());
+    staging = host_staging(bytes);
     return staging.raw();
   }
   void copy_to_host_async(void* pinned_dst, const void* device_src, std::size_t bytes) override {
@@ -291,7 +280,6 @@ class CudaBackend final : public Backend {
     }
   }
   void sync() override { TH_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
-  bool device_is_host() const override { return false; }
   void configure_gemms(bool bf16_operands, bool allow_tf32) override {
     cuda::set_bf16_operands(bf16_operands);
     cuda::set_allow_tf32(allow_tf32);
@@ -300,7 +288,6 @@ class CudaBackend final : public Backend {
  private:
   CudaDeviceMemory device_mem_;
   CudaPinnedMemory pinned_mem_;
-  MemoryPool device_pool_, pinned_pool_;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<CudaKernels> f32_;
   NoDoubleKernels f64_;

@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "device_backend.hpp"
 #include "th/core/error.hpp"
 
 namespace th {
@@ -255,7 +256,7 @@ void install_fault_handler() {
 template <typename T>
 class EmulatedKernels;
 
-class EmulatedBackend final : public Backend {
+class EmulatedBackend final : public DeviceBackend {
  public:
   EmulatedBackend();
   const char* name() const override { return "emulated"; }
@@ -320,17 +321,6 @@ class EmulatedBackend final : public Backend {
   }
 
   // ---- memory
-  MemoryPool& pool(MemorySpace space) override {
-    switch (space) {
-      case MemorySpace::Device: return device_pool_;
-      case MemorySpace::Pinned: return pinned_pool_;
-      case MemorySpace::Host: break;
-    }
-    return host_pool();
-  }
-  Device device_of(MemorySpace space) const override {
-    return space == MemorySpace::Device ? Device::Cuda : Device::Host;
-  }
   void host_to_device(void* dst, const void* src, std::size_t bytes) override {
     if (!bytes) return;
     char* d = dev(static_cast<char*>(dst), "host_to_device");
@@ -367,13 +357,13 @@ class EmulatedBackend final : public Backend {
       fault_note("skip_copy", stats_.host_views);
       return src;  // the forgotten copy: the caller reads device memory
     }
-    staging = Tensor::empty({static_cast<std::int64_t>((bytes + 3) / 4)}, DType::F32, MemCategory::Workspace, host_pool());
+    staging = host_staging(bytes);
     device_to_host(staging.raw(), src, bytes);
     return staging.raw();
   }
   void* host_target(void* dst, std::size_t bytes, Tensor& staging) override {
     if (!device_.contains(dst) || !bytes) return dst;
-    staging = Tensor::empty({static_cast<std::int64_t>((bytes + 3) / 4)}, DType::F32, MemCategory::Workspace, host_pool());
+    staging = host_staging(bytes);
     return staging.raw();
   }
   void copy_to_host_async(void* pinned_dst, const void* device_src, std::size_t bytes) override {
@@ -407,7 +397,6 @@ class EmulatedBackend final : public Backend {
     release(e);
   }
   void sync() override { wait(record()); }
-  bool device_is_host() const override { return false; }
 
   bool is_device(const void* p) const { return device_.contains(p); }
   bool is_pinned(const void* p) const { return pinned_.contains(p); }
@@ -456,7 +445,6 @@ class EmulatedBackend final : public Backend {
 
   int rank_ = launcher_rank();
   Arena device_, pinned_;
-  MemoryPool device_pool_, pinned_pool_;
   Stream stream_;
   std::vector<Hold> holds_;
   EmulatedStats stats_;
@@ -645,10 +633,9 @@ class EmulatedKernels final : public Kernels<T> {
 };
 
 EmulatedBackend::EmulatedBackend()
-    : device_("emulated device", env_mb("TH_EMULATED_DEVICE_MB", 8192) << 20, PROT_NONE, 256),
+    : DeviceBackend(device_, pinned_),
+      device_("emulated device", env_mb("TH_EMULATED_DEVICE_MB", 8192) << 20, PROT_NONE, 256),
       pinned_("emulated pinned memory", env_mb("TH_EMULATED_PINNED_MB", 1024) << 20, PROT_READ | PROT_WRITE, kPage),
-      device_pool_(&device_),
-      pinned_pool_(&pinned_),
       f32_(std::make_unique<EmulatedKernels<float>>(*this)),
       f64_(std::make_unique<EmulatedKernels<double>>(*this)) {
   g_device = &device_;
