@@ -5,7 +5,7 @@
 # (tests/scripts/check_emulated.sh). Kernel-level checks: tests/unit/test_emulated.cpp and
 # test_backend.cpp.
 include_guard(GLOBAL)
-foreach(scenario stage0_fp32 stage1_bf16 stage2_fp16 stage3_fp32 stage3_bf16 offload_opt lm resume skip_copy skip_wait)
+foreach(scenario stage0_fp32 stage1_bf16 stage2_fp16 stage3_fp32 stage3_bf16 offload_opt lm evaluate resume skip_copy skip_wait)
   add_test(NAME emulated_${scenario}
            COMMAND ${CMAKE_CURRENT_LIST_DIR}/../scripts/check_emulated.sh ${scenario} ${MPIEXEC_EXECUTABLE}
                    ${MPIEXEC_NUMPROC_FLAG} ${TH_MPIEXEC_FLAGS} -- $<TARGET_FILE:torch-handle>

@@ -8,7 +8,11 @@
 #   offload_opt       the same with the optimizer state offloaded to the host (stage 3, fp32)
 #   lm                a decoder-only LM on packed blocks with the document mask, learned positions,
 #                     dropout and activation checkpointing, ZeRO 2 (text prepared from the English
-#                     side of TSV): the same comparison
+#                     side of TSV): the same comparison; then task 'generate' (sampling through
+#                     the KV cache) gives the same text on both backends
+#   evaluate          task 'evaluate' of a copy-task checkpoint (teacher-forced loss, beam-search
+#                     translations through the KV cache) on both backends: the same figures and
+#                     the same translations
 #   resume            a checkpoint written on the emulated device resumes on the CPU backend and
 #                     the other way round; both continue exactly as the uninterrupted CPU run.
 #   skip_copy         TH_FAULT makes the first host_view() skip its copy (host code reading device
@@ -25,12 +29,14 @@ export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 fail() { echo "FAIL ($scenario): $*"; exit 1; }
 
 # run NAME BACKEND ARGS...: 2 ranks, output in $out/NAME (log: $out/NAME.log); returns the status.
+# run%gemm is pinned: 'auto' times the GEMM libraries at start-up and could pick another one for
+# the second run (different bits, not a backend difference).
 run() {
   local name=$1 be=$2
   shift 2
   timeout 300 "$mpiexec" "${flags[@]}" "$npflag" 2 "$exe" "$deck" --set "run%backend='$be'" \
     --set "run%output_dir='$out/$name'" --set run%max_steps=20 --set log%every_steps=5 \
-    --set checkpoint%every_steps=10 "$@" >"$out/$name.log" 2>&1
+    --set checkpoint%every_steps=10 --set "run%gemm='openblas'" "$@" >"$out/$name.log" 2>&1
 }
 lines() { grep -E '^(step [0-9]+/|validation)' "$1" | sed -E 's/ \| [0-9]+ tok\/s.*//'; }
 same_run() {  # same_run A B: identical progress and checkpoint contents
@@ -77,7 +83,26 @@ EOF
     for be in cpu emulated; do
       run "$be" "$be" --set log%valid_every_steps=10 || fail "$be run failed: $(tail -5 "$out/$be.log")"
     done
-    same_run cpu emulated ;;
+    same_run cpu emulated
+    printf 'In the beginning\nAnd God said\n' >"$out/prompts.txt"
+    for be in cpu emulated; do
+      timeout 300 "$mpiexec" "${flags[@]}" "$npflag" 2 "$exe" "$deck" --set "run%backend='$be'" --set "run%gemm='openblas'" \
+        --set "run%output_dir='$out/cpu'" --set "run%task='generate'" --set "generate%input_file='$out/prompts.txt'" \
+        --set "generate%output_file='$out/gen_$be.txt'" --set generate%max_new_tokens=10 --set generate%seed=3 \
+        >"$out/gen_$be.log" 2>&1 || fail "generate on $be: $(tail -5 "$out/gen_$be.log")"
+    done
+    [[ -s $out/gen_cpu.txt ]] || fail "generate wrote nothing"
+    cmp -s "$out/gen_cpu.txt" "$out/gen_emulated.txt" || fail "generated texts differ: $(paste "$out/gen_cpu.txt" "$out/gen_emulated.txt")" ;;
+  evaluate)
+    run train cpu || fail "training failed: $(tail -5 "$out/train.log")"
+    for be in cpu emulated; do
+      run train "$be" --set "run%task='evaluate'" || fail "evaluate on $be: $(tail -5 "$out/train.log")"
+      grep '^evaluate:' "$out/train.log" | sed -E 's/ in [0-9.]+ s, [0-9.]+ sentences\/s//' >"$out/eval_$be.txt"
+      cp "$out/train/test.hyp.txt" "$out/hyp_$be.txt" || fail "no translations from $be"
+    done
+    grep -q BLEU "$out/eval_cpu.txt" || fail "no BLEU line: $(cat "$out/eval_cpu.txt")"
+    diff "$out/eval_cpu.txt" "$out/eval_emulated.txt" || fail "evaluate figures differ between the backends"
+    cmp -s "$out/hyp_cpu.txt" "$out/hyp_emulated.txt" || fail "translations differ between the backends" ;;
   resume)
     run ref cpu --set parallel%zero_stage=1 || fail "reference run failed"
     for pair in "emulated cpu" "cpu emulated"; do
