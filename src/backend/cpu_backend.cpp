@@ -171,8 +171,10 @@ Backend& backend_for(BackendKind kind) {
 #endif
     case BackendKind::Emulated:
       return emulated_backend();
+    case BackendKind::Auto:  // the deck contract: cuda when a GPU is visible (and built), else the CPU
+      if (cuda_backend_available()) return cuda_backend();
+      break;
     case BackendKind::Cpu:
-    case BackendKind::Auto:  // the CPU until the CUDA backend has run on a GPU (see backend.hpp)
       break;
   }
   return cpu_backend();

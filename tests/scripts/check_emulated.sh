@@ -6,6 +6,9 @@
 #                     lines (loss, grad norm), the validation line and every parameter and moment
 #                     of the last checkpoint must be identical (h5diff on /model and /optimizer).
 #   offload_opt       the same with the optimizer state offloaded to the host (stage 3, fp32)
+#   offload_param     stage 3, bf16, parameters offloaded to the host and moments to NVMe files; and
+#                     offload_param without offload_optimizer is refused on the emulated device
+#   offload_nvme      stage 3, fp32, parameters and moments in NVMe files
 #   lm                a decoder-only LM on packed blocks with the document mask, learned positions,
 #                     dropout and activation checkpointing, ZeRO 2 (text prepared from the English
 #                     side of TSV): the same comparison; then task 'generate' (sampling through
@@ -63,6 +66,22 @@ case $scenario in
         fail "$be run failed: $(tail -5 "$out/$be.log")"
     done
     same_run cpu emulated ;;
+  offload_param|offload_nvme)
+    mkdir -p "$out/nvme_cpu" "$out/nvme_emulated"
+    if [[ $scenario == offload_param ]]; then set -- --set "precision%dtype='bf16'" --set "parallel%offload_param='cpu'"
+    else set -- --set "parallel%offload_param='nvme'"; fi
+    for be in cpu emulated; do
+      run "$be" "$be" --set parallel%zero_stage=3 "$@" --set "parallel%offload_optimizer='nvme'" \
+        --set "parallel%nvme_path='$out/nvme_$be'" || fail "$be run failed: $(tail -5 "$out/$be.log")"
+    done
+    same_run cpu emulated
+    if [[ $scenario == offload_param ]]; then
+      if run refused emulated --set parallel%zero_stage=3 --set "parallel%offload_param='cpu'"; then
+        fail "offload_param without offload_optimizer ran on the emulated device"
+      fi
+      grep -q "offload_param = 'cpu' on the emulated backend needs parallel%offload_optimizer" "$out/refused.log" ||
+        fail "no clear refusal: $(grep error "$out/refused.log" | head -2)"
+    fi ;;
   lm)
     mkdir -p "$out/text"
     cut -f1 "$tsv" | awk -v f="$out/text/a.txt" '{ print > f; if (NR % 3 == 0) print "" > f }'

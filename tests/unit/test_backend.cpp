@@ -319,7 +319,7 @@ TEST(BackendSeam, CpuMemorySpacesCopiesAndViews) {
 
 TEST(BackendSeam, RunBackendChoice) {
   EXPECT_EQ(&backend_for(parse_backend_kind("cpu")), &cpu_backend());
-  EXPECT_EQ(&backend_for(parse_backend_kind("auto")), &cpu_backend());
+  EXPECT_EQ(&backend_for(parse_backend_kind("auto")), cuda_backend_available() ? &cuda_backend() : &cpu_backend());
   EXPECT_THROW(backend_for(parse_backend_kind("cuda")), InputError);
   EXPECT_EQ(&backend_for(parse_backend_kind("emulated")), &emulated_backend());
   EXPECT_THROW(parse_backend_kind("tpu"), InputError);

@@ -145,9 +145,8 @@ int backend_local_rank();
 // run%backend ('cpu' | 'cuda' | 'emulated' | 'auto'); anything else throws th::InputError.
 BackendKind parse_backend_kind(const std::string& value);
 // The backend of a run. Cpu gives cpu_backend(), Emulated emulated_backend(), Cuda
-// cuda_backend() (th::InputError where this build has no CUDA or no GPU is visible). Auto gives
-// the CPU backend until the CUDA backend has been validated on a GPU (tests/gpu/run_gpu_checks.sh):
-// a user opts in with 'cuda'.
+// cuda_backend() (th::InputError where this build has no CUDA or no GPU is visible), Auto the
+// CUDA backend where it can run and the CPU backend elsewhere.
 Backend& backend_for(BackendKind kind);
 
 }  // namespace th

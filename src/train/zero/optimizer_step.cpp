@@ -64,6 +64,11 @@ void OptimizerStep::master_to_compute() {
     return;
   }
   for (const OwnedSpan& s : spans_) {
+    if (params_.owned_on_host()) {  // host-resident partition on a device backend
+      copy_to_host(be_, s.value, master_.data<float>() + s.shard, s.n);
+      round_to_compute_on_host(compute_, s.value, s.n);
+      continue;
+    }
     copy_device(be_, s.value, master_.data<float>() + s.shard, s.n);
     round_to_compute(be_, compute_, s.value, s.n);
   }
@@ -107,13 +112,16 @@ void OptimizerStep::update(double lr) {
     for (std::size_t i = 0; i < spans_.size(); ++i) {
       const OwnedSpan& s = spans_[i];
       float* p = master ? master + s.shard : s.value;
+      // A host-resident value (stage 3 offload_param = 'cpu', fp32) is updated in place; a device
+      // one through a host copy (host_target stages it; the CPU backend aliases).
       float* host = host_target(be_, p, s.n, values[i]);
-      copy_to_host(be_, host, p, s.n);
+      if (values[i].defined()) copy_to_host(be_, host, p, s.n);
       spans.push_back({host, g[i], s.shard, s.n});
     }
     agree_each(comm_, [&] { store_.update(spans, lr); });
     for (std::size_t i = 0; i < spans_.size(); ++i)
-      copy_to_device(be_, master ? master + spans_[i].shard : spans_[i].value, spans[i].param, spans_[i].n);
+      if (values[i].defined())
+        copy_to_device(be_, master ? master + spans_[i].shard : spans_[i].value, spans[i].param, spans_[i].n);
   } else {
     // Moments with the parameters: the backend's AdamW kernel in place.
     std::vector<AdamSpan> spans;

@@ -46,6 +46,9 @@ class ParamHome {
   // offload_param = 'nvme': the partition file (else nullptr); write_partition() writes the
   // partition `x` (rounded to `compute` unless F32) as its next generation, agreed over ranks.
   virtual ChunkFile* file() { return nullptr; }
+  // The owned values are host memory the backend's kernels cannot reach (stage 3 offload_param
+  // = 'cpu' on a device backend): the optimizer step reaches them by copies and host loops.
+  virtual bool owned_on_host() const { return false; }
   virtual void write_partition(const float* /*x*/, DType /*compute*/) {}
   // Stage 3's gatherer: drop what was gathered ahead; the first step's order is complete.
   virtual void drop_prefetched() {}

@@ -31,11 +31,11 @@ class PartitionedParams final : public ParamHome, public PieceSource {
                     float* grad_range)
       : comm_(comm), ps_(model.params()), part_(part), param_(opt.offload.param),
         range_(ps_.size(), MemCategory::Parameters, ps_.backend()) {
-    if (param_ != OffloadTarget::None && !ps_.backend().device_is_host())
+    if (param_ != OffloadTarget::None && !ps_.backend().device_is_host() && opt.offload.optimizer == OffloadTarget::None)
       throw InputError(std::string("parallel%offload_param = '") + (param_ == OffloadTarget::Cpu ? "cpu" : "nvme") +
-                       "' is not available on the " + ps_.backend().name() +
-                       " backend yet (the optimizer would update host-resident parameters with device kernels); "
-                       "use run%backend = 'cpu', or offload_optimizer alone");
+                       "' on the " + ps_.backend().name() +
+                       " backend needs parallel%offload_optimizer too (the optimizer would update host-resident "
+                       "parameters with device kernels)");
     const std::int64_t S = part.shard_size();
     if (param_ == OffloadTarget::Nvme)  // the partition lives in the file; the host holds two chunk slots
       agree_each(comm_, [&] {
@@ -133,6 +133,7 @@ class PartitionedParams final : public ParamHome, public PieceSource {
   }
 
   ChunkFile* file() override { return file_.get(); }
+  bool owned_on_host() const override { return shard_space() == MemorySpace::Host && !ps_.backend().device_is_host(); }
   void write_partition(const float* x, DType compute) override {
     agree_each(comm_, [&] {
       file_->fill([&](float* a, float*, std::int64_t c0, std::int64_t c1) {
