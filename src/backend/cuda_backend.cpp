@@ -17,6 +17,7 @@
 #include "device_backend.hpp"
 #include "th/core/error.hpp"
 #include "th/kernels/cuda.hpp"
+#include "th/kernels/nccl_comm.hpp"
 
 namespace th {
 
@@ -280,6 +281,12 @@ class CudaBackend final : public DeviceBackend {
     }
   }
   void sync() override { TH_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  // NCCL over the bootstrap's ranks, its own stream ordered after this compute stream.
+  std::unique_ptr<Comm> make_device_comm(Comm& bootstrap) override {
+    auto c = std::make_unique<NcclComm>(bootstrap);
+    c->set_compute_stream(stream_);
+    return c;
+  }
   void configure_gemms(bool bf16_operands, bool allow_tf32) override {
     cuda::set_bf16_operands(bf16_operands);
     cuda::set_allow_tf32(allow_tf32);

@@ -16,6 +16,7 @@
 #include "th/train/progress.hpp"
 #include "th/train/zero.hpp"
 #include "th/train/tasks.hpp"
+#include "th/train/device_comm.hpp"
 
 namespace th {
 
@@ -104,6 +105,7 @@ void run_bench(const Config& cfg, Comm& comm) {
     std::string theory;                                // how theory_bytes was computed
   };
   const int steps = cfg.bench.steps, warmup = cfg.bench.warmup;
+  const DeviceCommAttachment device_comm(run_backend(cfg), comm, cfg.parallel.comm);  // NCCL where asked and built
   std::uint64_t micro = 0;
   // Each pass builds its model and ZeRO engine (parallel%zero_stage) afresh: same initial values.
   auto timed_pass = [&](bool overlap, int n_warmup) {

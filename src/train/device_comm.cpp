@@ -1,6 +1,9 @@
 #include "th/train/device_comm.hpp"
 
+#include "th/core/error.hpp"
+
 #include <memory>
+#include <string>
 #include <utility>
 
 namespace th {
@@ -50,8 +53,28 @@ class StagedGather final : public CommRequest {
 
 }  // namespace
 
+DeviceCommAttachment::DeviceCommAttachment(Backend& be, Comm& host, const std::string& request) : be_(be) {
+  if (request == "mpi" || (be.device_is_host() && request == "auto")) return;
+  if (!be.device_is_host()) comm_ = be.make_device_comm(host);
+  if (!comm_ && request == "nccl")
+    throw InputError(std::string("parallel%comm = 'nccl': the ") + be.name() +
+                     " backend has no NCCL communicator (NCCL needs run%backend = 'cuda' in a build with NCCL); "
+                     "use 'auto' or 'mpi'");
+  be_.set_device_comm(comm_.get());
+}
+
+DeviceCommAttachment::~DeviceCommAttachment() {
+  if (comm_) be_.set_device_comm(nullptr);
+}
+
+const char* DeviceCommAttachment::describe() const {
+  if (be_.device_is_host()) return "MPI on host buffers";
+  return comm_ ? "NCCL on device buffers" : "MPI through pinned staging buffers";
+}
+
 void broadcast_device(Backend& be, Comm& comm, void* data, std::size_t bytes, int root) {
   if (be.device_is_host()) return comm.broadcast(data, bytes, root);
+  if (Comm* dc = be.device_comm()) return dc->broadcast(data, bytes, root);
   Tensor pinned = pinned_bytes(be, bytes);
   if (comm.rank() == root) {
     be.copy_to_host_async(pinned.raw(), data, bytes);
@@ -66,6 +89,7 @@ void broadcast_device(Backend& be, Comm& comm, void* data, std::size_t bytes, in
 
 CommRequestPtr iall_gather_device(Backend& be, Comm& comm, const float* send, float* recv, std::size_t count) {
   if (be.device_is_host()) return comm.iall_gather(send, recv, count);
+  if (Comm* dc = be.device_comm()) return dc->iall_gather(send, recv, count);
   const std::size_t bytes = sizeof(float) * count;
   Tensor s = pinned_bytes(be, bytes), r = pinned_bytes(be, bytes * static_cast<std::size_t>(comm.size()));
   be.copy_to_host_async(s.raw(), send, bytes);

@@ -59,10 +59,11 @@ void GradientSync::launch_until(std::int64_t watermark) {
     launch_s_.push_back(since_begin());
     const auto len = static_cast<std::size_t>(b.end - b.begin);
     const std::size_t block = len / static_cast<std::size_t>(comm_.size());
-    if (!be_.device_is_host()) {
+    if (staged()) {
       launch_staged(next_ - 1, len, block);
       continue;
     }
+    Comm& wire = be_.device_is_host() ? comm_ : *be_.device_comm();  // host buffers, or NCCL on device ones
     if (wire_ != DType::F32) {
       narrow(b.begin, b.end - b.begin);
       auto* wire = reinterpret_cast<std::uint16_t*>(grads_ + b.begin);
@@ -70,15 +71,18 @@ void GradientSync::launch_until(std::int64_t watermark) {
                                    : comm_.iallreduce16(wire, len, wire_));
       continue;
     }
-    inflight_.push_back(on_done_ ? comm_.ireduce_scatter(grads_ + b.begin, grads_ + b.begin, block, ReduceOp::Sum)
-                                 : comm_.iallreduce(grads_ + b.begin, len, ReduceOp::Sum));
+    inflight_.push_back(on_done_ ? wire.ireduce_scatter(grads_ + b.begin, grads_ + b.begin, block, ReduceOp::Sum)
+                                 : wire.iallreduce(grads_ + b.begin, len, ReduceOp::Sum));
   }
 }
 
 void GradientSync::set_wire_type(DType type) {
   TH_CHECK(type == DType::F32 || type == DType::BF16 || type == DType::F16, "gradient wire type");
-  wire_ = type;
+  // NCCL on device buffers (a device communicator attached) carries the fp32 buckets in place.
+  wire_ = !be_.device_is_host() && be_.device_comm() ? DType::F32 : type;
 }
+
+bool GradientSync::staged() const { return !be_.device_is_host() && !be_.device_comm(); }
 
 // A device backend: the bucket (narrowed on the device first when the wire is 16-bit) is copied
 // into a pinned buffer of its own, the host waits for that copy, and MPI reduces the pinned
@@ -174,7 +178,7 @@ void GradientSync::widen(std::int64_t begin, std::int64_t n) {
 
 void GradientSync::arrived(std::size_t i) {
   events_[i].finish();
-  if (!be_.device_is_host() && !done_[i]) {
+  if (staged() && !done_[i]) {
     unstage(i);
     if (!on_done_) done_[i] = 1;
   } else if (wire_ != DType::F32 && !done_[i]) {  // the bucket (all-reduce) or this rank's block (reduce-scatter)

@@ -49,6 +49,9 @@ Trainer::Trainer(const Config& cfg, Comm& comm) : cfg_(cfg), comm_(comm) {
                                                            "' (checkpoint%dir = '', so <run%output_dir>/checkpoints)"
                                                      : "checkpoint%dir = '" + cfg_.checkpoint.dir + "'",
                          checkpoint_bytes(checkpoint_tensors(model_->params().infos()), cfg_.resolved_deck.size()));
+  device_comm_ = std::make_unique<DeviceCommAttachment>(model_->backend(), comm, cfg_.parallel.comm);
+  if (comm.rank() == 0 && !model_->backend().device_is_host() && comm.size() > 1)
+    std::printf("collectives: %s (parallel%%comm = '%s')\n", device_comm_->describe(), cfg_.parallel.comm.c_str());
   engine_ = std::make_unique<ZeroEngine>(comm, *model_, zopt);  // allocates and initializes the parameters
   total_ = cfg_.run.max_steps > 0 ? cfg_.run.max_steps : loader_->steps_per_epoch() * cfg_.data.epochs;
   schedule_ = std::make_unique<LRSchedule>(cfg_.optim.schedule, cfg_.optim.lr, cfg_.optim.warmup_steps, total_,

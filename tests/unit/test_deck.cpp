@@ -103,7 +103,7 @@ const char* const kFullDeck = R"(
   zero_stage = 3, bucket_mb = 12.5, overlap_comm = F, offload_optimizer = 'cpu'
   stage3_prefetch = 2, param_persistence_threshold = 100000
   offload_param = 'nvme', nvme_path = '/scratch/nvme', nvme_chunk_mb = 0.5, activation_checkpointing = T
-  consistency_check_every = 50
+  consistency_check_every = 50, comm = 'mpi'
 /
 &precision
   dtype = 'bf16', loss_scale = 128, initial_scale_power = 12, loss_scale_window = 500
@@ -210,6 +210,7 @@ TEST(DeckSchema, ContractKeysOfDeckMdExist) {
                                              "parallel%nvme_path",
                                              "parallel%nvme_chunk_mb",
                                              "parallel%activation_checkpointing",
+                                             "parallel%comm",
                                              "precision%dtype",
                                              "precision%loss_scale",
                                              "precision%initial_scale_power",

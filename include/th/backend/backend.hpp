@@ -16,12 +16,14 @@
 // cost, but the call marks the place a device backend copies).
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "th/backend/kernels.hpp"
 #include "th/core/memory.hpp"
 #include "th/core/tensor.hpp"
+#include "th/parallel/comm.hpp"
 
 namespace th {
 
@@ -103,6 +105,18 @@ class Backend {
   // TF32 tensor cores. The CPU and emulated backends take these from the GEMM engine's plan, which
   // the driver sets (th/kernels/gemm_engine.hpp); the CUDA backend here.
   virtual void configure_gemms(bool /*bf16_operands*/, bool /*allow_tf32*/) {}
+
+  // ---- collectives on Device buffers
+  // A communicator whose buffers are this backend's Device memory (NCCL on CUDA), collective over
+  // bootstrap's ranks; null where the backend has none (then device buffers are staged through
+  // pinned memory to the host communicator, th/train/device_comm.hpp).
+  virtual std::unique_ptr<Comm> make_device_comm(Comm& /*bootstrap*/) { return nullptr; }
+  // The one in use for this run (set by attach_device_comm, th/train/device_comm.hpp), or null.
+  Comm* device_comm() const { return device_comm_; }
+  void set_device_comm(Comm* c) { device_comm_ = c; }
+
+ private:
+  Comm* device_comm_ = nullptr;
 };
 
 template <> inline Kernels<float>& Backend::kernels<float>() { return f32(); }

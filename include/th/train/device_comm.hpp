@@ -1,16 +1,38 @@
 #pragma once
 // Collectives on device buffers (the training's parameters and gradients live in the backend's
 // Device space). Where that memory is host memory (Backend::device_is_host(): the CPU backend)
-// the communicator works on it in place, as before. On a device backend MPI never sees device
-// memory: the data goes device -> pinned host buffer (an asynchronous copy the host waits for),
-// through MPI, and pinned -> device (issue #17: the staging a CUDA run without NCCL uses; the
-// emulated device runs the same code). GradientSync stages its buckets itself (grad_sync.hpp).
+// the communicator works on it in place, as before. On a device backend with a device
+// communicator attached (NCCL on CUDA, parallel%comm 'auto' or 'nccl') that one works on the
+// device buffers in place. Otherwise MPI never sees device memory: the data goes device -> pinned
+// host buffer (an asynchronous copy the host waits for), through MPI, and pinned -> device (a CUDA
+// run without NCCL, parallel%comm = 'mpi'; the emulated device runs the same code). GradientSync
+// makes the same choice for its buckets (grad_sync.hpp).
 #include <cstddef>
+#include <memory>
+#include <string>
 
 #include "th/backend/backend.hpp"
 #include "th/parallel/comm.hpp"
 
 namespace th {
+
+// parallel%comm ('auto' | 'nccl' | 'mpi') for `be`: attaches be.make_device_comm(host) where asked
+// for and available (Backend::set_device_comm) and detaches it when destroyed. th::InputError
+// for 'nccl' where the backend has no device communicator (the CPU and emulated backends, a build
+// without NCCL). Construct it on every rank alike before the ZeRO engine; destroy it after.
+class DeviceCommAttachment {
+ public:
+  DeviceCommAttachment(Backend& be, Comm& host, const std::string& request);
+  ~DeviceCommAttachment();
+  DeviceCommAttachment(const DeviceCommAttachment&) = delete;
+  DeviceCommAttachment& operator=(const DeviceCommAttachment&) = delete;
+  // "host buffers (CPU backend)", "NCCL", "MPI through pinned staging buffers": for the banner.
+  const char* describe() const;
+
+ private:
+  Backend& be_;
+  std::unique_ptr<Comm> comm_;
+};
 
 // `bytes` of device memory at `data`, rank root's copy to every rank.
 void broadcast_device(Backend& be, Comm& comm, void* data, std::size_t bytes, int root);

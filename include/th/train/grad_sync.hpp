@@ -47,7 +47,8 @@ class GradientSync {
   // first half of its own fp32 memory when it is launched and widened back in place when it
   // arrives, so no buffer is added. The gradients handed over are already 16-bit values (the
   // ZeRO engine rounds them), so the narrowing is exact. On a device backend the bucket is
-  // narrowed on the device into a buffer of its own and staged through pinned memory instead.
+  // narrowed on the device into a buffer of its own and staged through pinned memory instead;
+  // with a device communicator (NCCL) the wire stays fp32, in place.
   void set_wire_type(DType type);
   DType wire_type() const { return wire_; }
 
@@ -62,6 +63,7 @@ class GradientSync {
   void launch_until(std::int64_t watermark);
   void poll();
   void arrived(std::size_t i);
+  bool staged() const;  // device buffers through pinned staging to MPI (no device communicator)
   void launch_staged(std::size_t i, std::size_t len, std::size_t block);  // device backends
   void unstage(std::size_t i);
   void narrow(std::int64_t begin, std::int64_t n);  // fp32 -> 16-bit in place (wire_)

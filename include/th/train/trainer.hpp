@@ -14,6 +14,7 @@
 #include "th/model/teacher_forced.hpp"
 #include "th/model/transformer.hpp"
 #include "th/parallel/comm.hpp"
+#include "th/train/device_comm.hpp"
 #include "th/train/grad_sync.hpp"
 #include "th/train/loss_scaler.hpp"
 #include "th/train/optimizer.hpp"
@@ -67,6 +68,7 @@ class Trainer {
   Comm& comm_;
   std::unique_ptr<BatchSource> loader_;  // TrainLoader, or PackedLoader (data%packing = 'concat')
   std::unique_ptr<Transformer<float>> model_;
+  std::unique_ptr<DeviceCommAttachment> device_comm_;  // parallel%comm on device buffers (before the engine)
   std::unique_ptr<ZeroEngine> engine_;
   std::unique_ptr<LRSchedule> schedule_;
   LossScaler scaler_;  // fp16 only (scale 1 otherwise)

@@ -1,4 +1,4 @@
-#include "nccl_comm.hpp"
+#include "th/kernels/nccl_comm.hpp"
 
 #include <string>
 
@@ -106,6 +106,7 @@ void NcclComm::allreduce(std::int64_t* d, std::size_t n, ReduceOp op) {
 
 void NcclComm::broadcast(void* data, std::size_t bytes, int root) {
   order_after_compute();
+  count_broadcast(static_cast<double>(bytes), rank() == root);
   TH_NCCL_CHECK(ncclBroadcast(data, data, bytes, ncclChar, root, comm_, stream_));
   sync();
 }
@@ -126,6 +127,7 @@ void NcclComm::all_gather(const float* send, float* recv, std::size_t count) {
 // next launch and at every synchronisation.
 CommRequestPtr NcclComm::iallreduce(float* d, std::size_t n, ReduceOp op) {
   order_after_compute();
+  count_allreduce(4.0 * static_cast<double>(n));
   const auto ev = timeline_.begin(stream_, "nccl/allreduce", Category::Communication,
                                   {{"bytes", static_cast<std::int64_t>(4 * n)}});
   TH_NCCL_CHECK(ncclAllReduce(d, d, n, ncclFloat, to_nccl(op), comm_, stream_));
@@ -133,17 +135,27 @@ CommRequestPtr NcclComm::iallreduce(float* d, std::size_t n, ReduceOp op) {
   return request();
 }
 CommRequestPtr NcclComm::ireduce_scatter(const float* send, float* recv, std::size_t count, ReduceOp op) {
-  // NCCL's in-place reduce-scatter leaves the block at recv + rank * count, not Comm's recv[0, count).
-  TH_CHECK(send != recv, "in-place reduce_scatter is not implemented on NCCL yet");
   order_after_compute();
+  count_reduce_scatter(4.0 * static_cast<double>(count));
   const auto ev = timeline_.begin(stream_, "nccl/reduce_scatter", Category::Communication,
                                   {{"bytes", static_cast<std::int64_t>(4 * count * static_cast<std::size_t>(size()))}});
-  TH_NCCL_CHECK(ncclReduceScatter(send, recv, count, ncclFloat, to_nccl(op), comm_, stream_));
+  if (send == recv) {
+    // Comm's in-place form leaves the block at recv[0, count); NCCL's in-place form leaves it at
+    // send + rank * count: reduce there, then move it down on the same stream (no overlap for
+    // rank >= 1; rank 0's block is already in place).
+    float* mine = recv + static_cast<std::size_t>(rank()) * count;
+    TH_NCCL_CHECK(ncclReduceScatter(send, mine, count, ncclFloat, to_nccl(op), comm_, stream_));
+    if (mine != recv)
+      TH_CUDA_CHECK(cudaMemcpyAsync(recv, mine, 4 * count, cudaMemcpyDeviceToDevice, stream_));
+  } else {
+    TH_NCCL_CHECK(ncclReduceScatter(send, recv, count, ncclFloat, to_nccl(op), comm_, stream_));
+  }
   timeline_.end(ev, stream_);
   return request();
 }
 CommRequestPtr NcclComm::iall_gather(const float* send, float* recv, std::size_t count) {
   order_after_compute();
+  count_all_gather(4.0 * static_cast<double>(count));
   const auto ev = timeline_.begin(stream_, "nccl/all_gather", Category::Communication,
                                   {{"bytes", static_cast<std::int64_t>(4 * count * static_cast<std::size_t>(size()))}});
   TH_NCCL_CHECK(ncclAllGather(send, recv, count, ncclFloat, comm_, stream_));
