@@ -132,7 +132,8 @@ else
   step "training: copy task, 1 rank, cuda vs cpu"
   compare_training "copy task fp32 1 rank" 1
   step "training: copy task, ZeRO-3 bf16, 2 processes on one GPU (MPI staged through pinned memory)"
-  compare_training "copy task ZeRO-3 bf16 2 ranks" 2 --set parallel%zero_stage=3 --set "precision%dtype='bf16'"
+  compare_training "copy task ZeRO-3 bf16 2 ranks" 2 --set parallel%zero_stage=3 --set "precision%dtype='bf16'" \
+    --set "parallel%comm='mpi'"  # two ranks on one GPU: NCCL refuses a shared GPU
   step "bench: bench_small, bf16"
   bench "bench_small bf16" "$ROOT/inputs/bench_small.nml"
   step "bench: GPT-2-124M-sized decoder (d 768, 12 heads, 12 layers, seq 1024, vocab 50257), bf16"

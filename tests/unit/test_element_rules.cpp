@@ -119,3 +119,26 @@ TEST(ElementRules, DropoutUniformIsTheTop24BitsAndKeepsOneMinusP) {
   EXPECT_EQ(rules::dropout_add_value(1.0f, 2.0f, true, s), 1.0f + 2.0f * s);
   EXPECT_EQ(rules::dropout_add_value(1.0f, 2.0f, false, s), 1.0f);
 }
+
+// The key range against the masks spelled out key by key: padding (k >= key_len[b]), causal
+// (k > q + q_offset), document (k < key_begin[b*Tq + q]).
+TEST(ElementRules, AttentionKeysAreTheKeysNoMaskHides) {
+  const int B = 2, Tq = 6, Tk = 7;
+  const std::vector<int> key_len = {7, 4}, key_begin = {0, 0, 2, 2, 2, 5, -3, 1, 1, 4, 4, 6};
+  for (bool causal : {false, true})
+    for (int q_offset : {0, 1, -2})
+      for (bool lens : {false, true})
+        for (bool docs : {false, true})
+          for (int b = 0; b < B; ++b)
+            for (int q = 0; q < Tq; ++q) {
+              const rules::KeyRange r = rules::attention_keys(lens ? key_len.data() : nullptr,
+                                                              docs ? key_begin.data() : nullptr, causal, b, q, Tq, Tk,
+                                                              q_offset);
+              for (int k = 0; k < Tk; ++k) {
+                const bool visible = !(lens && k >= key_len[b]) && !(causal && k > q + q_offset) &&
+                                     !(docs && k < key_begin[b * Tq + q]);
+                EXPECT_EQ(visible, k >= r.first && k < r.end)
+                    << "b " << b << " q " << q << " k " << k << " causal " << causal << " offset " << q_offset;
+              }
+            }
+}

@@ -6,6 +6,7 @@
 //   activations  ReLU and exact-erf GELU, forward and the derivative backward multiplies by
 //   cross-entropy  a row's label-smoothed loss from its log-sum-exp, and a logit's gradient
 //   LayerNorm    a normalised output element and an input-gradient element from the row sums
+//   attention    the keys a query row attends to (padding, causal and document masks)
 // Also written once elsewhere: the bf16/fp16 rounding rules (th/core/half.hpp), the AdamW element
 // (th/kernels/adamw_element.hpp). The row reductions themselves (max, sums of exponentials, the
 // LayerNorm moments) are each backend's own loops: their summation order is what may differ.
@@ -133,6 +134,25 @@ template <typename T> TH_HOST_DEVICE inline T layernorm_out(T x, T m, T r, T gam
 template <typename T> TH_HOST_DEVICE inline T layernorm_dx(T dy, T gamma, T x, T m, T r, T mean_g, T mean_gx) {
   const T xhat = (x - m) * r;
   return r * (dy * gamma - mean_g - xhat * mean_gx);
+}
+
+// ---- attention masks: query row (b, q) of P[B, H, Tq, Tk] attends to keys [first, end):
+// end = min(key_len[b], Tk) (Tk without key lengths), capped at q + q_offset + 1 when causal (in
+// 64 bits: q_offset may be anything); first = key_begin[b * Tq + q] (document mask; 0 without).
+// A row with end <= first attends to nothing: its probabilities are all 0.
+struct KeyRange {
+  int first, end;
+};
+TH_HOST_DEVICE inline KeyRange attention_keys(const int* key_len, const int* key_begin, bool causal, int b, int q,
+                                              int Tq, int Tk, int q_offset) {
+  int end = key_len ? (key_len[b] < Tk ? key_len[b] : Tk) : Tk;
+  if (causal) {
+    const long long c = static_cast<long long>(q) + q_offset + 1;
+    if (c < end) end = static_cast<int>(c);
+  }
+  int first = key_begin ? key_begin[static_cast<long long>(b) * Tq + q] : 0;
+  if (first < 0) first = 0;
+  return {first, end};
 }
 
 }  // namespace th::rules

@@ -4,6 +4,7 @@
 
 #include "th/kernels/host_loop.hpp"
 #include "th/kernels/cpu.hpp"
+#include "th/kernels/element_rules.hpp"
 #include "cpu/softmax_rows.hpp"
 
 namespace th::cpu {
@@ -15,10 +16,9 @@ void attention_softmax_forward(T* P, int B, int H, int Tq, int Tk, const int* ke
   host_for("Attention::softmax_forward", rows, [=](std::int64_t r) {
     const int q = static_cast<int>(r % Tq);
     const int b = static_cast<int>(r / (static_cast<std::int64_t>(H) * Tq));
-    int valid = key_len ? std::min(key_len[b], Tk) : Tk;
-    if (causal) valid = std::min(valid, q + q_offset + 1);
-    // Document mask: the query's document starts at key `first` of this row.
-    const int first = key_begin ? std::max(0, key_begin[b * static_cast<std::int64_t>(Tq) + q]) : 0;
+    // The masks (padding, causal, document): th/kernels/element_rules.hpp, the CUDA kernel's too.
+    const rules::KeyRange keys = rules::attention_keys(key_len, key_begin, causal, b, q, Tq, Tk, q_offset);
+    const int valid = keys.end, first = keys.first;
     T* p = P + r * Tk;
     if (valid <= first) {
       for (int k = 0; k < Tk; ++k) p[k] = T(0);

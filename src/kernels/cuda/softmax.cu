@@ -1,6 +1,7 @@
 // Masked attention softmax over the key axis and its backward: one warp per row of Tk keys.
 #include "device_utils.cuh"
 #include "th/kernels/cuda.hpp"
+#include "th/kernels/element_rules.hpp"
 
 namespace th::cuda {
 
@@ -18,14 +19,10 @@ __global__ void attention_softmax_forward_kernel(float* P, int B, int H, int Tq,
   if (row >= rows) return;
   const int q = static_cast<int>(row % Tq);
   const int b = static_cast<int>(row / (static_cast<std::int64_t>(H) * Tq));
-  int valid = key_len ? min(key_len[b], Tk) : Tk;
-  // q + q_offset + 1 in 64 bits: q_offset may be anything the caller likes.
-  if (causal) {
-    const std::int64_t causal_valid = static_cast<std::int64_t>(q) + q_offset + 1;
-    if (causal_valid < valid) valid = static_cast<int>(causal_valid);
-  }
+  // The masks (padding, causal, document): th/kernels/element_rules.hpp, the CPU kernel's too.
+  const rules::KeyRange keys = rules::attention_keys(key_len, key_begin, causal, b, q, Tq, Tk, q_offset);
+  const int valid = keys.end, first = keys.first;
   float* p = P + row * Tk;
-  const int first = key_begin ? max(0, key_begin[static_cast<std::int64_t>(b) * Tq + q]) : 0;
   if (valid <= first) {
     for (int k = lane; k < Tk; k += kWarpSize) p[k] = 0.0f;
     return;
