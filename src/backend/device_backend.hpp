@@ -1,7 +1,9 @@
 #pragma once
 // What the backends with memory of their own (the emulated device, CUDA) share: a Device pool and
 // a Pinned pool over their block sources (the per-category accounting of th/core/memory.hpp), the
-// process host pool for Host, Device::Cuda as the tensors' device, and host staging buffers.
+// process host pool for Host, Device::Cuda as the tensors' device, and host staging buffers
+// (pinned: host_view / host_target, and so the checkpoint files, evaluation and the offloaded
+// optimizer's gradient copies, move through page-locked memory).
 #include <cstddef>
 
 #include "th/backend/backend.hpp"
@@ -26,10 +28,10 @@ class DeviceBackend : public Backend {
   bool device_is_host() const override { return false; }
 
  protected:
-  // A host (pageable) buffer of at least `bytes`, Workspace: where host_view copies to and
+  // A pinned host buffer of at least `bytes`, Workspace: where host_view copies to and
   // host_target lets the caller write.
-  static Tensor host_staging(std::size_t bytes) {
-    return Tensor::empty({static_cast<std::int64_t>((bytes + 3) / 4)}, DType::F32, MemCategory::Workspace, host_pool());
+  Tensor host_staging(std::size_t bytes) {
+    return empty({static_cast<std::int64_t>((bytes + 3) / 4)}, DType::F32, MemCategory::Workspace, MemorySpace::Pinned);
   }
 
  private:

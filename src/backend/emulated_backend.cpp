@@ -635,7 +635,7 @@ class EmulatedKernels final : public Kernels<T> {
 EmulatedBackend::EmulatedBackend()
     : DeviceBackend(device_, pinned_),
       device_("emulated device", env_mb("TH_EMULATED_DEVICE_MB", 8192) << 20, PROT_NONE, 256),
-      pinned_("emulated pinned memory", env_mb("TH_EMULATED_PINNED_MB", 1024) << 20, PROT_READ | PROT_WRITE, kPage),
+      pinned_("emulated pinned memory", env_mb("TH_EMULATED_PINNED_MB", 8192) << 20, PROT_READ | PROT_WRITE, kPage),
       f32_(std::make_unique<EmulatedKernels<float>>(*this)),
       f64_(std::make_unique<EmulatedKernels<double>>(*this)) {
   g_device = &device_;

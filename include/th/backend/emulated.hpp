@@ -22,7 +22,7 @@
 //   Synchronous copies  host_to_device takes a copy of the source when issued (the host may reuse
 //                  it at once); device_to_host and host_view wait for the stream.
 //
-// Sizes: TH_EMULATED_DEVICE_MB (default 8192) and TH_EMULATED_PINNED_MB (default 1024) of
+// Sizes: TH_EMULATED_DEVICE_MB (default 8192) and TH_EMULATED_PINNED_MB (default 8192) of
 // address space; pages are committed only when touched.
 //
 // Fault injection for the tests that show the emulation catches what it is for
