@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "device_backend.hpp"
+#include "th/backend/staged_comm.hpp"
 #include "th/core/error.hpp"
 
 namespace th {
@@ -397,6 +398,11 @@ class EmulatedBackend final : public DeviceBackend {
     release(e);
   }
   void sync() override { wait(record()); }
+  // The emulated device's stand-in for NCCL: collectives on its device buffers, staged inside
+  // the communicator (the code that drives NCCL on CUDA runs against it).
+  std::unique_ptr<Comm> make_device_comm(Comm& bootstrap) override {
+    return std::make_unique<StagedComm>(*this, bootstrap);
+  }
 
   bool is_device(const void* p) const { return device_.contains(p); }
   bool is_pinned(const void* p) const { return pinned_.contains(p); }

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "th/backend/staged_comm.hpp"
 #include "th/core/error.hpp"
 
 namespace th {
@@ -59,11 +60,10 @@ void GradientSync::launch_until(std::int64_t watermark) {
     launch_s_.push_back(since_begin());
     const auto len = static_cast<std::size_t>(b.end - b.begin);
     const std::size_t block = len / static_cast<std::size_t>(comm_.size());
-    if (staged()) {
-      launch_staged(next_ - 1, len, block);
+    if (!be_.device_is_host()) {
+      launch_device(next_ - 1, len, block);
       continue;
     }
-    Comm& wire = be_.device_is_host() ? comm_ : *be_.device_comm();  // host buffers, or NCCL on device ones
     if (wire_ != DType::F32) {
       narrow(b.begin, b.end - b.begin);
       auto* wire = reinterpret_cast<std::uint16_t*>(grads_ + b.begin);
@@ -71,65 +71,48 @@ void GradientSync::launch_until(std::int64_t watermark) {
                                    : comm_.iallreduce16(wire, len, wire_));
       continue;
     }
-    inflight_.push_back(on_done_ ? wire.ireduce_scatter(grads_ + b.begin, grads_ + b.begin, block, ReduceOp::Sum)
-                                 : wire.iallreduce(grads_ + b.begin, len, ReduceOp::Sum));
+    inflight_.push_back(on_done_ ? comm_.ireduce_scatter(grads_ + b.begin, grads_ + b.begin, block, ReduceOp::Sum)
+                                 : comm_.iallreduce(grads_ + b.begin, len, ReduceOp::Sum));
   }
 }
 
 void GradientSync::set_wire_type(DType type) {
   TH_CHECK(type == DType::F32 || type == DType::BF16 || type == DType::F16, "gradient wire type");
-  // NCCL on device buffers (a device communicator attached) carries the fp32 buckets in place.
-  wire_ = !be_.device_is_host() && be_.device_comm() ? DType::F32 : type;
+  wire_ = type;
 }
 
-bool GradientSync::staged() const { return !be_.device_is_host() && !be_.device_comm(); }
-
-// A device backend: the bucket (narrowed on the device first when the wire is 16-bit) is copied
-// into a pinned buffer of its own, the host waits for that copy, and MPI reduces the pinned
-// buffer; arrived() copies the result back (MPI never sees device memory).
-void GradientSync::launch_staged(std::size_t i, std::size_t len, std::size_t block) {
-  const Bucket& b = buckets_[i];
-  const std::size_t width = dtype_size(wire_);
-  if (staged_.size() != buckets_.size()) staged_.resize(buckets_.size());
-  Staged& st = staged_[i];
-  if (!st.pinned.defined() || st.wire != wire_) {  // (16-bit values in an F32-typed byte buffer)
-    st.pinned = be_.empty({static_cast<std::int64_t>((len * width + 3) / 4)}, DType::F32, MemCategory::Workspace,
-                          MemorySpace::Pinned);
-    st.narrow = wire_ == DType::F32 ? Tensor()
-                                    : be_.empty({static_cast<std::int64_t>((len * width + 3) / 4)}, DType::F32,
-                                                MemCategory::Workspace);
-    st.wire = wire_;
-  }
-  const void* src = grads_ + b.begin;
-  if (wire_ != DType::F32) {
-    auto* n16 = static_cast<std::uint16_t*>(st.narrow.raw());
-    if (wire_ == DType::BF16) be_.fp32_to_bf16(n16, grads_ + b.begin, static_cast<std::int64_t>(len));
-    else be_.fp32_to_fp16(n16, grads_ + b.begin, static_cast<std::int64_t>(len));
-    src = n16;
-  }
-  be_.copy_to_host_async(st.pinned.raw(), src, len * width);
-  be_.wait(be_.record());
-  if (wire_ != DType::F32) {
-    auto* wire = static_cast<std::uint16_t*>(st.pinned.raw());
-    inflight_.push_back(on_done_ ? comm_.ireduce_scatter16(wire, wire, block, wire_) : comm_.iallreduce16(wire, len, wire_));
-  } else {
-    float* wire = st.pinned.data<float>();
-    inflight_.push_back(on_done_ ? comm_.ireduce_scatter(wire, wire, block, ReduceOp::Sum)
-                                 : comm_.iallreduce(wire, len, ReduceOp::Sum));
-  }
+// The communicator for device buffers: the backend's (NCCL on CUDA; the emulated device's stand-in)
+// or, with parallel%comm = 'mpi', this sync's own staging through pinned memory to MPI.
+Comm& GradientSync::device_comm() {
+  if (Comm* dc = be_.device_comm()) return *dc;
+  if (!staged_comm_) staged_comm_ = std::make_unique<StagedComm>(be_, comm_);
+  return *staged_comm_;
 }
 
-// The reduced bucket (or this rank's block of it) back from its pinned buffer into the gradients.
-void GradientSync::unstage(std::size_t i) {
+// A device backend: the bucket in place, or (16-bit wire) narrowed on the device into a buffer of
+// its own first; arrived() widens it back into the gradients.
+void GradientSync::launch_device(std::size_t i, std::size_t len, std::size_t block) {
   const Bucket& b = buckets_[i];
-  const Staged& st = staged_[i];
-  const std::int64_t n = on_done_ ? (b.end - b.begin) / comm_.size() : b.end - b.begin;
+  Comm& dc = device_comm();
   if (wire_ == DType::F32) {
-    be_.copy_to_device_async(grads_ + b.begin, st.pinned.raw(), sizeof(float) * static_cast<std::size_t>(n));
+    inflight_.push_back(on_done_ ? dc.ireduce_scatter(grads_ + b.begin, grads_ + b.begin, block, ReduceOp::Sum)
+                                 : dc.iallreduce(grads_ + b.begin, len, ReduceOp::Sum));
     return;
   }
-  auto* n16 = static_cast<std::uint16_t*>(st.narrow.raw());
-  be_.copy_to_device_async(n16, st.pinned.raw(), 2 * static_cast<std::size_t>(n));
+  if (narrow16_.size() != buckets_.size()) narrow16_.resize(buckets_.size());
+  Tensor& t = narrow16_[i];
+  if (!t.defined()) t = be_.empty({static_cast<std::int64_t>((len + 1) / 2)}, DType::F32, MemCategory::Workspace);
+  auto* n16 = static_cast<std::uint16_t*>(t.raw());
+  if (wire_ == DType::BF16) be_.fp32_to_bf16(n16, grads_ + b.begin, static_cast<std::int64_t>(len));
+  else be_.fp32_to_fp16(n16, grads_ + b.begin, static_cast<std::int64_t>(len));
+  inflight_.push_back(on_done_ ? dc.ireduce_scatter16(n16, n16, block, wire_) : dc.iallreduce16(n16, len, wire_));
+}
+
+// The reduced 16-bit bucket (or this rank's block of it) widened into the gradients (device).
+void GradientSync::widen_device(std::size_t i) {
+  const Bucket& b = buckets_[i];
+  const std::int64_t n = on_done_ ? (b.end - b.begin) / comm_.size() : b.end - b.begin;
+  const auto* n16 = static_cast<const std::uint16_t*>(narrow16_[i].raw());
   if (wire_ == DType::BF16) be_.bf16_to_fp32(grads_ + b.begin, n16, n);
   else be_.fp16_to_fp32(grads_ + b.begin, n16, n);
 }
@@ -178,8 +161,8 @@ void GradientSync::widen(std::int64_t begin, std::int64_t n) {
 
 void GradientSync::arrived(std::size_t i) {
   events_[i].finish();
-  if (staged() && !done_[i]) {
-    unstage(i);
+  if (!be_.device_is_host() && !done_[i]) {
+    if (wire_ != DType::F32) widen_device(i);
     if (!on_done_) done_[i] = 1;
   } else if (wire_ != DType::F32 && !done_[i]) {  // the bucket (all-reduce) or this rank's block (reduce-scatter)
     const Bucket& b = buckets_[i];

@@ -5,8 +5,11 @@
 #   stage<S>_<dtype>  20 steps of ZeRO stage S in fp32/bf16/fp16 on both backends: the progress
 #                     lines (loss, grad norm), the validation line and every parameter and moment
 #                     of the last checkpoint must be identical (h5diff on /model and /optimizer).
-#                     stage0_fp32 also: parallel%comm = 'nccl' is refused on the emulated device
-#                     (no NCCL there) with an input error, and 'mpi' trains as 'auto' does.
+#                     The emulated runs use the backend's device communicator (parallel%comm =
+#                     'auto': the emulated device's stand-in for NCCL, the code path NCCL takes on
+#                     CUDA); stage0_fp32 and stage1_bf16 also run with 'mpi' (the sync's own
+#                     staging) and must match; stage0_fp32 checks that 'nccl' is refused on the
+#                     CPU backend (no device communicator there) with an input error.
 #   offload_opt       the same with the optimizer state offloaded to the host (stage 3, fp32)
 #   offload_param     stage 3, bf16, parameters offloaded to the host and moments to NVMe files; and
 #                     offload_param without offload_optimizer is refused on the emulated device
@@ -62,14 +65,19 @@ case $scenario in
         fail "$be run failed: $(tail -5 "$out/$be.log")"
     done
     same_run cpu emulated
-    if [[ $scenario == stage0_fp32 ]]; then
-      if run nccl emulated --set "parallel%comm='nccl'"; then fail "parallel%comm = 'nccl' ran on the emulated device"; fi
-      grep -q "parallel%comm = 'nccl': the emulated backend has no NCCL communicator" "$out/nccl.log" ||
-        fail "no clear refusal of parallel%comm = 'nccl': $(grep error "$out/nccl.log" | head -2)"
-      grep -q "collectives: MPI through pinned staging buffers (parallel%comm = 'auto')" "$out/emulated.log" ||
-        fail "the emulated run does not say how it communicates"
-      run mpi emulated --set "parallel%comm='mpi'" || fail "parallel%comm = 'mpi' failed: $(tail -5 "$out/mpi.log")"
+    if [[ $scenario == stage0_fp32 || $scenario == stage1_bf16 ]]; then
+      grep -q "collectives: the device communicator (emulated: staged inside it through pinned memory to MPI) (parallel%comm = 'auto')" \
+        "$out/emulated.log" || fail "the emulated run does not say how it communicates"
+      run mpi emulated --set parallel%zero_stage="$stage" --set "precision%dtype='$dt'" --set "parallel%comm='mpi'" ||
+        fail "parallel%comm = 'mpi' failed: $(tail -5 "$out/mpi.log")"
+      grep -q "collectives: MPI through pinned staging buffers (parallel%comm = 'mpi')" "$out/mpi.log" ||
+        fail "the 'mpi' run does not say how it communicates"
       same_run cpu mpi
+    fi
+    if [[ $scenario == stage0_fp32 ]]; then
+      if run nccl cpu --set "parallel%comm='nccl'"; then fail "parallel%comm = 'nccl' ran on the CPU backend"; fi
+      grep -q "parallel%comm = 'nccl': the cpu backend has no NCCL communicator" "$out/nccl.log" ||
+        fail "no clear refusal of parallel%comm = 'nccl': $(grep error "$out/nccl.log" | head -2)"
     fi ;;
   offload_opt)
     for be in cpu emulated; do

@@ -36,6 +36,10 @@ class NcclComm final : public Comm {
   CommRequestPtr iallreduce(float* data, std::size_t n, ReduceOp op) override;
   CommRequestPtr ireduce_scatter(const float* send, float* recv, std::size_t count, ReduceOp op) override;
   CommRequestPtr iall_gather(const float* send, float* recv, std::size_t count) override;
+  // 16-bit sums (ncclBfloat16 / ncclFloat16 on device buffers of raw bits).
+  CommRequestPtr iallreduce16(std::uint16_t* data, std::size_t n, DType type) override;
+  CommRequestPtr ireduce_scatter16(const std::uint16_t* send, std::uint16_t* recv, std::size_t count,
+                                   DType type) override;
 
  private:
   void order_after_compute();

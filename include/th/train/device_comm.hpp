@@ -2,11 +2,10 @@
 // Collectives on device buffers (the training's parameters and gradients live in the backend's
 // Device space). Where that memory is host memory (Backend::device_is_host(): the CPU backend)
 // the communicator works on it in place, as before. On a device backend with a device
-// communicator attached (NCCL on CUDA, parallel%comm 'auto' or 'nccl') that one works on the
-// device buffers in place. Otherwise MPI never sees device memory: the data goes device -> pinned
-// host buffer (an asynchronous copy the host waits for), through MPI, and pinned -> device (a CUDA
-// run without NCCL, parallel%comm = 'mpi'; the emulated device runs the same code). GradientSync
-// makes the same choice for its buckets (grad_sync.hpp).
+// communicator attached (parallel%comm 'auto' or 'nccl': NCCL on CUDA, the emulated device's
+// stand-in) that one works on the device buffers. Otherwise (parallel%comm = 'mpi') a StagedComm
+// (th/backend/staged_comm.hpp) moves them through pinned buffers to MPI. GradientSync makes the
+// same choice for its buckets (grad_sync.hpp).
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -17,9 +16,10 @@
 namespace th {
 
 // parallel%comm ('auto' | 'nccl' | 'mpi') for `be`: attaches be.make_device_comm(host) where asked
-// for and available (Backend::set_device_comm) and detaches it when destroyed. th::InputError
-// for 'nccl' where the backend has no device communicator (the CPU and emulated backends, a build
-// without NCCL). Construct it on every rank alike before the ZeRO engine; destroy it after.
+// for and available (Backend::set_device_comm: NcclComm on CUDA, a StagedComm standing in for it
+// on the emulated device) and detaches it when destroyed. th::InputError for 'nccl' where the
+// backend has no device communicator (the CPU backend). Construct it on every rank alike before
+// the ZeRO engine; destroy it after.
 class DeviceCommAttachment {
  public:
   DeviceCommAttachment(Backend& be, Comm& host, const std::string& request);

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "th/backend/backend.hpp"
@@ -47,8 +48,8 @@ class GradientSync {
   // first half of its own fp32 memory when it is launched and widened back in place when it
   // arrives, so no buffer is added. The gradients handed over are already 16-bit values (the
   // ZeRO engine rounds them), so the narrowing is exact. On a device backend the bucket is
-  // narrowed on the device into a buffer of its own and staged through pinned memory instead;
-  // with a device communicator (NCCL) the wire stays fp32, in place.
+  // narrowed on the device into a buffer of its own and handed to the device communicator (NCCL;
+  // the emulated device's stand-in; with parallel%comm = 'mpi' a StagedComm through pinned memory).
   void set_wire_type(DType type);
   DType wire_type() const { return wire_; }
 
@@ -63,9 +64,9 @@ class GradientSync {
   void launch_until(std::int64_t watermark);
   void poll();
   void arrived(std::size_t i);
-  bool staged() const;  // device buffers through pinned staging to MPI (no device communicator)
-  void launch_staged(std::size_t i, std::size_t len, std::size_t block);  // device backends
-  void unstage(std::size_t i);
+  Comm& device_comm();  // device backends: the backend's device communicator, else staging to MPI
+  void launch_device(std::size_t i, std::size_t len, std::size_t block);
+  void widen_device(std::size_t i);
   void narrow(std::int64_t begin, std::int64_t n);  // fp32 -> 16-bit in place (wire_)
   void widen(std::int64_t begin, std::int64_t n);   // 16-bit -> fp32 in place
   double since_begin() const;
@@ -77,13 +78,11 @@ class GradientSync {
   std::vector<char> done_;
   std::vector<Bucket> buckets_;  // buckets_[0] ends at n (first to be ready)
   std::vector<CommRequestPtr> inflight_;
-  // Device backends (Backend::device_is_host() false): per bucket, its pinned wire buffer and,
-  // for a 16-bit wire, the device buffer it is narrowed into and widened from.
-  struct Staged {
-    Tensor pinned, narrow;
-    DType wire = DType::F32;
-  };
-  std::vector<Staged> staged_;
+  // Device backends (Backend::device_is_host() false): per bucket, for a 16-bit wire, the device
+  // buffer it is narrowed into and widened from; the staging communicator when the backend has
+  // no device communicator attached (parallel%comm = 'mpi').
+  std::vector<Tensor> narrow16_;
+  std::unique_ptr<Comm> staged_comm_;
   std::vector<AsyncProfileEvent> events_;  // per bucket: launch to observed completion
   int comm_track_ = 0;
   std::size_t next_ = 0;         // next bucket to launch

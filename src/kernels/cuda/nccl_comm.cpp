@@ -163,4 +163,32 @@ CommRequestPtr NcclComm::iall_gather(const float* send, float* recv, std::size_t
   return request();
 }
 
+namespace {
+ncclDataType_t nccl_type16(DType type) {
+  TH_CHECK(type == DType::BF16 || type == DType::F16, "16-bit collectives take BF16 or F16");
+  return type == DType::BF16 ? ncclBfloat16 : ncclFloat16;
+}
+}  // namespace
+
+CommRequestPtr NcclComm::iallreduce16(std::uint16_t* d, std::size_t n, DType type) {
+  order_after_compute();
+  count_allreduce(2.0 * static_cast<double>(n));
+  TH_NCCL_CHECK(ncclAllReduce(d, d, n, nccl_type16(type), ncclSum, comm_, stream_));
+  return request();
+}
+
+CommRequestPtr NcclComm::ireduce_scatter16(const std::uint16_t* send, std::uint16_t* recv, std::size_t count,
+                                           DType type) {
+  order_after_compute();
+  count_reduce_scatter(2.0 * static_cast<double>(count));
+  if (send == recv) {  // Comm's in-place form: the block at recv[0, count) (see ireduce_scatter)
+    std::uint16_t* mine = recv + static_cast<std::size_t>(rank()) * count;
+    TH_NCCL_CHECK(ncclReduceScatter(send, mine, count, nccl_type16(type), ncclSum, comm_, stream_));
+    if (mine != recv) TH_CUDA_CHECK(cudaMemcpyAsync(recv, mine, 2 * count, cudaMemcpyDeviceToDevice, stream_));
+  } else {
+    TH_NCCL_CHECK(ncclReduceScatter(send, recv, count, nccl_type16(type), ncclSum, comm_, stream_));
+  }
+  return request();
+}
+
 }  // namespace th
