@@ -2,28 +2,21 @@
 // host cannot touch, pinned memory protected while a copy is in flight.
 #include "th/backend/emulated.hpp"
 
-#include <signal.h>
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
-#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
-#include <deque>
-#include <exception>
 #include <functional>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
 #include "device_backend.hpp"
+#include "emulated_memory.hpp"
+#include "emulated_stream.hpp"
 #include "th/backend/staged_comm.hpp"
 #include "th/core/error.hpp"
 
@@ -46,212 +39,6 @@ std::size_t env_mb(const char* name, std::size_t fallback) {
   const long long v = std::strtoll(s, &end, 10);
   if (*end != '\0' || v <= 0) throw InputError(std::string(name) + " = '" + s + "': expected a positive number of MiB");
   return static_cast<std::size_t>(v);
-}
-
-const std::size_t kPage = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-
-// Address space backed by one memfd, mapped twice: `host` (what callers get, with host_prot) and
-// `alias` (always writable: what the stream's worker uses). First-fit blocks with coalescing.
-class Arena final : public BlockSource {
- public:
-  Arena(const char* name, std::size_t bytes, int host_prot, std::size_t gran)
-      : name_(name), size_((bytes + kPage - 1) / kPage * kPage), gran_(gran) {
-    const int fd = memfd_create(name, MFD_CLOEXEC);
-    TH_CHECK(fd >= 0, std::string("memfd_create for the ") + name + " failed: " + std::strerror(errno));
-    if (ftruncate(fd, static_cast<off_t>(size_)) != 0) {
-      const int e = errno;
-      close(fd);
-      throw Error(std::string("sizing the ") + name + " to " + std::to_string(size_) + " bytes failed: " + std::strerror(e));
-    }
-    void* h = mmap(nullptr, size_, host_prot, MAP_SHARED | MAP_NORESERVE, fd, 0);
-    void* a = mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
-    close(fd);
-    TH_CHECK(h != MAP_FAILED && a != MAP_FAILED, std::string("mapping the ") + name + " failed");
-    host_ = static_cast<char*>(h);
-    alias_ = static_cast<char*>(a);
-    free_.emplace(0, size_);
-  }
-  void* acquire(std::size_t bytes) override {
-    std::lock_guard<std::mutex> lock(m_);
-    for (auto it = free_.begin(); it != free_.end(); ++it) {
-      if (it->second < bytes) continue;
-      const std::size_t off = it->first, len = it->second;
-      free_.erase(it);
-      if (len > bytes) free_.emplace(off + bytes, len - bytes);
-      return host_ + off;
-    }
-    return nullptr;
-  }
-  void give_back(void* p, std::size_t bytes) override {
-    std::lock_guard<std::mutex> lock(m_);
-    std::size_t off = static_cast<std::size_t>(static_cast<char*>(p) - host_), len = bytes;
-    auto next = free_.lower_bound(off);
-    if (next != free_.end() && off + len == next->first) {
-      len += next->second;
-      next = free_.erase(next);
-    }
-    if (next != free_.begin()) {
-      auto prev = std::prev(next);
-      if (prev->first + prev->second == off) {
-        prev->second += len;
-        return;
-      }
-    }
-    free_.emplace(off, len);
-  }
-  std::size_t granularity() const override { return gran_; }
-  const char* name() const override { return name_; }
-  bool contains(const void* p) const {
-    const char* c = static_cast<const char*>(p);
-    return c >= host_ && c < host_ + size_;
-  }
-  std::size_t offset(const void* p) const { return static_cast<std::size_t>(static_cast<const char*>(p) - host_); }
-  char* alias(const void* p) const { return alias_ + offset(p); }
-  char* base() const { return host_; }
-
- private:
-  const char* name_;
-  std::size_t size_, gran_;
-  char* host_ = nullptr;
-  char* alias_ = nullptr;
-  std::mutex m_;
-  std::map<std::size_t, std::size_t> free_;  // offset -> length
-};
-
-// One in-order stream on a worker thread. seq n is the n-th operation pushed (from 1).
-class Stream {
- public:
-  Stream() : worker_([this] { run(); }) {}
-  std::uint64_t push(std::function<void()> op) {
-    std::lock_guard<std::mutex> lock(m_);
-    q_.push_back(std::move(op));
-    ++issued_;
-    cv_.notify_one();
-    return issued_;
-  }
-  std::uint64_t issued() const {
-    std::lock_guard<std::mutex> lock(m_);
-    return issued_;
-  }
-  void wait_for(std::uint64_t seq) {
-    std::unique_lock<std::mutex> lock(m_);
-    done_cv_.wait(lock, [&] { return done_ >= seq; });
-    rethrow_locked();
-  }
-  void check() {  // a sticky error of an earlier operation, at the next host call
-    std::lock_guard<std::mutex> lock(m_);
-    rethrow_locked();
-  }
-
- private:
-  void rethrow_locked() {
-    if (error_) {
-      std::exception_ptr e = error_;
-      error_ = nullptr;
-      std::rethrow_exception(e);
-    }
-  }
-  void run() {
-    for (;;) {
-      std::function<void()> op;
-      {
-        std::unique_lock<std::mutex> lock(m_);
-        cv_.wait(lock, [&] { return !q_.empty(); });
-        op = std::move(q_.front());
-        q_.pop_front();
-      }
-      std::exception_ptr e;
-      bool failed;
-      {
-        std::lock_guard<std::mutex> lock(m_);
-        failed = failed_;
-      }
-      if (!failed) {  // after a failure the rest of the stream is skipped (CUDA's sticky error)
-        try {
-          op();
-        } catch (...) {
-          e = std::current_exception();
-        }
-      }
-      std::lock_guard<std::mutex> lock(m_);
-      if (e) {
-        error_ = e;
-        failed_ = true;
-      }
-      ++done_;
-      done_cv_.notify_all();
-    }
-  }
-  mutable std::mutex m_;
-  std::condition_variable cv_, done_cv_;
-  std::deque<std::function<void()>> q_;
-  std::uint64_t issued_ = 0, done_ = 0;
-  bool failed_ = false;
-  std::exception_ptr error_;
-  std::thread worker_;  // last: starts after the members it uses exist; never joined (the
-                        // backend lives until the process ends)
-};
-
-// ---- the fault handler: a host access to device memory, or to pinned memory in flight
-Arena* g_device = nullptr;
-Arena* g_pinned = nullptr;
-int g_rank = 0;
-struct sigaction g_previous {};
-
-void put(char*& p, const char* s) {
-  while (*s) *p++ = *s++;
-}
-void put_number(char*& p, std::size_t v) {
-  char digits[24];
-  int n = 0;
-  do {
-    digits[n++] = static_cast<char>('0' + v % 10);
-    v /= 10;
-  } while (v && n < 24);
-  while (n) *p++ = digits[--n];
-}
-
-void on_fault(int sig, siginfo_t* info, void* ctx) {
-  const void* a = info->si_addr;
-  const bool device = g_device && g_device->contains(a), pinned = g_pinned && g_pinned->contains(a);
-  if (!device && !pinned) {  // not ours: whoever handled it before (a sanitizer), or the default
-    if ((g_previous.sa_flags & SA_SIGINFO) && g_previous.sa_sigaction) {
-      g_previous.sa_sigaction(sig, info, ctx);
-      return;
-    }
-    if (g_previous.sa_handler != SIG_DFL && g_previous.sa_handler != SIG_IGN) {
-      g_previous.sa_handler(sig);
-      return;
-    }
-    signal(sig, SIG_DFL);
-    return;  // the access runs again and ends the process
-  }
-  static char msg[512];
-  char* p = msg;
-  put(p, "[rank ");
-  put_number(p, static_cast<std::size_t>(g_rank));
-  put(p, "] torch-handle: error: ");
-  if (device) {
-    put(p, "host access to emulated device memory (byte ");
-    put_number(p, g_device->offset(a));
-    put(p, " of the device arena): host code read or wrote device memory without a copy through the backend "
-           "(Backend::host_view / device_to_host / host_to_device)\n");
-  } else {
-    put(p, "host access to pinned memory (byte ");
-    put_number(p, g_pinned->offset(a));
-    put(p, " of the pinned arena) while an asynchronous copy is in flight: a missing synchronisation "
-           "(Backend::wait on an event recorded after the copy, or sync)\n");
-  }
-  [[maybe_unused]] const ssize_t w = write(STDERR_FILENO, msg, static_cast<std::size_t>(p - msg));
-  signal(sig, SIG_DFL);  // the access runs again and ends the process (the launcher ends the job)
-}
-
-void install_fault_handler() {
-  struct sigaction sa {};
-  sa.sa_sigaction = on_fault;
-  sa.sa_flags = SA_SIGINFO;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGSEGV, &sa, &g_previous);
 }
 
 template <typename T>
@@ -420,7 +207,7 @@ class EmulatedBackend final : public DeviceBackend {
   }
   void hold(const void* p, std::size_t bytes, bool readable) {
     const std::size_t off = pinned_.offset(p);
-    Hold h{off / kPage * kPage, (off + bytes + kPage - 1) / kPage * kPage, readable, stream_.issued()};
+    Hold h{off / emulated::page_size() * emulated::page_size(), (off + bytes + emulated::page_size() - 1) / emulated::page_size() * emulated::page_size(), readable, stream_.issued()};
     holds_.push_back(h);
     protect(h.lo, h.hi);
   }
@@ -450,8 +237,8 @@ class EmulatedBackend final : public DeviceBackend {
   }
 
   int rank_ = launcher_rank();
-  Arena device_, pinned_;
-  Stream stream_;
+  emulated::Arena device_, pinned_;
+  emulated::Stream stream_;
   std::vector<Hold> holds_;
   EmulatedStats stats_;
   std::unique_ptr<EmulatedKernels<float>> f32_;
@@ -641,13 +428,10 @@ class EmulatedKernels final : public Kernels<T> {
 EmulatedBackend::EmulatedBackend()
     : DeviceBackend(device_, pinned_),
       device_("emulated device", env_mb("TH_EMULATED_DEVICE_MB", 8192) << 20, PROT_NONE, 256),
-      pinned_("emulated pinned memory", env_mb("TH_EMULATED_PINNED_MB", 8192) << 20, PROT_READ | PROT_WRITE, kPage),
+      pinned_("emulated pinned memory", env_mb("TH_EMULATED_PINNED_MB", 8192) << 20, PROT_READ | PROT_WRITE, emulated::page_size()),
       f32_(std::make_unique<EmulatedKernels<float>>(*this)),
       f64_(std::make_unique<EmulatedKernels<double>>(*this)) {
-  g_device = &device_;
-  g_pinned = &pinned_;
-  g_rank = rank_;
-  install_fault_handler();
+  emulated::install_fault_handler(device_, pinned_, rank_);
 }
 
 Kernels<float>& EmulatedBackend::f32() { return *f32_; }
