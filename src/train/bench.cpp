@@ -105,7 +105,8 @@ void run_bench(const Config& cfg, Comm& comm) {
     std::string theory;                                // how theory_bytes was computed
   };
   const int steps = cfg.bench.steps, warmup = cfg.bench.warmup;
-  const DeviceCommAttachment device_comm(run_backend(cfg), comm, cfg.parallel.comm);  // NCCL where asked and built
+  Backend& backend = run_backend(cfg);  // one backend for every pass
+  const DeviceCommAttachment device_comm(backend, comm, cfg.parallel.comm);  // NCCL where asked and built
   std::uint64_t micro = 0;
   // Each pass builds its model and ZeRO engine (parallel%zero_stage) afresh: same initial values.
   auto timed_pass = [&](bool overlap, int n_warmup) {
@@ -113,7 +114,7 @@ void run_bench(const Config& cfg, Comm& comm) {
     zopt.overlap = overlap;
     ModelSpec pass_spec = base_spec;
     ZeroEngine::configure(pass_spec, zopt, comm.size());
-    Transformer<float> model(pass_spec, run_backend(cfg));
+    Transformer<float> model(pass_spec, backend);
     ZeroEngine engine(comm, model, zopt);
     Pass p;
     double bytes0 = 0;
@@ -178,7 +179,7 @@ void run_bench(const Config& cfg, Comm& comm) {
   const Pass& off = overlap ? other : main_pass;
   const double step_s = main_pass.step_s;
   const std::int64_t new_allocs = main_pass.allocations;
-  const double rate = comm.sum(gemm_rate(run_backend(cfg)));  // all ranks' GEMM rates together, as the peer does
+  const double rate = comm.sum(gemm_rate(backend));  // all ranks' GEMM rates together, as the peer does
   const double tokens = static_cast<double>(cfg.bench.batch) * (batch.S + batch.T);
   const double flops = model_flops(spec, cfg.bench.batch, batch.S, batch.T);
   const double mfu = flops / step_s / rate;
@@ -210,8 +211,7 @@ void run_bench(const Config& cfg, Comm& comm) {
                   prof_on.step_s, events_per_step, off_s, main_pass.step_s, prof_off.step_s,
                   100.0 * (prof_on.step_s / off_s - 1.0), events_per_step, events_per_step * 3e-9 / off_s);
     }
-    Backend& be = run_backend(cfg);
-    print_memory_report(be.pool(MemorySpace::Device).stats(), be.device_is_host() ? "host" : "device");
+    print_memory_report(backend);
     std::printf("bench: tokens_per_s=%.1f step_s=%.4f mfu=%.3f\n", tokens / step_s, step_s, mfu);
     std::fflush(stdout);
   }

@@ -29,6 +29,10 @@ std::string format_bytes(double b) {
   return buf;
 }
 
+void print_memory_report(Backend& be) {
+  print_memory_report(be.pool(MemorySpace::Device).stats(), be.device_is_host() ? "host" : "device");
+}
+
 void print_memory_report(const MemStats& s, const char* pool) {
   std::printf("memory (rank 0, %s pool): peak %s in total; per category peak:", pool, format_bytes(double(s.peak_total)).c_str());
   for (int c = 0; c < kNumMemCategories; ++c)

@@ -356,8 +356,7 @@ void Trainer::run() {
     prof.finish(comm_, cfg_.run.output_dir + "/trace.json");
   }
   record_validation(metrics.get());
-  Backend& be = model_->backend();
-  if (root) print_memory_report(be.pool(MemorySpace::Device).stats(), be.device_is_host() ? "host" : "device");
+  if (root) print_memory_report(model_->backend());
 }
 
 std::vector<ZeroMemory> Trainer::memory_report(const char* when, MetricsFile* metrics) {

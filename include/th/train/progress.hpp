@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 
+#include "th/backend/backend.hpp"
 #include "th/core/memory.hpp"
 
 namespace th {
@@ -22,6 +23,8 @@ class Progress {
 
 // `pool`: whose pool the stats are ("host"; "device" for a device backend's Device space).
 void print_memory_report(const MemStats& stats, const char* pool = "host");
+// The report of the pool that holds `be`'s Device space (the host pool on the CPU backend).
+void print_memory_report(Backend& be);
 std::string format_bytes(double bytes);
 
 }  // namespace th
