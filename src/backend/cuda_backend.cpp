@@ -287,8 +287,10 @@ class CudaBackend final : public DeviceBackend {
     c->set_compute_stream(stream_);
     return c;
   }
-  void configure_gemms(bool bf16_operands, bool allow_tf32) override {
-    cuda::set_bf16_operands(bf16_operands);
+  void configure_gemms(DType operands, bool allow_tf32) override {
+    cuda::set_gemm_operands(operands == DType::BF16  ? cuda::GemmOperands::BF16
+                            : operands == DType::F16 ? cuda::GemmOperands::F16
+                                                     : cuda::GemmOperands::F32);
     cuda::set_allow_tf32(allow_tf32);
   }
 

@@ -30,7 +30,7 @@ ModelSpec model_spec(const Config& cfg, int vocab_size) {
 
 Backend& run_backend(const Config& cfg) {
   Backend& be = backend_for(parse_backend_kind(cfg.run.backend));
-  be.configure_gemms(cfg.precision.dtype == "bf16", cfg.precision.allow_tf32);
+  be.configure_gemms(parse_dtype(cfg.precision.dtype), cfg.precision.allow_tf32);
   return be;
 }
 

@@ -14,6 +14,7 @@
 
 #include "backend_training.hpp"
 #include "th/backend/backend.hpp"
+#include "th/kernels/cuda.hpp"
 #include "th/kernels/gemm_engine.hpp"
 
 using namespace th;
@@ -46,7 +47,8 @@ void expect_cuda_matches_cpu(bool bf16) {
   cpu::GemmPlan plan = saved;
   plan.fp32_as_bf16 = bf16;
   cpu::set_gemm_plan(plan);
-  gpu.configure_gemms(bf16, false);
+  gpu.configure_gemms(bf16 ? DType::BF16 : DType::F32, false);
+  const cuda::GemmCounts before = cuda::gemm_counts();
   for (bool dec_only : {false, true})
     for (bool pre_norm : {false, true}) {
       SCOPED_TRACE(std::string(dec_only ? "decoder-only" : "encoder-decoder") + (pre_norm ? " pre-norm" : " post-norm") +
@@ -67,7 +69,11 @@ void expect_cuda_matches_cpu(bool bf16) {
       EXPECT_LE(eg, tol) << "gradients";
       EXPECT_LE(ev, tol) << "updated weights";
     }
-  gpu.configure_gemms(false, false);
+  const cuda::GemmCounts after = cuda::gemm_counts();
+  std::printf("TH_BACKEND_CHECK GEMMs: %lld through cuBLASLt, %lld through cublasGemmEx (no cuBLASLt algorithm)\n",
+              static_cast<long long>(after.lt - before.lt), static_cast<long long>(after.fallback - before.fallback));
+  EXPECT_GT(after.lt - before.lt, 0) << "the training GEMMs should run on cuBLASLt";
+  gpu.configure_gemms(DType::F32, false);
   cpu::set_gemm_plan(saved);
 }
 

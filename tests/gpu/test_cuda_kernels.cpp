@@ -780,11 +780,11 @@ TEST_F(CudaKernels, DeviceTimelineRecordsKernelsInHostTimeOnTheirTrack) {
 namespace th {
 namespace {
 
-// Restores the bf16-operand switch whatever happens in a test.
-struct Bf16OperandsGuard {
-  explicit Bf16OperandsGuard(bool on) : saved(cuda::bf16_operands()) { cuda::set_bf16_operands(on); }
-  ~Bf16OperandsGuard() { cuda::set_bf16_operands(saved); }
-  bool saved;
+// Restores the GEMM operand type whatever happens in a test.
+struct OperandsGuard {
+  explicit OperandsGuard(cuda::GemmOperands t) : saved(cuda::gemm_operands()) { cuda::set_gemm_operands(t); }
+  ~OperandsGuard() { cuda::set_gemm_operands(saved); }
+  cuda::GemmOperands saved;
 };
 
 Vec rounded_bf16(const Vec& x) {
@@ -792,13 +792,27 @@ Vec rounded_bf16(const Vec& x) {
   cpu::round_to_bf16(r.data(), static_cast<std::int64_t>(r.size()));
   return r;
 }
+Vec rounded_fp16(const Vec& x) {
+  Vec r = x;
+  cpu::round_to_fp16(r.data(), static_cast<std::int64_t>(r.size()));
+  return r;
+}
 
 // Attention's batched GEMMs (head stride in the operands, padded leading dimensions), fp32 and
-// with bf16 operands (precision%dtype = 'bf16': the reference multiplies the bf16-rounded values).
-TEST_F(CudaKernels, GemmStridedBatchedFp32AndBf16Operands) {
+// with bf16 / fp16 operands (precision%dtype = 'bf16' / 'fp16': the reference multiplies the
+// rounded values). They all run on cuBLASLt (gemm_counts).
+TEST_F(CudaKernels, GemmStridedBatchedFp32AndHalfOperands) {
   const int batch = 3;
-  for (const bool bf16 : {false, true}) {
-    Bf16OperandsGuard guard(bf16);
+  const cuda::GemmCounts before = cuda::gemm_counts();
+  for (const cuda::GemmOperands type : {cuda::GemmOperands::F32, cuda::GemmOperands::BF16, cuda::GemmOperands::F16}) {
+    OperandsGuard guard(type);
+    const bool half = type != cuda::GemmOperands::F32;
+    auto rounded = [&](const Vec& x) {
+      return type == cuda::GemmOperands::BF16 ? rounded_bf16(x) : type == cuda::GemmOperands::F16 ? rounded_fp16(x) : x;
+    };
+    const char* name = type == cuda::GemmOperands::BF16  ? "gemm_batched_bf16_operands"
+                       : type == cuda::GemmOperands::F16 ? "gemm_batched_fp16_operands"
+                                                         : "gemm_batched_fp32";
     for (const auto& c : kGemmCases) {
       if (c.K == 0) continue;
       for (int t = 0; t < 4; ++t) {
@@ -810,18 +824,20 @@ TEST_F(CudaKernels, GemmStridedBatchedFp32AndBf16Operands) {
         const Vec A = normal(static_cast<std::size_t>(sa * batch), 21), B = normal(static_cast<std::size_t>(sb * batch), 22);
         const Vec C = normal(static_cast<std::size_t>(sc * batch), 23);
         DVec ref = widen(C);
-        cpu::gemm_strided_batched<double>(ta, tb, c.M, c.N, c.K, 0.8, widen(bf16 ? rounded_bf16(A) : A).data(), lda, sa,
-                                          widen(bf16 ? rounded_bf16(B) : B).data(), ldb, sb, 0.25, ref.data(), ldc,
-                                          sc, batch);
+        cpu::gemm_strided_batched<double>(ta, tb, c.M, c.N, c.K, 0.8, widen(rounded(A)).data(), lda, sa,
+                                          widen(rounded(B)).data(), ldb, sb, 0.25, ref.data(), ldc, sc, batch);
         DeviceArray<float> dA(A), dB(B), dC(C);
         cuda::gemm_strided_batched(ta, tb, c.M, c.N, c.K, 0.8f, dA.get(), lda, sa, dB.get(), ldb, sb, 0.25f, dC.get(),
                                    ldc, sc, batch, stream_);
-        expect_close(bf16 ? "gemm_batched_bf16_operands" : "gemm_batched_fp32",
-                     shape({batch, c.M, c.N, c.K}) + (ta ? " Ta" : " Na") + (tb ? "Tb" : "Nb"), dC.download(), ref,
-                     bf16 ? kTolBf16In : kTolFp32);
+        expect_close(name, shape({batch, c.M, c.N, c.K}) + (ta ? " Ta" : " Na") + (tb ? "Tb" : "Nb"), dC.download(),
+                     ref, half ? kTolBf16In : kTolFp32);
       }
     }
   }
+  const cuda::GemmCounts after = cuda::gemm_counts();
+  std::printf("TH_KERNEL_CHECK GEMMs: %lld through cuBLASLt, %lld through cublasGemmEx\n",
+              static_cast<long long>(after.lt - before.lt), static_cast<long long>(after.fallback - before.fallback));
+  EXPECT_GT(after.lt - before.lt, 0);
 }
 
 // The document mask of packed LM batches (keys before the query's document start are masked).

@@ -100,11 +100,14 @@ class Backend {
   // may then use it in place instead of staging it through pinned buffers.
   virtual bool device_is_host() const = 0;
 
-  // How the fp32 GEMMs of a run multiply (run_backend() calls it from the deck): bf16_operands
-  // (precision%dtype = 'bf16') rounds their operands to bf16 first; allow_tf32 lets fp32 GEMMs use
-  // TF32 tensor cores. The CPU and emulated backends take these from the GEMM engine's plan, which
-  // the driver sets (th/kernels/gemm_engine.hpp); the CUDA backend here.
-  virtual void configure_gemms(bool /*bf16_operands*/, bool /*allow_tf32*/) {}
+  // How the fp32 GEMMs of a run multiply (run_backend() calls it from the deck): `operands` is
+  // precision%dtype's type (F32, BF16 or F16): a 16-bit type rounds the GEMM operands to it first
+  // (the GEMM sees what a 2-byte tensor would hold) and multiplies with fp32 accumulation;
+  // allow_tf32 lets fp32 GEMMs use TF32 tensor cores. The CPU and emulated backends take these
+  // from the GEMM engine's plan, which the driver sets (th/kernels/gemm_engine.hpp; the CPU
+  // computes fp16 GEMMs in fp32); the CUDA backend here (cuBLASLt, tensor cores for both 16-bit
+  // types).
+  virtual void configure_gemms(DType /*operands*/, bool /*allow_tf32*/) {}
 
   // ---- collectives on Device buffers
   // A communicator whose buffers are this backend's Device memory (NCCL on CUDA), collective over

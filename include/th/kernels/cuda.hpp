@@ -52,22 +52,31 @@ cublasHandle_t cublas_handle();
 void set_allow_tf32(bool allow);
 bool allow_tf32();
 
-// ---- GEMM (cuBLAS; the row-major problem is the column-major C^T = op(B)^T op(A)^T) ----------
+// ---- GEMM (cuBLASLt; the row-major problem is the column-major C^T = op(B)^T op(A)^T) ----------
 
 // C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C (beta == 0: C is not read).
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
           const float* B, int ldb, float beta, float* C, int ldc, cudaStream_t stream);
 // `batch` GEMMs as above; matrix i at A + i*stride_a, B + i*stride_b, C + i*stride_c (elements;
-// th::cpu::gemm_strided_batched's argument order). One cublasGemmStridedBatchedEx call.
+// th::cpu::gemm_strided_batched's argument order). One batched cublasLtMatmul.
 void gemm_strided_batched(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
                           std::int64_t stride_a, const float* B, int ldb, std::int64_t stride_b, float beta, float* C,
                           int ldc, std::int64_t stride_c, int batch, cudaStream_t stream);
-// precision%dtype = 'bf16' (the CPU GEMM engine's fp32_as_bf16): the fp32 GEMMs above (and the
-// linear layers on them) round their operands to bf16 into stream-ordered scratch and multiply on
-// the tensor cores with fp32 accumulation: the products the CPU's bf16 path forms, summed in
-// another order. Process-wide, like set_allow_tf32; off by default.
-void set_bf16_operands(bool on);
-bool bf16_operands();
+// The operands of the fp32 GEMMs above (and the linear layers on them): F32 multiplies them as
+// they are (TF32 where allowed); BF16 (precision%dtype = 'bf16', the CPU GEMM engine's
+// fp32_as_bf16) and F16 (precision%dtype = 'fp16') round them to 16 bits into stream-ordered
+// scratch and multiply on the tensor cores with fp32 accumulation and fp32 output. BF16 forms the
+// products the CPU's bf16 path forms, summed in another order; F16 is PyTorch's fp16 autocast
+// (the CPU computes its fp16 GEMMs in fp32). Process-wide, like set_allow_tf32; F32 by default.
+enum class GemmOperands { F32, BF16, F16 };
+void set_gemm_operands(GemmOperands type);
+GemmOperands gemm_operands();
+// GEMMs issued since the process started: through cublasLtMatmul, and through cublasGemmEx
+// where the cuBLASLt heuristic offered no algorithm for the problem.
+struct GemmCounts {
+  std::int64_t lt = 0, fallback = 0;
+};
+GemmCounts gemm_counts();
 // bf16 operands, fp32 accumulation (tensor cores), fp32 or bf16 C.
 void gemm_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const __nv_bfloat16* A,
                int lda, const __nv_bfloat16* B, int ldb, float beta, float* C, int ldc,
