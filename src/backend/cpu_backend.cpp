@@ -115,10 +115,15 @@ class CpuBackend final : public Backend {
   }
   const void* host_view(const void* src, std::size_t, Tensor&) override { return src; }
   void* host_target(void* dst, std::size_t, Tensor&) override { return dst; }
-  void copy_to_host_async(void* dst, const void* src, std::size_t bytes) override { move(dst, src, bytes); }
-  void copy_to_device_async(void* dst, const void* src, std::size_t bytes) override { move(dst, src, bytes); }
-  Event record() override { return 0; }
+  void copy_to_host_async(void* dst, const void* src, std::size_t bytes, Stream = Stream::Compute) override {
+    move(dst, src, bytes);
+  }
+  void copy_to_device_async(void* dst, const void* src, std::size_t bytes, Stream = Stream::Compute) override {
+    move(dst, src, bytes);
+  }
+  Event record(Stream = Stream::Compute) override { return 0; }
   void wait(Event) override {}
+  void stream_wait(Stream, Event) override {}
   void sync() override {}
   bool device_is_host() const override { return true; }
 

@@ -1,10 +1,11 @@
-// The CUDA backend (run%backend = 'cuda', issue #17): th::cuda kernels and cuBLAS on one compute
-// stream, device memory from cudaMalloc behind the caching pool (the host pool's per-category
-// accounting), pinned memory from cudaHostAlloc for the staging the host-side code does (gradient
-// buckets, parameter collectives, checkpoints: the same code the emulated device runs in the CPU
-// test suite). Collectives are staged through pinned memory to MPI (parallel%comm = 'mpi'; NCCL
-// on device buffers is the next step). Compiled where nvcc is found; not yet run on a GPU by the
-// project's CI: tests/gpu/run_gpu_checks.sh checks it against the CPU backend on a GPU machine.
+// The CUDA backend (run%backend = 'cuda', issue #17): th::cuda kernels and cuBLASLt on the compute
+// stream; offload copies on a copy stream of their own, ordered against it by events; device
+// memory from cudaMalloc behind the caching pool (the host pool's per-category accounting);
+// pinned memory from cudaHostAlloc for the staging the host-side code does (offload, checkpoints,
+// collectives with parallel%comm = 'mpi': the same code the emulated device runs in the CPU test
+// suite); NCCL on device buffers as the device communicator. Compiled where nvcc is found; not
+// yet run on a GPU by the project's CI: tests/gpu/run_gpu_checks.sh checks it against the CPU
+// backend on a GPU machine.
 #include <cuda_runtime_api.h>
 
 #include <cstdlib>
@@ -213,6 +214,7 @@ class CudaBackend final : public DeviceBackend {
   explicit CudaBackend(int device) : DeviceBackend(device_mem_, pinned_mem_) {
     TH_CUDA_CHECK(cudaSetDevice(device));
     TH_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    TH_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking));
     f32_ = std::make_unique<CudaKernels>(*this, stream_);
   }
   const char* name() const override { return "cuda"; }
@@ -253,13 +255,19 @@ class CudaBackend final : public DeviceBackend {
     staging = host_staging(bytes);
     return staging.raw();
   }
-  void copy_to_host_async(void* pinned_dst, const void* device_src, std::size_t bytes) override {
-    if (bytes) TH_CUDA_CHECK(cudaMemcpyAsync(pinned_dst, device_src, bytes, cudaMemcpyDeviceToHost, stream_));
+  void copy_to_host_async(void* pinned_dst, const void* device_src, std::size_t bytes,
+                          Stream s = Stream::Compute) override {
+    if (bytes) TH_CUDA_CHECK(cudaMemcpyAsync(pinned_dst, device_src, bytes, cudaMemcpyDeviceToHost, stream(s)));
   }
-  void copy_to_device_async(void* device_dst, const void* pinned_src, std::size_t bytes) override {
-    if (bytes) TH_CUDA_CHECK(cudaMemcpyAsync(device_dst, pinned_src, bytes, cudaMemcpyHostToDevice, stream_));
+  void copy_to_device_async(void* device_dst, const void* pinned_src, std::size_t bytes,
+                            Stream s = Stream::Compute) override {
+    if (bytes) TH_CUDA_CHECK(cudaMemcpyAsync(device_dst, pinned_src, bytes, cudaMemcpyHostToDevice, stream(s)));
   }
-  Event record() override {
+  // Events: a pool of cudaEvent_t; an Event number is the (seq, stream) of a record, seq * 2 plus
+  // 1 on the copy stream. Each stream's recorded events are recycled once one at or after them
+  // on the same stream has been waited for, or has completed when record() looks.
+  Event record(Stream s = Stream::Compute) override {
+    recycle_completed();
     cudaEvent_t ev = nullptr;
     if (free_events_.empty()) {
       TH_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
@@ -267,20 +275,32 @@ class CudaBackend final : public DeviceBackend {
       ev = free_events_.back();
       free_events_.pop_back();
     }
-    TH_CUDA_CHECK(cudaEventRecord(ev, stream_));
-    events_.emplace(++seq_, ev);
-    return seq_;
+    TH_CUDA_CHECK(cudaEventRecord(ev, stream(s)));
+    const Event e = ++seq_ * 2 + (s == Stream::Copy ? 1 : 0);
+    events_[index(s)].emplace(e, ev);
+    return e;
   }
   void wait(Event e) override {
-    auto it = events_.find(e);
-    if (it != events_.end()) TH_CUDA_CHECK(cudaEventSynchronize(it->second));
-    // Everything recorded up to e is complete now (one in-order stream): recycle those events.
-    for (auto i = events_.begin(); i != events_.end() && i->first <= e;) {
+    auto& recorded = events_[e & 1];
+    auto it = recorded.find(e);
+    if (it != recorded.end()) TH_CUDA_CHECK(cudaEventSynchronize(it->second));
+    // Everything recorded on that stream up to e is complete now (the stream is in order).
+    for (auto i = recorded.begin(); i != recorded.end() && i->first <= e;) {
       free_events_.push_back(i->second);
-      i = events_.erase(i);
+      i = recorded.erase(i);
     }
   }
-  void sync() override { TH_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  void stream_wait(Stream s, Event e) override {
+    if ((e & 1) == static_cast<Event>(index(s))) return;  // the same stream: in order already
+    auto& recorded = events_[e & 1];
+    auto it = recorded.find(e);
+    if (it != recorded.end()) TH_CUDA_CHECK(cudaStreamWaitEvent(stream(s), it->second, 0));
+    // Not found: recycled, so complete; nothing to wait for.
+  }
+  void sync() override {
+    TH_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    TH_CUDA_CHECK(cudaStreamSynchronize(copy_stream_));
+  }
   // NCCL over the bootstrap's ranks, its own stream ordered after this compute stream.
   std::unique_ptr<Comm> make_device_comm(Comm& bootstrap) override {
     auto c = std::make_unique<NcclComm>(bootstrap);
@@ -300,7 +320,21 @@ class CudaBackend final : public DeviceBackend {
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<CudaKernels> f32_;
   NoDoubleKernels f64_;
-  std::map<Event, cudaEvent_t> events_;
+  cudaStream_t stream(Stream s) const { return s == Stream::Copy ? copy_stream_ : stream_; }
+  static int index(Stream s) { return s == Stream::Copy ? 1 : 0; }
+  // Returns to the pool the oldest events of each stream that have completed.
+  void recycle_completed() {
+    for (auto& recorded : events_)
+      while (!recorded.empty()) {
+        const cudaError_t q = cudaEventQuery(recorded.begin()->second);
+        if (q == cudaErrorNotReady) break;
+        TH_CUDA_CHECK(q);
+        free_events_.push_back(recorded.begin()->second);
+        recorded.erase(recorded.begin());
+      }
+  }
+  cudaStream_t copy_stream_ = nullptr;  // offload traffic (Stream::Copy)
+  std::map<Event, cudaEvent_t> events_[2];  // per stream, by Event number
   std::vector<cudaEvent_t> free_events_;
   Event seq_ = 0;
 };

@@ -5,6 +5,8 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -51,16 +53,22 @@ class EmulatedBackend final : public DeviceBackend {
   Kernels<float>& f32() override;
   Kernels<double>& f64() override;
 
-  // ---- the stream
-  void launch(std::function<void()> op) {
-    stream_.check();
-    stream_.push(std::move(op));
+  // ---- the streams: compute (kernels, fills, synchronous copies) and copy (offload traffic)
+  void launch(std::function<void()> op, Stream s = Stream::Compute) {
+    compute_.check();
+    copy_.check();
+    stream(s).push(std::move(op));
     ++stats_.operations;
   }
   void launch_and_wait(std::function<void()> op) {
     launch(std::move(op));
-    stream_.wait_for(stream_.issued());
+    compute_.wait_for(compute_.issued());
   }
+  emulated::Stream& stream(Stream s) { return s == Stream::Copy ? copy_ : compute_; }
+  // An event is (position in its stream, stream): the position times two, plus 1 on the copy stream.
+  static Event event_of(std::uint64_t seq, Stream s) { return seq * 2 + (s == Stream::Copy ? 1 : 0); }
+  static Stream stream_of(Event e) { return (e & 1) ? Stream::Copy : Stream::Compute; }
+  static std::uint64_t seq_of(Event e) { return e / 2; }
   // The worker's address for a kernel argument: device memory only.
   template <typename P>
   P* dev(P* p, const char* what) const {
@@ -154,37 +162,55 @@ class EmulatedBackend final : public DeviceBackend {
     staging = host_staging(bytes);
     return staging.raw();
   }
-  void copy_to_host_async(void* pinned_dst, const void* device_src, std::size_t bytes) override {
+  void copy_to_host_async(void* pinned_dst, const void* device_src, std::size_t bytes,
+                          Stream st = Stream::Compute) override {
     if (!bytes) return;
     TH_CHECK(pinned_.contains(pinned_dst), "copy_to_host_async: the destination is not pinned memory (" +
                                                hex(pinned_dst) + "); allocate it from pool(MemorySpace::Pinned)");
     const char* s = dev(static_cast<const char*>(device_src), "copy_to_host_async");
     char* d = pinned_.alias(pinned_dst);
-    launch([=] { std::memcpy(d, s, bytes); });
+    launch(copy_op(d, s, bytes, st), st);
     ++stats_.async_copies;
-    hold(pinned_dst, bytes, false);
+    hold(pinned_dst, bytes, false, st);
   }
-  void copy_to_device_async(void* device_dst, const void* pinned_src, std::size_t bytes) override {
+  void copy_to_device_async(void* device_dst, const void* pinned_src, std::size_t bytes,
+                            Stream st = Stream::Compute) override {
     if (!bytes) return;
     TH_CHECK(pinned_.contains(pinned_src), "copy_to_device_async: the source is not pinned memory (" +
                                                hex(pinned_src) + "); allocate it from pool(MemorySpace::Pinned)");
     char* d = dev(static_cast<char*>(device_dst), "copy_to_device_async");
     const char* s = pinned_.alias(pinned_src);
-    launch([=] { std::memcpy(d, s, bytes); });
+    launch(copy_op(d, s, bytes, st), st);
     ++stats_.async_copies;
-    hold(pinned_src, bytes, true);
+    hold(pinned_src, bytes, true, st);
   }
-  Event record() override { return stream_.issued(); }
+  Event record(Stream s = Stream::Compute) override { return event_of(stream(s).issued(), s); }
   void wait(Event e) override {
     ++stats_.waits;
     if (injected_fault(rank_, stats_.waits) == "skip_wait") {
       fault_note("skip_wait", stats_.waits);
       return;  // the forgotten synchronisation: protections stay, the host's next read faults
     }
-    stream_.wait_for(e);
+    stream(stream_of(e)).wait_for(seq_of(e));
     release(e);
   }
-  void sync() override { wait(record()); }
+  void stream_wait(Stream s, Event e) override {
+    if (stream_of(e) == s) return;  // one stream is in order already
+    ++stats_.stream_waits;
+    if (injected_fault(rank_, stats_.stream_waits) == "skip_stream_wait") {
+      fault_note("skip_stream_wait", stats_.stream_waits);
+      skip_stream_waits_ = true;
+    }
+    if (skip_stream_waits_) return;  // the forgotten ordering: the two streams race on device memory
+    emulated::Stream* other = &stream(stream_of(e));
+    const std::uint64_t seq = seq_of(e);
+    launch([other, seq] { other->wait_for(seq); }, s);
+  }
+  void sync() override {
+    const Event copies = record(Stream::Copy);
+    wait(record(Stream::Compute));
+    wait(copies);
+  }
   // The emulated device's stand-in for NCCL: collectives on its device buffers, staged inside
   // the communicator (the code that drives NCCL on CUDA runs against it).
   std::unique_ptr<Comm> make_device_comm(Comm& bootstrap) override {
@@ -199,21 +225,35 @@ class EmulatedBackend final : public DeviceBackend {
   struct Hold {
     std::size_t lo, hi;  // page-aligned byte range of the pinned arena
     bool readable;       // a copy out of it (the host may read, not write)
-    Event seq;           // the copy's position in the stream
+    Event event;         // the copy's position in its stream
   };
   void fault_note(const char* kind, std::int64_t n) const {
     std::fprintf(stderr, "[rank %d] TH_FAULT: %s %lld injected (emulated device)\n", rank_, kind, static_cast<long long>(n));
     std::fflush(stderr);
   }
-  void hold(const void* p, std::size_t bytes, bool readable) {
+  // A copy on the copy stream. With TH_FAULT 'skip_stream_wait' for this rank each one starts
+  // late, so that a missing stream_wait lets the compute stream run ahead of it every time (the
+  // race is then visible in the results, not left to the worker threads' timing).
+  std::function<void()> copy_op(char* d, const char* s, std::size_t bytes, Stream st) const {
+    if (st == Stream::Copy && delay_copies_)
+      return [=] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        std::memcpy(d, s, bytes);
+      };
+    return [=] { std::memcpy(d, s, bytes); };
+  }
+  void hold(const void* p, std::size_t bytes, bool readable, Stream s) {
     const std::size_t off = pinned_.offset(p);
-    Hold h{off / emulated::page_size() * emulated::page_size(), (off + bytes + emulated::page_size() - 1) / emulated::page_size() * emulated::page_size(), readable, stream_.issued()};
+    Hold h{off / emulated::page_size() * emulated::page_size(), (off + bytes + emulated::page_size() - 1) / emulated::page_size() * emulated::page_size(), readable, record(s)};
     holds_.push_back(h);
     protect(h.lo, h.hi);
   }
+  // Lifts the holds of the copies that e covers (those of its stream issued up to it).
   void release(Event e) {
     std::vector<Hold> done;
-    auto keep = std::partition(holds_.begin(), holds_.end(), [&](const Hold& h) { return h.seq > e; });
+    auto keep = std::partition(holds_.begin(), holds_.end(), [&](const Hold& h) {
+      return stream_of(h.event) != stream_of(e) || seq_of(h.event) > seq_of(e);
+    });
     done.assign(keep, holds_.end());
     holds_.erase(keep, holds_.end());
     for (const Hold& h : done) protect(h.lo, h.hi);
@@ -238,7 +278,10 @@ class EmulatedBackend final : public DeviceBackend {
 
   int rank_ = launcher_rank();
   emulated::Arena device_, pinned_;
-  emulated::Stream stream_;
+  emulated::Stream compute_, copy_;
+  bool delay_copies_ = std::getenv("TH_FAULT") && std::string(std::getenv("TH_FAULT")).find("skip_stream_wait") !=
+                                                     std::string::npos;
+  bool skip_stream_waits_ = false;  // TH_FAULT 'skip_stream_wait' was injected
   std::vector<Hold> holds_;
   EmulatedStats stats_;
   std::unique_ptr<EmulatedKernels<float>> f32_;

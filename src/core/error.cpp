@@ -17,8 +17,8 @@ std::string injected_fault(int rank, std::int64_t step) {
   if (!spec) return {};
   int r = -1;
   long long s = -1;
-  char kind[16] = {};
-  if (std::sscanf(spec, "%d:%lld:%15s", &r, &s, kind) != 3 || r != rank) return {};
+  char kind[32] = {};
+  if (std::sscanf(spec, "%d:%lld:%31s", &r, &s, kind) != 3 || r != rank) return {};
   if (s != step && !(s == 0 && std::string(kind) == "overflow")) return {};
   return kind;
 }

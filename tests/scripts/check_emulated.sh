@@ -27,6 +27,10 @@
 #                     memory): the job must fail with the emulated device's message, not finish.
 #   skip_wait         TH_FAULT makes rank 0's first wait() return early (a missing synchronisation
 #                     before MPI reads a pinned staging buffer): likewise.
+#   skip_stream_wait  stage 3 with parameters and optimizer offloaded to the host: the parameter
+#                     uploads run on the copy stream and the emulated run matches the CPU one;
+#                     then TH_FAULT drops rank 0's stream_wait()s from the 2nd on (the compute
+#                     stream no longer waits for the uploads) and the run must not match.
 set -u
 scenario=$1; shift
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -163,6 +167,22 @@ EOF
     [[ $scenario == skip_wait ]] && want="host access to pinned memory .* while an asynchronous copy is in flight: a missing synchronisation"
     grep -qE "\[rank 0\] torch-handle: error: $want" "$out/fault.log" ||
       fail "no '$want' message: $(grep -v '^ ' "$out/fault.log" | tail -8)" ;;
+  skip_stream_wait)
+    # Stage 3 with parameters offloaded to the host: their uploads run on the copy stream and the
+    # compute stream waits for each (stream_wait). First the correct run, then one where rank 0
+    # drops every stream_wait from its 2nd on, its copies starting late: it must train otherwise.
+    set -- --set parallel%zero_stage=3 --set "parallel%offload_param='cpu'" --set "parallel%offload_optimizer='cpu'" \
+      --set run%max_steps=10
+    for be in cpu emulated; do
+      run "$be" "$be" "$@" || fail "$be run failed: $(tail -5 "$out/$be.log")"
+    done
+    same_run cpu emulated
+    TH_FAULT="0:2:skip_stream_wait" run fault emulated "$@"  # may finish or fail; it must not match
+    grep -q "TH_FAULT: skip_stream_wait 2 injected" "$out/fault.log" ||
+      fail "the fault was not injected: $(tail -5 "$out/fault.log")"
+    if diff -q <(lines "$out/cpu.log") <(lines "$out/fault.log") >/dev/null; then
+      fail "a missing stream_wait went unnoticed: the run trained exactly as the CPU backend"
+    fi ;;
   *) fail "unknown scenario" ;;
 esac
 echo "OK ($scenario)"

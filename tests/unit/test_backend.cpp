@@ -190,16 +190,17 @@ class CountingBackend final : public Backend {
     ++counts["host_target"];
     return in_.host_target(d, b, st);
   }
-  void copy_to_host_async(void* d, const void* s, std::size_t b) override {
+  void copy_to_host_async(void* d, const void* s, std::size_t b, Stream st = Stream::Compute) override {
     ++counts["copy_to_host_async"];
-    in_.copy_to_host_async(d, s, b);
+    in_.copy_to_host_async(d, s, b, st);
   }
-  void copy_to_device_async(void* d, const void* s, std::size_t b) override {
+  void copy_to_device_async(void* d, const void* s, std::size_t b, Stream st = Stream::Compute) override {
     ++counts["copy_to_device_async"];
-    in_.copy_to_device_async(d, s, b);
+    in_.copy_to_device_async(d, s, b, st);
   }
-  Event record() override { return in_.record(); }
+  Event record(Stream st = Stream::Compute) override { return in_.record(st); }
   void wait(Event e) override { in_.wait(e); }
+  void stream_wait(Stream st, Event e) override { in_.stream_wait(st, e); }
   void sync() override { ++counts["sync"]; in_.sync(); }
   bool device_is_host() const override { return in_.device_is_host(); }
 

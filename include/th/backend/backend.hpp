@@ -7,9 +7,10 @@
 //     memory from the same pool; on a CUDA backend (issue #17) Device is GPU memory;
 //   - allocation of tensors by MemCategory into a space (per-category accounting of the pool);
 //   - copies between the spaces and fill/zero;
-//   - one compute stream: operations run in issue order; sync() waits for all of them (a no-op
-//     on the CPU backend, which runs every call before it returns; cudaStreamSynchronize of the
-//     compute stream on CUDA; the worker-thread drain on the emulated device);
+//   - a compute stream and a copy stream (offload traffic): operations of a stream run in issue
+//     order, the streams are ordered by events (record / stream_wait); sync() waits for both (a
+//     no-op on the CPU backend, which runs every call before it returns; cudaStreamSynchronize
+//     on CUDA; the worker threads' drain on the emulated device);
 //   - the kernels (th/backend/kernels.hpp) for float and double.
 // Host code never dereferences Device memory: it reads it through host_view() (an explicit
 // device -> host copy into a staging tensor; the CPU backend returns the pointer itself, at no
@@ -82,19 +83,28 @@ class Backend {
   virtual void* host_target(void* dst, std::size_t bytes, Tensor& staging) = 0;
 
   // ---- asynchronous copies through pinned host memory (a device backend's staging)
-  // Queued on the stream after everything issued before; `pinned` must come from
+  // Queued on stream `s` after everything issued before on it; `pinned` must come from
   // pool(MemorySpace::Pinned). The host may not read a pinned destination, nor write a pinned
-  // source, until it has waited for an event recorded after the copy (or sync()): on the emulated
-  // device such an access faults. CPU backend: an immediate memmove.
-  virtual void copy_to_host_async(void* pinned_dst, const void* device_src, std::size_t bytes) = 0;
-  virtual void copy_to_device_async(void* device_dst, const void* pinned_src, std::size_t bytes) = 0;
+  // source, until it has waited for an event recorded on `s` after the copy (or sync()): on the
+  // emulated device such an access faults. CPU backend: an immediate memmove.
+  // Stream::Copy is the offload traffic's own stream (parameters and optimizer state moving
+  // between host and device), so those copies overlap the compute stream's kernels; the two
+  // streams are ordered only by stream_wait().
+  enum class Stream { Compute, Copy };
+  virtual void copy_to_host_async(void* pinned_dst, const void* device_src, std::size_t bytes,
+                                  Stream s = Stream::Compute) = 0;
+  virtual void copy_to_device_async(void* device_dst, const void* pinned_src, std::size_t bytes,
+                                    Stream s = Stream::Compute) = 0;
 
-  // ---- stream
-  // A point in the stream: everything issued before record() (cudaEventRecord); wait(e) returns
-  // when all of it has finished (cudaEventSynchronize). The CPU backend: 0, and nothing to wait for.
+  // ---- streams
+  // A point in a stream: everything issued on `s` before record() (cudaEventRecord); wait(e)
+  // returns when all of it has finished (cudaEventSynchronize); stream_wait(s, e) makes work
+  // issued later on stream `s` start after it, without blocking the host (cudaStreamWaitEvent).
+  // sync() waits for both streams. The CPU backend: 0, and nothing to wait for.
   using Event = std::uint64_t;
-  virtual Event record() = 0;
+  virtual Event record(Stream s = Stream::Compute) = 0;
   virtual void wait(Event e) = 0;
+  virtual void stream_wait(Stream s, Event e) = 0;
   virtual void sync() = 0;
   // True where host code may dereference Device memory (the CPU backend): communication and I/O
   // may then use it in place instead of staging it through pinned buffers.

@@ -8,8 +8,10 @@
 //                  second, writable mapping. Host code that reads or writes device memory without
 //                  a copy through the backend faults there and then, as on a GPU, and the job ends
 //                  with "[rank r] torch-handle: error: host access to emulated device memory ...".
-//   Stream         every kernel, copy and fill is queued and run in issue order on one worker
-//                  thread; kernels get the writable aliases of their pointers. Index arrays from
+//   Streams        every kernel, copy and fill is queued and run in issue order on the compute
+//                  stream's worker thread; copies issued on Stream::Copy run on a second worker
+//                  (the offload traffic's stream), ordered against the first only by
+//                  stream_wait(); kernels get the writable aliases of their pointers. Index arrays from
 //                  the host (tokens, targets, key lengths) are copied when the call is issued, as a
 //                  device backend stages them. A host value (sum_squares, the loss) waits for its
 //                  kernel. An exception on the worker is sticky: the next host call rethrows it.
@@ -29,9 +31,13 @@
 // (TH_FAULT="rank:n:kind", th/core/error.hpp; the rank from the launcher's environment):
 //   'skip_copy'  the n-th host_view() of the process returns the device address itself instead
 //                of a host copy (a forgotten device -> host copy): the host read faults.
-//   'skip_wait'  the n-th wait() / sync() of the process returns without waiting or lifting the
+//   'skip_wait'  the n-th wait() of the process returns without waiting or lifting the
 //                protection of pinned buffers (a forgotten synchronisation): the host read of the
 //                staging buffer faults.
+//   'skip_stream_wait'  the n-th and every later stream_wait() between the streams is dropped (a forgotten
+//                ordering of the copy stream against the compute stream), and every copy on the
+//                copy stream starts 20 ms late, so that the compute stream runs ahead of it and
+//                reads stale parameters: the run's results differ from the CPU backend's.
 #include <cstddef>
 #include <cstdint>
 
@@ -42,7 +48,8 @@ namespace th {
 struct EmulatedStats {
   std::int64_t operations = 0;     // queued on the stream so far
   std::int64_t async_copies = 0;   // copy_*_async
-  std::int64_t waits = 0;          // wait() and sync() calls
+  std::int64_t waits = 0;          // wait() calls (sync() makes two)
+  std::int64_t stream_waits = 0;   // stream_wait() between the two streams
   std::int64_t host_views = 0;     // host_view() copies
 };
 EmulatedStats emulated_stats();

@@ -7,6 +7,7 @@
 
 #include "precision.hpp"
 #include "th/core/error.hpp"
+#include "th/core/profiler.hpp"
 #include "th/parallel/agree.hpp"
 #include "th/train/optimizer.hpp"
 
@@ -63,6 +64,7 @@ void OptimizerStep::master_to_compute() {
     params_.write_partition(host_view(be_, master_.data<float>(), master_.numel(), staging), compute_);
     return;
   }
+  if (params_.owned_on_host()) params_.drop_prefetched();  // the host writes the partition: uploads end first
   for (const OwnedSpan& s : spans_) {
     if (params_.owned_on_host()) {  // host-resident partition on a device backend
       copy_to_host(be_, s.value, master_.data<float>() + s.shard, s.n);
@@ -102,6 +104,8 @@ void OptimizerStep::update(double lr) {
         store_.update(spans, lr);
       }, true);
     });
+  } else if (store_.does_io() && !be_.device_is_host()) {
+    update_offloaded_streamed(master, lr);
   } else if (store_.does_io()) {
     // Offloaded moments: host copies of the gradients and values, updated on the host, the values
     // copied back up (an I/O error on any rank stops every rank).
@@ -132,6 +136,68 @@ void OptimizerStep::update(double lr) {
   if (master) master_to_compute();
   params_.regather();
   params_.order_recorded();
+}
+
+void OptimizerStep::update_offloaded_streamed(float* master, double lr) {
+  using Stream = Backend::Stream;
+  // The copy stream starts after the compute stream has produced the gradients.
+  be_.stream_wait(Stream::Copy, be_.record(Stream::Compute));
+  const std::size_t count = spans_.size();
+  const bool values_on_host = !master && params_.owned_on_host();  // stage 3, offload_param = 'cpu', fp32
+  std::vector<Tensor> grads(count), values(count);
+  std::vector<Backend::Event> down(count);
+  std::vector<AdamSpan> spans(count);
+  auto pinned = [&](std::int64_t n) {
+    return be_.empty({std::max<std::int64_t>(n, 1)}, DType::F32, MemCategory::Workspace, MemorySpace::Pinned);
+  };
+  auto value_of = [&](std::size_t i) { return master ? master + spans_[i].shard : spans_[i].value; };
+  {
+    for (std::size_t i = 0; i < count; ++i) {
+      const OwnedSpan& s = spans_[i];
+      const std::size_t bytes = sizeof(float) * static_cast<std::size_t>(s.n);
+      grads[i] = pinned(s.n);
+      be_.copy_to_host_async(grads[i].raw(), s.grad, bytes, Stream::Copy);
+      float* host_value = value_of(i);
+      if (!values_on_host) {
+        values[i] = pinned(s.n);
+        be_.copy_to_host_async(values[i].raw(), host_value, bytes, Stream::Copy);
+        host_value = values[i].data<float>();
+      }
+      down[i] = be_.record(Stream::Copy);
+      spans[i] = {host_value, grads[i].data<float>(), s.shard, s.n};
+    }
+  }
+  auto upload = [&](std::size_t i) {
+    if (values[i].defined())
+      be_.copy_to_device_async(value_of(i), values[i].raw(), sizeof(float) * static_cast<std::size_t>(spans_[i].n),
+                               Stream::Copy);
+  };
+  // Moments resident on the host: each span's AdamW needs only that span, so span i is updated
+  // as soon as it has arrived while the next ones are still coming down and the previous ones
+  // go back up. Moments in the NVMe file: one streamed pass over the file, after every span.
+  const bool by_span = store_.exp_avg() != nullptr;
+  auto arrived = [&](Backend::Event e) {  // the host's time waiting for the copy stream
+    ProfileScope scope(profiler(), "offload/copy_wait", Category::Offload);
+    be_.wait(e);
+  };
+  agree_each(comm_, [&] {
+    if (by_span) {
+      for (std::size_t i = 0; i < count; ++i) {
+        arrived(down[i]);
+        store_.update({spans[i]}, lr);
+        upload(i);
+      }
+    } else {
+      if (count) arrived(down.back());  // one in-order stream: every span is down
+      store_.update(spans, lr);
+      for (std::size_t i = 0; i < count; ++i) upload(i);
+    }
+  });
+  // The compute stream uses the values after they are up; the pinned buffers go back to the
+  // pool only once the copies out of them are done.
+  const Backend::Event up = be_.record(Stream::Copy);
+  be_.stream_wait(Stream::Compute, up);
+  arrived(up);
 }
 
 void OptimizerStep::skip_update() {

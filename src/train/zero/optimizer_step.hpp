@@ -40,6 +40,10 @@ class OptimizerStep {
   void master_to_compute();
 
  private:
+  // Offloaded moments on a device backend: the spans' gradients and values come down on the copy
+  // stream into pinned buffers, are updated on the host as they arrive and go back up on it.
+  void update_offloaded_streamed(float* master, double lr);
+
   Comm& comm_;
   Backend& be_;
   const OwnedSpans& spans_;

@@ -2,7 +2,8 @@
 //
 // Without parameter offload the partition is gathered straight into the working range. With
 // offload_param = 'cpu' the partition is the host copy: the rank's own block is first copied up
-// into its place in the working range (a host -> device copy of the backend), then the
+// into its place in the working range (on a device backend from pinned memory on the backend's
+// copy stream, overlapping compute; on the CPU backend a host copy), then the
 // working range is all-gathered in place, so the collective only touches working memory. With
 // offload_param = 'nvme' that copy comes from the file: stage_pieces() reads the chunks holding
 // the rank's blocks (verified) into their places before the gathers start.
@@ -123,6 +124,7 @@ class PartitionedParams final : public ParamHome, public PieceSource {
     return scratch.data<float>();
   }
   float* load_target(Tensor& scratch) override {
+    settle_uploads();  // the host writes the partition: no copy out of it may be in flight
     if (shard_.defined() && host_readable_shard()) return shard_.data<float>();
     scratch = Tensor::zeros({std::max<std::int64_t>(part_.shard_size(), 1)}, DType::F32, MemCategory::Workspace);
     return scratch.data<float>();
@@ -133,7 +135,7 @@ class PartitionedParams final : public ParamHome, public PieceSource {
   }
 
   ChunkFile* file() override { return file_.get(); }
-  bool owned_on_host() const override { return shard_space() == MemorySpace::Host && !ps_.backend().device_is_host(); }
+  bool owned_on_host() const override { return shard_space() != MemorySpace::Device && !ps_.backend().device_is_host(); }
   void write_partition(const float* x, DType compute) override {
     agree_each(comm_, [&] {
       file_->fill([&](float* a, float*, std::int64_t c0, std::int64_t c1) {
@@ -143,7 +145,11 @@ class PartitionedParams final : public ParamHome, public PieceSource {
     });
   }
 
-  void drop_prefetched() override { gatherer_->drop(); }
+  // Also ends the uploads: the caller is about to change the values (the optimizer step, a load).
+  void drop_prefetched() override {
+    gatherer_->drop();
+    settle_uploads();
+  }
   void order_recorded() override { gatherer_->stop_recording(); }
   bool collective_forward() const override { return true; }
   void add_offload(ZeroMemory& m) const override {
@@ -162,12 +168,16 @@ class PartitionedParams final : public ParamHome, public PieceSource {
   }
 
  private:
-  // The partition's memory: host with offload_param 'cpu', else the backend's device.
-  MemorySpace shard_space() const { return param_ == OffloadTarget::Cpu ? MemorySpace::Host : MemorySpace::Device; }
-  bool host_readable_shard() const { return shard_space() == MemorySpace::Host || ps_.backend().device_is_host(); }
+  // The partition's memory: host with offload_param 'cpu' (pinned on a device backend, so that its
+  // uploads run on the copy stream), else the backend's device.
+  MemorySpace shard_space() const {
+    if (param_ != OffloadTarget::Cpu) return MemorySpace::Device;
+    return ps_.backend().device_is_host() ? MemorySpace::Host : MemorySpace::Pinned;
+  }
+  bool host_readable_shard() const { return shard_space() != MemorySpace::Device || ps_.backend().device_is_host(); }
   // Working values (device) into the initial partition (host when offloaded or for the file).
   void from_working(float* dst, const float* src, std::int64_t n) {
-    if (file_ || shard_space() == MemorySpace::Host)
+    if (file_ || shard_space() != MemorySpace::Device)
       copy_to_host(ps_.backend(), dst, src, n);
     else
       copy_device(ps_.backend(), dst, src, n);
@@ -181,9 +191,31 @@ class PartitionedParams final : public ParamHome, public PieceSource {
       return iall_gather_device(ps_.backend(), comm_, shard_.data<float>() + p.shard, working + p.begin, count);
     if (!file_) {
       ProfileScope scope(profiler(), "offload/param_upload", Category::Offload);
-      copy_to_device(ps_.backend(), working + part_.owned(p), shard_.data<float>() + p.shard, p.count);
+      upload(working + part_.owned(p), shard_.data<float>() + p.shard, p.count);
     }
     return iall_gather_device(ps_.backend(), comm_, working + part_.owned(p), working + p.begin, count);
+  }
+
+  // The rank's block from the host partition up into the working range. A pinned partition (device
+  // backends) goes up on the copy stream, so the copy overlaps the compute stream's kernels (the
+  // gathers are issued ahead by the prefetch); the compute stream, and the gather after it, start
+  // after the copy. The host waits for the last upload before it writes the partition again
+  // (settle_uploads).
+  void upload(float* dst, const float* src, std::int64_t n) {
+    Backend& be = ps_.backend();
+    if (shard_space() != MemorySpace::Pinned) {
+      copy_to_device(be, dst, src, n);
+      return;
+    }
+    be.copy_to_device_async(dst, src, sizeof(float) * static_cast<std::size_t>(n), Backend::Stream::Copy);
+    last_upload_ = be.record(Backend::Stream::Copy);
+    be.stream_wait(Backend::Stream::Compute, last_upload_);
+    upload_pending_ = true;
+  }
+  void settle_uploads() {
+    if (!upload_pending_) return;
+    ps_.backend().wait(last_upload_);
+    upload_pending_ = false;
   }
 
   // Copies the rank's blocks of pieces `idx` from the file into their places in the working range
@@ -230,6 +262,8 @@ class PartitionedParams final : public ParamHome, public PieceSource {
   Tensor shard_;                      // the partition ('none', 'cpu')
   std::unique_ptr<ChunkFile> file_;   // or its file ('nvme')
   std::unique_ptr<Gatherer> gatherer_;
+  Backend::Event last_upload_ = 0;  // the copy stream's last upload of the partition
+  bool upload_pending_ = false;
 };
 
 }  // namespace
