@@ -2,8 +2,14 @@
 // kernel is its namesake in th::cpu, called with the same arguments, so a model run through this
 // backend computes bit for bit what the direct calls computed. Device memory is host memory from
 // the process-wide pool: copies are memmove, host_view() aliases, sync() has nothing to wait for.
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "th/backend/backend.hpp"
 #include "th/core/error.hpp"
@@ -11,6 +17,53 @@
 namespace th {
 
 namespace {
+
+// Anonymous address space (MAP_NORESERVE): a page is backed when first written (commit() has
+// nothing to do) and given back with madvise(MADV_DONTNEED), after which it reads zero; committed()
+// counts the resident pages (mincore). Huge pages are off, so commits and releases are page-sized.
+class CpuReservation final : public Reservation {
+ public:
+  explicit CpuReservation(std::size_t bytes) : page_(static_cast<std::size_t>(sysconf(_SC_PAGESIZE))) {
+    bytes_ = (std::max<std::size_t>(bytes, 1) + page_ - 1) / page_ * page_;
+    void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+      throw Error("cannot reserve " + std::to_string(bytes_) + " bytes of address space: " + std::strerror(errno));
+    base_ = static_cast<char*>(p);
+    madvise(base_, bytes_, MADV_NOHUGEPAGE);
+    resident_.resize(bytes_ / page_);
+  }
+  ~CpuReservation() override { munmap(base_, bytes_); }
+  char* data() const override { return base_; }
+  std::size_t bytes() const override { return bytes_; }
+  std::size_t granularity() const override { return page_; }
+  void commit(std::size_t, std::size_t) override {}
+  void release(std::size_t off, std::size_t n, bool zero) override {
+    n = std::min(off + n, bytes_) - std::min(off, bytes_);
+    const std::size_t end = off + n;
+    const std::size_t lo = (off + page_ - 1) / page_ * page_, hi = end / page_ * page_;
+    if (hi > lo) {
+      if (madvise(base_ + lo, hi - lo, MADV_DONTNEED) != 0)
+        throw Error(std::string("madvise(MADV_DONTNEED) failed: ") + std::strerror(errno));
+      if (zero) {
+        std::memset(base_ + off, 0, lo - off);
+        std::memset(base_ + hi, 0, end - hi);
+      }
+    } else if (zero && n) {
+      std::memset(base_ + off, 0, n);
+    }
+  }
+  std::size_t committed() override {
+    if (mincore(base_, bytes_, resident_.data()) != 0) throw Error(std::string("mincore failed: ") + std::strerror(errno));
+    std::size_t n = 0;
+    for (unsigned char c : resident_) n += c & 1;
+    return n * page_;
+  }
+
+ private:
+  std::size_t page_, bytes_ = 0;
+  char* base_ = nullptr;
+  std::vector<unsigned char> resident_;
+};
 
 template <typename T>
 class CpuKernels final : public Kernels<T> {
@@ -123,9 +176,11 @@ class CpuBackend final : public Backend {
   }
   Event record(Stream = Stream::Compute) override { return 0; }
   void wait(Event) override {}
+  bool query(Event) override { return true; }
   void stream_wait(Stream, Event) override {}
   void sync() override {}
   bool device_is_host() const override { return true; }
+  std::unique_ptr<Reservation> reserve(std::size_t bytes) override { return std::make_unique<CpuReservation>(bytes); }
 
  private:
   static void move(void* dst, const void* src, std::size_t bytes) {

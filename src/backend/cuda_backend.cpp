@@ -6,10 +6,15 @@
 // suite); NCCL on device buffers as the device communicator. Compiled where nvcc is found; not
 // yet run on a GPU by the project's CI: tests/gpu/run_gpu_checks.sh checks it against the CPU
 // backend on a GPU machine.
+#include <cuda.h>  // the driver API types only: its functions are reached through cudart (no libcuda link)
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 #include <map>
 #include <memory>
 #include <string>
@@ -55,6 +60,112 @@ class CudaPinnedMemory final : public BlockSource {
 };
 
 class CudaBackend;
+
+// The driver's virtual memory management, reached through cudart's entry-point lookup so that the
+// executable does not link libcuda (it must start on machines without a GPU driver).
+struct DriverVmm {
+  decltype(&cuMemGetAllocationGranularity) granularity = nullptr;
+  decltype(&cuMemAddressReserve) reserve = nullptr;
+  decltype(&cuMemAddressFree) free = nullptr;
+  decltype(&cuMemCreate) create = nullptr;
+  decltype(&cuMemRelease) release = nullptr;
+  decltype(&cuMemMap) map = nullptr;
+  decltype(&cuMemUnmap) unmap = nullptr;
+  decltype(&cuMemSetAccess) set_access = nullptr;
+};
+
+const DriverVmm& driver_vmm() {
+  static const DriverVmm d = [] {
+    DriverVmm v;
+    auto get = [](const char* name, auto& fn) {
+      void* p = nullptr;
+      cudaDriverEntryPointQueryResult q{};
+      TH_CUDA_CHECK(cudaGetDriverEntryPointByVersion(name, &p, 12000, cudaEnableDefault, &q));
+      TH_CHECK(q == cudaDriverEntryPointSuccess && p, std::string("the CUDA driver has no ") + name);
+      fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(p);
+    };
+    get("cuMemGetAllocationGranularity", v.granularity);
+    get("cuMemAddressReserve", v.reserve);
+    get("cuMemAddressFree", v.free);
+    get("cuMemCreate", v.create);
+    get("cuMemRelease", v.release);
+    get("cuMemMap", v.map);
+    get("cuMemUnmap", v.unmap);
+    get("cuMemSetAccess", v.set_access);
+    return v;
+  }();
+  return d;
+}
+
+void check_cu(CUresult r, const char* call) {
+  if (r != CUDA_SUCCESS) throw Error(std::string("CUDA driver error: ") + call + " returned " + std::to_string(static_cast<int>(r)));
+}
+
+CUmemAllocationProp device_prop(int device) {
+  CUmemAllocationProp prop{};
+  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  prop.location.id = device;
+  return prop;
+}
+
+// A reserved range of the GPU's address space (cuMemAddressReserve); each granule, when committed,
+// gets physical memory of its own (cuMemCreate + cuMemMap + cuMemSetAccess), zeroed on the compute
+// stream, with the copy stream ordered after that zeroing. Given back with cuMemUnmap +
+// cuMemRelease once the work issued before the release has finished (GranuleReservation).
+class CudaReservation final : public GranuleReservation {
+ public:
+  static std::size_t granule(int device) {
+    std::size_t g = 0;
+    const CUmemAllocationProp prop = device_prop(device);
+    check_cu(driver_vmm().granularity(&g, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM), "cuMemGetAllocationGranularity");
+    return g;
+  }
+  static std::size_t round(std::size_t bytes, std::size_t g) { return (std::max<std::size_t>(bytes, 1) + g - 1) / g * g; }
+  static char* address(std::size_t bytes) {
+    CUdeviceptr p = 0;
+    check_cu(driver_vmm().reserve(&p, bytes, 0, 0, 0), "cuMemAddressReserve");
+    return reinterpret_cast<char*>(static_cast<std::uintptr_t>(p));
+  }
+  CudaReservation(Backend& be, int device, std::size_t bytes, std::size_t g)
+      : GranuleReservation(be, address(round(bytes, g)), round(bytes, g), g), device_(device),
+        handles_(round(bytes, g) / g, 0) {}
+  ~CudaReservation() override {
+    try {
+      give_back_all();
+      check_cu(driver_vmm().free(ptr(0), this->bytes()), "cuMemAddressFree");
+    } catch (const std::exception& e) {  // a destructor must not throw: say so
+      std::fprintf(stderr, "torch-handle: warning: releasing a reserved CUDA range failed: %s\n", e.what());
+    }
+  }
+
+ private:
+  CUdeviceptr ptr(std::size_t k) const {
+    return static_cast<CUdeviceptr>(reinterpret_cast<std::uintptr_t>(data() + k * granularity()));
+  }
+  void map(std::size_t k) override {
+    const DriverVmm& d = driver_vmm();
+    const CUmemAllocationProp prop = device_prop(device_);
+    CUmemGenericAllocationHandle h = 0;
+    check_cu(d.create(&h, granularity(), &prop, 0), "cuMemCreate");
+    check_cu(d.map(ptr(k), granularity(), 0, h, 0), "cuMemMap");
+    CUmemAccessDesc access{};
+    access.location = prop.location;
+    access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+    check_cu(d.set_access(ptr(k), granularity(), &access, 1), "cuMemSetAccess");
+    handles_[k] = h;
+    be_.zero(data() + k * granularity(), granularity(), MemorySpace::Device);  // fresh memory reads zero
+    be_.stream_wait(Backend::Stream::Copy, be_.record(Backend::Stream::Compute));
+  }
+  void unmap(std::size_t k) override {
+    const DriverVmm& d = driver_vmm();
+    check_cu(d.unmap(ptr(k), granularity()), "cuMemUnmap");
+    check_cu(d.release(handles_[k]), "cuMemRelease");
+    handles_[k] = 0;
+  }
+  int device_;
+  std::vector<CUmemGenericAllocationHandle> handles_;
+};
 
 // Host index arrays (token ids, targets, key lengths, document starts) staged to the device for
 // one kernel: a Workspace block of the device pool, filled by a stream-ordered copy from pageable
@@ -211,8 +322,9 @@ class NoDoubleKernels final : public Kernels<double> {
 
 class CudaBackend final : public DeviceBackend {
  public:
-  explicit CudaBackend(int device) : DeviceBackend(device_mem_, pinned_mem_) {
+  explicit CudaBackend(int device) : DeviceBackend(device_mem_, pinned_mem_), device_(device) {
     TH_CUDA_CHECK(cudaSetDevice(device));
+    granule_ = CudaReservation::granule(device);
     TH_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     TH_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking));
     f32_ = std::make_unique<CudaKernels>(*this, stream_);
@@ -290,6 +402,18 @@ class CudaBackend final : public DeviceBackend {
       i = recorded.erase(i);
     }
   }
+  bool query(Event e) override {
+    auto& recorded = events_[e & 1];
+    auto it = recorded.find(e);
+    if (it == recorded.end()) return true;  // recycled: complete
+    const cudaError_t q = cudaEventQuery(it->second);
+    if (q == cudaErrorNotReady) return false;
+    TH_CUDA_CHECK(q);
+    return true;
+  }
+  std::unique_ptr<Reservation> reserve(std::size_t bytes) override {
+    return std::make_unique<CudaReservation>(*this, device_, bytes, granule_);
+  }
   void stream_wait(Stream s, Event e) override {
     if ((e & 1) == static_cast<Event>(index(s))) return;  // the same stream: in order already
     auto& recorded = events_[e & 1];
@@ -334,6 +458,8 @@ class CudaBackend final : public DeviceBackend {
       }
   }
   cudaStream_t copy_stream_ = nullptr;  // offload traffic (Stream::Copy)
+  int device_ = 0;
+  std::size_t granule_ = 0;  // the driver's minimum granularity for reserved ranges
   std::map<Event, cudaEvent_t> events_[2];  // per stream, by Event number
   std::vector<cudaEvent_t> free_events_;
   Event seq_ = 0;

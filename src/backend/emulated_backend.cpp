@@ -194,6 +194,7 @@ class EmulatedBackend final : public DeviceBackend {
     stream(stream_of(e)).wait_for(seq_of(e));
     release(e);
   }
+  bool query(Event e) override { return stream(stream_of(e)).reached(seq_of(e)); }
   void stream_wait(Stream s, Event e) override {
     if (stream_of(e) == s) return;  // one stream is in order already
     ++stats_.stream_waits;
@@ -216,6 +217,8 @@ class EmulatedBackend final : public DeviceBackend {
   std::unique_ptr<Comm> make_device_comm(Comm& bootstrap) override {
     return std::make_unique<StagedComm>(*this, bootstrap);
   }
+
+  std::unique_ptr<Reservation> reserve(std::size_t bytes) override;
 
   bool is_device(const void* p) const { return device_.contains(p); }
   bool is_pinned(const void* p) const { return pinned_.contains(p); }
@@ -276,6 +279,7 @@ class EmulatedBackend final : public DeviceBackend {
     }
   }
 
+  friend class EmulatedReservation;
   int rank_ = launcher_rank();
   emulated::Arena device_, pinned_;
   emulated::Stream compute_, copy_;
@@ -475,6 +479,51 @@ EmulatedBackend::EmulatedBackend()
       f32_(std::make_unique<EmulatedKernels<float>>(*this)),
       f64_(std::make_unique<EmulatedKernels<double>>(*this)) {
   emulated::install_fault_handler(device_, pinned_, rank_);
+}
+
+// A reserved range inside the device arena: granules of 64 KiB whose pages the worker's alias maps
+// writable only while committed, so a kernel or copy that touches a granule outside commit faults
+// ("... not committed ..."). Giving a granule back drops its pages (MADV_REMOVE: it reads zero
+// when backed again) and closes the alias. The host's mapping stays inaccessible, as for all
+// device memory.
+class EmulatedReservation final : public GranuleReservation {
+ public:
+  static constexpr std::size_t kGranule = 64u << 10;
+  EmulatedReservation(EmulatedBackend& be, std::size_t bytes)
+      : GranuleReservation(be, acquire(be, bytes), round(bytes), kGranule), arena_(be.device_) {
+    close(0, this->bytes());
+  }
+  ~EmulatedReservation() override {
+    give_back_all();
+    char* a = arena_.alias(data());
+    TH_CHECK(mprotect(a, bytes(), PROT_READ | PROT_WRITE) == 0, "mprotect of the emulated device failed");
+    arena_.give_back(data(), bytes());
+  }
+
+ private:
+  static std::size_t round(std::size_t bytes) { return (std::max<std::size_t>(bytes, 1) + kGranule - 1) / kGranule * kGranule; }
+  static char* acquire(EmulatedBackend& be, std::size_t bytes) {
+    void* p = be.device_.acquire_aligned(round(bytes), kGranule);
+    if (!p)
+      throw Error("the emulated device cannot reserve " + std::to_string(round(bytes)) +
+                  " bytes (TH_EMULATED_DEVICE_MB sets its size)");
+    return static_cast<char*>(p);
+  }
+  void close(std::size_t off, std::size_t n) {
+    char* a = arena_.alias(data() + off);
+    TH_CHECK(madvise(a, n, MADV_REMOVE) == 0, "madvise(MADV_REMOVE) of the emulated device failed");
+    TH_CHECK(mprotect(a, n, PROT_NONE) == 0, "mprotect of the emulated device failed");
+  }
+  void map(std::size_t k) override {
+    TH_CHECK(mprotect(arena_.alias(data() + k * kGranule), kGranule, PROT_READ | PROT_WRITE) == 0,
+             "mprotect of the emulated device failed");
+  }
+  void unmap(std::size_t k) override { close(k * kGranule, kGranule); }
+  emulated::Arena& arena_;
+};
+
+std::unique_ptr<Reservation> EmulatedBackend::reserve(std::size_t bytes) {
+  return std::make_unique<EmulatedReservation>(*this, bytes);
 }
 
 Kernels<float>& EmulatedBackend::f32() { return *f32_; }

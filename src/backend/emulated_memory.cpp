@@ -59,7 +59,8 @@ void put_number(char*& p, std::size_t v) {
 void on_fault(int sig, siginfo_t* info, void* ctx) {
   const void* a = info->si_addr;
   const bool device = g_device && g_device->contains(a), pinned = g_pinned && g_pinned->contains(a);
-  if (!device && !pinned) {  // not ours: whoever handled it before (a sanitizer), or the default
+  const bool uncommitted = g_device && g_device->alias_contains(a);  // the worker, in a reserved range
+  if (!device && !pinned && !uncommitted) {  // not ours: whoever handled it before (a sanitizer), or the default
     if ((g_previous.sa_flags & SA_SIGINFO) && g_previous.sa_sigaction) {
       g_previous.sa_sigaction(sig, info, ctx);
       return;
@@ -76,7 +77,12 @@ void on_fault(int sig, siginfo_t* info, void* ctx) {
   put(p, "[rank ");
   put_number(p, static_cast<std::size_t>(g_rank));
   put(p, "] torch-handle: error: ");
-  if (device) {
+  if (uncommitted) {
+    put(p, "a device operation touched emulated device memory that is not committed (byte ");
+    put_number(p, g_device->alias_offset(a));
+    put(p, " of the device arena, in a reserved range): a granule used before Reservation::commit or after "
+           "its release\n");
+  } else if (device) {
     put(p, "host access to emulated device memory (byte ");
     put_number(p, g_device->offset(a));
     put(p, " of the device arena): host code read or wrote device memory without a copy through the backend "

@@ -46,6 +46,19 @@ class Arena final : public BlockSource {
     }
     free_.emplace(off, len);
   }
+  // `bytes` at an offset that is a multiple of `align` (a power of two), outside the pools.
+  void* acquire_aligned(std::size_t bytes, std::size_t align) {
+    std::lock_guard<std::mutex> lock(m_);
+    for (auto it = free_.begin(); it != free_.end(); ++it) {
+      const std::size_t off = it->first, len = it->second, start = (off + align - 1) / align * align;
+      if (start + bytes > off + len) continue;
+      free_.erase(it);
+      if (start > off) free_.emplace(off, start - off);
+      if (off + len > start + bytes) free_.emplace(start + bytes, off + len - start - bytes);
+      return host_ + start;
+    }
+    return nullptr;
+  }
   std::size_t granularity() const override { return gran_; }
   const char* name() const override { return name_; }
   bool contains(const void* p) const {
@@ -54,6 +67,11 @@ class Arena final : public BlockSource {
   }
   std::size_t offset(const void* p) const { return static_cast<std::size_t>(static_cast<const char*>(p) - host_); }
   char* alias(const void* p) const { return alias_ + offset(p); }
+  bool alias_contains(const void* p) const {
+    const char* c = static_cast<const char*>(p);
+    return c >= alias_ && c < alias_ + size_;
+  }
+  std::size_t alias_offset(const void* p) const { return static_cast<std::size_t>(static_cast<const char*>(p) - alias_); }
   char* base() const { return host_; }
 
  private:

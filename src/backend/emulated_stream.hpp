@@ -32,6 +32,10 @@ class Stream {
     done_cv_.wait(lock, [&] { return done_ >= seq; });
     rethrow_locked();
   }
+  bool reached(std::uint64_t seq) const {  // has operation seq finished? (never blocks)
+    std::lock_guard<std::mutex> lock(m_);
+    return done_ >= seq;
+  }
   void check() {  // a sticky error of an earlier operation, at the next host call
     std::lock_guard<std::mutex> lock(m_);
     rethrow_locked();

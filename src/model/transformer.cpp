@@ -280,6 +280,7 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
                               T(count_ > 0 ? loss_scale / static_cast<double>(count_) : 0.0));
   round_compute(dlogits, Nt * V);
   Tensor g = scratch_buffer<T>(be_, Nt, D), g2 = scratch_buffer<T>(be_, Nt, D);
+  writing(out_unit_);  // the embeddings' unit when tied
   kernels().linear_backward(g.data<T>(), params_.grad(out_proj_), nullptr, dlogits, final_.widen(wide),
                           params_.value(out_proj_), Nt, D, V);
   round_compute(g);
@@ -291,6 +292,7 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
   if (!spec_.tie_embeddings) ready(out_proj_);
   if (dec_norm_) {
     acquire(dec_norm_unit_);
+    writing(dec_norm_unit_);
     dec_norm_->backward(g2.data<T>(), g.data<T>(), dec_x_.back().widen(wide), Nt);
     release(dec_norm_unit_);
     std::swap(g, g2);
@@ -303,6 +305,7 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
   }
   for (std::size_t i = decoder_.size(); i-- > 0;) {
     acquire(dec_unit_[i]);  // for the recomputation too, with activation checkpointing
+    writing(dec_unit_[i]);
     decoder_[i]->backward(g2.data<T>(), g.data<T>(), dec_x_[i].widen(wide), dec_ctx_);
     release(dec_unit_[i]);
     std::swap(g, g2);
@@ -311,6 +314,7 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
     ready(dec_begin_[i]);
   }
   kernels().dropout_forward(g.data<T>(), g.data<T>(), Nt * D, p, seed, dropout_stream(kTgtEmbedSite, micro));
+  writing(embed_unit_);
   kernels().embedding_backward(params_.grad(tgt_embed_), batch.tgt_in.data(), g.data<T>(), Nt, D, scale);
   if (pos_embed_ >= 0) kernels().position_backward(params_.grad(pos_embed_), g.data<T>(), batch.B, batch.T, D);
   if (!spec_.decoder_only) {
@@ -318,6 +322,7 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
     Tensor e = scratch_buffer<T>(be_, Ns, D), e2 = scratch_buffer<T>(be_, Ns, D);
     if (enc_norm_) {
       acquire(enc_norm_unit_);
+      writing(enc_norm_unit_);
       enc_norm_->backward(e.data<T>(), dmemory_.data<T>(), enc_x_.back().widen(wide), Ns);
       release(enc_norm_unit_);
       round_compute(e);
@@ -327,6 +332,7 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
     }
     for (std::size_t i = encoder_.size(); i-- > 0;) {
       acquire(enc_unit_[i]);
+      writing(enc_unit_[i]);
       encoder_[i]->backward(e2.data<T>(), e.data<T>(), enc_x_[i].widen(wide), enc_ctx_);
       release(enc_unit_[i]);
       std::swap(e, e2);
@@ -335,6 +341,7 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
       ready(enc_begin_[i]);
     }
     kernels().dropout_forward(e.data<T>(), e.data<T>(), Ns * D, p, seed, dropout_stream(kSrcEmbedSite, micro));
+    writing(embed_unit_);
     kernels().embedding_backward(params_.grad(src_embed_), batch.src.data(), e.data<T>(), Ns, D, scale);
     if (pos_embed_ >= 0) kernels().position_backward(params_.grad(pos_embed_), e.data<T>(), batch.B, batch.S, D);
   }

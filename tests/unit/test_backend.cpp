@@ -200,7 +200,9 @@ class CountingBackend final : public Backend {
   }
   Event record(Stream st = Stream::Compute) override { return in_.record(st); }
   void wait(Event e) override { in_.wait(e); }
+  bool query(Event e) override { return in_.query(e); }
   void stream_wait(Stream st, Event e) override { in_.stream_wait(st, e); }
+  std::unique_ptr<Reservation> reserve(std::size_t bytes) override { return in_.reserve(bytes); }
   void sync() override { ++counts["sync"]; in_.sync(); }
   bool device_is_host() const override { return in_.device_is_host(); }
 

@@ -5,6 +5,7 @@
 // pointers and asynchronous copies refuse pageable host memory.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <numeric>
 #include <vector>
@@ -146,4 +147,90 @@ TEST(EmulatedDevice, MaskedSoftmaxStagesItsIndexArraysWhole) {
   std::vector<float> got(scores.size());
   copy_to_host(dev(), got.data(), d.data<float>(), static_cast<std::int64_t>(got.size()));
   EXPECT_EQ(0, std::memcmp(got.data(), ref.data(), sizeof(float) * got.size()));
+}
+
+// ---- reserved ranges (Backend::reserve: ZeRO 2-3's full-size ranges) and the copy stream -------
+
+namespace {
+std::vector<float> read_back(const float* d, std::int64_t n) {
+  std::vector<float> v(static_cast<std::size_t>(n));
+  copy_to_host(dev(), v.data(), d, n);
+  return v;
+}
+}  // namespace
+
+// Granules are backed by commit and given back by release once the stream has passed it; a
+// granule backed again reads zero; the partial granules at the edges of a zeroing release are
+// zeroed and stay backed; committed() counts backed and pending granules.
+TEST(EmulatedDevice, ReservedRangesCommitAndGiveBackGranules) {
+  auto r = dev().reserve(5 * 65536 + 100);
+  const std::size_t g = r->granularity();
+  ASSERT_EQ(g, 65536u);
+  EXPECT_EQ(r->bytes(), 6 * g);
+  EXPECT_EQ(r->committed(), 0u);
+  auto* f = reinterpret_cast<float*>(r->data());
+  const std::int64_t per = static_cast<std::int64_t>(g / sizeof(float));
+  r->commit(g / 2, 2 * g);  // overlaps granules 0, 1 and 2
+  EXPECT_EQ(r->committed(), 3 * g);
+  dev().f32().fill(f, 7.0f, 3 * per);
+  EXPECT_EQ(read_back(f + 3 * per - 1, 1)[0], 7.0f);
+  // Release [g/2, 3g) with zero: granules 1 and 2 go, the second half of granule 0 reads zero.
+  r->release(g / 2, 3 * g - g / 2, true);
+  dev().sync();
+  r->commit(5 * g, 1);  // polls: the release has completed
+  EXPECT_EQ(r->committed(), 2 * g);  // granules 0 and 5
+  const std::vector<float> g0 = read_back(f, per);
+  EXPECT_EQ(g0[0], 7.0f);
+  EXPECT_EQ(g0[static_cast<std::size_t>(per / 2)], 0.0f);
+  r->commit(g, g);  // granule 1 again: fresh, zero
+  const std::vector<float> g1 = read_back(f + per, per);
+  EXPECT_EQ(*std::max_element(g1.begin(), g1.end()), 0.0f);
+  EXPECT_EQ(*std::min_element(g1.begin(), g1.end()), 0.0f);
+}
+
+TEST_F(EmulatedDeathTest, AKernelOnAnUncommittedGranuleFaults) {
+  auto r = dev().reserve(4 * 65536);
+  auto* f = reinterpret_cast<float*>(r->data());
+  r->commit(0, 65536);
+  EXPECT_DEATH(
+      {
+        dev().f32().fill(f, 1.0f, 65536 / 4 + 1);  // one float past the committed granule
+        dev().sync();
+      },
+      "a device operation touched emulated device memory that is not committed");
+}
+
+TEST_F(EmulatedDeathTest, AKernelAfterTheReleaseFaults) {
+  auto r = dev().reserve(2 * 65536);
+  auto* f = reinterpret_cast<float*>(r->data());
+  r->commit(0, 2 * 65536);
+  r->release(0, 2 * 65536, false);
+  EXPECT_DEATH(
+      {
+        dev().sync();
+        r->committed();  // completes the release
+        dev().f32().fill(f, 1.0f, 4);
+        dev().sync();
+      },
+      "not committed");
+}
+
+// The copy stream runs in its own order: a copy up on it, ordered by stream_wait before a kernel
+// on the compute stream that reads the destination, gives that kernel the new values.
+TEST(EmulatedDevice, CopyStreamIsOrderedByStreamWait) {
+  const std::vector<float> src = iota_floats(4096, 3.0f);
+  Tensor pinned = dev().empty({4096}, DType::F32, MemCategory::Workspace, MemorySpace::Pinned);
+  std::memcpy(pinned.raw(), src.data(), pinned.bytes());
+  Tensor d = on_device(std::vector<float>(4096, 0.0f));
+  Tensor out = on_device(std::vector<float>(4096, 0.0f));
+  dev().copy_to_device_async(d.raw(), pinned.raw(), d.bytes(), Backend::Stream::Copy);
+  const Backend::Event up = dev().record(Backend::Stream::Copy);
+  dev().stream_wait(Backend::Stream::Compute, up);
+  dev().f32().add(out.data<float>(), d.data<float>(), d.data<float>(), 4096);
+  const std::vector<float> got = read_back(out.data<float>(), 4096);
+  EXPECT_EQ(got[0], 6.0f);
+  EXPECT_EQ(got[4095], 2 * src[4095]);
+  EXPECT_TRUE(dev().query(up));
+  dev().wait(up);  // lifts the pinned source's protection
+  static_cast<float*>(pinned.raw())[0] = 1.0f;
 }

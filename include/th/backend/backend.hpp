@@ -34,6 +34,30 @@ enum class MemorySpace { Host, Device, Pinned };
 // run%backend: parsed once (parse_backend_kind), never compared as a string deeper down.
 enum class BackendKind { Cpu, Cuda, Emulated, Auto };
 
+// A reserved range of Device address space with memory behind only the parts in use (CUDA's
+// virtual memory management: cuMemAddressReserve, then cuMemCreate / cuMemMap per granule). ZeRO
+// stages 2-3 keep their full-size parameter and gradient ranges in one, committing a unit's part
+// before it is gathered or its gradients are written and decommitting it after. Offsets and sizes
+// in bytes; the unit of backing is granularity() bytes (CPU: a page; CUDA: the driver's minimum
+// granularity, 2 MiB on current GPUs; emulated: 64 KiB).
+class Reservation {
+ public:
+  virtual ~Reservation() = default;
+  virtual char* data() const = 0;
+  virtual std::size_t bytes() const = 0;  // a multiple of granularity()
+  virtual std::size_t granularity() const = 0;
+  // Backs the granules that overlap [off, off + n) for all work issued from now on, on either
+  // stream. A granule backed afresh reads zero.
+  virtual void commit(std::size_t off, std::size_t n) = 0;
+  // Gives back the granules wholly inside [off, off + n) once the work issued before, on both
+  // streams, has finished (no host wait: the release completes later); their contents are lost and
+  // using them again needs a commit. With `zero`, the bytes of [off, off + n) on granules that stay
+  // backed are zeroed (stream-ordered), so the whole range reads zero afterwards.
+  virtual void release(std::size_t off, std::size_t n, bool zero) = 0;
+  // Bytes backed now, granules whose release is pending included (the memory report's count).
+  virtual std::size_t committed() = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -104,8 +128,15 @@ class Backend {
   using Event = std::uint64_t;
   virtual Event record(Stream s = Stream::Compute) = 0;
   virtual void wait(Event e) = 0;
+  virtual bool query(Event e) = 0;  // has everything up to e finished? (never blocks; cudaEventQuery)
   virtual void stream_wait(Stream s, Event e) = 0;
   virtual void sync() = 0;
+  // ---- reserved ranges
+  // `bytes` of Device address space (rounded up to the granularity), nothing backed yet. The CPU
+  // backend's pages are backed when first written, so its commit() is a no-op; a device backend
+  // needs the commit before any kernel or copy touches the memory (the emulated device faults).
+  virtual std::unique_ptr<Reservation> reserve(std::size_t bytes) = 0;
+
   // True where host code may dereference Device memory (the CPU backend): communication and I/O
   // may then use it in place instead of staging it through pinned buffers.
   virtual bool device_is_host() const = 0;

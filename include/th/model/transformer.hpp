@@ -61,6 +61,16 @@ class ParamAccess {
   virtual void release(int unit) = 0;
 };
 
+// Gradient memory backed on demand (ZeRO stages 2-3 keep the full-size gradient range in a
+// Reservation, th/backend/backend.hpp): backward calls writing(u) before it writes gradients of
+// gather unit u (a block's before that block's backward; the embeddings' before the output
+// projection when it is tied to them, and before the embedding backward).
+class GradAccess {
+ public:
+  virtual ~GradAccess() = default;
+  virtual void writing(int unit) = 0;
+};
+
 // Token ids, row-major [B, S] and [B, T]; positions past a row's length hold pad_id.
 // Decoder-only batches have S = 0 and use tgt_in / tgt_out (inputs and next tokens).
 // doc_start (decoder-only, data%document_mask): [B*T], the position in its row where each
@@ -84,6 +94,7 @@ class Transformer {
   Backend& backend() const { return be_; }
   ParamStore<T>& params() { return params_; }
   void set_param_access(ParamAccess* access) { access_ = access; }
+  void set_grad_access(GradAccess* access) { grad_access_ = access; }
 
   // Mean label-smoothed cross-entropy over the non-pad target tokens of the batch.
   // `micro` numbers the micro-batch for dropout masks; `train` = false turns dropout off.
@@ -115,6 +126,7 @@ class Transformer {
   void run_encoder(const Batch& batch, std::uint64_t seed, std::uint64_t micro, bool train);
   void acquire(int unit) { if (access_) access_->acquire(unit); }
   void release(int unit) { if (access_) access_->release(unit); }
+  void writing(int unit) { if (grad_access_) grad_access_->writing(unit); }
   void round_compute(T* x, std::int64_t n) const;  // ModelSpec::compute
   void round_compute(Tensor& t) const { round_compute(t.data<T>(), t.numel()); }
 
@@ -135,6 +147,7 @@ class Transformer {
   std::vector<int> enc_unit_, dec_unit_;
   int enc_norm_unit_ = -1, dec_norm_unit_ = -1, embed_unit_ = 0, out_unit_ = 0;
   ParamAccess* access_ = nullptr;
+  GradAccess* grad_access_ = nullptr;
   bool out_held_ = false;  // the output unit stays acquired from forward's logits to backward
 
   // Saved by forward for backward.

@@ -30,6 +30,7 @@ ZeroEngine::Impl::Impl(Comm& c, Transformer<float>& m, const ZeroOptions& o)
            "parameter offload is 'cpu' or 'nvme' with ZeRO stage 3");
 
   grads = zero::make_grad_reduction(policy, ps, part, opt.compute);
+  m.set_grad_access(grads->grad_access());
   params = zero::make_param_home(policy, comm, model, part, opt, grads->working());
   // The moment space: stage 0 the whole buffer, else the partition. An NVMe file that cannot be
   // created stops every rank.
@@ -58,6 +59,7 @@ ZeroEngine::ZeroEngine(Comm& comm, Transformer<float>& model, const ZeroOptions&
 
 ZeroEngine::~ZeroEngine() {
   impl_->model.set_param_access(nullptr);
+  impl_->model.set_grad_access(nullptr);
 }
 
 const ZeroPartition& ZeroEngine::partition() const { return impl_->part; }

@@ -73,7 +73,7 @@ class ScatterInPlace final : public GradReduction {
   const ZeroPartition& part_;
 };
 
-class ScatterPartition final : public GradReduction {
+class ScatterPartition final : public GradReduction, public GradAccess {
  public:
   ScatterPartition(ParamStore<float>& ps, const ZeroPartition& part, DType compute)
       : GradReduction(ps, compute), part_(part), range_(ps.size(), MemCategory::Gradients, ps.backend()),
@@ -85,6 +85,13 @@ class ScatterPartition final : public GradReduction {
   }
   float* owned(const Piece& p) override { return shard_.data<float>() + p.shard; }
   float* working() override { return range_.data(); }
+  GradAccess* grad_access() override { return this; }
+  // The unit's segments (their padding included) are backed before its gradients are written;
+  // each bucket gives its part back after its reduce-scatter.
+  void writing(int unit) override {
+    for (const ParamSegment& s : ps_.segments())
+      if (s.unit == unit) range_.commit(s.begin, s.end);
+  }
 
  private:
   std::unique_ptr<GradientSync> make_sync(Comm& comm, const ZeroOptions& opt) override {

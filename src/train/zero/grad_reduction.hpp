@@ -35,6 +35,8 @@ class GradReduction {
   virtual float* owned(const ZeroPartition::Piece& p) = 0;
   // The full-size gradient range backward writes (reserved, stages 2-3), nullptr: the model's own.
   virtual float* working() { return nullptr; }
+  // Stages 2-3: what backs the gradient range before backward writes a unit's gradients.
+  virtual GradAccess* grad_access() { return nullptr; }
   GradientSync& sync() { return *sync_; }
   // Builds the bucket machinery; last in the engine's construction (as the profiler tracks go).
   // 16-bit runs put the buckets on the wire in the compute type (GradientSync::set_wire_type).

@@ -58,6 +58,7 @@ class PartitionedParams final : public ParamHome, public PieceSource {
     const std::int64_t S = part_.shard_size();
     Tensor init = file_ ? Tensor::zeros({std::max<std::int64_t>(S, 1)}, DType::F32, MemCategory::Workspace) : shard_;
     for (int u = 0; u < gatherer_->count(); ++u) {
+      range_.commit(gatherer_->begin(u), gatherer_->end(u));
       ps_.initialize(seed, gatherer_->begin(u), gatherer_->end(u));
       if (master) {
         for (const auto& p : part_.pieces())
@@ -163,6 +164,10 @@ class PartitionedParams final : public ParamHome, public PieceSource {
 
   // PieceSource: the rank's blocks from the NVMe file first, then the gathers.
   void launch(const std::vector<std::size_t>& idx, std::vector<CommRequestPtr>& reqs) override {
+    for (std::size_t k : idx) {  // back the pieces' part of the working range first
+      const Piece& p = part_.pieces()[k];
+      range_.commit(p.begin, p.begin + p.count * part_.world());
+    }
     if (file_) stage_pieces(idx);
     for (std::size_t k : idx) reqs.push_back(gather_piece(part_.pieces()[k]));
   }
