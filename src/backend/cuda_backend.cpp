@@ -22,7 +22,9 @@
 
 #include "device_backend.hpp"
 #include "th/core/error.hpp"
+#include "th/core/profiler.hpp"
 #include "th/kernels/cuda.hpp"
+#include "th/kernels/cuda_profile.hpp"
 #include "th/kernels/nccl_comm.hpp"
 
 namespace th {
@@ -367,13 +369,21 @@ class CudaBackend final : public DeviceBackend {
     staging = host_staging(bytes);
     return staging.raw();
   }
+  // Copies on the copy stream appear on the profiler's device timeline (track "device: copy"),
+  // so trace.json shows them beside the compute stream's work they overlap.
   void copy_to_host_async(void* pinned_dst, const void* device_src, std::size_t bytes,
                           Stream s = Stream::Compute) override {
-    if (bytes) TH_CUDA_CHECK(cudaMemcpyAsync(pinned_dst, device_src, bytes, cudaMemcpyDeviceToHost, stream(s)));
+    if (!bytes) return;
+    const std::int64_t ev = timed(s, "copy/device_to_host", bytes);
+    TH_CUDA_CHECK(cudaMemcpyAsync(pinned_dst, device_src, bytes, cudaMemcpyDeviceToHost, stream(s)));
+    if (s == Stream::Copy) copy_timeline_.end(ev, copy_stream_);
   }
   void copy_to_device_async(void* device_dst, const void* pinned_src, std::size_t bytes,
                             Stream s = Stream::Compute) override {
-    if (bytes) TH_CUDA_CHECK(cudaMemcpyAsync(device_dst, pinned_src, bytes, cudaMemcpyHostToDevice, stream(s)));
+    if (!bytes) return;
+    const std::int64_t ev = timed(s, "copy/host_to_device", bytes);
+    TH_CUDA_CHECK(cudaMemcpyAsync(device_dst, pinned_src, bytes, cudaMemcpyHostToDevice, stream(s)));
+    if (s == Stream::Copy) copy_timeline_.end(ev, copy_stream_);
   }
   // Events: a pool of cudaEvent_t; an Event number is the (seq, stream) of a record, seq * 2 plus
   // 1 on the copy stream. Each stream's recorded events are recycled once one at or after them
@@ -424,6 +434,7 @@ class CudaBackend final : public DeviceBackend {
   void sync() override {
     TH_CUDA_CHECK(cudaStreamSynchronize(stream_));
     TH_CUDA_CHECK(cudaStreamSynchronize(copy_stream_));
+    copy_timeline_.collect(false);
   }
   // NCCL over the bootstrap's ranks, its own stream ordered after this compute stream.
   std::unique_ptr<Comm> make_device_comm(Comm& bootstrap) override {
@@ -445,6 +456,11 @@ class CudaBackend final : public DeviceBackend {
   std::unique_ptr<CudaKernels> f32_;
   NoDoubleKernels f64_;
   cudaStream_t stream(Stream s) const { return s == Stream::Copy ? copy_stream_ : stream_; }
+  std::int64_t timed(Stream s, const char* name, std::size_t bytes) {
+    if (s != Stream::Copy) return -1;
+    copy_timeline_.collect(false);
+    return copy_timeline_.begin(copy_stream_, name, Category::Offload, {{"bytes", static_cast<std::int64_t>(bytes)}});
+  }
   static int index(Stream s) { return s == Stream::Copy ? 1 : 0; }
   // Returns to the pool the oldest events of each stream that have completed.
   void recycle_completed() {
@@ -459,7 +475,8 @@ class CudaBackend final : public DeviceBackend {
   }
   cudaStream_t copy_stream_ = nullptr;  // offload traffic (Stream::Copy)
   int device_ = 0;
-  std::size_t granule_ = 0;  // the driver's minimum granularity for reserved ranges
+  std::size_t granule_ = 0;
+  cuda::DeviceTimeline copy_timeline_{profiler(), "device: copy"};  // the driver's minimum granularity for reserved ranges
   std::map<Event, cudaEvent_t> events_[2];  // per stream, by Event number
   std::vector<cudaEvent_t> free_events_;
   Event seq_ = 0;

@@ -74,7 +74,7 @@ if [[ -s "$REPORT" ]]; then
   fi
 fi
 
-grep -h "TH_BACKEND_CHECK" "$BUILD"/Testing/Temporary/LastTest.log 2>/dev/null | sed 's/^/  /' || true
+grep -hE "TH_BACKEND_CHECK|TH_KERNEL_CHECK" "$BUILD"/Testing/Temporary/LastTest.log 2>/dev/null | sed 's/^/  /' || true
 
 # ---- training on the CUDA backend -----------------------------------------------------------
 EXE="$BUILD/bin/torch-handle"
