@@ -234,3 +234,23 @@ TEST(EmulatedDevice, CopyStreamIsOrderedByStreamWait) {
   dev().wait(up);  // lifts the pinned source's protection
   static_cast<float*>(pinned.raw())[0] = 1.0f;
 }
+
+// The host runs at most one release ahead of the device: with the stream busy (a long queue of
+// fills first), committing, using and releasing one granule after another must not let released
+// granules pile up behind the queue (a GPU's queue would otherwise hold every unit's memory).
+TEST(EmulatedDevice, ReleasesDoNotPileUpBehindABusyStream) {
+  Tensor big = dev().empty({8 << 20}, DType::F32, MemCategory::Workspace);
+  for (int i = 0; i < 20; ++i) dev().f32().fill(big.data<float>(), 1.0f, big.numel());  // ~0.6 GB of writes
+  auto r = dev().reserve(20 * 65536);
+  const std::size_t g = r->granularity();
+  auto* f = reinterpret_cast<float*>(r->data());
+  std::size_t most = 0;
+  for (std::size_t u = 0; u < 20; ++u) {
+    r->commit(u * g, g);
+    dev().f32().fill(f + u * (g / 4), 2.0f, static_cast<std::int64_t>(g / 4));
+    r->release(u * g, g, false);
+    most = std::max(most, r->committed());
+  }
+  EXPECT_LE(most, 3 * g) << "released granules piled up: " << most / g << " granules backed at once";
+  dev().sync();
+}
