@@ -215,14 +215,17 @@ TEST_F(EmulatedDeathTest, AKernelAfterTheReleaseFaults) {
       "not committed");
 }
 
-// The copy stream runs in its own order: a copy up on it, ordered by stream_wait before a kernel
-// on the compute stream that reads the destination, gives that kernel the new values.
+// The copy stream runs in its own order: a copy up on it, ordered by stream_wait after the compute
+// stream's initialisation of the destination and before a kernel on the compute stream that reads
+// it, gives that kernel the new values.
 TEST(EmulatedDevice, CopyStreamIsOrderedByStreamWait) {
   const std::vector<float> src = iota_floats(4096, 3.0f);
   Tensor pinned = dev().empty({4096}, DType::F32, MemCategory::Workspace, MemorySpace::Pinned);
   std::memcpy(pinned.raw(), src.data(), pinned.bytes());
   Tensor d = on_device(std::vector<float>(4096, 0.0f));
   Tensor out = on_device(std::vector<float>(4096, 0.0f));
+  // d was zeroed on the compute stream: the copy stream must not overwrite it before that.
+  dev().stream_wait(Backend::Stream::Copy, dev().record(Backend::Stream::Compute));
   dev().copy_to_device_async(d.raw(), pinned.raw(), d.bytes(), Backend::Stream::Copy);
   const Backend::Event up = dev().record(Backend::Stream::Copy);
   dev().stream_wait(Backend::Stream::Compute, up);

@@ -202,9 +202,9 @@ class PartitionedParams final : public ParamHome, public PieceSource {
   }
 
   // The rank's block from the host partition up into the working range. A pinned partition (device
-  // backends) goes up on the copy stream, so the copy overlaps the compute stream's kernels (the
-  // gathers are issued ahead by the prefetch); the compute stream, and the gather after it, start
-  // after the copy. The host waits for the last upload before it writes the partition again
+  // backends) goes up on the copy stream, after the compute work issued so far and overlapping the
+  // kernels issued after it (the gathers are issued ahead by the prefetch); the compute stream, and
+  // the gather after it, start after the copy. The host waits for the last upload before it writes the partition again
   // (settle_uploads).
   void upload(float* dst, const float* src, std::int64_t n) {
     Backend& be = ps_.backend();
@@ -212,6 +212,8 @@ class PartitionedParams final : public ParamHome, public PieceSource {
       copy_to_device(be, dst, src, n);
       return;
     }
+    // After the compute stream's work issued so far (its last reads of this part of the range).
+    be.stream_wait(Backend::Stream::Copy, be.record(Backend::Stream::Compute));
     be.copy_to_device_async(dst, src, sizeof(float) * static_cast<std::size_t>(n), Backend::Stream::Copy);
     last_upload_ = be.record(Backend::Stream::Copy);
     be.stream_wait(Backend::Stream::Compute, last_upload_);
