@@ -112,9 +112,11 @@ CUmemAllocationProp device_prop(int device) {
 }
 
 // A reserved range of the GPU's address space (cuMemAddressReserve); each granule, when committed,
-// gets physical memory of its own (cuMemCreate + cuMemMap + cuMemSetAccess), zeroed on the compute
-// stream, with the copy stream ordered after that zeroing. Given back with cuMemUnmap +
-// cuMemRelease once the work issued before the release has finished (GranuleReservation).
+// gets physical memory (cuMemCreate, or a granule's given back earlier) mapped there (cuMemMap +
+// cuMemSetAccess), zeroed on the compute stream, with the copy stream ordered after that zeroing.
+// Unmapped (cuMemUnmap) once the work issued before the release has finished (GranuleReservation);
+// the physical memory is kept for reuse by this range and released (cuMemRelease) with it. The
+// memory report counts mapped granules; the kept ones are this range's cache, like the pool's.
 class CudaReservation final : public GranuleReservation {
  public:
   static std::size_t granule(int device) {
@@ -135,6 +137,7 @@ class CudaReservation final : public GranuleReservation {
   ~CudaReservation() override {
     try {
       give_back_all();
+      for (CUmemGenericAllocationHandle h : spare_) check_cu(driver_vmm().release(h), "cuMemRelease");
       check_cu(driver_vmm().free(ptr(0), this->bytes()), "cuMemAddressFree");
     } catch (const std::exception& e) {  // a destructor must not throw: say so
       std::fprintf(stderr, "torch-handle: warning: releasing a reserved CUDA range failed: %s\n", e.what());
@@ -149,7 +152,12 @@ class CudaReservation final : public GranuleReservation {
     const DriverVmm& d = driver_vmm();
     const CUmemAllocationProp prop = device_prop(device_);
     CUmemGenericAllocationHandle h = 0;
-    check_cu(d.create(&h, granularity(), &prop, 0), "cuMemCreate");
+    if (!spare_.empty()) {  // the physical memory of a granule given back earlier
+      h = spare_.back();
+      spare_.pop_back();
+    } else {
+      check_cu(d.create(&h, granularity(), &prop, 0), "cuMemCreate");
+    }
     check_cu(d.map(ptr(k), granularity(), 0, h, 0), "cuMemMap");
     CUmemAccessDesc access{};
     access.location = prop.location;
@@ -159,14 +167,17 @@ class CudaReservation final : public GranuleReservation {
     be_.zero(data() + k * granularity(), granularity(), MemorySpace::Device);  // fresh memory reads zero
     be_.stream_wait(Backend::Stream::Copy, be_.record(Backend::Stream::Compute));
   }
+  // The physical memory is kept for the next granule this range backs (no cuMemCreate /
+  // cuMemRelease per unit and step; their number is bounded by the granules backed at once),
+  // and released with the range.
   void unmap(std::size_t k) override {
-    const DriverVmm& d = driver_vmm();
-    check_cu(d.unmap(ptr(k), granularity()), "cuMemUnmap");
-    check_cu(d.release(handles_[k]), "cuMemRelease");
+    check_cu(driver_vmm().unmap(ptr(k), granularity()), "cuMemUnmap");
+    spare_.push_back(handles_[k]);
     handles_[k] = 0;
   }
   int device_;
   std::vector<CUmemGenericAllocationHandle> handles_;
+  std::vector<CUmemGenericAllocationHandle> spare_;  // unmapped physical granules, reused first
 };
 
 // Host index arrays (token ids, targets, key lengths, document starts) staged to the device for
