@@ -380,21 +380,13 @@ class CudaBackend final : public DeviceBackend {
     staging = host_staging(bytes);
     return staging.raw();
   }
-  // Copies on the copy stream appear on the profiler's device timeline (track "device: copy"),
-  // so trace.json shows them beside the compute stream's work they overlap.
   void copy_to_host_async(void* pinned_dst, const void* device_src, std::size_t bytes,
                           Stream s = Stream::Compute) override {
-    if (!bytes) return;
-    const std::int64_t ev = timed(s, "copy/device_to_host", bytes);
-    TH_CUDA_CHECK(cudaMemcpyAsync(pinned_dst, device_src, bytes, cudaMemcpyDeviceToHost, stream(s)));
-    if (s == Stream::Copy) copy_timeline_.end(ev, copy_stream_);
+    copy_async(pinned_dst, device_src, bytes, cudaMemcpyDeviceToHost, s, "copy/device_to_host");
   }
   void copy_to_device_async(void* device_dst, const void* pinned_src, std::size_t bytes,
                             Stream s = Stream::Compute) override {
-    if (!bytes) return;
-    const std::int64_t ev = timed(s, "copy/host_to_device", bytes);
-    TH_CUDA_CHECK(cudaMemcpyAsync(device_dst, pinned_src, bytes, cudaMemcpyHostToDevice, stream(s)));
-    if (s == Stream::Copy) copy_timeline_.end(ev, copy_stream_);
+    copy_async(device_dst, pinned_src, bytes, cudaMemcpyHostToDevice, s, "copy/host_to_device");
   }
   // Events: a pool of cudaEvent_t; an Event number is the (seq, stream) of a record, seq * 2 plus
   // 1 on the copy stream. Each stream's recorded events are recycled once one at or after them
@@ -467,10 +459,17 @@ class CudaBackend final : public DeviceBackend {
   std::unique_ptr<CudaKernels> f32_;
   NoDoubleKernels f64_;
   cudaStream_t stream(Stream s) const { return s == Stream::Copy ? copy_stream_ : stream_; }
-  std::int64_t timed(Stream s, const char* name, std::size_t bytes) {
-    if (s != Stream::Copy) return -1;
-    copy_timeline_.collect(false);
-    return copy_timeline_.begin(copy_stream_, name, Category::Offload, {{"bytes", static_cast<std::int64_t>(bytes)}});
+  // Copies on the copy stream appear on the profiler's device timeline (track "device: copy"),
+  // so trace.json shows them beside the compute stream's work they overlap.
+  void copy_async(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind, Stream s, const char* name) {
+    if (!bytes) return;
+    std::int64_t ev = -1;
+    if (s == Stream::Copy) {
+      copy_timeline_.collect(false);
+      ev = copy_timeline_.begin(copy_stream_, name, Category::Offload, {{"bytes", static_cast<std::int64_t>(bytes)}});
+    }
+    TH_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, stream(s)));
+    if (s == Stream::Copy) copy_timeline_.end(ev, copy_stream_);
   }
   static int index(Stream s) { return s == Stream::Copy ? 1 : 0; }
   // Returns to the pool the oldest events of each stream that have completed.
