@@ -31,6 +31,14 @@ using testing_support::world;
 using Trained = testing_support::TrainedRun;
 
 constexpr double kLossTol = 2e-3, kParamTol = 3e-3;  // test_zero.cpp's, and why
+// The table's distance between the stages relative to the size of its 20-step update (not to its
+// norm): Adam moves every element by about lr per step, so the update scales with lr and a 5%
+// learning-rate change gives ~5e-2 (measured: 6.6e-2 with stage 3 at 1.05 x lr). Reduction-order noise is bimodal across OpenBLAS kernel sets
+// (measured on one machine with OPENBLAS_CORETYPE forced: ~1e-6 with Nehalem / SkylakeX /
+// Cooperlake kernels, 9.0e-3 to 9.4e-3 with Prescott / Core2 / Sandybridge / Haswell / Zen: the
+// rows few sequences reach get gradients near Adam's eps). 3e-2 sits 3x above the noise and below
+// a 5% change.
+constexpr double kTableTol = 3e-2;
 const char* const kTable = "pos_embed/weight";
 
 struct RunSpec {
@@ -99,7 +107,7 @@ TEST(LearnedPositions, StageThreeFollowsStageZeroTableIncluded) {
     if (w.rank() == 0)
       std::printf("[ lpos ] %-44s table: ||stage3 - stage0|| / ||update|| = %.1e (update %.3f)\n", what.c_str(), d,
                   update);
-    EXPECT_LT(d, kParamTol) << what;
+    EXPECT_LT(d, kTableTol) << what;
   }
 }
 
