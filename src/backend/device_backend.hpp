@@ -35,7 +35,7 @@ class GranuleReservation : public Reservation {
     const std::size_t k1 = std::min((off + n + gran_ - 1) / gran_, state_.size());
     for (std::size_t k = off / gran_; k < k1; ++k) {
       if (state_[k] == State::Backed) continue;
-      while (pending_.size() > 1) complete(pending_.front());
+      while (pending_.size() > 1) complete(0);
       if (state_[k] == State::Pending) finish(k);  // released, not yet given back: complete that first
       map(k);
       state_[k] = State::Backed;
@@ -100,42 +100,35 @@ class GranuleReservation : public Reservation {
       a = e;
     }
   }
-  // Gives back the granules of the releases whose work has finished.
-  void poll() {
-    auto done = [&](const Pending& p) { return be_.query(p.compute) && be_.query(p.copy); };
-    for (auto it = pending_.begin(); it != pending_.end();) {
-      if (!done(*it)) {
-        ++it;
-        continue;
-      }
-      for (std::size_t k : it->granules)
-        if (state_[k] == State::Pending) {
-          unmap(k);
-          state_[k] = State::Free;
-        }
-      it = pending_.erase(it);
-    }
-  }
-  // One release: wait for its work, give its granules back.
-  void complete(const Pending& p) {
-    be_.wait(p.compute);
-    be_.wait(p.copy);
+  // Gives back the granules of release p that are still pending (its work has finished).
+  void give_back(const Pending& p) {
     for (std::size_t k : p.granules)
       if (state_[k] == State::Pending) {
         unmap(k);
         state_[k] = State::Free;
       }
-    pending_.erase(pending_.begin() + (&p - pending_.data()));
   }
-  // Granule k's release: wait for its work, then give it back.
+  // Gives back the granules of the releases whose work has finished.
+  void poll() {
+    auto it = std::remove_if(pending_.begin(), pending_.end(), [&](const Pending& p) {
+      if (!be_.query(p.compute) || !be_.query(p.copy)) return false;
+      give_back(p);
+      return true;
+    });
+    pending_.erase(it, pending_.end());
+  }
+  // Release i: wait for its work, give its granules back.
+  void complete(std::size_t i) {
+    be_.wait(pending_[i].compute);
+    be_.wait(pending_[i].copy);
+    give_back(pending_[i]);
+    pending_.erase(pending_.begin() + static_cast<std::ptrdiff_t>(i));
+  }
+  // Granule k, released but not yet given back: complete the releases that hold it.
   void finish(std::size_t k) {
-    for (const Pending& p : pending_)
-      if (std::find(p.granules.begin(), p.granules.end(), k) != p.granules.end()) {
-        be_.wait(p.compute);
-        be_.wait(p.copy);
-      }
-    unmap(k);
-    state_[k] = State::Free;
+    for (std::size_t i = pending_.size(); i-- > 0;)
+      if (std::find(pending_[i].granules.begin(), pending_[i].granules.end(), k) != pending_[i].granules.end())
+        complete(i);
   }
 
   char* base_;
