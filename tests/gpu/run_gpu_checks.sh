@@ -11,6 +11,12 @@
 #
 #   tests/gpu/run_gpu_checks.sh            # build dir: <repo>/build-gpu-checks (deleted first)
 #   BUILD_DIR=/tmp/b CUDA_ARCH=90 JOBS=16 tests/gpu/run_gpu_checks.sh
+#   PREBUILT=gpu-bundle.tar.xz tests/gpu/run_gpu_checks.sh
+#
+# PREBUILT: a tarball from tests/gpu/make_bundle.sh (a CUDA build made on another machine with its
+# MPI, HDF5, oneDNN... libraries); for a GPU image that has the driver and the CUDA libraries but
+# none of our other dependencies. Nothing is configured or compiled; the two GPU test programs
+# run directly (not through ctest) and the bundled Open MPI runs the training.
 #
 # Exit status: 0 all passed; 1 a step or a check failed; 2 the tests were skipped (no GPU
 # visible), which is not a pass.
@@ -36,6 +42,40 @@ case "$BUILD" in "" | "/" | "$ROOT") echo "refusing to delete build dir '$BUILD'
 rm -rf "$BUILD"
 mkdir -p "$BUILD"
 
+if [[ -n "${PREBUILT:-}" ]]; then
+  step "unpack $PREBUILT (no build on this machine)"
+  mkdir -p "$BUILD/bundle"
+  tar -xJf "$PREBUILT" -C "$BUILD/bundle"
+  B="$BUILD/bundle"
+  mkdir -p "$BUILD/bin"
+  ln -s "$B"/bin/* "$BUILD/bin/"
+  # The CUDA libraries: the toolkit's, else the ones Python's nvidia-* wheels carry.
+  cudalibs=""
+  for lib in libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libnccl.so.2; do
+    found=$(find /usr/local/cuda/ /usr/local/cuda/lib64/ /usr/local/cuda/lib/ /usr/lib/x86_64-linux-gnu/ /opt/ /usr/local/lib/ -maxdepth 7 -name "$lib" 2>/dev/null | head -1 || true)
+    [[ -n $found ]] || { echo "no $lib on this machine" >&2; exit 1; }
+    echo "  $lib: $found"
+    cudalibs="$cudalibs:$(dirname "$found")"
+  done
+  export LD_LIBRARY_PATH="$B/lib$cudalibs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  P="$B/root/usr/lib/x86_64-linux-gnu/pmix2"
+  export PATH="$B/root/usr/bin:$PATH" OPAL_PREFIX="$B/root/usr" PMIX_PREFIX="$P" PMIX_PKGLIBDIR="$P/lib/pmix" PMIX_PKGDATADIR="$P/share/pmix"
+  export OMPI_MCA_btl=self,vader OMPI_MCA_pml=ob1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+  if ldd "$BUILD/bin/torch-handle" | grep "not found"; then echo "unresolved libraries" >&2; exit 1; fi
+
+  step "GPU test programs (th_gpu_kernels, th_gpu_backend)"
+  rm -f "$REPORT"
+  status=0
+  set +e
+  for t in kernels backend; do
+    (cd "$ROOT" && OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 TH_KERNEL_REPORT="$REPORT" timeout 150 "$BUILD/bin/th_gpu_$t") 2>&1 | tee -a "$LOG"
+    rc=${PIPESTATUS[0]}
+    echo "th_gpu_$t: exit $rc"
+    [[ $rc -eq 0 ]] || status=1
+  done
+  set -e
+  grep -q "^\[  SKIPPED \] [0-9]* test" "$LOG" && echo "Skipped" >>"$LOG"
+else
 step "configure"
 if ! timeout 90 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$ARCH" \
      -DTH_ENABLE_CUDA=ON -DTH_BUILD_TESTS=ON >"$BUILD/configure.log" 2>&1; then
@@ -59,6 +99,8 @@ set +e
 status=${PIPESTATUS[0]}
 set -e
 
+fi
+
 step "results (normalised max error = max|gpu - ref| / max|ref|; bit-identical checks count differing elements)"
 if [[ -s "$REPORT" ]]; then
   awk -F'\t' '
@@ -74,7 +116,7 @@ if [[ -s "$REPORT" ]]; then
   fi
 fi
 
-grep -hE "TH_BACKEND_CHECK|TH_KERNEL_CHECK" "$BUILD"/Testing/Temporary/LastTest.log 2>/dev/null | sed 's/^/  /' || true
+grep -hE "TH_BACKEND_CHECK|TH_KERNEL_CHECK" "$BUILD"/Testing/Temporary/LastTest.log "$LOG" 2>/dev/null | sort -u | sed 's/^/  /' || true
 
 # ---- training on the CUDA backend -----------------------------------------------------------
 EXE="$BUILD/bin/torch-handle"

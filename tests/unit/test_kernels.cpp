@@ -254,31 +254,41 @@ TEST(Kernels, VectorConversionsMatchScalar) {
   x[3] = std::ldexp(1.5f, -25);         // fp16 subnormal rounding
   x[4] = -INFINITY;
   x[5] = NAN;
-  auto same = [](float a, float b) { return (std::isnan(a) && std::isnan(b)) || a == b; };
+  // Bit for bit, NaNs included (their payload and quiet bit): the F16C loops, their scalar tails and
+  // the CUDA kernels (tests/gpu) must agree on every input.
+  auto bits = [](float a) {
+    std::uint32_t u;
+    std::memcpy(&u, &a, 4);
+    return u;
+  };
+  auto bits_to_float = [](std::uint32_t u) {
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  };
   std::vector<std::uint16_t> h(n);
   cpu::fp32_to_bf16(h.data(), x.data(), n);
-  for (std::int64_t i = 0; i < n; ++i) {
-    if (std::isnan(x[i])) ASSERT_TRUE(std::isnan(cpu::bf16_to_float(h[i]))) << i;
-    else ASSERT_EQ(h[i], cpu::float_to_bf16(x[i])) << i << " " << x[i];
-  }
+  for (std::int64_t i = 0; i < n; ++i) ASSERT_EQ(h[i], cpu::float_to_bf16(x[i])) << i << " " << x[i];
   cpu::fp32_to_fp16(h.data(), x.data(), n);
-  for (std::int64_t i = 0; i < n; ++i) {
-    if (std::isnan(x[i])) ASSERT_TRUE(std::isnan(cpu::half_to_float(h[i]))) << i;
-    else ASSERT_EQ(h[i], cpu::float_to_half(x[i])) << i << " " << x[i];
-  }
+  for (std::int64_t i = 0; i < n; ++i) ASSERT_EQ(h[i], cpu::float_to_half(x[i])) << std::hex << i << " " << bits(x[i]);
   std::vector<float> r = x;
   cpu::round_to_bf16(r.data(), n);
-  for (std::int64_t i = 0; i < n; ++i) ASSERT_TRUE(same(r[i], cpu::bf16_to_float(cpu::float_to_bf16(x[i])))) << i;
+  for (std::int64_t i = 0; i < n; ++i) ASSERT_EQ(bits(r[i]), bits(cpu::bf16_to_float(cpu::float_to_bf16(x[i])))) << i;
   r = x;
   cpu::round_to_fp16(r.data(), n);
-  for (std::int64_t i = 0; i < n; ++i) ASSERT_TRUE(same(r[i], cpu::half_to_float(cpu::float_to_half(x[i])))) << i;
+  for (std::int64_t i = 0; i < n; ++i) ASSERT_EQ(bits(r[i]), bits(cpu::half_to_float(cpu::float_to_half(x[i])))) << i;
   std::vector<std::uint16_t> all(0x10000 + 5);
   for (std::size_t i = 0; i < all.size(); ++i) all[i] = static_cast<std::uint16_t>(i);
   std::vector<float> w(all.size());
   cpu::bf16_to_fp32(w.data(), all.data(), static_cast<std::int64_t>(all.size()));
-  for (std::size_t i = 0; i < all.size(); ++i) ASSERT_TRUE(same(w[i], cpu::bf16_to_float(all[i]))) << i;
+  for (std::size_t i = 0; i < all.size(); ++i) ASSERT_EQ(bits(w[i]), bits(cpu::bf16_to_float(all[i]))) << i;
   cpu::fp16_to_fp32(w.data(), all.data(), static_cast<std::int64_t>(all.size()));
-  for (std::size_t i = 0; i < all.size(); ++i) ASSERT_TRUE(same(w[i], cpu::half_to_float(all[i]))) << i;
+  for (std::size_t i = 0; i < all.size(); ++i) ASSERT_EQ(bits(w[i]), bits(cpu::half_to_float(all[i]))) << std::hex << all[i];
+  // The NaN rule itself (what vcvtps2ph / vcvtph2ps give): quiet, sign and top payload kept.
+  EXPECT_EQ(cpu::float_to_half(bits_to_float(0x7FFFFFFFu)), 0x7FFF);
+  EXPECT_EQ(cpu::float_to_half(bits_to_float(0xFF800001u)), 0xFE00);
+  EXPECT_EQ(bits(cpu::half_to_float(0x7C01)), 0x7FC02000u);
+  EXPECT_EQ(bits(cpu::half_to_float(0xFC00)), 0xFF800000u);
 }
 
 // exp_rule (th/kernels/exp_rule.hpp), the vectorisable fp32 exp of the softmax and cross-entropy

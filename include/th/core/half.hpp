@@ -1,6 +1,9 @@
 #pragma once
 // The bf16 / fp16 rounding rules, written once: round-to-nearest-even from fp32, exact widening
-// back; bf16 NaNs stay quiet NaNs, fp16 overflows to inf from 65520 and has subnormals. Used by
+// back; bf16 NaNs stay quiet NaNs, fp16 overflows to inf from 65520 and has subnormals. A NaN
+// keeps its sign and the top of its payload and comes out quiet in both directions, as x86's F16C
+// instructions (vcvtps2ph / vcvtph2ps, which the CPU kernels use where they can) do it, so that the
+// scalar rules, the F16C loops and the CUDA kernels agree bit for bit on every input. Used by
 // the CPU conversion kernels (src/kernels/cpu/convert.cpp), the 16-bit reductions of the MPI
 // communicator (src/parallel/mpi_comm.cpp) and, being host-device code, CUDA code that includes it.
 #include <cstdint>
@@ -35,7 +38,7 @@ TH_HOST_DEVICE inline std::uint16_t to_fp16(float f) {
   std::uint32_t x = bits_of(f);
   const auto sign = static_cast<std::uint16_t>((x >> 16) & 0x8000u);
   x &= 0x7FFFFFFFu;
-  if (x > 0x7F800000u) return static_cast<std::uint16_t>(sign | 0x7E00u);  // NaN
+  if (x > 0x7F800000u) return static_cast<std::uint16_t>(sign | 0x7E00u | ((x >> 13) & 0x3FFu));  // NaN, quiet
   if (x >= 0x477FF000u) return static_cast<std::uint16_t>(sign | 0x7C00u);  // >= 65520 rounds to inf
   if (x < 0x38800000u) {                                                    // below 2^-14: subnormal or zero
     if (x < 0x33000000u) return sign;                                       // <= 2^-25 rounds to zero (tie to even)
@@ -61,7 +64,7 @@ TH_HOST_DEVICE inline float from_fp16(std::uint16_t h) {
     const float v = static_cast<float>(m) * (1.0f / 16777216.0f);  // m * 2^-24
     return sign ? -v : v;
   }
-  if (e == 31) return float_of(sign | 0x7F800000u | (m << 13));
+  if (e == 31) return float_of(sign | 0x7F800000u | (m ? 0x400000u | (m << 13) : 0u));  // inf; NaN made quiet
   return float_of(sign | ((e + 112u) << 23) | (m << 13));
 }
 
