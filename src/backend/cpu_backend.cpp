@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "th/backend/backend.hpp"
@@ -84,6 +85,25 @@ class CpuKernels final : public Kernels<T> {
   void linear_backward(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, std::int64_t N, int in, int out,
                        bool accumulate_dx) override {
     cpu::linear_backward<T>(dx, dW, db, dy, x, W, N, in, out, accumulate_dx);
+  }
+  bool bf16_operands() const override { return std::is_same_v<T, float>; }
+  void linear_forward_bf16(T* y, const std::uint16_t* x16, const T* W, const T* b, std::int64_t N, int in,
+                           int out) override {
+    if constexpr (std::is_same_v<T, float>) cpu::linear_forward_bf16(y, x16, W, b, N, in, out);
+    else Kernels<T>::linear_forward_bf16(y, x16, W, b, N, in, out);
+  }
+  void linear_backward_bf16(T* dx, T* dW, T* db, const T* dy, const std::uint16_t* dy16, float alpha, const T* x,
+                            const std::uint16_t* x16, const T* W, std::int64_t N, int in, int out, bool acc) override {
+    if constexpr (std::is_same_v<T, float>) cpu::linear_backward_bf16(dx, dW, db, dy, dy16, alpha, x, x16, W, N, in, out, acc);
+    else Kernels<T>::linear_backward_bf16(dx, dW, db, dy, dy16, alpha, x, x16, W, N, in, out, acc);
+  }
+  double cross_entropy_forward_grad_bf16(T* losses, T* lse, std::uint16_t* grad16, const T* logits, const int* targets,
+                                         std::int64_t N, int V, T smoothing, int ignore, std::int64_t* count) override {
+    if constexpr (std::is_same_v<T, float>)
+      return cpu::cross_entropy_forward_grad_bf16(losses, lse, grad16, logits, targets, N, V, smoothing, ignore, count);
+    else
+      return Kernels<T>::cross_entropy_forward_grad_bf16(losses, lse, grad16, logits, targets, N, V, smoothing, ignore,
+                                                         count);
   }
   void bias_add(T* y, const T* b, std::int64_t N, int D) override { cpu::bias_add<T>(y, b, N, D); }
   void bias_grad(T* db, const T* dy, std::int64_t N, int D) override { cpu::bias_grad<T>(db, dy, N, D); }

@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -322,6 +323,48 @@ class EmulatedKernels final : public Kernels<T> {
     auto dxd = d(dx), dWd = d(dW), dbd = d(db);
     auto dyd = d(dy), xd = d(x), Wd = d(W);
     be_.launch([=] { cpu::linear_backward<T>(dxd, dWd, dbd, dyd, xd, Wd, N, in, out, acc); });
+  }
+  bool bf16_operands() const override { return std::is_same_v<T, float>; }
+  void linear_forward_bf16(T* y, const std::uint16_t* x16, const T* W, const T* b, std::int64_t N, int in,
+                           int out) override {
+    if constexpr (std::is_same_v<T, float>) {
+      auto yd = d(y);
+      auto xd = d(x16);
+      auto Wd = d(W), bd = d(b);
+      be_.launch([=] { cpu::linear_forward_bf16(yd, xd, Wd, bd, N, in, out); });
+    } else {
+      Kernels<T>::linear_forward_bf16(y, x16, W, b, N, in, out);
+    }
+  }
+  void linear_backward_bf16(T* dx, T* dW, T* db, const T* dy, const std::uint16_t* dy16, float alpha, const T* x,
+                            const std::uint16_t* x16, const T* W, std::int64_t N, int in, int out, bool acc) override {
+    if constexpr (std::is_same_v<T, float>) {
+      auto dxd = d(dx), dWd = d(dW), dbd = d(db);
+      auto dyd = d(dy), xd = d(x), Wd = d(W);
+      auto dy16d = d(dy16), x16d = d(x16);
+      be_.launch([=] { cpu::linear_backward_bf16(dxd, dWd, dbd, dyd, dy16d, alpha, xd, x16d, Wd, N, in, out, acc); });
+    } else {
+      Kernels<T>::linear_backward_bf16(dx, dW, db, dy, dy16, alpha, x, x16, W, N, in, out, acc);
+    }
+  }
+  double cross_entropy_forward_grad_bf16(T* losses, T* lse, std::uint16_t* grad16, const T* logits, const int* targets,
+                                         std::int64_t N, int V, T smoothing, int ignore, std::int64_t* count) override {
+    if constexpr (std::is_same_v<T, float>) {
+      auto ld = d(losses), sd = d(lse);
+      auto gd = d(grad16);
+      auto lg = d(logits);
+      auto tg = staged(targets, N);
+      double r = 0;
+      std::int64_t c = 0;
+      be_.launch_and_wait([=, &r, &c] {
+        r = cpu::cross_entropy_forward_grad_bf16(ld, sd, gd, lg, ptr(tg), N, V, smoothing, ignore, &c);
+      });
+      if (count) *count = c;
+      return r;
+    } else {
+      return Kernels<T>::cross_entropy_forward_grad_bf16(losses, lse, grad16, logits, targets, N, V, smoothing, ignore,
+                                                         count);
+    }
   }
   void bias_add(T* y, const T* b, std::int64_t N, int D) override {
     auto yd = d(y);

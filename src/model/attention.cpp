@@ -75,6 +75,11 @@ void Attention<T>::forward(T* y, const T* x, const StepCtx<T>& ctx) {
   probs_.pack();  // 16-bit runs: forward is done with P, Q, K, V
   q_.pack();
   kv_.pack();
+  if (ctx_.bf16_storage() && k.bf16_operands()) {  // bf16: the stored context is the GEMM operand
+    ctx_.pack();
+    k.linear_forward_bf16(y, ctx_.bf16(), ps_.value(wo_), ps_.value(bo_), N, D, D);
+    return;
+  }
   k.linear_forward(y, C, ps_.value(wo_), ps_.value(bo_), N, D, D);
   ctx_.pack();
 }
@@ -92,7 +97,11 @@ void Attention<T>::backward(T* dx, const T* dy, const T* x, const StepCtx<T>& ct
   Tensor dctx = scratch_buffer<T>(be, N, D);
   T* dC = dctx.data<T>();
   Tensor wide_ctx, wide_q, wide_kv, wide_p;  // 16-bit runs: the saved values widened to T
-  k.linear_backward(dC, ps_.grad(wo_), ps_.grad(bo_), dy, ctx_.widen(wide_ctx), ps_.value(wo_), N, D, D);
+  if (ctx_.bf16() && k.bf16_operands())
+    k.linear_backward_bf16(dC, ps_.grad(wo_), ps_.grad(bo_), dy, nullptr, 1.0f, nullptr, ctx_.bf16(), ps_.value(wo_),
+                           N, D, D);
+  else
+    k.linear_backward(dC, ps_.grad(wo_), ps_.grad(bo_), dy, ctx_.widen(wide_ctx), ps_.value(wo_), N, D, D);
   wide_ctx.reset();
   // Gradients of the projections land in one buffer laid out like the forward's.
   Tensor dq = scratch_buffer<T>(be, N, cross_ ? D : 3 * D), dkv;

@@ -23,6 +23,12 @@ void FeedForward<T>::forward(T* y, const T* x, const StepCtx<T>& ctx) {
   k.linear_forward(pre, x, ps_.value(w1_), nullptr, N, D_, F_);
   k.bias_act_forward(h, pre, ps_.value(b1_), N, F_, act_);
   pre_.pack();  // 16-bit runs: stored as 2-byte values from here on
+  if (!(ctx.train && dropout_ > 0) && h_.bf16_storage() && k.bf16_operands()) {
+    // bf16: store h first and give the stored values to the GEMM (it would round h to them anyway).
+    h_.pack();
+    k.linear_forward_bf16(y, h_.bf16(), ps_.value(w2_), ps_.value(b2_), N, F_, D_);
+    return;
+  }
   const T* hd = h;
   Tensor dropped;
   if (ctx.train && dropout_ > 0) {
@@ -42,6 +48,13 @@ void FeedForward<T>::backward(T* dx, const T* dy, const T* x, const StepCtx<T>& 
   const bool drop = ctx.train && dropout_ > 0;
   const std::uint64_t stream = dropout_stream(site_, ctx.micro);
   Tensor dh = scratch_buffer<T>(be, N, F_), dropped, wide_h, wide_pre;
+  if (!drop && h_.bf16() && k.bf16_operands()) {  // bf16: the stored h is the GEMM operand
+    k.linear_backward_bf16(dh.data<T>(), ps_.grad(w2_), ps_.grad(b2_), dy, nullptr, 1.0f, nullptr, h_.bf16(),
+                           ps_.value(w2_), N, F_, D_);
+    k.bias_act_backward(dh.data<T>(), ps_.grad(b1_), dh.data<T>(), pre_.widen(wide_pre), N, F_, act_);
+    k.linear_backward(dx, ps_.grad(w1_), nullptr, dh.data<T>(), x, ps_.value(w1_), N, D_, F_);
+    return;
+  }
   const T* hd = h_.widen(wide_h);
   if (drop) {
     dropped = scratch_buffer<T>(be, N, F_);

@@ -197,6 +197,7 @@ template <typename T> void Transformer<T>::discard() {
   if (dec_norm_) dec_norm_->release();
   enc_x_.clear(); dec_x_.clear();
   memory_.reset(); dmemory_.reset(); final_.reset(); logits_.reset(); losses_.reset(); lse_.reset();
+  dlogits16_.reset();
   batch_ = nullptr;
 }
 
@@ -243,20 +244,34 @@ double Transformer<T>::forward(const Batch& batch, std::uint64_t seed, std::uint
   out_held_ = true;
   // Inference keeps the logits in T (logits() reads them); training stores them like every activation.
   T* logits = logits_.make(be_, tgt.rows(), V, train ? store_ : dtype_of<T>());
-  kernels().linear_forward(logits, final_in, params_.value(out_proj_), nullptr, tgt.rows(), D, V);
-  if (dec_norm_) {
-    final_.pack();
+  Saved<T>& fin = dec_norm_ ? final_ : dec_x_.back();
+  // bf16 training where the backend takes bf16 operands: the stored input of the output projection
+  // is its GEMM operand, and the loss's forward writes the logits' gradient in bf16 (below).
+  const bool bf16_direct = train && logits_.bf16_storage() && kernels().bf16_operands();
+  if (bf16_direct) {
+    fin.pack();
+    kernels().linear_forward_bf16(logits, fin.bf16(), params_.value(out_proj_), nullptr, tgt.rows(), D, V);
   } else {
-    dec_x_.back().pack();
-    final_ = dec_x_.back();  // the same saved values
+    kernels().linear_forward(logits, final_in, params_.value(out_proj_), nullptr, tgt.rows(), D, V);
+    fin.pack();
   }
+  if (!dec_norm_) final_ = dec_x_.back();  // the same saved values
   round_compute(logits, tgt.rows() * V);
   losses_ = saved_buffer<T>(be_, tgt.rows(), 1);
   lse_ = saved_buffer<T>(be_, tgt.rows(), 1);
-  const double sum = kernels().cross_entropy_forward(losses_.data<T>(), lse_.data<T>(), logits,
-                                                batch.tgt_out.data(), tgt.rows(), V,
-                                                T(spec_.label_smoothing), spec_.pad_id, &count_);
-  logits_.pack();
+  double sum;
+  if (bf16_direct) {
+    dlogits16_ = be_.empty({tgt.rows(), V}, DType::BF16, MemCategory::Activations);
+    sum = kernels().cross_entropy_forward_grad_bf16(losses_.data<T>(), lse_.data<T>(),
+                                                    static_cast<std::uint16_t*>(dlogits16_.raw()), logits,
+                                                    batch.tgt_out.data(), tgt.rows(), V, T(spec_.label_smoothing),
+                                                    spec_.pad_id, &count_);
+    logits_.reset();
+  } else {
+    sum = kernels().cross_entropy_forward(losses_.data<T>(), lse_.data<T>(), logits, batch.tgt_out.data(), tgt.rows(),
+                                          V, T(spec_.label_smoothing), spec_.pad_id, &count_);
+    logits_.pack();
+  }
   return count_ > 0 ? sum / static_cast<double>(count_) : 0.0;
 }
 
@@ -266,23 +281,31 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
   auto ready = [&](std::int64_t w) {
     if (grads_ready) grads_ready(w);
   };
-  TH_CHECK(batch_ && logits_.defined(), "backward without forward");
+  TH_CHECK(batch_ && (logits_.defined() || dlogits16_.defined()), "backward without forward");
   const Batch& batch = *batch_;
   const int D = spec_.d_model, V = spec_.vocab_size;
   const std::int64_t Nt = dec_ctx_.self.rows(), Ns = enc_ctx_.self.rows();
   const T scale = T(std::sqrt(static_cast<double>(D)));
   const std::uint64_t seed = dec_ctx_.seed, micro = dec_ctx_.micro;
   const float p = dec_ctx_.train ? spec_.dropout : 0.0f;
+  const T dloss = T(count_ > 0 ? loss_scale / static_cast<double>(count_) : 0.0);
   Tensor wide_logits, wide;  // 16-bit runs: saved values widened to T
-  T* dlogits = logits_.widen(wide_logits);  // overwritten in place
-  kernels().cross_entropy_backward(dlogits, dlogits, lse_.data<T>(), batch.tgt_out.data(), Nt, V,
-                              T(spec_.label_smoothing), spec_.pad_id,
-                              T(count_ > 0 ? loss_scale / static_cast<double>(count_) : 0.0));
-  round_compute(dlogits, Nt * V);
   Tensor g = scratch_buffer<T>(be_, Nt, D), g2 = scratch_buffer<T>(be_, Nt, D);
-  writing(out_unit_);  // the embeddings' unit when tied
-  kernels().linear_backward(g.data<T>(), params_.grad(out_proj_), nullptr, dlogits, final_.widen(wide),
-                          params_.value(out_proj_), Nt, D, V);
+  if (dlogits16_.defined()) {  // bf16: forward wrote the logits' gradient (dloss = 1) in bf16
+    writing(out_unit_);  // the embeddings' unit when tied
+    kernels().linear_backward_bf16(g.data<T>(), params_.grad(out_proj_), nullptr, nullptr,
+                                   static_cast<const std::uint16_t*>(dlogits16_.raw()), static_cast<float>(dloss),
+                                   nullptr, final_.bf16(), params_.value(out_proj_), Nt, D, V);
+    dlogits16_.reset();
+  } else {
+    T* dlogits = logits_.widen(wide_logits);  // overwritten in place
+    kernels().cross_entropy_backward(dlogits, dlogits, lse_.data<T>(), batch.tgt_out.data(), Nt, V,
+                                     T(spec_.label_smoothing), spec_.pad_id, dloss);
+    round_compute(dlogits, Nt * V);
+    writing(out_unit_);  // the embeddings' unit when tied
+    kernels().linear_backward(g.data<T>(), params_.grad(out_proj_), nullptr, dlogits, final_.widen(wide),
+                              params_.value(out_proj_), Nt, D, V);
+  }
   round_compute(g);
   logits_.reset();
   wide_logits.reset();

@@ -149,6 +149,22 @@ class CountingKernels final : public Kernels<T> {
     ++c_["adamw_update"];
     in_.adamw_update(p, g, m, v, n, lr, b1, b2, eps, wd, t);
   }
+  bool bf16_operands() const override { return in_.bf16_operands(); }
+  void linear_forward_bf16(T* y, const std::uint16_t* x16, const T* W, const T* b, std::int64_t N, int in,
+                           int out) override {
+    ++c_["linear_forward_bf16"];
+    in_.linear_forward_bf16(y, x16, W, b, N, in, out);
+  }
+  void linear_backward_bf16(T* dx, T* dW, T* db, const T* dy, const std::uint16_t* dy16, float alpha, const T* x,
+                            const std::uint16_t* x16, const T* W, std::int64_t N, int in, int out, bool acc) override {
+    ++c_["linear_backward_bf16"];
+    in_.linear_backward_bf16(dx, dW, db, dy, dy16, alpha, x, x16, W, N, in, out, acc);
+  }
+  double cross_entropy_forward_grad_bf16(T* losses, T* lse, std::uint16_t* g16, const T* logits, const int* targets,
+                                         std::int64_t N, int V, T smoothing, int ignore, std::int64_t* count) override {
+    ++c_["cross_entropy_forward_grad_bf16"];
+    return in_.cross_entropy_forward_grad_bf16(losses, lse, g16, logits, targets, N, V, smoothing, ignore, count);
+  }
 
  private:
   Kernels<T>& in_;
@@ -274,6 +290,10 @@ TEST(BackendSeam, MixedPrecisionRoundingGoesThroughTheBackend) {
   EXPECT_EQ(ref.losses, run.losses);
   EXPECT_TRUE(ref.grads == run.grads);
   EXPECT_GT(counting.counts["round_to_bf16"], 0);
+  // bf16 operands straight from the stored activations, and the loss's fused gradient.
+  for (const char* k : {"linear_forward_bf16", "linear_backward_bf16", "cross_entropy_forward_grad_bf16"})
+    EXPECT_GT(counting.counts[k], 0) << k;
+  EXPECT_EQ(counting.counts["cross_entropy_backward"], 0);
 }
 
 // The strided-batched GEMM against the same GEMMs one by one (the reference loop), with strides

@@ -400,3 +400,100 @@ TEST(GemmEngine, LinearBackwardSharesRoundedDyBitForBit) {
     }
   }
 }
+
+// The linear layer with bf16 operands handed over directly (linear_forward_bf16,
+// linear_backward_bf16): with x16 (and fp32 dy) it must give, bit for bit, what the fp32 entry
+// points give on the widened values in every bf16 plan (the same rounded operands reach the same
+// GEMMs). With dy16 and alpha: dx = alpha dy16 W and dW += alpha dy16^T x against a double
+// reference of the bf16-rounded operands, within the bound in this file's header.
+TEST(GemmEngine, LinearWithBf16OperandsMatchesTheFp32EntryPoints) {
+  PlanGuard guard;
+  const int N = 37, in = 29, out = 41;
+  std::vector<float> dy(N * out), x(N * in), W(out * in), b(out), dx0(N * in), dW0(out * in);
+  std::uint64_t s = 91;
+  auto fill = [&](std::vector<float>& v) {
+    for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(2.0 * uniform01(13, s, i) - 1.0);
+    ++s;
+  };
+  fill(dy), fill(x), fill(W), fill(b), fill(dx0), fill(dW0);
+  std::vector<std::uint16_t> x16(x.size()), dy16(dy.size());
+  std::vector<float> xw(x.size()), dyw(dy.size());  // the bf16 values, widened
+  for (std::size_t i = 0; i < x.size(); ++i) x16[i] = bf16_bits(x[i]), xw[i] = round_bf16(x[i]);
+  for (std::size_t i = 0; i < dy.size(); ++i) dy16[i] = bf16_bits(dy[i]), dyw[i] = round_bf16(dy[i]);
+  const float alpha = 0.37f;
+  for (const Named& p : bf16_plans()) {
+    set_gemm_plan(p.plan);
+    std::vector<float> y(N * out), ry(N * out);
+    linear_forward_bf16(y.data(), x16.data(), W.data(), b.data(), N, in, out);
+    linear_forward<float>(ry.data(), xw.data(), W.data(), b.data(), N, in, out);
+    for (std::size_t i = 0; i < y.size(); ++i) ASSERT_EQ(y[i], ry[i]) << p.name << " y " << i;
+    for (bool acc : {false, true}) {
+      std::vector<float> dx = dx0, dW = dW0, db(out, 0.f), rdx = dx0, rdW = dW0, rdb(out, 0.f);
+      linear_backward_bf16(dx.data(), dW.data(), db.data(), dy.data(), nullptr, 1.0f, nullptr, x16.data(), W.data(),
+                           N, in, out, acc);
+      linear_backward<float>(rdx.data(), rdW.data(), rdb.data(), dy.data(), xw.data(), W.data(), N, in, out, acc);
+      for (std::size_t i = 0; i < dx.size(); ++i) ASSERT_EQ(dx[i], rdx[i]) << p.name << " dx " << i;
+      for (std::size_t i = 0; i < dW.size(); ++i) ASSERT_EQ(dW[i], rdW[i]) << p.name << " dW " << i;
+      for (int i = 0; i < out; ++i) ASSERT_EQ(db[i], rdb[i]) << p.name << " db " << i;
+
+      // dy16 with alpha, x in fp32 (rounded by the GEMM) and in bf16: the same values.
+      for (bool xin16 : {false, true}) {
+        dx = dx0, dW = dW0;
+        linear_backward_bf16(dx.data(), dW.data(), nullptr, nullptr, dy16.data(), alpha, xin16 ? nullptr : x.data(),
+                             xin16 ? x16.data() : nullptr, W.data(), N, in, out, acc);
+        for (int r = 0; r < N; ++r)
+          for (int c = 0; c < in; ++c) {
+            double e = acc ? dx0[r * in + c] : 0.0, mag = std::abs(e);
+            for (int k = 0; k < out; ++k) {
+              const double t = double(alpha) * dyw[r * out + k] * round_bf16(W[k * in + c]);
+              e += t, mag += std::abs(t);
+            }
+            const double bound = (out + 3) * kU / (1 - (out + 3) * kU) * mag;
+            ASSERT_LE(std::abs(dx[r * in + c] - e), bound) << p.name << " dx16 " << r << "," << c;
+          }
+        for (int o = 0; o < out; ++o)
+          for (int c = 0; c < in; ++c) {
+            double e = dW0[o * in + c], mag = std::abs(e);
+            for (int r = 0; r < N; ++r) {
+              const double t = double(alpha) * dyw[r * out + o] * xw[r * in + c];
+              e += t, mag += std::abs(t);
+            }
+            const double bound = (N + 3) * kU / (1 - (N + 3) * kU) * mag;
+            ASSERT_LE(std::abs(dW[o * in + c] - e), bound) << p.name << " dW16 " << o << "," << c;
+          }
+      }
+    }
+  }
+  EXPECT_THROW(linear_backward_bf16(nullptr, nullptr, nullptr, dy.data(), dy16.data(), 1.0f, x.data(), nullptr,
+                                    W.data(), N, in, out),
+               Error);
+}
+
+// The loss's forward with its gradient in bf16 against cross_entropy_forward followed by
+// cross_entropy_backward (dloss = 1) and rounding: the same rows, the same operations, so the
+// same bits; with label smoothing, ignored rows and a vocabulary that is no multiple of 16.
+TEST(GemmEngine, CrossEntropyForwardGradBf16IsForwardThenBackwardRounded) {
+  const int N = 23, V = 1003, ignore = 0;
+  std::vector<float> logits(static_cast<std::size_t>(N) * V);
+  for (std::size_t i = 0; i < logits.size(); ++i) logits[i] = static_cast<float>(12.0 * uniform01(14, 1, i) - 6.0);
+  std::vector<int> targets(N);
+  for (int n = 0; n < N; ++n) targets[n] = n % 5 == 0 ? ignore : 1 + (n * 97) % (V - 1);
+  for (float smoothing : {0.0f, 0.1f}) {
+    std::vector<float> l1(N), s1(N), l2(N), s2(N), g(logits.size());
+    std::vector<std::uint16_t> g16(logits.size(), 0xFFFF);
+    std::int64_t c1 = -1, c2 = -1;
+    const double sum1 = cross_entropy_forward_grad_bf16(l1.data(), s1.data(), g16.data(), logits.data(),
+                                                        targets.data(), N, V, smoothing, ignore, &c1);
+    const double sum2 = cross_entropy_forward<float>(l2.data(), s2.data(), logits.data(), targets.data(), N, V,
+                                                     smoothing, ignore, &c2);
+    cross_entropy_backward<float>(g.data(), logits.data(), s2.data(), targets.data(), N, V, smoothing, ignore, 1.0f);
+    EXPECT_EQ(sum1, sum2);
+    EXPECT_EQ(c1, c2);
+    EXPECT_EQ(c1, N - (N + 4) / 5);
+    for (int n = 0; n < N; ++n) {
+      ASSERT_EQ(l1[n], l2[n]) << n;
+      ASSERT_EQ(s1[n], s2[n]) << n;
+    }
+    for (std::size_t i = 0; i < g.size(); ++i) ASSERT_EQ(g16[i], bf16_bits(g[i])) << "smoothing " << smoothing << " " << i;
+  }
+}

@@ -46,6 +46,18 @@ template <typename T>
 void linear_backward(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, std::int64_t N,
                      int in, int out, bool accumulate_dx = false);
 
+// bf16 runs (precision%dtype = 'bf16', where every fp32 GEMM rounds its operands to bf16): the
+// linear layer with 16-bit operands handed over directly (raw bf16 bits) instead of fp32 values
+// the GEMM would round, one conversion pass fewer each (a saved activation is not widened and
+// narrowed again). linear_forward_bf16 gives what linear_forward gives on the widened x.
+// linear_backward_bf16 takes x or x16 (exactly one) and dy or dy16 (exactly one; with dy16 the
+// GEMMs multiply by alpha, in fp32: dx (=|+=) alpha dy16 W, dW += alpha dy16^T x); db needs dy.
+void linear_forward_bf16(float* y, const std::uint16_t* x16, const float* W, const float* b, std::int64_t N, int in,
+                         int out);
+void linear_backward_bf16(float* dx, float* dW, float* db, const float* dy, const std::uint16_t* dy16, float alpha,
+                          const float* x, const std::uint16_t* x16, const float* W, std::int64_t N, int in, int out,
+                          bool accumulate_dx = false);
+
 // y[N,D] += b[D] for every row; db[D] += column sums of dy[N,D].
 template <typename T> void bias_add(T* y, const T* b, std::int64_t N, int D);
 template <typename T> void bias_grad(T* db, const T* dy, std::int64_t N, int D);
@@ -110,6 +122,13 @@ double cross_entropy_forward(T* losses, T* lse, const T* logits, const int* targ
 template <typename T>
 void cross_entropy_backward(T* dlogits, const T* logits, const T* lse, const int* targets,
                             std::int64_t N, int V, T smoothing, int ignore, T dloss);
+// bf16 training: cross_entropy_forward, and in the same pass over each row the gradient of that
+// row's loss (cross_entropy_backward with dloss = 1) rounded to bf16 into grad16[N,V]. The
+// output projection's backward then takes grad16 with alpha = loss_scale / count
+// (linear_backward_bf16), so the logits are neither stored nor read again.
+double cross_entropy_forward_grad_bf16(float* losses, float* lse, std::uint16_t* grad16, const float* logits,
+                                       const int* targets, std::int64_t N, int V, float smoothing, int ignore,
+                                       std::int64_t* count);
 
 // Dropout with a counter-based RNG: element i of stream `stream` is kept iff
 // uniform(seed, stream, i) >= p, kept values scaled by 1/(1-p). The same (seed, stream) gives the

@@ -56,6 +56,13 @@ class Saved {
     else be_->fp16_to_fp32(dst, src, narrow_.numel());
     return scratch.data<T>();
   }
+  // Whether pack() keeps bf16 values (a bf16 run's float model).
+  bool bf16_storage() const { return storage_ == DType::BF16; }
+  // The bf16 values after pack() (raw bits, device memory), else null: for GEMMs that take bf16
+  // operands directly (Kernels::bf16_operands()), instead of widen().
+  const std::uint16_t* bf16() const {
+    return storage_ == DType::BF16 && narrow_.defined() ? static_cast<const std::uint16_t*>(narrow_.raw()) : nullptr;
+  }
   // Forward's buffer (valid until pack()).
   T* wide() const {
     TH_CHECK(wide_.defined(), "a saved activation's wide buffer used after pack()");

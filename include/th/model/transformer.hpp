@@ -156,6 +156,10 @@ class Transformer {
   DType store_;                        // saved activations' storage (th/model/saved.hpp)
   std::vector<Saved<T>> enc_x_, dec_x_;  // block inputs (and the stack output last)
   Saved<T> final_, logits_;
+  // bf16 training on a backend with bf16 operands: the gradient of each row's loss w.r.t. the
+  // logits (dloss = 1) in bf16, written by the loss's forward; backward scales it in the GEMMs.
+  // The logits themselves are then not kept.
+  Tensor dlogits16_;
   Tensor memory_, dmemory_, losses_, lse_;  // memory_: the encoder output, kept in T
   std::int64_t count_ = 0;
 };

@@ -1,10 +1,14 @@
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <type_traits>
+#include <vector>
 
 #include "th/kernels/host_loop.hpp"
 #include "th/kernels/cpu.hpp"
 #include "th/kernels/element_rules.hpp"
+#include "cpu/convert_rows.hpp"
 #include "cpu/softmax_rows.hpp"
 
 namespace th::cpu {
@@ -52,6 +56,35 @@ void cross_entropy_backward(T* dlogits, const T* logits, const T* lse, const int
       for (int v = 0; v < V; ++v) d[v] = rules::ce_grad(z[v], l, dloss, u);
     d[targets[n]] -= rules::ce_target_correction(dloss, smoothing);
   });
+}
+
+double cross_entropy_forward_grad_bf16(float* losses, float* lse, std::uint16_t* grad16, const float* logits,
+                                       const int* targets, std::int64_t N, int V, float smoothing, int ignore,
+                                       std::int64_t* count) {
+  host_for("CrossEntropy::forward_grad_bf16", N, [=](std::int64_t n) {
+    const float* z = logits + n * V;
+    std::uint16_t* g = grad16 + n * V;
+    float sum = 0, zsum = 0;
+    const float mx = rows::max(z, V);
+    rows::exp_sums(z, V, mx, &sum, &zsum);
+    const float l = mx + std::log(sum);
+    lse[n] = l;
+    if (targets[n] == ignore) {
+      losses[n] = 0;
+      std::fill_n(g, V, std::uint16_t(0));
+      return;
+    }
+    losses[n] = rules::ce_loss(l, z[targets[n]], zsum, smoothing, V);
+    // The row's gradient in fp32 (cross_entropy_backward's rule, dloss = 1), then rounded once.
+    thread_local std::vector<float> row;
+    if (row.size() < static_cast<std::size_t>(V)) row.resize(static_cast<std::size_t>(V));
+    rows::exp_affine(row.data(), z, V, l, 1.0f, smoothing / float(V));
+    row[targets[n]] -= rules::ce_target_correction(1.0f, smoothing);
+    rows::narrow_bf16(g, row.data(), V);
+  });
+  *count = static_cast<std::int64_t>(
+      host_sum("CrossEntropy::count", N, [=](std::int64_t n) { return targets[n] == ignore ? 0.0 : 1.0; }));
+  return host_sum("CrossEntropy::sum", N, [=](std::int64_t n) { return static_cast<double>(losses[n]); });
 }
 
 #define TH_INSTANTIATE(T)                                                                          \

@@ -3,10 +3,12 @@
 // the fp32 provider; fp32 operands in a bf16 run (plan.fp32_as_bf16): rounded to bf16 first, then
 // the bf16 path. double: always OpenBLAS (gradient checks). A oneDNN call that cannot be created
 // for a shape falls back: batched -> entry by entry -> OpenBLAS.
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
 
+#include "th/core/error.hpp"
 #include "th/kernels/cpu.hpp"
 #include "th/kernels/gemm_engine.hpp"
 #include "th/kernels/host_loop.hpp"
@@ -31,11 +33,12 @@ Operand<U> operand(const U* p, bool trans, int op_rows, int op_cols, int ld, std
 }
 
 // Per-thread scratch for converted operands, grown as needed: a workspace outside the memory
-// pool, at most the two operands of the largest GEMM of a bf16 run (slots 0, 1) and the output
-// gradient that linear_backward's two products share (slot 2).
+// pool, at most the two operands of the largest GEMM of a bf16 run (slots 0, 1), the output
+// gradient that linear_backward's two products share (slot 2) and a 16-bit operand widened for an
+// fp32 provider (slot 3).
 template <typename U>
 U* scratch(int slot, std::size_t n) {
-  thread_local std::vector<U> buffers[3];
+  thread_local std::vector<U> buffers[4];
   if (buffers[slot].size() < n) buffers[slot].resize(n);
   return buffers[slot].data();
 }
@@ -197,6 +200,73 @@ void linear_backward(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, s
   if (dx) gemm<T>(false, false, n, in, out, T(1), dy, out, W, in, accumulate_dx ? T(1) : T(0), dx, in);
   if (dW) gemm<T>(true, false, out, in, n, T(1), dy, out, x, in, T(1), dW, in);
   if (db) bias_grad(db, dy, N, out);
+}
+
+namespace {
+// A bf16 array widened (exactly) into slot-3 scratch, compact [rows, cols].
+const float* widened(const u16* x, std::int64_t rows, int cols) {
+  return pack<float>(3, Operand<u16>{x, static_cast<int>(rows), cols, cols, 0}, 1, "GEMM::widen_bf16",
+                     rows::widen_bf16);
+}
+}  // namespace
+
+void linear_forward_bf16(float* y, const u16* x16, const float* W, const float* b, std::int64_t N, int in, int out) {
+  const GemmPlan& plan = gemm_plan();
+  const int n = static_cast<int>(N);
+  if (!(plan.fp32_as_bf16 && plan.bf16_onednn) || n <= 0 || in <= 0 || out <= 0) {
+    // No bf16 matmul: the widened values (exact) through the fp32 entry point, which rounds its
+    // operands as every GEMM of the run does (a no-op on x).
+    if (n > 0) linear_forward<float>(y, widened(x16, n, in), W, b, N, in, out);
+    return;
+  }
+  const u16* W16 = pack<u16>(1, operand(W, false, out, in, in, 0), 1, "GEMM::round_to_bf16", rows::narrow_bf16);
+  run_bf16(plan, Call{false, true, n, out, in, 1.0f, 0.0f, y, out, 0, 1}, {x16, n, in, in, 0}, {W16, out, in, in, 0});
+  if (b) bias_add(y, b, N, out);
+}
+
+void linear_backward_bf16(float* dx, float* dW, float* db, const float* dy, const u16* dy16, float alpha,
+                          const float* x, const u16* x16, const float* W, std::int64_t N, int in, int out,
+                          bool accumulate_dx) {
+  TH_CHECK((dy == nullptr) != (dy16 == nullptr) && (x == nullptr) != (x16 == nullptr),
+           "linear_backward_bf16: give exactly one of dy / dy16 and of x / x16");
+  TH_CHECK(!db || dy, "linear_backward_bf16: the bias gradient needs the fp32 dy");
+  const int n = static_cast<int>(N);
+  if (n <= 0 || in <= 0 || out <= 0) {
+    if (dx && n > 0 && in > 0 && !accumulate_dx) std::fill_n(dx, N * in, 0.0f);
+    return;
+  }
+  const GemmPlan& plan = gemm_plan();
+  if (plan.fp32_as_bf16 && plan.bf16_onednn) {
+    const u16* dyp = dy16 ? dy16 : pack<u16>(2, operand(dy, false, n, out, out, 0), 1, "GEMM::round_to_bf16",
+                                             rows::narrow_bf16);
+    const Operand<u16> dyo{dyp, n, out, out, 0};
+    if (dx) {
+      const u16* W16 = pack<u16>(1, operand(W, false, out, in, in, 0), 1, "GEMM::round_to_bf16", rows::narrow_bf16);
+      run_bf16(plan, Call{false, false, n, in, out, alpha, accumulate_dx ? 1.0f : 0.0f, dx, in, 0, 1}, dyo,
+               {W16, out, in, in, 0});
+    }
+    if (dW) {
+      const u16* xp = x16 ? x16 : pack<u16>(1, operand(x, false, n, in, in, 0), 1, "GEMM::round_to_bf16",
+                                             rows::narrow_bf16);
+      run_bf16(plan, Call{true, false, out, in, n, alpha, 1.0f, dW, in, 0, 1}, dyo, {xp, n, in, in, 0});
+    }
+  } else {
+    // The fp32 provider: 16-bit operands widened (exact); the fp32 GEMMs round as in the run.
+    if (dy16) {
+      // Slot 3 holds one widened operand at a time: dy for dx first, then (below) x for dW.
+      std::vector<float> dyw(static_cast<std::size_t>(N) * out);
+      rows::widen_bf16(dyw.data(), dy16, static_cast<std::int64_t>(dyw.size()));
+      if (dx) gemm<float>(false, false, n, in, out, alpha, dyw.data(), out, W, in, accumulate_dx ? 1.0f : 0.0f, dx, in);
+      if (dW) gemm<float>(true, false, out, in, n, alpha, dyw.data(), out, x16 ? widened(x16, n, in) : x, in, 1.0f, dW, in);
+    } else {
+      if (dx) gemm<float>(false, false, n, in, out, alpha, dy, out, W, in, accumulate_dx ? 1.0f : 0.0f, dx, in);
+      if (dW) gemm<float>(true, false, out, in, n, alpha, dy, out, x16 ? widened(x16, n, in) : x, in, 1.0f, dW, in);
+    }
+  }
+  if (db) {
+    TH_CHECK(alpha == 1.0f, "linear_backward_bf16: a bias gradient with alpha != 1");
+    bias_grad(db, dy, N, out);
+  }
 }
 
 #define TH_INSTANTIATE(T)                                                                          \
