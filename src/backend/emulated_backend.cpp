@@ -347,6 +347,22 @@ class EmulatedKernels final : public Kernels<T> {
       Kernels<T>::linear_backward_bf16(dx, dW, db, dy, dy16, alpha, x, x16, W, N, in, out, acc);
     }
   }
+  void gemm_strided_batched_mixed(bool ta, bool tb, int M, int N, int K, float alpha, const T* A,
+                                  const std::uint16_t* A16, int lda, std::int64_t sa, const T* B,
+                                  const std::uint16_t* B16, int ldb, std::int64_t sb, float beta, T* C, int ldc,
+                                  std::int64_t sc, int batch) override {
+    if constexpr (std::is_same_v<T, float>) {
+      auto a = d(A), b = d(B);
+      auto a16 = d(A16), b16 = d(B16);
+      auto c = d(C);
+      be_.launch([=] {
+        cpu::gemm_strided_batched_mixed(ta, tb, M, N, K, alpha, a, a16, lda, sa, b, b16, ldb, sb, beta, c, ldc, sc, batch);
+      });
+    } else {
+      Kernels<T>::gemm_strided_batched_mixed(ta, tb, M, N, K, alpha, A, A16, lda, sa, B, B16, ldb, sb, beta, C, ldc,
+                                             sc, batch);
+    }
+  }
   double cross_entropy_forward_grad_bf16(T* losses, T* lse, std::uint16_t* grad16, const T* logits, const int* targets,
                                          std::int64_t N, int V, T smoothing, int ignore, std::int64_t* count) override {
     if constexpr (std::is_same_v<T, float>) {

@@ -27,6 +27,24 @@ Attention<T>::Attention(ParamStore<T>& ps, const std::string& prefix, int D, int
 // heads are column slices, so no transposes or copies are needed around the batched GEMMs. For
 // each batch row, the H heads are one strided-batched GEMM (head stride Dh in Q, K, V and the
 // context, Lq*Lk in the probabilities).
+namespace {
+using u16 = std::uint16_t;
+// One strided-batched GEMM whose operands come in T (A, B) or, in a bf16 run whose backend takes
+// bf16 operands, possibly as bf16 (A16, B16; null where the T operand is given).
+template <typename T>
+void batched(Kernels<T>& k, bool ta, bool tb, int M, int N, int K, const T* A, const u16* A16, int lda,
+             std::int64_t sa, const T* B, const u16* B16, int ldb, std::int64_t sb, T* C, int ldc, std::int64_t sc,
+             int batch) {
+  if (A16 || B16)
+    k.gemm_strided_batched_mixed(ta, tb, M, N, K, 1.0f, A16 ? nullptr : A, A16, lda, sa, B16 ? nullptr : B, B16, ldb,
+                                 sb, 0.0f, C, ldc, sc, batch);
+  else
+    k.gemm_strided_batched(ta, tb, M, N, K, T(1), A, lda, sa, B, ldb, sb, T(0), C, ldc, sc, batch);
+}
+const u16* at(const u16* p, std::int64_t offset) { return p ? p + offset : nullptr; }
+template <typename T> const T* at(const T* p, std::int64_t offset) { return p ? p + offset : nullptr; }
+}  // namespace
+
 template <typename T>
 void Attention<T>::forward(T* y, const T* x, const StepCtx<T>& ctx) {
   Backend& be = ps_.backend();
@@ -52,26 +70,46 @@ void Attention<T>::forward(T* y, const T* x, const StepCtx<T>& ctx) {
     Q = q; K = kv; V = K + D;
     ldq = D; ldk = 2 * D;
   }
+  // bf16 run on a backend with bf16 operands: Q, K, V are stored first and the stored values are
+  // the operands of the head GEMMs (which would round them to those values anyway).
+  const bool direct = q_.bf16_storage() && k.bf16_operands();
+  const u16 *Q16 = nullptr, *K16 = nullptr, *V16 = nullptr;
+  if (direct) {
+    q_.pack();
+    kv_.pack();
+    Q16 = q_.bf16();
+    K16 = cross_ ? kv_.bf16() : Q16 + D;
+    V16 = K16 + D;
+    Q = K = V = nullptr;
+  }
   const std::int64_t prows = static_cast<std::int64_t>(B) * H * Lq;
   T* P = probs_.make(be, prows, Lk, ctx.store);
   const std::int64_t plane = static_cast<std::int64_t>(Lq) * Lk;  // one head's scores
-  for (int b = 0; b < B; ++b)
-    k.gemm_strided_batched(false, true, Lq, Lk, Dh, T(1), Q + (std::int64_t)b * Lq * ldq, ldq, Dh,
-                           K + (std::int64_t)b * Lk * ldk, ldk, Dh, T(0), P + (std::int64_t)b * H * plane, Lk, plane,
-                           H);
+  for (int b = 0; b < B; ++b) {
+    const std::int64_t qofs = (std::int64_t)b * Lq * ldq, kofs = (std::int64_t)b * Lk * ldk;
+    batched(k, false, true, Lq, Lk, Dh, at(Q, qofs), at(Q16, qofs), ldq, Dh, at(K, kofs), at(K16, kofs), ldk, Dh,
+            P + (std::int64_t)b * H * plane, Lk, plane, H);
+  }
   k.attention_softmax_forward(P, B, H, Lq, Lk, ks.len, causal_, 0, T(1) / std::sqrt(T(Dh)),
                               cross_ ? nullptr : ctx.self.key_begin);
   Tensor dropped;
   const T* Pd = P;
+  const u16* P16 = nullptr;
   if (ctx.train && dropout_ > 0) {
     dropped = scratch_buffer<T>(be, prows, Lk);
     k.dropout_forward(dropped.data<T>(), P, prows * Lk, dropout_, ctx.seed, dropout_stream(site_, ctx.micro));
     Pd = dropped.data<T>();
+  } else if (direct) {
+    probs_.pack();
+    P16 = probs_.bf16();
+    Pd = nullptr;
   }
   T* C = ctx_.make(be, N, D, ctx.store);
-  for (int b = 0; b < B; ++b)
-    k.gemm_strided_batched(false, false, Lq, Dh, Lk, T(1), Pd + (std::int64_t)b * H * plane, Lk, plane,
-                           V + (std::int64_t)b * Lk * ldk, ldk, Dh, T(0), C + (std::int64_t)b * Lq * D, D, Dh, H);
+  for (int b = 0; b < B; ++b) {
+    const std::int64_t pofs = (std::int64_t)b * H * plane, kofs = (std::int64_t)b * Lk * ldk;
+    batched(k, false, false, Lq, Dh, Lk, at(Pd, pofs), at(P16, pofs), Lk, plane, at(V, kofs), at(V16, kofs), ldk, Dh,
+            C + (std::int64_t)b * Lq * D, D, Dh, H);
+  }
   probs_.pack();  // 16-bit runs: forward is done with P, Q, K, V
   q_.pack();
   kv_.pack();
@@ -93,6 +131,9 @@ void Attention<T>::backward(T* dx, const T* dy, const T* x, const StepCtx<T>& ct
   const int Lk = ks.L;
   const std::int64_t N = ctx.self.rows(), Nk = ks.rows();
   TH_CHECK(probs_.defined(), "attention backward without a saved forward");
+  // bf16 run on a backend with bf16 operands: the stored Q, K, V (and P without dropout) and the
+  // bf16-rounded dC and dP are the head GEMMs' operands (each rounded once, not per GEMM).
+  const bool direct = q_.bf16() && k.bf16_operands();
   // Output projection.
   Tensor dctx = scratch_buffer<T>(be, N, D);
   T* dC = dctx.data<T>();
@@ -106,49 +147,77 @@ void Attention<T>::backward(T* dx, const T* dy, const T* x, const StepCtx<T>& ct
   // Gradients of the projections land in one buffer laid out like the forward's.
   Tensor dq = scratch_buffer<T>(be, N, cross_ ? D : 3 * D), dkv;
   T *dQ = dq.data<T>(), *dK, *dV;
-  const T *Q = q_.widen(wide_q), *K, *V;
+  const T *Q = nullptr, *K = nullptr, *V = nullptr;
+  const u16 *Q16 = nullptr, *K16 = nullptr, *V16 = nullptr;
+  if (direct) {
+    Q16 = q_.bf16();
+    K16 = cross_ ? kv_.bf16() : Q16 + D;
+    V16 = K16 + D;
+  } else {
+    Q = q_.widen(wide_q);
+    K = cross_ ? kv_.widen(wide_kv) : Q + D;
+    V = K + D;
+  }
   int ldq, ldk;
   if (!cross_) {
-    K = Q + D; V = Q + 2 * D; dK = dQ + D; dV = dQ + 2 * D;
+    dK = dQ + D; dV = dQ + 2 * D;
     ldq = ldk = 3 * D;
   } else {
     dkv = scratch_buffer<T>(be, Nk, 2 * D);
-    K = kv_.widen(wide_kv); V = K + D; dK = dkv.data<T>(); dV = dK + D;
+    dK = dkv.data<T>(); dV = dK + D;
     ldq = D; ldk = 2 * D;
   }
   const std::int64_t prows = probs_.dim(0);
-  const T* P = probs_.widen(wide_p);
+  const T* P = probs_.widen(wide_p);  // softmax_backward reads P in T
   const bool drop = ctx.train && dropout_ > 0;
   const std::uint64_t stream = dropout_stream(site_, ctx.micro);
   Tensor dropped;
   const T* Pd = P;
+  const u16* P16 = nullptr;
   if (drop) {  // the same mask again (counter-based RNG), instead of a stored copy
     dropped = scratch_buffer<T>(be, prows, Lk);
     k.dropout_forward(dropped.data<T>(), P, prows * Lk, dropout_, ctx.seed, stream);
     Pd = dropped.data<T>();
+  } else if (direct) {
+    P16 = probs_.bf16();
+    Pd = nullptr;
   }
+  // The bf16 rounding of a T gradient, once for the two GEMMs that read it (direct runs).
+  auto rounded = [&](Tensor& t, const T* v, std::int64_t rows, std::int64_t cols) -> const u16* {
+    if (!direct) return nullptr;
+    t = be.empty({rows, cols}, DType::BF16, MemCategory::Workspace);
+    be.fp32_to_bf16(static_cast<u16*>(t.raw()), reinterpret_cast<const float*>(v), rows * cols);
+    return static_cast<const u16*>(t.raw());
+  };
+  Tensor dC16t, dP16t;
+  const u16* dC16 = rounded(dC16t, dC, N, D);
+  const T* dCt = direct ? nullptr : dC;
   Tensor dprobs = scratch_buffer<T>(be, prows, Lk);
   T* dP = dprobs.data<T>();
   // Per batch row, the H heads as strided batches; every GEMM writes its own slice, so the
   // order (all dP, then all dV) gives the same values as head by head.
   const std::int64_t plane = static_cast<std::int64_t>(Lq) * Lk;
   for (int b = 0; b < B; ++b) {
-    const std::int64_t pofs = (std::int64_t)b * H * plane, kofs = (std::int64_t)b * Lk * ldk;
-    const T* dCb = dC + (std::int64_t)b * Lq * D;
-    k.gemm_strided_batched(false, true, Lq, Lk, Dh, T(1), dCb, D, Dh, V + kofs, ldk, Dh, T(0), dP + pofs, Lk, plane, H);
-    k.gemm_strided_batched(true, false, Lk, Dh, Lq, T(1), Pd + pofs, Lk, plane, dCb, D, Dh, T(0), dV + kofs, ldk, Dh,
-                           H);
+    const std::int64_t pofs = (std::int64_t)b * H * plane, kofs = (std::int64_t)b * Lk * ldk,
+                       cofs = (std::int64_t)b * Lq * D;
+    batched(k, false, true, Lq, Lk, Dh, at(dCt, cofs), at(dC16, cofs), D, Dh, at(V, kofs), at(V16, kofs), ldk, Dh,
+            dP + pofs, Lk, plane, H);
+    batched(k, true, false, Lk, Dh, Lq, at(Pd, pofs), at(P16, pofs), Lk, plane, at(dCt, cofs), at(dC16, cofs), D, Dh,
+            dV + kofs, ldk, Dh, H);
   }
+  dC16t.reset();
   // Dropout's backward is its forward (same mask and scale) applied to the gradient.
   if (drop) k.dropout_forward(dP, dP, dprobs.numel(), dropout_, ctx.seed, stream);
   k.softmax_backward(dP, dP, P, dprobs.dim(0), Lk, T(1) / std::sqrt(T(Dh)));
+  const u16* dP16 = rounded(dP16t, dP, prows, Lk);
+  const T* dPt = direct ? nullptr : dP;
   for (int b = 0; b < B; ++b) {
     const std::int64_t pofs = (std::int64_t)b * H * plane;
     const std::int64_t qofs = (std::int64_t)b * Lq * ldq, kofs = (std::int64_t)b * Lk * ldk;
-    k.gemm_strided_batched(false, false, Lq, Dh, Lk, T(1), dP + pofs, Lk, plane, K + kofs, ldk, Dh, T(0), dQ + qofs,
-                           ldq, Dh, H);
-    k.gemm_strided_batched(true, false, Lk, Dh, Lq, T(1), dP + pofs, Lk, plane, Q + qofs, ldq, Dh, T(0), dK + kofs,
-                           ldk, Dh, H);
+    batched(k, false, false, Lq, Dh, Lk, at(dPt, pofs), at(dP16, pofs), Lk, plane, at(K, kofs), at(K16, kofs), ldk, Dh,
+            dQ + qofs, ldq, Dh, H);
+    batched(k, true, false, Lk, Dh, Lq, at(dPt, pofs), at(dP16, pofs), Lk, plane, at(Q, qofs), at(Q16, qofs), ldq, Dh,
+            dK + kofs, ldk, Dh, H);
   }
   if (!cross_) {
     k.linear_backward(dx, ps_.grad(wq_), ps_.grad(bq_), dQ, x, ps_.value(wq_), N, D, 3 * D);

@@ -16,6 +16,7 @@
 #include "th/core/error.hpp"
 #include "th/core/rng.hpp"
 #include "th/data/batching.hpp"
+#include "th/kernels/gemm_engine.hpp"
 #include "th/model/transformer.hpp"
 #include "backend_training.hpp"
 #include "model_batches.hpp"
@@ -32,6 +33,7 @@ template <typename T>
 class CountingKernels final : public Kernels<T> {
  public:
   CountingKernels(Kernels<T>& in, Counts& c) : in_(in), c_(c) {}
+  bool hide_bf16_operands = false;  // say "no bf16 operands": the model takes its widening paths
   void gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta, T* C,
             int ldc) override {
     ++c_["gemm"];
@@ -149,7 +151,7 @@ class CountingKernels final : public Kernels<T> {
     ++c_["adamw_update"];
     in_.adamw_update(p, g, m, v, n, lr, b1, b2, eps, wd, t);
   }
-  bool bf16_operands() const override { return in_.bf16_operands(); }
+  bool bf16_operands() const override { return !hide_bf16_operands && in_.bf16_operands(); }
   void linear_forward_bf16(T* y, const std::uint16_t* x16, const T* W, const T* b, std::int64_t N, int in,
                            int out) override {
     ++c_["linear_forward_bf16"];
@@ -159,6 +161,13 @@ class CountingKernels final : public Kernels<T> {
                             const std::uint16_t* x16, const T* W, std::int64_t N, int in, int out, bool acc) override {
     ++c_["linear_backward_bf16"];
     in_.linear_backward_bf16(dx, dW, db, dy, dy16, alpha, x, x16, W, N, in, out, acc);
+  }
+  void gemm_strided_batched_mixed(bool ta, bool tb, int M, int N, int K, float alpha, const T* A,
+                                  const std::uint16_t* A16, int lda, std::int64_t sa, const T* B,
+                                  const std::uint16_t* B16, int ldb, std::int64_t sb, float beta, T* C, int ldc,
+                                  std::int64_t sc, int batch) override {
+    ++c_["gemm_strided_batched_mixed"];
+    in_.gemm_strided_batched_mixed(ta, tb, M, N, K, alpha, A, A16, lda, sa, B, B16, ldb, sb, beta, C, ldc, sc, batch);
   }
   double cross_entropy_forward_grad_bf16(T* losses, T* lse, std::uint16_t* g16, const T* logits, const int* targets,
                                          std::int64_t N, int V, T smoothing, int ignore, std::int64_t* count) override {
@@ -174,7 +183,10 @@ class CountingKernels final : public Kernels<T> {
 // The CPU backend behind a counter: kernels, 16-bit rounding, allocations and copies.
 class CountingBackend final : public Backend {
  public:
-  explicit CountingBackend(Backend& in) : in_(in), f32_(in.f32(), counts), f64_(in.f64(), counts) {}
+  explicit CountingBackend(Backend& in, bool hide_bf16_operands = false)
+      : in_(in), f32_(in.f32(), counts), f64_(in.f64(), counts) {
+    f32_.hide_bf16_operands = hide_bf16_operands;
+  }
   Counts counts;
 
   const char* name() const override { return "counting"; }
@@ -291,9 +303,46 @@ TEST(BackendSeam, MixedPrecisionRoundingGoesThroughTheBackend) {
   EXPECT_TRUE(ref.grads == run.grads);
   EXPECT_GT(counting.counts["round_to_bf16"], 0);
   // bf16 operands straight from the stored activations, and the loss's fused gradient.
-  for (const char* k : {"linear_forward_bf16", "linear_backward_bf16", "cross_entropy_forward_grad_bf16"})
+  for (const char* k :
+       {"linear_forward_bf16", "linear_backward_bf16", "gemm_strided_batched_mixed", "cross_entropy_forward_grad_bf16"})
     EXPECT_GT(counting.counts[k], 0) << k;
   EXPECT_EQ(counting.counts["cross_entropy_backward"], 0);
+}
+
+// The bf16 operand paths (stored activations handed to the GEMMs, Q/K/V/P and the once-rounded
+// dC/dP in attention's head GEMMs, the loss's fused bf16 gradient) against the widening paths
+// they replace, which the model takes when the backend says bf16_operands() = false. Under the
+// driver's GEMM plan for a bf16 run (every fp32 GEMM rounds its operands to bf16), the operands
+// are the same values either way; the fused loss rounds its gradient before the scale
+// alpha = loss_scale / count instead of after, which is exact when count is a power of two (16 or 32
+// targets here, checked), so the two must agree bit for bit, with dropout and without.
+TEST(BackendSeam, Bf16OperandPathsGiveTheWideningPathsBits) {
+  const cpu::GemmPlan saved = cpu::gemm_plan();
+  cpu::set_gemm_plan(cpu::choose_gemm_plan(cpu::GemmRequest::OpenBLAS, cpu::gemm_capabilities(), nullptr, true));
+  for (bool dec_only : {false, true})
+    for (float dropout : {0.0f, 0.2f}) {
+      SCOPED_TRACE(std::string(dec_only ? "decoder-only" : "encoder-decoder") + " dropout " + std::to_string(dropout));
+      ModelSpec spec = spec_of(dec_only, dec_only);
+      spec.compute = DType::BF16;
+      spec.dropout = dropout;
+      const Batch batch = testing_support::random_rows_batch(4, 3, 0, 9, 33, dec_only);
+      {
+        Transformer<float> probe(spec, cpu_backend());
+        probe.params().initialize(7);
+        probe.forward(batch, 5, 1);
+        const std::int64_t count = probe.target_tokens();
+        ASSERT_TRUE(count > 0 && (count & (count - 1)) == 0) << count << " targets: the batch needs a power of two";
+        probe.discard();
+      }
+      CountingBackend direct(cpu_backend()), widening(cpu_backend(), /*hide_bf16_operands=*/true);
+      const TrainRun a = train<float>(spec, batch, direct), b = train<float>(spec, batch, widening);
+      EXPECT_GT(direct.counts["gemm_strided_batched_mixed"], 0);
+      EXPECT_EQ(widening.counts["gemm_strided_batched_mixed"] + widening.counts["linear_backward_bf16"], 0);
+      EXPECT_EQ(a.losses, b.losses);
+      EXPECT_TRUE(a.grads == b.grads) << "gradients differ";
+      EXPECT_TRUE(a.values == b.values) << "updated parameters differ";
+    }
+  cpu::set_gemm_plan(saved);
 }
 
 // The strided-batched GEMM against the same GEMMs one by one (the reference loop), with strides

@@ -497,3 +497,35 @@ TEST(GemmEngine, CrossEntropyForwardGradBf16IsForwardThenBackwardRounded) {
     for (std::size_t i = 0; i < g.size(); ++i) ASSERT_EQ(g16[i], bf16_bits(g[i])) << "smoothing " << smoothing << " " << i;
   }
 }
+
+// gemm_strided_batched_mixed against gemm_strided_batched<float> on the widened operands, in every
+// bf16 plan: each operand in fp32 or bf16, transposed or not, with attention's interleaved strides
+// (heads as column slices of a wider row): the same rounded operands, so the same bits.
+TEST(GemmEngine, MixedOperandBatchedGemmIsTheFp32EntryPointOnWidenedOperands) {
+  PlanGuard guard;
+  const int M = 9, N = 7, K = 5, H = 3, ld = 4 * H * 8;  // rows of 4*H*8 values, heads 8 apart
+  std::vector<float> A(32 * ld), B(32 * ld), C0(M * N * H);
+  std::uint64_t s = 5;
+  auto fill = [&](std::vector<float>& v) {
+    for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(2.0 * uniform01(15, s, i) - 1.0);
+    ++s;
+  };
+  fill(A), fill(B), fill(C0);
+  std::vector<std::uint16_t> A16(A.size()), B16(B.size());
+  std::vector<float> Aw(A.size()), Bw(B.size());
+  for (std::size_t i = 0; i < A.size(); ++i) A16[i] = bf16_bits(A[i]), Aw[i] = round_bf16(A[i]);
+  for (std::size_t i = 0; i < B.size(); ++i) B16[i] = bf16_bits(B[i]), Bw[i] = round_bf16(B[i]);
+  for (const Named& p : bf16_plans()) {
+    set_gemm_plan(p.plan);
+    for (int mode = 0; mode < 16; ++mode) {
+      const bool ta = mode & 1, tb = mode & 2, a16 = mode & 4, b16 = mode & 8;
+      std::vector<float> C = C0, R = C0;
+      gemm_strided_batched_mixed(ta, tb, M, N, K, 0.5f, a16 ? nullptr : A.data(), a16 ? A16.data() : nullptr, ld, 8,
+                                 b16 ? nullptr : B.data(), b16 ? B16.data() : nullptr, ld, 8, 1.0f, C.data(), N, M * N,
+                                 H);
+      gemm_strided_batched<float>(ta, tb, M, N, K, 0.5f, a16 ? Aw.data() : A.data(), ld, 8, b16 ? Bw.data() : B.data(),
+                                  ld, 8, 1.0f, R.data(), N, M * N, H);
+      for (std::size_t i = 0; i < C.size(); ++i) ASSERT_EQ(C[i], R[i]) << p.name << " mode " << mode << " " << i;
+    }
+  }
+}

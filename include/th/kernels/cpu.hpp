@@ -58,6 +58,14 @@ void linear_backward_bf16(float* dx, float* dW, float* db, const float* dy, cons
                           const float* x, const std::uint16_t* x16, const float* W, std::int64_t N, int in, int out,
                           bool accumulate_dx = false);
 
+// bf16 runs: gemm_strided_batched<float> with each operand given either in fp32 (A / B, rounded
+// to bf16 as every GEMM of the run does) or as bf16 bits (A16 / B16, used as they are): exactly
+// one of each pair. The same values as gemm_strided_batched<float> on the widened operands.
+void gemm_strided_batched_mixed(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
+                                const std::uint16_t* A16, int lda, std::int64_t stride_a, const float* B,
+                                const std::uint16_t* B16, int ldb, std::int64_t stride_b, float beta, float* C,
+                                int ldc, std::int64_t stride_c, int batch);
+
 // y[N,D] += b[D] for every row; db[D] += column sums of dy[N,D].
 template <typename T> void bias_add(T* y, const T* b, std::int64_t N, int D);
 template <typename T> void bias_grad(T* db, const T* dy, std::int64_t N, int D);

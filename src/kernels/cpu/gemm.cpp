@@ -34,11 +34,11 @@ Operand<U> operand(const U* p, bool trans, int op_rows, int op_cols, int ld, std
 
 // Per-thread scratch for converted operands, grown as needed: a workspace outside the memory
 // pool, at most the two operands of the largest GEMM of a bf16 run (slots 0, 1), the output
-// gradient that linear_backward's two products share (slot 2) and a 16-bit operand widened for an
-// fp32 provider (slot 3).
+// gradient that linear_backward's two products share (slot 2) and 16-bit operands widened for an
+// fp32 provider (slots 3, 4).
 template <typename U>
 U* scratch(int slot, std::size_t n) {
-  thread_local std::vector<U> buffers[4];
+  thread_local std::vector<U> buffers[5];
   if (buffers[slot].size() < n) buffers[slot].resize(n);
   return buffers[slot].data();
 }
@@ -209,6 +209,39 @@ const float* widened(const u16* x, std::int64_t rows, int cols) {
                      rows::widen_bf16);
 }
 }  // namespace
+
+void gemm_strided_batched_mixed(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, const u16* A16,
+                                int lda, std::int64_t sa, const float* B, const u16* B16, int ldb, std::int64_t sb,
+                                float beta, float* C, int ldc, std::int64_t sc, int batch) {
+  TH_CHECK((A == nullptr) != (A16 == nullptr) && (B == nullptr) != (B16 == nullptr),
+           "gemm_strided_batched_mixed: give exactly one of A / A16 and of B / B16");
+  if (M <= 0 || N <= 0 || batch <= 0) return;
+  const Call g{ta, tb, M, N, K, alpha, beta, C, ldc, sc, batch};
+  if (K <= 0) return scale_only(g);
+  const GemmPlan& plan = gemm_plan();
+  if (plan.fp32_as_bf16 && plan.bf16_onednn) {
+    auto as_bf16 = [&](int slot, const float* p, const u16* p16, bool trans, int nr, int nc, int ld,
+                       std::int64_t s) -> Operand<u16> {
+      if (p16) return operand(p16, trans, nr, nc, ld, s);
+      const Operand<float> o = operand(p, trans, nr, nc, ld, s);
+      return {pack<u16>(slot, o, batch, "GEMM::round_to_bf16", rows::narrow_bf16), o.rows, o.cols, o.cols,
+              std::int64_t(o.rows) * o.cols};
+    };
+    run_bf16(plan, g, as_bf16(0, A, A16, ta, M, K, lda, sa), as_bf16(1, B, B16, tb, K, N, ldb, sb));
+    return;
+  }
+  // No bf16 matmul: widen the 16-bit operands (exact, compact) and take the fp32 entry point.
+  auto as_fp32 = [&](int slot, const float* p, const u16* p16, bool trans, int nr, int nc, int& ld,
+                     std::int64_t& s) -> const float* {
+    if (!p16) return p;
+    const Operand<u16> o = operand(p16, trans, nr, nc, ld, s);
+    ld = o.cols, s = std::int64_t(o.rows) * o.cols;
+    return pack<float>(slot, o, batch, "GEMM::widen_bf16", rows::widen_bf16);
+  };
+  const float* a = as_fp32(3, A, A16, ta, M, K, lda, sa);
+  const float* b = as_fp32(4, B, B16, tb, K, N, ldb, sb);
+  dispatch<float>(ta, tb, M, N, K, alpha, a, lda, sa, b, ldb, sb, beta, C, ldc, sc, batch);
+}
 
 void linear_forward_bf16(float* y, const u16* x16, const float* W, const float* b, std::int64_t N, int in, int out) {
   const GemmPlan& plan = gemm_plan();
