@@ -1,7 +1,9 @@
 #include <algorithm>
+#include <type_traits>
 
 #include "th/kernels/host_loop.hpp"
 #include "th/kernels/cpu.hpp"
+#include "cpu/isa_clones.hpp"
 
 namespace th::cpu {
 
@@ -12,16 +14,39 @@ template <typename T> void bias_add(T* y, const T* b, std::int64_t N, int D) {
   });
 }
 
+namespace {
+// Columns [j0, j0 + w) of dy summed down its N rows into acc, row by row: each column's order is the
+// same whatever the block width or ISA clone, so the sums are too. float: blocks of up to 512
+// columns (long contiguous reads per row; at least two blocks from 128 columns, for two threads),
+// compiled per ISA level (isa_clones.hpp).
+constexpr int kMaxBlock = 512;
+template <typename T> int block_width(int D) {
+  if (!std::is_same_v<T, float>) return 64;
+  return std::clamp((D / 2 + 63) / 64 * 64, 64, kMaxBlock);
+}
+template <typename T> void column_block_sums(T* acc, const T* dy, std::int64_t N, int D, int j0, int w) {
+  for (std::int64_t i = 0; i < N; ++i)
+    for (int j = 0; j < w; ++j) acc[j] += dy[i * D + j0 + j];
+}
+TH_ISA_CLONES void column_block_sums_f32(float* __restrict acc, const float* __restrict dy, std::int64_t N, int D,
+                                        int j0, int w) {
+  for (std::int64_t i = 0; i < N; ++i) {
+    const float* row = dy + i * D + j0;
+    for (int j = 0; j < w; ++j) acc[j] += row[j];
+  }
+}
+}  // namespace
+
 // Column sums: parallel over column blocks so no two iterations write the same db element; the
 // row loop inside keeps reads contiguous.
 template <typename T> void bias_grad(T* db, const T* dy, std::int64_t N, int D) {
-  constexpr int kBlock = 64;
-  const std::int64_t nblocks = (D + kBlock - 1) / kBlock;
+  const int block = block_width<T>(D);
+  const std::int64_t nblocks = (D + block - 1) / block;
   host_for("Bias::grad", nblocks, [=](std::int64_t blk) {
-    const int j0 = static_cast<int>(blk) * kBlock, j1 = std::min(D, j0 + kBlock);
-    T acc[kBlock] = {};
-    for (std::int64_t i = 0; i < N; ++i)
-      for (int j = j0; j < j1; ++j) acc[j - j0] += dy[i * D + j];
+    const int j0 = static_cast<int>(blk) * block, j1 = std::min(D, j0 + block);
+    T acc[kMaxBlock] = {};
+    if constexpr (std::is_same_v<T, float>) column_block_sums_f32(acc, dy, N, D, j0, j1 - j0);
+    else column_block_sums(acc, dy, N, D, j0, j1 - j0);
     for (int j = j0; j < j1; ++j) db[j] += acc[j - j0];
   });
 }
