@@ -97,6 +97,11 @@ class CpuKernels final : public Kernels<T> {
     if constexpr (std::is_same_v<T, float>) cpu::linear_backward_bf16(dx, dW, db, dy, dy16, alpha, x, x16, W, N, in, out, acc);
     else Kernels<T>::linear_backward_bf16(dx, dW, db, dy, dy16, alpha, x, x16, W, N, in, out, acc);
   }
+  void bias_act_backward_bf16(T* dpre, T* db, const T* dy, const std::uint16_t* pre16, std::int64_t N, int F,
+                              cpu::Activation act) override {
+    if constexpr (std::is_same_v<T, float>) cpu::bias_act_backward_bf16(dpre, db, dy, pre16, N, F, act);
+    else Kernels<T>::bias_act_backward_bf16(dpre, db, dy, pre16, N, F, act);
+  }
   void gemm_strided_batched_mixed(bool ta, bool tb, int M, int N, int K, float alpha, const T* A,
                                   const std::uint16_t* A16, int lda, std::int64_t sa, const T* B,
                                   const std::uint16_t* B16, int ldb, std::int64_t sb, float beta, T* C, int ldc,

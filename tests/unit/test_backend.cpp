@@ -162,6 +162,11 @@ class CountingKernels final : public Kernels<T> {
     ++c_["linear_backward_bf16"];
     in_.linear_backward_bf16(dx, dW, db, dy, dy16, alpha, x, x16, W, N, in, out, acc);
   }
+  void bias_act_backward_bf16(T* dpre, T* db, const T* dy, const std::uint16_t* pre16, std::int64_t N, int F,
+                              cpu::Activation act) override {
+    ++c_["bias_act_backward_bf16"];
+    in_.bias_act_backward_bf16(dpre, db, dy, pre16, N, F, act);
+  }
   void gemm_strided_batched_mixed(bool ta, bool tb, int M, int N, int K, float alpha, const T* A,
                                   const std::uint16_t* A16, int lda, std::int64_t sa, const T* B,
                                   const std::uint16_t* B16, int ldb, std::int64_t sb, float beta, T* C, int ldc,
@@ -337,6 +342,7 @@ TEST(BackendSeam, Bf16OperandPathsGiveTheWideningPathsBits) {
       CountingBackend direct(cpu_backend()), widening(cpu_backend(), /*hide_bf16_operands=*/true);
       const TrainRun a = train<float>(spec, batch, direct), b = train<float>(spec, batch, widening);
       EXPECT_GT(direct.counts["gemm_strided_batched_mixed"], 0);
+      EXPECT_GT(direct.counts["bias_act_backward_bf16"], 0);
       EXPECT_EQ(widening.counts["gemm_strided_batched_mixed"] + widening.counts["linear_backward_bf16"], 0);
       EXPECT_EQ(a.losses, b.losses);
       EXPECT_TRUE(a.grads == b.grads) << "gradients differ";

@@ -401,3 +401,31 @@ TEST(Kernels, Fp32LayerNormMatchesDouble) {
     ASSERT_NEAR(dxf[i], dxd[i], 64 * u * (1 + std::abs(dxd[i]))) << i;
   }
 }
+
+// bias_act_backward_bf16 (the stored bf16 pre-activation read as it is) against bias_act_backward
+// on the widened values: the same values, so the same bits, for ReLU (zeros and negative zero in
+// the input) and GELU, with a width that is no multiple of the vector length.
+TEST(Kernels, BiasActBackwardFromBf16IsTheWidenedOne) {
+  const std::int64_t N = 19;
+  const int F = 37;
+  std::vector<float> dy(N * F), pre(N * F);
+  for (std::int64_t i = 0; i < N * F; ++i) {
+    dy[i] = static_cast<float>(2.0 * uniform01(21, 1, i) - 1.0);
+    pre[i] = static_cast<float>(6.0 * uniform01(21, 2, i) - 3.0);
+  }
+  pre[0] = 0.0f, pre[1] = -0.0f;
+  std::vector<std::uint16_t> pre16(pre.size());
+  cpu::fp32_to_bf16(pre16.data(), pre.data(), N * F);
+  std::vector<float> wide(pre.size());
+  cpu::bf16_to_fp32(wide.data(), pre16.data(), N * F);
+  for (cpu::Activation act : {cpu::Activation::ReLU, cpu::Activation::GELU}) {
+    std::vector<float> d1(N * F), d2(N * F), b1(F, 0.5f), b2(F, 0.5f);
+    cpu::bias_act_backward_bf16(d1.data(), b1.data(), dy.data(), pre16.data(), N, F, act);
+    cpu::bias_act_backward<float>(d2.data(), b2.data(), dy.data(), wide.data(), N, F, act);
+    for (std::int64_t i = 0; i < N * F; ++i) ASSERT_EQ(d1[i], d2[i]) << i;
+    for (int j = 0; j < F; ++j) ASSERT_EQ(b1[j], b2[j]) << j;
+    double s = 0.5;  // db[0] against its definition
+    for (std::int64_t r = 0; r < N; ++r) s += d2[r * F];
+    EXPECT_NEAR(b1[0], s, 1e-5);
+  }
+}

@@ -74,9 +74,9 @@ class Kernels {
   virtual void adamw_update(T* p, const T* g, T* m, T* v, std::int64_t n, double lr, double beta1, double beta2,
                             double eps, double weight_decay, std::int64_t t) = 0;
 
-  // bf16 runs: 16-bit operands handed to the GEMMs directly (linear_forward_bf16,
-  // linear_backward_bf16, gemm_strided_batched_mixed, cross_entropy_forward_grad_bf16 of
-  // th/kernels/cpu.hpp). Optional: the
+  // bf16 runs: 16-bit operands handed to the kernels directly (linear_forward_bf16,
+  // linear_backward_bf16, bias_act_backward_bf16, gemm_strided_batched_mixed,
+  // cross_entropy_forward_grad_bf16 of th/kernels/cpu.hpp). Optional: the
   // model uses them only where bf16_operands() says so (the CPU and emulated backends, float),
   // and otherwise widens the saved values and calls the entry points above.
   virtual bool bf16_operands() const { return false; }
@@ -86,6 +86,9 @@ class Kernels {
   virtual void linear_backward_bf16(T*, T*, T*, const T*, const std::uint16_t*, float, const T*,
                                     const std::uint16_t*, const T*, std::int64_t, int, int, bool = false) {
     unsupported("linear_backward_bf16");
+  }
+  virtual void bias_act_backward_bf16(T*, T*, const T*, const std::uint16_t*, std::int64_t, int, cpu::Activation) {
+    unsupported("bias_act_backward_bf16");
   }
   virtual void gemm_strided_batched_mixed(bool, bool, int, int, int, float, const T*, const std::uint16_t*, int,
                                           std::int64_t, const T*, const std::uint16_t*, int, std::int64_t, float, T*,

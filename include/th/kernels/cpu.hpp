@@ -58,6 +58,11 @@ void linear_backward_bf16(float* dx, float* dW, float* db, const float* dy, cons
                           const float* x, const std::uint16_t* x16, const float* W, std::int64_t N, int in, int out,
                           bool accumulate_dx = false);
 
+// bf16 runs: bias_act_backward<float> reading the stored pre-activation as bf16 bits (widened
+// exactly on the fly): the same values as on the widened array.
+void bias_act_backward_bf16(float* dpre, float* db, const float* dy, const std::uint16_t* pre16, std::int64_t N,
+                            int F, Activation act);
+
 // bf16 runs: gemm_strided_batched<float> with each operand given either in fp32 (A / B, rounded
 // to bf16 as every GEMM of the run does) or as bf16 bits (A16 / B16, used as they are): exactly
 // one of each pair. The same values as gemm_strided_batched<float> on the widened operands.

@@ -1,5 +1,6 @@
 #include <cmath>
 
+#include "th/core/half.hpp"
 #include "th/kernels/host_loop.hpp"
 #include "th/kernels/cpu.hpp"
 #include "th/kernels/element_rules.hpp"
@@ -43,6 +44,20 @@ void bias_act_backward(T* dpre, T* db, const T* dy, const T* pre, std::int64_t N
     });
   } else {
     host_for("BiasGELU::backward", n, [=](std::int64_t i) { dpre[i] = dy[i] * gelu_grad(pre[i]); });
+  }
+  bias_grad(db, dpre, N, F);
+}
+
+void bias_act_backward_bf16(float* dpre, float* db, const float* dy, const std::uint16_t* pre16, std::int64_t N,
+                            int F, Activation act) {
+  const std::int64_t n = N * F;
+  if (act == Activation::ReLU) {
+    host_for("BiasReLU::backward_bf16", n, [=](std::int64_t i) {
+      const float d = dy[i], x = half::from_bf16(pre16[i]);
+      dpre[i] = rules::relu_backward(d, x);
+    });
+  } else {
+    host_for("BiasGELU::backward_bf16", n, [=](std::int64_t i) { dpre[i] = dy[i] * gelu_grad(half::from_bf16(pre16[i])); });
   }
   bias_grad(db, dpre, N, F);
 }
