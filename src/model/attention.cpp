@@ -74,9 +74,9 @@ void Attention<T>::forward(T* y, const T* x, const StepCtx<T>& ctx) {
   // the operands of the head GEMMs (which would round them to those values anyway).
   const bool direct = q_.bf16_storage() && k.bf16_operands();
   const u16 *Q16 = nullptr, *K16 = nullptr, *V16 = nullptr;
-  if (direct) {
-    q_.pack();
-    kv_.pack();
+  if (direct) {  // converted now, the wide buffers freed where the widening path frees them (below)
+    q_.pack(/*keep_wide=*/true);
+    kv_.pack(/*keep_wide=*/true);
     Q16 = q_.bf16();
     K16 = cross_ ? kv_.bf16() : Q16 + D;
     V16 = K16 + D;
@@ -100,7 +100,7 @@ void Attention<T>::forward(T* y, const T* x, const StepCtx<T>& ctx) {
     k.dropout_forward(dropped.data<T>(), P, prows * Lk, dropout_, ctx.seed, dropout_stream(site_, ctx.micro));
     Pd = dropped.data<T>();
   } else if (direct) {
-    probs_.pack();
+    probs_.pack(/*keep_wide=*/true);
     P16 = probs_.bf16();
     Pd = nullptr;
   }

@@ -34,14 +34,21 @@ class Saved {
     return wide_.data<T>();
   }
   // Forward no longer reads the wide values: a 16-bit store converts them and frees the wide buffer.
-  void pack() {
+  // keep_wide: convert now but free the wide buffer only at the next pack() (which then converts
+  // nothing), so that buffers are freed in the order of the widening path (the memory pool reuses
+  // a freed block for a request of half its size and counts it whole).
+  void pack(bool keep_wide = false) {
     if (!packs() || !wide_.defined()) return;
+    if (narrow_.defined()) {  // converted by an earlier pack(true)
+      wide_.reset();
+      return;
+    }
     narrow_ = be_->empty(wide_.shape(), storage_, MemCategory::Activations);
     auto* dst = static_cast<std::uint16_t*>(narrow_.raw());
     const auto* src = reinterpret_cast<const float*>(wide_.data<T>());
     if (storage_ == DType::BF16) be_->fp32_to_bf16(dst, src, wide_.numel());
     else be_->fp32_to_fp16(dst, src, wide_.numel());
-    wide_.reset();
+    if (!keep_wide) wide_.reset();
   }
   // The wide values: the buffer itself before pack() (or when nothing packs), else widened into
   // `scratch` (category Workspace; valid while `scratch` lives). Writable: backward may reuse them
