@@ -41,8 +41,8 @@ void batched(Kernels<T>& k, bool ta, bool tb, int M, int N, int K, const T* A, c
   else
     k.gemm_strided_batched(ta, tb, M, N, K, T(1), A, lda, sa, B, ldb, sb, T(0), C, ldc, sc, batch);
 }
-const u16* at(const u16* p, std::int64_t offset) { return p ? p + offset : nullptr; }
-template <typename T> const T* at(const T* p, std::int64_t offset) { return p ? p + offset : nullptr; }
+// p + offset, null staying null (the operand of the other precision).
+template <typename U> const U* at(const U* p, std::int64_t offset) { return p ? p + offset : nullptr; }
 }  // namespace
 
 template <typename T>

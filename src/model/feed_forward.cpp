@@ -51,20 +51,18 @@ void FeedForward<T>::backward(T* dx, const T* dy, const T* x, const StepCtx<T>& 
   if (!drop && h_.bf16() && k.bf16_operands()) {  // bf16: the stored h is the GEMM operand
     k.linear_backward_bf16(dh.data<T>(), ps_.grad(w2_), ps_.grad(b2_), dy, nullptr, 1.0f, nullptr, h_.bf16(),
                            ps_.value(w2_), N, F_, D_);
-    k.bias_act_backward_bf16(dh.data<T>(), ps_.grad(b1_), dh.data<T>(), pre_.bf16(), N, F_, act_);
-    k.linear_backward(dx, ps_.grad(w1_), nullptr, dh.data<T>(), x, ps_.value(w1_), N, D_, F_);
-    return;
+  } else {
+    const T* hd = h_.widen(wide_h);
+    if (drop) {
+      dropped = scratch_buffer<T>(be, N, F_);
+      k.dropout_forward(dropped.data<T>(), hd, N * F_, dropout_, ctx.seed, stream);
+      hd = dropped.data<T>();
+    }
+    k.linear_backward(dh.data<T>(), ps_.grad(w2_), ps_.grad(b2_), dy, hd, ps_.value(w2_), N, F_, D_);
+    if (drop) k.dropout_forward(dh.data<T>(), dh.data<T>(), N * F_, dropout_, ctx.seed, stream);
+    wide_h.reset();
+    dropped.reset();
   }
-  const T* hd = h_.widen(wide_h);
-  if (drop) {
-    dropped = scratch_buffer<T>(be, N, F_);
-    k.dropout_forward(dropped.data<T>(), hd, N * F_, dropout_, ctx.seed, stream);
-    hd = dropped.data<T>();
-  }
-  k.linear_backward(dh.data<T>(), ps_.grad(w2_), ps_.grad(b2_), dy, hd, ps_.value(w2_), N, F_, D_);
-  if (drop) k.dropout_forward(dh.data<T>(), dh.data<T>(), N * F_, dropout_, ctx.seed, stream);
-  wide_h.reset();
-  dropped.reset();
   if (pre_.bf16() && k.bf16_operands())  // bf16: the stored pre-activation read as it is
     k.bias_act_backward_bf16(dh.data<T>(), ps_.grad(b1_), dh.data<T>(), pre_.bf16(), N, F_, act_);
   else

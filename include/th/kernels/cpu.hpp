@@ -50,8 +50,9 @@ void linear_backward(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, s
 // linear layer with 16-bit operands handed over directly (raw bf16 bits) instead of fp32 values
 // the GEMM would round, one conversion pass fewer each (a saved activation is not widened and
 // narrowed again). linear_forward_bf16 gives what linear_forward gives on the widened x.
-// linear_backward_bf16 takes x or x16 (exactly one) and dy or dy16 (exactly one; with dy16 the
-// GEMMs multiply by alpha, in fp32: dx (=|+=) alpha dy16 W, dW += alpha dy16^T x); db needs dy.
+// linear_backward_bf16 takes x or x16 (one of them; neither when dW is null) and dy or dy16
+// (exactly one; with dy16 the GEMMs multiply by alpha, in fp32: dx (=|+=) alpha dy16 W,
+// dW += alpha dy16^T x); db needs dy.
 void linear_forward_bf16(float* y, const std::uint16_t* x16, const float* W, const float* b, std::int64_t N, int in,
                          int out);
 void linear_backward_bf16(float* dx, float* dW, float* db, const float* dy, const std::uint16_t* dy16, float alpha,

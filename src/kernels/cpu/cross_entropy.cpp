@@ -13,30 +13,43 @@
 
 namespace th::cpu {
 
+namespace {
+// One row of the forward: writes lse[n] and losses[n] (0 for an ignored target).
 template <typename T>
-double cross_entropy_forward(T* losses, T* lse, const T* logits, const int* targets, std::int64_t N,
-                             int V, T smoothing, int ignore, std::int64_t* count) {
-  host_for("CrossEntropy::forward", N, [=](std::int64_t n) {
-    const T* z = logits + n * V;
-    T mx = -std::numeric_limits<T>::infinity();
-    T sum = 0, zsum = 0;
-    if constexpr (std::is_same_v<T, float>) {  // vectorised rows (softmax_rows.hpp)
-      mx = rows::max(z, V);
-      rows::exp_sums(z, V, mx, &sum, &zsum);
-    } else {
-      for (int v = 0; v < V; ++v) mx = std::max(mx, z[v]);
-      for (int v = 0; v < V; ++v) {
-        sum += std::exp(z[v] - mx);
-        zsum += z[v];
-      }
+void forward_row(T* losses, T* lse, const T* logits, const int* targets, std::int64_t n, int V, T smoothing,
+                 int ignore) {
+  const T* z = logits + n * V;
+  T mx = -std::numeric_limits<T>::infinity();
+  T sum = 0, zsum = 0;
+  if constexpr (std::is_same_v<T, float>) {  // vectorised rows (softmax_rows.hpp)
+    mx = rows::max(z, V);
+    rows::exp_sums(z, V, mx, &sum, &zsum);
+  } else {
+    for (int v = 0; v < V; ++v) mx = std::max(mx, z[v]);
+    for (int v = 0; v < V; ++v) {
+      sum += std::exp(z[v] - mx);
+      zsum += z[v];
     }
-    const T l = mx + std::log(sum);
-    lse[n] = l;
-    losses[n] = targets[n] == ignore ? T(0) : rules::ce_loss(l, z[targets[n]], zsum, smoothing, V);
-  });
+  }
+  const T l = mx + std::log(sum);
+  lse[n] = l;
+  losses[n] = targets[n] == ignore ? T(0) : rules::ce_loss(l, z[targets[n]], zsum, smoothing, V);
+}
+// Sets *count to the rows not ignored and returns the sum of the losses.
+template <typename T>
+double finish(const T* losses, const int* targets, std::int64_t N, int ignore, std::int64_t* count) {
   *count = static_cast<std::int64_t>(
       host_sum("CrossEntropy::count", N, [=](std::int64_t n) { return targets[n] == ignore ? 0.0 : 1.0; }));
   return host_sum("CrossEntropy::sum", N, [=](std::int64_t n) { return static_cast<double>(losses[n]); });
+}
+}  // namespace
+
+template <typename T>
+double cross_entropy_forward(T* losses, T* lse, const T* logits, const int* targets, std::int64_t N,
+                             int V, T smoothing, int ignore, std::int64_t* count) {
+  host_for("CrossEntropy::forward", N,
+           [=](std::int64_t n) { forward_row(losses, lse, logits, targets, n, V, smoothing, ignore); });
+  return finish(losses, targets, N, ignore, count);
 }
 
 template <typename T>
@@ -62,29 +75,20 @@ double cross_entropy_forward_grad_bf16(float* losses, float* lse, std::uint16_t*
                                        const int* targets, std::int64_t N, int V, float smoothing, int ignore,
                                        std::int64_t* count) {
   host_for("CrossEntropy::forward_grad_bf16", N, [=](std::int64_t n) {
-    const float* z = logits + n * V;
+    forward_row(losses, lse, logits, targets, n, V, smoothing, ignore);
     std::uint16_t* g = grad16 + n * V;
-    float sum = 0, zsum = 0;
-    const float mx = rows::max(z, V);
-    rows::exp_sums(z, V, mx, &sum, &zsum);
-    const float l = mx + std::log(sum);
-    lse[n] = l;
     if (targets[n] == ignore) {
-      losses[n] = 0;
       std::fill_n(g, V, std::uint16_t(0));
       return;
     }
-    losses[n] = rules::ce_loss(l, z[targets[n]], zsum, smoothing, V);
     // The row's gradient in fp32 (cross_entropy_backward's rule, dloss = 1), then rounded once.
     thread_local std::vector<float> row;
     if (row.size() < static_cast<std::size_t>(V)) row.resize(static_cast<std::size_t>(V));
-    rows::exp_affine(row.data(), z, V, l, 1.0f, smoothing / float(V));
+    rows::exp_affine(row.data(), logits + n * V, V, lse[n], 1.0f, smoothing / float(V));
     row[targets[n]] -= rules::ce_target_correction(1.0f, smoothing);
     rows::narrow_bf16(g, row.data(), V);
   });
-  *count = static_cast<std::int64_t>(
-      host_sum("CrossEntropy::count", N, [=](std::int64_t n) { return targets[n] == ignore ? 0.0 : 1.0; }));
-  return host_sum("CrossEntropy::sum", N, [=](std::int64_t n) { return static_cast<double>(losses[n]); });
+  return finish(losses, targets, N, ignore, count);
 }
 
 #define TH_INSTANTIATE(T)                                                                          \

@@ -3,7 +3,6 @@
 // the fp32 provider; fp32 operands in a bf16 run (plan.fp32_as_bf16): rounded to bf16 first, then
 // the bf16 path. double: always OpenBLAS (gradient checks). A oneDNN call that cannot be created
 // for a shape falls back: batched -> entry by entry -> OpenBLAS.
-#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
@@ -185,17 +184,8 @@ void linear_backward(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, s
     // bf16 run on oneDNN: dy is rounded to bf16 once for both products (the same operands and
     // products as two separate calls, one conversion pass fewer).
     const GemmPlan& plan = gemm_plan();
-    if (plan.fp32_as_bf16 && plan.bf16_onednn && dx && dW && n > 0 && in > 0 && out > 0) {
-      const u16* dy16 = pack<u16>(2, operand(dy, false, n, out, out, 0), 1, "GEMM::round_to_bf16", rows::narrow_bf16);
-      const Operand<u16> dyo{dy16, n, out, out, 0};
-      const u16* W16 = pack<u16>(1, operand(W, false, out, in, in, 0), 1, "GEMM::round_to_bf16", rows::narrow_bf16);
-      run_bf16(plan, Call{false, false, n, in, out, 1.0f, accumulate_dx ? 1.0f : 0.0f, dx, in, 0, 1}, dyo,
-               {W16, out, in, in, 0});
-      const u16* x16 = pack<u16>(1, operand(x, false, n, in, in, 0), 1, "GEMM::round_to_bf16", rows::narrow_bf16);
-      run_bf16(plan, Call{true, false, out, in, n, 1.0f, 1.0f, dW, in, 0, 1}, dyo, {x16, n, in, in, 0});
-      if (db) bias_grad(db, dy, N, out);
-      return;
-    }
+    if (plan.fp32_as_bf16 && plan.bf16_onednn)
+      return linear_backward_bf16(dx, dW, db, dy, nullptr, 1.0f, x, nullptr, W, N, in, out, accumulate_dx);
   }
   if (dx) gemm<T>(false, false, n, in, out, T(1), dy, out, W, in, accumulate_dx ? T(1) : T(0), dx, in);
   if (dW) gemm<T>(true, false, out, in, n, T(1), dy, out, x, in, T(1), dW, in);
@@ -203,9 +193,9 @@ void linear_backward(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, s
 }
 
 namespace {
-// A bf16 array widened (exactly) into slot-3 scratch, compact [rows, cols].
-const float* widened(const u16* x, std::int64_t rows, int cols) {
-  return pack<float>(3, Operand<u16>{x, static_cast<int>(rows), cols, cols, 0}, 1, "GEMM::widen_bf16",
+// A bf16 array widened (exactly) into scratch `slot` (3 or 4), compact [rows, cols].
+const float* widened(int slot, const u16* x, std::int64_t rows, int cols) {
+  return pack<float>(slot, Operand<u16>{x, static_cast<int>(rows), cols, cols, 0}, 1, "GEMM::widen_bf16",
                      rows::widen_bf16);
 }
 }  // namespace
@@ -249,7 +239,7 @@ void linear_forward_bf16(float* y, const u16* x16, const float* W, const float* 
   if (!(plan.fp32_as_bf16 && plan.bf16_onednn) || n <= 0 || in <= 0 || out <= 0) {
     // No bf16 matmul: the widened values (exact) through the fp32 entry point, which rounds its
     // operands as every GEMM of the run does (a no-op on x).
-    if (n > 0) linear_forward<float>(y, widened(x16, n, in), W, b, N, in, out);
+    if (n > 0) linear_forward<float>(y, widened(3, x16, n, in), W, b, N, in, out);
     return;
   }
   const u16* W16 = pack<u16>(1, operand(W, false, out, in, in, 0), 1, "GEMM::round_to_bf16", rows::narrow_bf16);
@@ -260,16 +250,12 @@ void linear_forward_bf16(float* y, const u16* x16, const float* W, const float* 
 void linear_backward_bf16(float* dx, float* dW, float* db, const float* dy, const u16* dy16, float alpha,
                           const float* x, const u16* x16, const float* W, std::int64_t N, int in, int out,
                           bool accumulate_dx) {
-  TH_CHECK((dy == nullptr) != (dy16 == nullptr) && (x == nullptr) != (x16 == nullptr),
-           "linear_backward_bf16: give exactly one of dy / dy16 and of x / x16");
+  TH_CHECK((dy == nullptr) != (dy16 == nullptr) && (!dW || (x == nullptr) != (x16 == nullptr)),
+           "linear_backward_bf16: give exactly one of dy / dy16 and (for dW) of x / x16");
   TH_CHECK(!db || dy, "linear_backward_bf16: the bias gradient needs the fp32 dy");
   const int n = static_cast<int>(N);
-  if (n <= 0 || in <= 0 || out <= 0) {
-    if (dx && n > 0 && in > 0 && !accumulate_dx) std::fill_n(dx, N * in, 0.0f);
-    return;
-  }
   const GemmPlan& plan = gemm_plan();
-  if (plan.fp32_as_bf16 && plan.bf16_onednn) {
+  if (plan.fp32_as_bf16 && plan.bf16_onednn && n > 0 && in > 0 && out > 0) {
     const u16* dyp = dy16 ? dy16 : pack<u16>(2, operand(dy, false, n, out, out, 0), 1, "GEMM::round_to_bf16",
                                              rows::narrow_bf16);
     const Operand<u16> dyo{dyp, n, out, out, 0};
@@ -284,17 +270,12 @@ void linear_backward_bf16(float* dx, float* dW, float* db, const float* dy, cons
       run_bf16(plan, Call{true, false, out, in, n, alpha, 1.0f, dW, in, 0, 1}, dyo, {xp, n, in, in, 0});
     }
   } else {
-    // The fp32 provider: 16-bit operands widened (exact); the fp32 GEMMs round as in the run.
-    if (dy16) {
-      // Slot 3 holds one widened operand at a time: dy for dx first, then (below) x for dW.
-      std::vector<float> dyw(static_cast<std::size_t>(N) * out);
-      rows::widen_bf16(dyw.data(), dy16, static_cast<std::int64_t>(dyw.size()));
-      if (dx) gemm<float>(false, false, n, in, out, alpha, dyw.data(), out, W, in, accumulate_dx ? 1.0f : 0.0f, dx, in);
-      if (dW) gemm<float>(true, false, out, in, n, alpha, dyw.data(), out, x16 ? widened(x16, n, in) : x, in, 1.0f, dW, in);
-    } else {
-      if (dx) gemm<float>(false, false, n, in, out, alpha, dy, out, W, in, accumulate_dx ? 1.0f : 0.0f, dx, in);
-      if (dW) gemm<float>(true, false, out, in, n, alpha, dy, out, x16 ? widened(x16, n, in) : x, in, 1.0f, dW, in);
-    }
+    // The fp32 provider (or empty shapes): 16-bit operands widened (exact) into slots 3-4; the fp32
+    // GEMMs round as every GEMM of the run does.
+    const float* dyp = dy16 ? widened(4, dy16, N, out) : dy;
+    const float* xp = x16 && dW ? widened(3, x16, N, in) : x;
+    if (dx) gemm<float>(false, false, n, in, out, alpha, dyp, out, W, in, accumulate_dx ? 1.0f : 0.0f, dx, in);
+    if (dW) gemm<float>(true, false, out, in, n, alpha, dyp, out, xp, in, 1.0f, dW, in);
   }
   if (db) {
     TH_CHECK(alpha == 1.0f, "linear_backward_bf16: a bias gradient with alpha != 1");
