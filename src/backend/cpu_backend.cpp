@@ -87,15 +87,23 @@ class CpuKernels final : public Kernels<T> {
     cpu::linear_backward<T>(dx, dW, db, dy, x, W, N, in, out, accumulate_dx);
   }
   bool bf16_operands() const override { return std::is_same_v<T, float>; }
-  void linear_forward_bf16(T* y, const std::uint16_t* x16, const T* W, const T* b, std::int64_t N, int in,
-                           int out) override {
-    if constexpr (std::is_same_v<T, float>) cpu::linear_forward_bf16(y, x16, W, b, N, in, out);
-    else Kernels<T>::linear_forward_bf16(y, x16, W, b, N, in, out);
+  void linear_forward_bf16(T* y, const T* x, const std::uint16_t* x16, const T* W, const std::uint16_t* W16,
+                           const T* b, std::int64_t N, int in, int out) override {
+    if constexpr (std::is_same_v<T, float>) cpu::linear_forward_bf16(y, x, x16, W, W16, b, N, in, out);
+    else Kernels<T>::linear_forward_bf16(y, x, x16, W, W16, b, N, in, out);
   }
   void linear_backward_bf16(T* dx, T* dW, T* db, const T* dy, const std::uint16_t* dy16, float alpha, const T* x,
-                            const std::uint16_t* x16, const T* W, std::int64_t N, int in, int out, bool acc) override {
-    if constexpr (std::is_same_v<T, float>) cpu::linear_backward_bf16(dx, dW, db, dy, dy16, alpha, x, x16, W, N, in, out, acc);
-    else Kernels<T>::linear_backward_bf16(dx, dW, db, dy, dy16, alpha, x, x16, W, N, in, out, acc);
+                            const std::uint16_t* x16, const T* W, const std::uint16_t* W16, std::int64_t N, int in,
+                            int out, bool acc) override {
+    if constexpr (std::is_same_v<T, float>)
+      cpu::linear_backward_bf16(dx, dW, db, dy, dy16, alpha, x, x16, W, W16, N, in, out, acc);
+    else
+      Kernels<T>::linear_backward_bf16(dx, dW, db, dy, dy16, alpha, x, x16, W, W16, N, in, out, acc);
+  }
+  void embedding_forward_bf16(T* y, const int* tokens, const std::uint16_t* table16, const T* pe, int B, int L, int D,
+                              T scale) override {
+    if constexpr (std::is_same_v<T, float>) cpu::embedding_forward_bf16(y, tokens, table16, pe, B, L, D, scale);
+    else Kernels<T>::embedding_forward_bf16(y, tokens, table16, pe, B, L, D, scale);
   }
   void bias_act_backward_bf16(T* dpre, T* db, const T* dy, const std::uint16_t* pre16, std::int64_t N, int F,
                               cpu::Activation act) override {

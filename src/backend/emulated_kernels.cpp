@@ -44,26 +44,40 @@ class EmulatedKernels final : public Kernels<T> {
     q_.queue([=] { cpu::linear_backward<T>(dxd, dWd, dbd, dyd, xd, Wd, N, in, out, acc); });
   }
   bool bf16_operands() const override { return std::is_same_v<T, float>; }
-  void linear_forward_bf16(T* y, const std::uint16_t* x16, const T* W, const T* b, std::int64_t N, int in,
-                           int out) override {
+  void linear_forward_bf16(T* y, const T* x, const std::uint16_t* x16, const T* W, const std::uint16_t* W16,
+                           const T* b, std::int64_t N, int in, int out) override {
     if constexpr (std::is_same_v<T, float>) {
       auto yd = d(y);
-      auto xd = d(x16);
-      auto Wd = d(W), bd = d(b);
-      q_.queue([=] { cpu::linear_forward_bf16(yd, xd, Wd, bd, N, in, out); });
+      auto xd = d(x), Wd = d(W), bd = d(b);
+      auto x16d = d(x16), W16d = d(W16);
+      q_.queue([=] { cpu::linear_forward_bf16(yd, xd, x16d, Wd, W16d, bd, N, in, out); });
     } else {
-      Kernels<T>::linear_forward_bf16(y, x16, W, b, N, in, out);
+      Kernels<T>::linear_forward_bf16(y, x, x16, W, W16, b, N, in, out);
     }
   }
   void linear_backward_bf16(T* dx, T* dW, T* db, const T* dy, const std::uint16_t* dy16, float alpha, const T* x,
-                            const std::uint16_t* x16, const T* W, std::int64_t N, int in, int out, bool acc) override {
+                            const std::uint16_t* x16, const T* W, const std::uint16_t* W16, std::int64_t N, int in,
+                            int out, bool acc) override {
     if constexpr (std::is_same_v<T, float>) {
       auto dxd = d(dx), dWd = d(dW), dbd = d(db);
       auto dyd = d(dy), xd = d(x), Wd = d(W);
-      auto dy16d = d(dy16), x16d = d(x16);
-      q_.queue([=] { cpu::linear_backward_bf16(dxd, dWd, dbd, dyd, dy16d, alpha, xd, x16d, Wd, N, in, out, acc); });
+      auto dy16d = d(dy16), x16d = d(x16), W16d = d(W16);
+      q_.queue([=] {
+        cpu::linear_backward_bf16(dxd, dWd, dbd, dyd, dy16d, alpha, xd, x16d, Wd, W16d, N, in, out, acc);
+      });
     } else {
-      Kernels<T>::linear_backward_bf16(dx, dW, db, dy, dy16, alpha, x, x16, W, N, in, out, acc);
+      Kernels<T>::linear_backward_bf16(dx, dW, db, dy, dy16, alpha, x, x16, W, W16, N, in, out, acc);
+    }
+  }
+  void embedding_forward_bf16(T* y, const int* tokens, const std::uint16_t* table16, const T* pe, int B, int L, int D,
+                              T scale) override {
+    if constexpr (std::is_same_v<T, float>) {
+      auto yd = d(y), pd = d(pe);
+      auto td = d(table16);
+      auto tk = staged(tokens, static_cast<std::int64_t>(B) * L);
+      q_.queue([=] { cpu::embedding_forward_bf16(yd, ptr(tk), td, pd, B, L, D, scale); });
+    } else {
+      Kernels<T>::embedding_forward_bf16(y, tokens, table16, pe, B, L, D, scale);
     }
   }
   void bias_act_backward_bf16(T* dpre, T* db, const T* dy, const std::uint16_t* pre16, std::int64_t N, int F,

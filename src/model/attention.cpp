@@ -1,6 +1,7 @@
 #include <cmath>
 
 #include "buffers.hpp"
+#include "weights.hpp"
 #include "th/core/error.hpp"
 #include "th/model/layers.hpp"
 
@@ -53,20 +54,20 @@ void Attention<T>::forward(T* y, const T* x, const StepCtx<T>& ctx) {
   const Stream& ks = cross_ ? ctx.memory : ctx.self;
   const int Lk = ks.L;
   const std::int64_t N = ctx.self.rows(), Nk = ks.rows();
-  const T* Wq = ps_.value(wq_);
+  const Weight<T> Wq = weight(ps_, wq_);
   const T* bq = ps_.value(bq_);
   const T *Q, *K, *V;
   int ldq, ldk;
   if (!cross_) {  // one GEMM: [N, 3D] = x [Wq; Wk; Wv]^T
     T* qkv = q_.make(be, N, 3 * D, ctx.store);
-    k.linear_forward(qkv, x, Wq, bq, N, D, 3 * D);
+    linear_fwd(k, qkv, x, nullptr, Wq, bq, N, D, 3 * D);
     Q = qkv; K = Q + D; V = Q + 2 * D;
     ldq = ldk = 3 * D;
   } else {
     T* q = q_.make(be, N, D, ctx.store);
     T* kv = kv_.make(be, Nk, 2 * D, ctx.store);
-    k.linear_forward(q, x, Wq, bq, N, D, D);
-    k.linear_forward(kv, ctx.mem, Wq + D * D, bq + D, Nk, D, 2 * D);
+    linear_fwd(k, q, x, nullptr, Wq, bq, N, D, D);
+    linear_fwd(k, kv, ctx.mem, nullptr, Wq.at(D * D), bq + D, Nk, D, 2 * D);
     Q = q; K = kv; V = K + D;
     ldq = D; ldk = 2 * D;
   }
@@ -115,10 +116,10 @@ void Attention<T>::forward(T* y, const T* x, const StepCtx<T>& ctx) {
   kv_.pack();
   if (ctx_.bf16_storage() && k.bf16_operands()) {  // bf16: the stored context is the GEMM operand
     ctx_.pack();
-    k.linear_forward_bf16(y, ctx_.bf16(), ps_.value(wo_), ps_.value(bo_), N, D, D);
+    linear_fwd(k, y, nullptr, ctx_.bf16(), weight(ps_, wo_), ps_.value(bo_), N, D, D);
     return;
   }
-  k.linear_forward(y, C, ps_.value(wo_), ps_.value(bo_), N, D, D);
+  linear_fwd(k, y, C, nullptr, weight(ps_, wo_), ps_.value(bo_), N, D, D);
   ctx_.pack();
 }
 
@@ -139,10 +140,11 @@ void Attention<T>::backward(T* dx, const T* dy, const T* x, const StepCtx<T>& ct
   T* dC = dctx.data<T>();
   Tensor wide_ctx, wide_q, wide_kv, wide_p;  // 16-bit runs: the saved values widened to T
   if (ctx_.bf16() && k.bf16_operands())
-    k.linear_backward_bf16(dC, ps_.grad(wo_), ps_.grad(bo_), dy, nullptr, 1.0f, nullptr, ctx_.bf16(), ps_.value(wo_),
-                           N, D, D);
+    linear_bwd(k, dC, ps_.grad(wo_), ps_.grad(bo_), dy, nullptr, 1.0f, nullptr, ctx_.bf16(), weight(ps_, wo_), N, D,
+               D);
   else
-    k.linear_backward(dC, ps_.grad(wo_), ps_.grad(bo_), dy, ctx_.widen(wide_ctx), ps_.value(wo_), N, D, D);
+    linear_bwd(k, dC, ps_.grad(wo_), ps_.grad(bo_), dy, nullptr, 1.0f, ctx_.widen(wide_ctx), nullptr, weight(ps_, wo_), N,
+               D, D);
   wide_ctx.reset();
   // Gradients of the projections land in one buffer laid out like the forward's.
   Tensor dq = scratch_buffer<T>(be, N, cross_ ? D : 3 * D), dkv;
@@ -220,11 +222,11 @@ void Attention<T>::backward(T* dx, const T* dy, const T* x, const StepCtx<T>& ct
             dK + kofs, ldk, Dh, H);
   }
   if (!cross_) {
-    k.linear_backward(dx, ps_.grad(wq_), ps_.grad(bq_), dQ, x, ps_.value(wq_), N, D, 3 * D);
+    linear_bwd(k, dx, ps_.grad(wq_), ps_.grad(bq_), dQ, nullptr, 1.0f, x, nullptr, weight(ps_, wq_), N, D, 3 * D);
   } else {
-    k.linear_backward(dx, ps_.grad(wq_), ps_.grad(bq_), dQ, x, ps_.value(wq_), N, D, D);
-    k.linear_backward(ctx.dmem, ps_.grad(wq_) + D * D, ps_.grad(bq_) + D, dkv.data<T>(), ctx.mem,
-                      ps_.value(wq_) + D * D, Nk, D, 2 * D, /*accumulate_dx=*/true);
+    linear_bwd(k, dx, ps_.grad(wq_), ps_.grad(bq_), dQ, nullptr, 1.0f, x, nullptr, weight(ps_, wq_), N, D, D);
+    linear_bwd(k, ctx.dmem, ps_.grad(wq_) + D * D, ps_.grad(bq_) + D, dkv.data<T>(), nullptr, 1.0f, ctx.mem, nullptr,
+               weight(ps_, wq_).at(D * D), Nk, D, 2 * D, /*accumulate_dx=*/true);
   }
 }
 

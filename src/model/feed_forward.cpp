@@ -1,4 +1,5 @@
 #include "buffers.hpp"
+#include "weights.hpp"
 #include "th/model/layers.hpp"
 
 namespace th {
@@ -20,13 +21,13 @@ void FeedForward<T>::forward(T* y, const T* x, const StepCtx<T>& ctx) {
   const std::int64_t N = ctx.self.rows();
   T* pre = pre_.make(be, N, F_, ctx.store);
   T* h = h_.make(be, N, F_, ctx.store);
-  k.linear_forward(pre, x, ps_.value(w1_), nullptr, N, D_, F_);
+  linear_fwd(k, pre, x, nullptr, weight(ps_, w1_), nullptr, N, D_, F_);
   k.bias_act_forward(h, pre, ps_.value(b1_), N, F_, act_);
   pre_.pack();  // 16-bit runs: stored as 2-byte values from here on
   if (!(ctx.train && dropout_ > 0) && h_.bf16_storage() && k.bf16_operands()) {
     // bf16: store h first and give the stored values to the GEMM (it would round h to them anyway).
     h_.pack();
-    k.linear_forward_bf16(y, h_.bf16(), ps_.value(w2_), ps_.value(b2_), N, F_, D_);
+    linear_fwd(k, y, nullptr, h_.bf16(), weight(ps_, w2_), ps_.value(b2_), N, F_, D_);
     return;
   }
   const T* hd = h;
@@ -36,7 +37,7 @@ void FeedForward<T>::forward(T* y, const T* x, const StepCtx<T>& ctx) {
     k.dropout_forward(dropped.data<T>(), hd, N * F_, dropout_, ctx.seed, dropout_stream(site_, ctx.micro));
     hd = dropped.data<T>();
   }
-  k.linear_forward(y, hd, ps_.value(w2_), ps_.value(b2_), N, F_, D_);
+  linear_fwd(k, y, hd, nullptr, weight(ps_, w2_), ps_.value(b2_), N, F_, D_);
   h_.pack();
 }
 
@@ -49,8 +50,8 @@ void FeedForward<T>::backward(T* dx, const T* dy, const T* x, const StepCtx<T>& 
   const std::uint64_t stream = dropout_stream(site_, ctx.micro);
   Tensor dh = scratch_buffer<T>(be, N, F_), dropped, wide_h, wide_pre;
   if (!drop && h_.bf16() && k.bf16_operands()) {  // bf16: the stored h is the GEMM operand
-    k.linear_backward_bf16(dh.data<T>(), ps_.grad(w2_), ps_.grad(b2_), dy, nullptr, 1.0f, nullptr, h_.bf16(),
-                           ps_.value(w2_), N, F_, D_);
+    linear_bwd(k, dh.data<T>(), ps_.grad(w2_), ps_.grad(b2_), dy, nullptr, 1.0f, nullptr, h_.bf16(),
+               weight(ps_, w2_), N, F_, D_);
   } else {
     const T* hd = h_.widen(wide_h);
     if (drop) {
@@ -58,7 +59,7 @@ void FeedForward<T>::backward(T* dx, const T* dy, const T* x, const StepCtx<T>& 
       k.dropout_forward(dropped.data<T>(), hd, N * F_, dropout_, ctx.seed, stream);
       hd = dropped.data<T>();
     }
-    k.linear_backward(dh.data<T>(), ps_.grad(w2_), ps_.grad(b2_), dy, hd, ps_.value(w2_), N, F_, D_);
+    linear_bwd(k, dh.data<T>(), ps_.grad(w2_), ps_.grad(b2_), dy, nullptr, 1.0f, hd, nullptr, weight(ps_, w2_), N, F_, D_);
     if (drop) k.dropout_forward(dh.data<T>(), dh.data<T>(), N * F_, dropout_, ctx.seed, stream);
     wide_h.reset();
     dropped.reset();
@@ -67,7 +68,7 @@ void FeedForward<T>::backward(T* dx, const T* dy, const T* x, const StepCtx<T>& 
     k.bias_act_backward_bf16(dh.data<T>(), ps_.grad(b1_), dh.data<T>(), pre_.bf16(), N, F_, act_);
   else
     k.bias_act_backward(dh.data<T>(), ps_.grad(b1_), dh.data<T>(), pre_.widen(wide_pre), N, F_, act_);
-  k.linear_backward(dx, ps_.grad(w1_), nullptr, dh.data<T>(), x, ps_.value(w1_), N, D_, F_);
+  linear_bwd(k, dx, ps_.grad(w1_), nullptr, dh.data<T>(), nullptr, 1.0f, x, nullptr, weight(ps_, w1_), N, D_, F_);
 }
 
 template <typename T> void FeedForward<T>::release() {

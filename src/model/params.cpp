@@ -3,6 +3,8 @@
 #include <cmath>
 #include <algorithm>
 #include <cstring>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include "th/core/error.hpp"
@@ -69,39 +71,91 @@ template <typename T> void ParamStore<T>::zero_grad() {
 
 template <typename T> void ParamStore<T>::initialize(std::uint64_t seed) { initialize(seed, 0, total_); }
 
+namespace {
+// One parameter's initial values (host), from the seed and its stream (its declaration index).
+template <typename T>
+std::vector<T> initial(const ParamInfo& p, std::uint64_t seed, std::size_t index) {
+  std::vector<T> host(static_cast<std::size_t>(p.numel));
+  T* w = host.data();
+  const std::uint64_t stream = 0x1000 + index;  // one stream per parameter, in declaration order
+  switch (p.init) {
+    case ParamInit::Zeros:
+      std::fill(host.begin(), host.end(), T(0));
+      break;
+    case ParamInit::Ones:
+      for (std::int64_t i = 0; i < p.numel; ++i) w[i] = T(1);
+      break;
+    case ParamInit::XavierUniform: {  // U(-a, a), a = sqrt(6 / (fan_in + fan_out))
+      const double a = std::sqrt(6.0 / static_cast<double>(p.shape[0] + p.shape[1]));
+      for (std::int64_t i = 0; i < p.numel; ++i) w[i] = static_cast<T>(a * (2.0 * uniform01(seed, stream, i) - 1.0));
+      break;
+    }
+    case ParamInit::EmbeddingNormal: {  // N(0, 1/D): unit scale after the sqrt(D) multiplier
+      const double sd = 1.0 / std::sqrt(static_cast<double>(p.shape[1]));
+      for (std::int64_t i = 0; i < p.numel; ++i) w[i] = static_cast<T>(sd * normal01(seed, stream, i));
+      break;
+    }
+    case ParamInit::PositionNormal: {  // N(0, 0.02^2), GPT-2's learned positions
+      for (std::int64_t i = 0; i < p.numel; ++i) w[i] = static_cast<T>(0.02 * normal01(seed, stream, i));
+      break;
+    }
+  }
+  return host;
+}
+}  // namespace
+
 template <typename T> void ParamStore<T>::initialize(std::uint64_t seed, std::int64_t begin, std::int64_t end) {
   TH_CHECK(allocated(), "initialize before allocate");
+  TH_CHECK(!bf16_values(), "initialize on 2-byte values: take initial_values() and convert");
   for (std::size_t k = 0; k < infos_.size(); ++k) {
     const ParamInfo& p = infos_[k];
     if (p.offset < begin || p.offset >= end) continue;
     // Computed on the host, then copied to the parameter's device memory.
-    std::vector<T> host(static_cast<std::size_t>(p.numel));
-    T* w = host.data();
-    const std::uint64_t stream = 0x1000 + k;  // one stream per parameter, in declaration order
-    switch (p.init) {
-      case ParamInit::Zeros:
-        std::fill(host.begin(), host.end(), T(0));
-        break;
-      case ParamInit::Ones:
-        for (std::int64_t i = 0; i < p.numel; ++i) w[i] = T(1);
-        break;
-      case ParamInit::XavierUniform: {  // U(-a, a), a = sqrt(6 / (fan_in + fan_out))
-        const double a = std::sqrt(6.0 / static_cast<double>(p.shape[0] + p.shape[1]));
-        for (std::int64_t i = 0; i < p.numel; ++i)
-          w[i] = static_cast<T>(a * (2.0 * uniform01(seed, stream, i) - 1.0));
-        break;
-      }
-      case ParamInit::EmbeddingNormal: {  // N(0, 1/D): unit scale after the sqrt(D) multiplier
-        const double sd = 1.0 / std::sqrt(static_cast<double>(p.shape[1]));
-        for (std::int64_t i = 0; i < p.numel; ++i) w[i] = static_cast<T>(sd * normal01(seed, stream, i));
-        break;
-      }
-      case ParamInit::PositionNormal: {  // N(0, 0.02^2), GPT-2's learned positions
-        for (std::int64_t i = 0; i < p.numel; ++i) w[i] = static_cast<T>(0.02 * normal01(seed, stream, i));
-        break;
-      }
-    }
+    const std::vector<T> host = initial<T>(p, seed, k);
     backend_->host_to_device(value(p.offset), host.data(), sizeof(T) * host.size());
+  }
+}
+
+template <typename T> void ParamStore<T>::initial_values(std::uint64_t seed, T* out) const {
+  for (std::size_t k = 0; k < infos_.size(); ++k) {
+    const std::vector<T> host = initial<T>(infos_[k], seed, k);
+    backend_->host_to_device(out + infos_[k].offset, host.data(), sizeof(T) * host.size());
+  }
+}
+
+template <typename T> void ParamStore<T>::use_bf16_values() {
+  TH_CHECK((std::is_same_v<T, float>), "2-byte values need a float model");
+  TH_CHECK(allocated() && !bf16_values(), "use_bf16_values: allocate or attach first, once");
+  values16_ = backend_->zeros({total_}, DType::BF16, MemCategory::Parameters);
+  values16_ptr_ = static_cast<std::uint16_t*>(values16_.raw());
+  std::int64_t n = 0;
+  for (const ParamInfo& p : infos_)
+    if (wide(p.init)) {
+      wide_at_.emplace_back(p.offset, n);
+      n += p.numel;
+    }
+  wide_ = backend_->zeros({std::max<std::int64_t>(n, 1)}, dtype_of<T>(), MemCategory::Parameters);
+  values_.reset();
+  values_ptr_ = nullptr;
+}
+
+template <typename T> bool ParamStore<T>::is_wide(std::int64_t offset) const {
+  const auto it = std::lower_bound(wide_at_.begin(), wide_at_.end(), std::make_pair(offset, std::int64_t(-1)));
+  return it != wide_at_.end() && it->first == offset;
+}
+
+template <typename T> T* ParamStore<T>::wide_value(std::int64_t offset) const {
+  const auto it = std::lower_bound(wide_at_.begin(), wide_at_.end(), std::make_pair(offset, std::int64_t(-1)));
+  TH_CHECK(it != wide_at_.end() && it->first == offset,
+           "parameter at offset " + std::to_string(offset) + " has only its 2-byte compute copy (read value16())");
+  return wide_.template data<T>() + it->second;
+}
+
+template <typename T> void ParamStore<T>::widen_copies() {
+  if constexpr (std::is_same_v<T, float>) {
+    if (!bf16_values()) return;
+    for (const ParamInfo& p : infos_)
+      if (wide(p.init)) backend_->bf16_to_fp32(wide_value(p.offset), values16_ptr_ + p.offset, p.numel);
   }
 }
 

@@ -4,6 +4,7 @@
 #include <type_traits>
 
 #include "buffers.hpp"
+#include "weights.hpp"
 #include "th/core/error.hpp"
 
 namespace th {
@@ -122,8 +123,11 @@ void Transformer<T>::embed(T* y, const std::vector<int>& tokens, int B, int L, s
                      "than model%max_len = " + std::to_string(spec_.max_len) + "; raise model%max_len");
   for (int t : tokens)
     TH_CHECK(t >= 0 && t < spec_.vocab_size, "token id " + std::to_string(t) + " outside the vocabulary");
-  kernels().embedding_forward(y, tokens.data(), params_.value(table), positional_table(), B, L, spec_.d_model,
-                         T(std::sqrt(static_cast<double>(spec_.d_model))));
+  const T scale = T(std::sqrt(static_cast<double>(spec_.d_model)));
+  if (const std::uint16_t* table16 = params_.value16(table))  // the table's 2-byte compute copy
+    kernels().embedding_forward_bf16(y, tokens.data(), table16, positional_table(), B, L, spec_.d_model, scale);
+  else
+    kernels().embedding_forward(y, tokens.data(), params_.value(table), positional_table(), B, L, spec_.d_model, scale);
 }
 
 template <typename T>
@@ -250,9 +254,9 @@ double Transformer<T>::forward(const Batch& batch, std::uint64_t seed, std::uint
   const bool bf16_direct = train && logits_.bf16_storage() && kernels().bf16_operands();
   if (bf16_direct) {
     fin.pack();
-    kernels().linear_forward_bf16(logits, fin.bf16(), params_.value(out_proj_), nullptr, tgt.rows(), D, V);
+    linear_fwd(kernels(), logits, nullptr, fin.bf16(), weight(params_, out_proj_), nullptr, tgt.rows(), D, V);
   } else {
-    kernels().linear_forward(logits, final_in, params_.value(out_proj_), nullptr, tgt.rows(), D, V);
+    linear_fwd(kernels(), logits, final_in, nullptr, weight(params_, out_proj_), nullptr, tgt.rows(), D, V);
     fin.pack();
   }
   if (!dec_norm_) final_ = dec_x_.back();  // the same saved values
@@ -293,9 +297,9 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
   Tensor g = scratch_buffer<T>(be_, Nt, D), g2 = scratch_buffer<T>(be_, Nt, D);
   if (dlogits16_.defined()) {  // bf16: forward wrote the logits' gradient (dloss = 1) in bf16
     writing(out_unit_);  // the embeddings' unit when tied
-    kernels().linear_backward_bf16(g.data<T>(), params_.grad(out_proj_), nullptr, nullptr,
-                                   static_cast<const std::uint16_t*>(dlogits16_.raw()), static_cast<float>(dloss),
-                                   nullptr, final_.bf16(), params_.value(out_proj_), Nt, D, V);
+    linear_bwd(kernels(), g.data<T>(), params_.grad(out_proj_), nullptr, nullptr,
+               static_cast<const std::uint16_t*>(dlogits16_.raw()), static_cast<float>(dloss), nullptr, final_.bf16(),
+               weight(params_, out_proj_), Nt, D, V);
     dlogits16_.reset();
   } else {
     T* dlogits = logits_.widen(wide_logits);  // overwritten in place
@@ -303,8 +307,8 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
                                      T(spec_.label_smoothing), spec_.pad_id, dloss);
     round_compute(dlogits, Nt * V);
     writing(out_unit_);  // the embeddings' unit when tied
-    kernels().linear_backward(g.data<T>(), params_.grad(out_proj_), nullptr, dlogits, final_.widen(wide),
-                              params_.value(out_proj_), Nt, D, V);
+    linear_bwd(kernels(), g.data<T>(), params_.grad(out_proj_), nullptr, dlogits, nullptr, 1.0f, final_.widen(wide),
+               nullptr, weight(params_, out_proj_), Nt, D, V);
   }
   round_compute(g);
   logits_.reset();

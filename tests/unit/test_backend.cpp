@@ -152,15 +152,21 @@ class CountingKernels final : public Kernels<T> {
     in_.adamw_update(p, g, m, v, n, lr, b1, b2, eps, wd, t);
   }
   bool bf16_operands() const override { return !hide_bf16_operands && in_.bf16_operands(); }
-  void linear_forward_bf16(T* y, const std::uint16_t* x16, const T* W, const T* b, std::int64_t N, int in,
-                           int out) override {
+  void linear_forward_bf16(T* y, const T* x, const std::uint16_t* x16, const T* W, const std::uint16_t* W16,
+                           const T* b, std::int64_t N, int in, int out) override {
     ++c_["linear_forward_bf16"];
-    in_.linear_forward_bf16(y, x16, W, b, N, in, out);
+    in_.linear_forward_bf16(y, x, x16, W, W16, b, N, in, out);
   }
   void linear_backward_bf16(T* dx, T* dW, T* db, const T* dy, const std::uint16_t* dy16, float alpha, const T* x,
-                            const std::uint16_t* x16, const T* W, std::int64_t N, int in, int out, bool acc) override {
+                            const std::uint16_t* x16, const T* W, const std::uint16_t* W16, std::int64_t N, int in,
+                            int out, bool acc) override {
     ++c_["linear_backward_bf16"];
-    in_.linear_backward_bf16(dx, dW, db, dy, dy16, alpha, x, x16, W, N, in, out, acc);
+    in_.linear_backward_bf16(dx, dW, db, dy, dy16, alpha, x, x16, W, W16, N, in, out, acc);
+  }
+  void embedding_forward_bf16(T* y, const int* tokens, const std::uint16_t* table16, const T* pe, int B, int L, int D,
+                              T scale) override {
+    ++c_["embedding_forward_bf16"];
+    in_.embedding_forward_bf16(y, tokens, table16, pe, B, L, D, scale);
   }
   void bias_act_backward_bf16(T* dpre, T* db, const T* dy, const std::uint16_t* pre16, std::int64_t N, int F,
                               cpu::Activation act) override {

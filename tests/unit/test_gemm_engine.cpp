@@ -402,9 +402,9 @@ TEST(GemmEngine, LinearBackwardSharesRoundedDyBitForBit) {
 }
 
 // The linear layer with bf16 operands handed over directly (linear_forward_bf16,
-// linear_backward_bf16): with x16 (and fp32 dy) it must give, bit for bit, what the fp32 entry
-// points give on the widened values in every bf16 plan (the same rounded operands reach the same
-// GEMMs). With dy16 and alpha: dx = alpha dy16 W and dW += alpha dy16^T x against a double
+// linear_backward_bf16): with x16 (and fp32 dy), the weight in fp32 or as its 2-byte compute copy
+// W16, it must give, bit for bit, what the fp32 entry points give on the widened values in every
+// bf16 plan (the same rounded operands reach the same GEMMs). With dy16 and alpha: dx = alpha dy16 W and dW += alpha dy16^T x against a double
 // reference of the bf16-rounded operands, within the bound in this file's header.
 TEST(GemmEngine, LinearWithBf16OperandsMatchesTheFp32EntryPoints) {
   PlanGuard guard;
@@ -416,20 +416,29 @@ TEST(GemmEngine, LinearWithBf16OperandsMatchesTheFp32EntryPoints) {
     ++s;
   };
   fill(dy), fill(x), fill(W), fill(b), fill(dx0), fill(dW0);
-  std::vector<std::uint16_t> x16(x.size()), dy16(dy.size());
+  std::vector<std::uint16_t> x16(x.size()), dy16(dy.size()), W16(W.size());
+  for (std::size_t i = 0; i < W.size(); ++i) W16[i] = bf16_bits(W[i]);
   std::vector<float> xw(x.size()), dyw(dy.size());  // the bf16 values, widened
   for (std::size_t i = 0; i < x.size(); ++i) x16[i] = bf16_bits(x[i]), xw[i] = round_bf16(x[i]);
   for (std::size_t i = 0; i < dy.size(); ++i) dy16[i] = bf16_bits(dy[i]), dyw[i] = round_bf16(dy[i]);
   const float alpha = 0.37f;
-  for (const Named& p : bf16_plans()) {
+  for (const Named& p : bf16_plans())
+   for (bool w16 : {false, true}) {
     set_gemm_plan(p.plan);
+    const float* Wf = w16 ? nullptr : W.data();
+    const std::uint16_t* Wh = w16 ? W16.data() : nullptr;
     std::vector<float> y(N * out), ry(N * out);
-    linear_forward_bf16(y.data(), x16.data(), W.data(), b.data(), N, in, out);
+    linear_forward_bf16(y.data(), nullptr, x16.data(), Wf, Wh, b.data(), N, in, out);
     linear_forward<float>(ry.data(), xw.data(), W.data(), b.data(), N, in, out);
-    for (std::size_t i = 0; i < y.size(); ++i) ASSERT_EQ(y[i], ry[i]) << p.name << " y " << i;
+    for (std::size_t i = 0; i < y.size(); ++i) ASSERT_EQ(y[i], ry[i]) << p.name << " y " << i << " w16 " << w16;
+    if (w16) {  // fp32 x with the 2-byte weight
+      linear_forward_bf16(y.data(), x.data(), nullptr, nullptr, Wh, b.data(), N, in, out);
+      linear_forward<float>(ry.data(), x.data(), W.data(), b.data(), N, in, out);
+      for (std::size_t i = 0; i < y.size(); ++i) ASSERT_EQ(y[i], ry[i]) << p.name << " y(x fp32) " << i;
+    }
     for (bool acc : {false, true}) {
       std::vector<float> dx = dx0, dW = dW0, db(out, 0.f), rdx = dx0, rdW = dW0, rdb(out, 0.f);
-      linear_backward_bf16(dx.data(), dW.data(), db.data(), dy.data(), nullptr, 1.0f, nullptr, x16.data(), W.data(),
+      linear_backward_bf16(dx.data(), dW.data(), db.data(), dy.data(), nullptr, 1.0f, nullptr, x16.data(), Wf, Wh,
                            N, in, out, acc);
       linear_backward<float>(rdx.data(), rdW.data(), rdb.data(), dy.data(), xw.data(), W.data(), N, in, out, acc);
       for (std::size_t i = 0; i < dx.size(); ++i) ASSERT_EQ(dx[i], rdx[i]) << p.name << " dx " << i;
@@ -440,7 +449,7 @@ TEST(GemmEngine, LinearWithBf16OperandsMatchesTheFp32EntryPoints) {
       for (bool xin16 : {false, true}) {
         dx = dx0, dW = dW0;
         linear_backward_bf16(dx.data(), dW.data(), nullptr, nullptr, dy16.data(), alpha, xin16 ? nullptr : x.data(),
-                             xin16 ? x16.data() : nullptr, W.data(), N, in, out, acc);
+                             xin16 ? x16.data() : nullptr, Wf, Wh, N, in, out, acc);
         for (int r = 0; r < N; ++r)
           for (int c = 0; c < in; ++c) {
             double e = acc ? dx0[r * in + c] : 0.0, mag = std::abs(e);
@@ -465,8 +474,13 @@ TEST(GemmEngine, LinearWithBf16OperandsMatchesTheFp32EntryPoints) {
     }
   }
   EXPECT_THROW(linear_backward_bf16(nullptr, nullptr, nullptr, dy.data(), dy16.data(), 1.0f, x.data(), nullptr,
-                                    W.data(), N, in, out),
+                                    W.data(), nullptr, N, in, out),
                Error);
+  std::vector<float> dx(N * in);
+  EXPECT_THROW(linear_backward_bf16(dx.data(), nullptr, nullptr, dy.data(), nullptr, 1.0f, x.data(), nullptr, W.data(),
+                                    W16.data(), N, in, out),
+               Error);
+  EXPECT_THROW(linear_forward_bf16(nullptr, nullptr, x16.data(), W.data(), W16.data(), nullptr, N, in, out), Error);
 }
 
 // The loss's forward with its gradient in bf16 against cross_entropy_forward followed by

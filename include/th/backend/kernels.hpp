@@ -76,16 +76,22 @@ class Kernels {
 
   // bf16 runs: 16-bit operands handed to the kernels directly (linear_forward_bf16,
   // linear_backward_bf16, bias_act_backward_bf16, gemm_strided_batched_mixed,
-  // cross_entropy_forward_grad_bf16 of th/kernels/cpu.hpp). Optional: the
+  // cross_entropy_forward_grad_bf16, embedding_forward_bf16 of th/kernels/cpu.hpp); activations
+  // saved in 2 bytes and the parameters' 2-byte compute copy (ParamStore::value16). Optional: the
   // model uses them only where bf16_operands() says so (the CPU and emulated backends, float),
   // and otherwise widens the saved values and calls the entry points above.
   virtual bool bf16_operands() const { return false; }
-  virtual void linear_forward_bf16(T*, const std::uint16_t*, const T*, const T*, std::int64_t, int, int) {
+  virtual void linear_forward_bf16(T*, const T*, const std::uint16_t*, const T*, const std::uint16_t*, const T*,
+                                   std::int64_t, int, int) {
     unsupported("linear_forward_bf16");
   }
   virtual void linear_backward_bf16(T*, T*, T*, const T*, const std::uint16_t*, float, const T*,
-                                    const std::uint16_t*, const T*, std::int64_t, int, int, bool = false) {
+                                    const std::uint16_t*, const T*, const std::uint16_t*, std::int64_t, int, int,
+                                    bool = false) {
     unsupported("linear_backward_bf16");
+  }
+  virtual void embedding_forward_bf16(T*, const int*, const std::uint16_t*, const T*, int, int, int, T) {
+    unsupported("embedding_forward_bf16");
   }
   virtual void bias_act_backward_bf16(T*, T*, const T*, const std::uint16_t*, std::int64_t, int, cpu::Activation) {
     unsupported("bias_act_backward_bf16");

@@ -48,16 +48,17 @@ void linear_backward(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, s
 
 // bf16 runs (precision%dtype = 'bf16', where every fp32 GEMM rounds its operands to bf16): the
 // linear layer with 16-bit operands handed over directly (raw bf16 bits) instead of fp32 values
-// the GEMM would round, one conversion pass fewer each (a saved activation is not widened and
-// narrowed again). linear_forward_bf16 gives what linear_forward gives on the widened x.
-// linear_backward_bf16 takes x or x16 (one of them; neither when dW is null) and dy or dy16
-// (exactly one; with dy16 the GEMMs multiply by alpha, in fp32: dx (=|+=) alpha dy16 W,
-// dW += alpha dy16^T x); db needs dy.
-void linear_forward_bf16(float* y, const std::uint16_t* x16, const float* W, const float* b, std::int64_t N, int in,
-                         int out);
+// the GEMM would round, one conversion pass fewer each (a saved activation or the 2-byte compute
+// copy of a weight is not widened and narrowed again). Each operand comes either in fp32 or as
+// bf16 bits (exactly one of x / x16, W / W16, dy / dy16); the results are those of linear_forward /
+// linear_backward on the widened values. linear_backward_bf16 needs x or x16 only for dW and W or
+// W16 only for dx; with dy16 the GEMMs multiply by alpha, in fp32: dx (=|+=) alpha dy16 W,
+// dW += alpha dy16^T x; db needs dy.
+void linear_forward_bf16(float* y, const float* x, const std::uint16_t* x16, const float* W, const std::uint16_t* W16,
+                         const float* b, std::int64_t N, int in, int out);
 void linear_backward_bf16(float* dx, float* dW, float* db, const float* dy, const std::uint16_t* dy16, float alpha,
-                          const float* x, const std::uint16_t* x16, const float* W, std::int64_t N, int in, int out,
-                          bool accumulate_dx = false);
+                          const float* x, const std::uint16_t* x16, const float* W, const std::uint16_t* W16,
+                          std::int64_t N, int in, int out, bool accumulate_dx = false);
 
 // bf16 runs: bias_act_backward<float> reading the stored pre-activation as bf16 bits (widened
 // exactly on the fly): the same values as on the widened array.
@@ -114,6 +115,10 @@ void softmax_backward(T* dS, const T* dP, const T* P, std::int64_t rows, int Tk,
 // Token embedding + positional table: y[b,t,:] = table[tok[b,t],:] * scale + pe[t,:].
 template <typename T>
 void embedding_forward(T* y, const int* tokens, const T* table, const T* pe, int B, int L, int D, T scale);
+// The same with the table's 2-byte compute copy (bf16 bits, widened exactly): embedding_forward's
+// values on the widened table.
+void embedding_forward_bf16(float* y, const int* tokens, const std::uint16_t* table16, const float* pe, int B, int L,
+                            int D, float scale);
 // dtable[tok,:] += scale * dy[n,:] (scatter-add; parallel over columns, so no two threads
 // write the same element).
 template <typename T>

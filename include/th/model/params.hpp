@@ -6,6 +6,7 @@
 // (th/backend/backend.hpp); the layers reach their kernels and buffers through backend().
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "th/backend/backend.hpp"
@@ -57,12 +58,32 @@ class ParamStore {
   // Only the parameters whose offset lies in [begin, end) (same values as initialize()).
   void initialize(std::uint64_t seed, std::int64_t begin, std::int64_t end);
   void zero_grad();
+  // Initial values of every parameter, fp32, into `out` (size() elements of device memory, in the
+  // flat layout; padding untouched): what initialize() stores, for a caller that keeps them itself.
+  void initial_values(std::uint64_t seed, T* out) const;
 
-  bool allocated() const { return values_ptr_ != nullptr; }
+  // The 2-byte compute copy (bf16 runs on a backend that takes bf16 operands, ZeRO stages 0-2;
+  // th/train/zero.hpp): after allocate() or attach(), the values become size() bf16 values
+  // (Parameters) and their fp32 buffer is released (an attached one stays its owner's). The
+  // parameters no GEMM and no embedding lookup reads (biases, LayerNorm, learned positions: the
+  // `wide` ones, a few per cent of the model) keep an fp32 copy as well, which widen_copies()
+  // refreshes from the 2-byte values whenever those change. Layers ask value16() first: a 16-bit
+  // weight where there is one (nullptr otherwise, and always in fp32 storage), else value().
+  void use_bf16_values();
+  bool bf16_values() const { return values16_ptr_ != nullptr; }
+  std::uint16_t* values16() const { return values16_ptr_; }
+  const std::uint16_t* value16(std::int64_t offset) const {
+    return values16_ptr_ && !is_wide(offset) ? values16_ptr_ + offset : nullptr;
+  }
+  void widen_copies();
+  static bool wide(ParamInit init) { return init != ParamInit::XavierUniform && init != ParamInit::EmbeddingNormal; }
+
+  bool allocated() const { return values_ptr_ != nullptr || values16_ptr_ != nullptr; }
   std::int64_t size() const { return total_; }
   T* values() const { return values_ptr_; }
   T* grads() const { return grads_ptr_; }
-  T* value(std::int64_t offset) const { return values() + offset; }
+  // fp32 values at `offset` (a parameter's start); with 2-byte values only a wide parameter's.
+  T* value(std::int64_t offset) const { return values16_ptr_ ? wide_value(offset) : values() + offset; }
   T* grad(std::int64_t offset) const { return grads() + offset; }
   const std::vector<ParamInfo>& infos() const { return infos_; }
   const ParamInfo& find(const std::string& name) const;  // throws th::Error naming it
@@ -71,6 +92,8 @@ class ParamStore {
 
  private:
   void close_segment();
+  bool is_wide(std::int64_t offset) const;
+  T* wide_value(std::int64_t offset) const;  // throws unless a wide parameter starts at offset
   Backend* backend_;
   std::vector<ParamInfo> infos_;
   std::vector<ParamSegment> segments_;
@@ -79,6 +102,10 @@ class ParamStore {
   Tensor values_, grads_;
   T* values_ptr_ = nullptr;
   T* grads_ptr_ = nullptr;
+  // 2-byte values: the buffer, and the wide parameters' fp32 copies (offset -> index in wide_).
+  Tensor values16_, wide_;
+  std::uint16_t* values16_ptr_ = nullptr;
+  std::vector<std::pair<std::int64_t, std::int64_t>> wide_at_;
 };
 
 }  // namespace th

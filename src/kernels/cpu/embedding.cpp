@@ -1,5 +1,6 @@
 #include <cmath>
 
+#include "th/core/half.hpp"
 #include "th/kernels/host_loop.hpp"
 #include "th/kernels/cpu.hpp"
 
@@ -13,6 +14,17 @@ void embedding_forward(T* y, const int* tokens, const T* table, const T* pe, int
     const T* p = pe + (n % L) * D;
     T* yn = y + n * D;
     for (int j = 0; j < D; ++j) yn[j] = e[j] * scale + p[j];
+  });
+}
+
+void embedding_forward_bf16(float* y, const int* tokens, const std::uint16_t* table16, const float* pe, int B, int L,
+                            int D, float scale) {
+  const std::int64_t N = static_cast<std::int64_t>(B) * L;
+  host_for("Embedding::forward_bf16", N, [=](std::int64_t n) {
+    const std::uint16_t* e = table16 + static_cast<std::int64_t>(tokens[n]) * D;
+    const float* p = pe + (n % L) * D;
+    float* yn = y + n * D;
+    for (int j = 0; j < D; ++j) yn[j] = half::from_bf16(e[j]) * scale + p[j];
   });
 }
 

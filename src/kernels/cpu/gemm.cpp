@@ -185,20 +185,12 @@ void linear_backward(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, s
     // products as two separate calls, one conversion pass fewer).
     const GemmPlan& plan = gemm_plan();
     if (plan.fp32_as_bf16 && plan.bf16_onednn)
-      return linear_backward_bf16(dx, dW, db, dy, nullptr, 1.0f, x, nullptr, W, N, in, out, accumulate_dx);
+      return linear_backward_bf16(dx, dW, db, dy, nullptr, 1.0f, x, nullptr, W, nullptr, N, in, out, accumulate_dx);
   }
   if (dx) gemm<T>(false, false, n, in, out, T(1), dy, out, W, in, accumulate_dx ? T(1) : T(0), dx, in);
   if (dW) gemm<T>(true, false, out, in, n, T(1), dy, out, x, in, T(1), dW, in);
   if (db) bias_grad(db, dy, N, out);
 }
-
-namespace {
-// A bf16 array widened (exactly) into scratch `slot` (3 or 4), compact [rows, cols].
-const float* widened(int slot, const u16* x, std::int64_t rows, int cols) {
-  return pack<float>(slot, Operand<u16>{x, static_cast<int>(rows), cols, cols, 0}, 1, "GEMM::widen_bf16",
-                     rows::widen_bf16);
-}
-}  // namespace
 
 void gemm_strided_batched_mixed(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, const u16* A16,
                                 int lda, std::int64_t sa, const float* B, const u16* B16, int ldb, std::int64_t sb,
@@ -233,36 +225,35 @@ void gemm_strided_batched_mixed(bool ta, bool tb, int M, int N, int K, float alp
   dispatch<float>(ta, tb, M, N, K, alpha, a, lda, sa, b, ldb, sb, beta, C, ldc, sc, batch);
 }
 
-void linear_forward_bf16(float* y, const u16* x16, const float* W, const float* b, std::int64_t N, int in, int out) {
-  const GemmPlan& plan = gemm_plan();
+void linear_forward_bf16(float* y, const float* x, const u16* x16, const float* W, const u16* W16, const float* b,
+                         std::int64_t N, int in, int out) {
+  TH_CHECK((x == nullptr) != (x16 == nullptr) && (W == nullptr) != (W16 == nullptr),
+           "linear_forward_bf16: give exactly one of x / x16 and of W / W16");
   const int n = static_cast<int>(N);
-  if (!(plan.fp32_as_bf16 && plan.bf16_onednn) || n <= 0 || in <= 0 || out <= 0) {
-    // No bf16 matmul: the widened values (exact) through the fp32 entry point, which rounds its
-    // operands as every GEMM of the run does (a no-op on x).
-    if (n > 0) linear_forward<float>(y, widened(3, x16, n, in), W, b, N, in, out);
-    return;
-  }
-  const u16* W16 = pack<u16>(1, operand(W, false, out, in, in, 0), 1, "GEMM::round_to_bf16", rows::narrow_bf16);
-  run_bf16(plan, Call{false, true, n, out, in, 1.0f, 0.0f, y, out, 0, 1}, {x16, n, in, in, 0}, {W16, out, in, in, 0});
+  if (n <= 0 || out <= 0) return;
+  gemm_strided_batched_mixed(false, true, n, out, in, 1.0f, x, x16, in, 0, W, W16, in, 0, 0.0f, y, out, 0, 1);
   if (b) bias_add(y, b, N, out);
 }
 
 void linear_backward_bf16(float* dx, float* dW, float* db, const float* dy, const u16* dy16, float alpha,
-                          const float* x, const u16* x16, const float* W, std::int64_t N, int in, int out,
-                          bool accumulate_dx) {
-  TH_CHECK((dy == nullptr) != (dy16 == nullptr) && (!dW || (x == nullptr) != (x16 == nullptr)),
-           "linear_backward_bf16: give exactly one of dy / dy16 and (for dW) of x / x16");
+                          const float* x, const u16* x16, const float* W, const u16* W16, std::int64_t N, int in,
+                          int out, bool accumulate_dx) {
+  TH_CHECK((dy == nullptr) != (dy16 == nullptr) && (!dW || (x == nullptr) != (x16 == nullptr)) &&
+               (!dx || (W == nullptr) != (W16 == nullptr)),
+           "linear_backward_bf16: give exactly one of dy / dy16, (for dW) of x / x16 and (for dx) of W / W16");
   TH_CHECK(!db || dy, "linear_backward_bf16: the bias gradient needs the fp32 dy");
   const int n = static_cast<int>(N);
   const GemmPlan& plan = gemm_plan();
   if (plan.fp32_as_bf16 && plan.bf16_onednn && n > 0 && in > 0 && out > 0) {
+    // dy rounded once (slot 2) for both products.
     const u16* dyp = dy16 ? dy16 : pack<u16>(2, operand(dy, false, n, out, out, 0), 1, "GEMM::round_to_bf16",
                                              rows::narrow_bf16);
     const Operand<u16> dyo{dyp, n, out, out, 0};
     if (dx) {
-      const u16* W16 = pack<u16>(1, operand(W, false, out, in, in, 0), 1, "GEMM::round_to_bf16", rows::narrow_bf16);
+      const u16* Wp = W16 ? W16 : pack<u16>(1, operand(W, false, out, in, in, 0), 1, "GEMM::round_to_bf16",
+                                            rows::narrow_bf16);
       run_bf16(plan, Call{false, false, n, in, out, alpha, accumulate_dx ? 1.0f : 0.0f, dx, in, 0, 1}, dyo,
-               {W16, out, in, in, 0});
+               {Wp, out, in, in, 0});
     }
     if (dW) {
       const u16* xp = x16 ? x16 : pack<u16>(1, operand(x, false, n, in, in, 0), 1, "GEMM::round_to_bf16",
@@ -270,12 +261,12 @@ void linear_backward_bf16(float* dx, float* dW, float* db, const float* dy, cons
       run_bf16(plan, Call{true, false, out, in, n, alpha, 1.0f, dW, in, 0, 1}, dyo, {xp, n, in, in, 0});
     }
   } else {
-    // The fp32 provider (or empty shapes): 16-bit operands widened (exact) into slots 3-4; the fp32
-    // GEMMs round as every GEMM of the run does.
-    const float* dyp = dy16 ? widened(4, dy16, N, out) : dy;
-    const float* xp = x16 && dW ? widened(3, x16, N, in) : x;
-    if (dx) gemm<float>(false, false, n, in, out, alpha, dyp, out, W, in, accumulate_dx ? 1.0f : 0.0f, dx, in);
-    if (dW) gemm<float>(true, false, out, in, n, alpha, dyp, out, xp, in, 1.0f, dW, in);
+    // The fp32 provider (or empty shapes): each product through the mixed entry point, which
+    // widens the 16-bit operands (exact) and rounds the fp32 ones as every GEMM of the run does.
+    if (dx)
+      gemm_strided_batched_mixed(false, false, n, in, out, alpha, dy, dy16, out, 0, W, W16, in, 0,
+                                 accumulate_dx ? 1.0f : 0.0f, dx, in, 0, 1);
+    if (dW) gemm_strided_batched_mixed(true, false, out, in, n, alpha, dy, dy16, out, 0, x, x16, in, 0, 1.0f, dW, in, 0, 1);
   }
   if (db) {
     TH_CHECK(alpha == 1.0f, "linear_backward_bf16: a bias gradient with alpha != 1");
