@@ -114,11 +114,13 @@ std::string choose_gemm(Comm& comm, const Config& cfg) {
   caps.bf16_native = comm.all_true(caps.bf16_native);
   cpu::GemmTiming timing;
   if (request == cpu::GemmRequest::Auto) {
-    timing = cpu::time_gemm_providers(cfg.model.d_model, cfg.model.d_ff);
+    timing = cpu::time_gemm_providers(cfg.model.d_model, cfg.model.d_ff, cfg.precision.dtype == "bf16");
     const bool onednn_everywhere = comm.all_true(timing.onednn_s > 0);
+    const bool bf16_everywhere = comm.all_true(timing.onednn_bf16_s > 0);
     timing.flops = comm.sum(timing.flops);
     timing.openblas_s = comm.sum(timing.openblas_s);
     timing.onednn_s = onednn_everywhere ? comm.sum(timing.onednn_s) : 0.0;
+    timing.onednn_bf16_s = bf16_everywhere ? comm.sum(timing.onednn_bf16_s) : 0.0;
   }
   const cpu::GemmTiming* timed = request == cpu::GemmRequest::Auto ? &timing : nullptr;
   cpu::GemmPlan plan = cpu::choose_gemm_plan(request, caps, timed, cfg.precision.dtype == "bf16");

@@ -331,6 +331,26 @@ TEST(GemmEngine, SelectionLogic) {
   EXPECT_FALSE(choose_gemm_plan(R::Auto, avx512, nullptr, true).bf16_onednn);
   EXPECT_TRUE(choose_gemm_plan(R::Auto, amx, nullptr, true).fp32_as_bf16);
   EXPECT_FALSE(choose_gemm_plan(R::Auto, amx, nullptr, false).fp32_as_bf16);
+  // 'auto' with the bf16 matmul timed: kept unless the chosen fp32 provider is >10% faster.
+  GemmTiming bf16_slow = dnnl_faster, bf16_fast = dnnl_faster, bf16_close = dnnl_faster;
+  bf16_slow.onednn_bf16_s = 0.018;   // oneDNN fp32 0.010: widening to fp32 wins
+  bf16_fast.onednn_bf16_s = 0.004;
+  bf16_close.onednn_bf16_s = 0.0105;  // within the margin: the bf16 matmul stays
+  EXPECT_FALSE(choose_gemm_plan(R::Auto, amx, &bf16_slow, true).bf16_onednn);
+  EXPECT_TRUE(choose_gemm_plan(R::Auto, amx, &bf16_fast, true).bf16_onednn);
+  EXPECT_TRUE(choose_gemm_plan(R::Auto, amx, &bf16_close, true).bf16_onednn);
+  EXPECT_TRUE(choose_gemm_plan(R::OneDNN, amx, &bf16_slow, true).bf16_onednn);  // forced: not timed against
+  GemmTiming blas_vs_bf16 = blas_faster;  // fp32 on OpenBLAS (0.010) against bf16 (0.018)
+  blas_vs_bf16.onednn_bf16_s = 0.018;
+  EXPECT_FALSE(choose_gemm_plan(R::Auto, amx, &blas_vs_bf16, true).bf16_onednn);
+  const std::string slow_line =
+      describe_gemm_plan(choose_gemm_plan(R::Auto, amx, &bf16_slow, true), amx, &bf16_slow, R::Auto);
+  EXPECT_NE(slow_line.find("bf16: oneDNN 2.6.3 avx512_core_amx bf16 matmul 55.6 GFLOP/s is slower here than fp32 -> "
+                           "fp32 oneDNN 2.6.3 avx512_core_amx on bf16-rounded operands"),
+            std::string::npos) << slow_line;
+  const std::string fast_line =
+      describe_gemm_plan(choose_gemm_plan(R::Auto, amx, &bf16_fast, true), amx, &bf16_fast, R::Auto);
+  EXPECT_NE(fast_line.find("bf16 matmul () 250.0 GFLOP/s, fp32 accumulation"), std::string::npos) << fast_line;
 
   // The banner line says which library runs each dtype, and why.
   const std::string line =
@@ -369,7 +389,10 @@ TEST(GemmEngine, CalibrationRunsBothProviders) {
   EXPECT_GT(t.flops, 0);
   EXPECT_GT(t.openblas_s, 0);
   EXPECT_EQ(t.onednn_s > 0, gemm_capabilities().onednn_fp32);
+  EXPECT_EQ(t.onednn_bf16_s, 0.0);  // not asked for
   EXPECT_GE(t.rows, 32);
+  const GemmTiming t16 = time_gemm_providers(64, 256, true);
+  EXPECT_EQ(t16.onednn_bf16_s > 0, gemm_capabilities().onednn_bf16 && gemm_capabilities().bf16_native);
 }
 
 // linear_backward in a bf16 run rounds dy once for its two products (gemm.cpp): the same

@@ -49,13 +49,17 @@ const GemmCapabilities& gemm_capabilities();
 // each, interleaved so that a noisy neighbour hits both alike). The shapes are a Transformer
 // feed-forward's three GEMMs at width d_model x d_ff ([R x D] x [D x F]^T forward, its dX and dW),
 // with R rows chosen so that one GEMM is about 0.13 GFLOP: the whole takes well under 0.2 s.
+// With `bf16` (a bf16 run) also oneDNN's bf16 matmul on the same shapes, where it exists and the
+// ISA has bf16 instructions: on some CPUs it is slower than fp32 (oneDNN 2.6 at avx512_core_bf16
+// on an Emerald Rapids guest: ~83 vs ~150 GFLOP/s), and then the bf16 GEMMs are better widened.
 struct GemmTiming {
   double flops = 0;        // per provider, over the shapes timed
   double openblas_s = 0;
   double onednn_s = 0;     // 0 when oneDNN cannot run fp32
   int rows = 0, d_model = 0, d_ff = 0;
+  double onednn_bf16_s = 0;  // 0 when not timed (fp32 run, no bf16 matmul or no bf16 instructions)
 };
-GemmTiming time_gemm_providers(int d_model, int d_ff);
+GemmTiming time_gemm_providers(int d_model, int d_ff, bool bf16 = false);
 
 // The decision. fp32: the provider of fp32 GEMMs. bf16_onednn: bf16 GEMMs on oneDNN's bf16 matmul
 // (else widened to fp32 and run on `fp32`). fp32_as_bf16: fp32 GEMMs round their operands to bf16
@@ -76,6 +80,9 @@ struct GemmPlan {
 //         oneDNN cannot run or was not timed).
 //   bf16: oneDNN when its bf16 primitive was created AND the ISA has bf16 instructions (oneDNN
 //         emulates bf16 on plain AVX-512 at a fraction of fp32's rate); otherwise the fallback.
+//         'auto' with the bf16 matmul timed: the fallback also where the fp32 provider chosen
+//         above is more than 10% faster on the same shapes (the fallback pays extra conversion
+//         passes: 16-bit operands widened, fp32 ones rounded in fp32).
 GemmPlan choose_gemm_plan(GemmRequest request, const GemmCapabilities& caps, const GemmTiming* timing,
                           bool fp32_as_bf16);
 

@@ -6,11 +6,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cmath>
 #include <cstdio>
 #include <vector>
 
 #include "th/core/error.hpp"
+#include "th/kernels/cpu.hpp"
 #include "cpu/gemm_providers.hpp"
 
 namespace th::cpu {
@@ -56,7 +58,7 @@ const GemmCapabilities& gemm_capabilities() {
   return caps;
 }
 
-GemmTiming time_gemm_providers(int d_model, int d_ff) {
+GemmTiming time_gemm_providers(int d_model, int d_ff, bool bf16) {
   GemmTiming t;
   // The model's widths, capped at 4096: the calibration runs before the deck's sizes are checked
   // against the memory (an absurd d_model must reach that check's message, not allocate here),
@@ -78,20 +80,32 @@ GemmTiming time_gemm_providers(int d_model, int d_ff) {
       {false, false, R, D, F, x.data(), w.data(), F, D, y.data(), D, 0.f},  // dx[R,D] = dy[R,F] W[F,D]
       {true, false, F, D, R, x.data(), y.data(), F, D, dw.data(), D, 1.f},  // dW[F,D] += dy^T x
   };
+  std::vector<std::uint16_t> x16(x.size()), w16(w.size()), y16(y.size());
+  fp32_to_bf16(x16.data(), x.data(), static_cast<std::int64_t>(x.size()));
+  fp32_to_bf16(w16.data(), w.data(), static_cast<std::int64_t>(w.size()));
+  fp32_to_bf16(y16.data(), y.data(), static_cast<std::int64_t>(y.size()));
+  auto as16 = [&](const float* p) { return p == x.data() ? x16.data() : p == w.data() ? w16.data() : y16.data(); };
   bool onednn = gemm_capabilities().onednn_fp32;  // false once oneDNN fails a shape: not a candidate
-  double onednn_s = 0;
+  bool onednn16 = bf16 && gemm_capabilities().onednn_bf16 && gemm_capabilities().bf16_native;
+  double onednn_s = 0, onednn16_s = 0;
   using clock = std::chrono::steady_clock;
   for (const Shape& s : shapes) {
     t.flops += 2.0 * s.M * s.N * s.K;
-    double best[2] = {1e30, 1e30};
+    double best[3] = {1e30, 1e30, 1e30};
     for (int rep = 0; rep < 3; ++rep) {  // rep 0 warms up (oneDNN creates its primitive there)
-      for (int p = 0; p < 2; ++p) {
+      for (int p = 0; p < 3; ++p) {
         const auto t0 = clock::now();
-        if (p == 0)
+        if (p == 0) {
           detail::blas_gemm<float>(s.ta, s.tb, s.M, s.N, s.K, 1.f, s.A, s.lda, s.B, s.ldb, s.beta, s.C, s.ldc);
-        else if (!onednn || !detail::onednn_gemm(false, s.ta, s.tb, s.M, s.N, s.K, 1.f, s.A, s.lda, 0, s.B, s.ldb,
-                                                 0, s.beta, s.C, s.ldc, 0, 1)) {
-          onednn = false;
+        } else if (p == 1) {
+          if (!onednn || !detail::onednn_gemm(false, s.ta, s.tb, s.M, s.N, s.K, 1.f, s.A, s.lda, 0, s.B, s.ldb, 0,
+                                              s.beta, s.C, s.ldc, 0, 1)) {
+            onednn = false;
+            continue;
+          }
+        } else if (!onednn16 || !detail::onednn_gemm(true, s.ta, s.tb, s.M, s.N, s.K, 1.f, as16(s.A), s.lda, 0,
+                                                     as16(s.B), s.ldb, 0, s.beta, s.C, s.ldc, 0, 1)) {
+          onednn16 = false;
           continue;
         }
         const double dt = std::chrono::duration<double>(clock::now() - t0).count();
@@ -100,8 +114,10 @@ GemmTiming time_gemm_providers(int d_model, int d_ff) {
     }
     t.openblas_s += best[0];
     onednn_s += best[1];
+    onednn16_s += best[2];
   }
   t.onednn_s = onednn ? onednn_s : 0;
+  t.onednn_bf16_s = onednn16 ? onednn16_s : 0;
   return t;
 }
 
@@ -129,6 +145,10 @@ GemmPlan choose_gemm_plan(GemmRequest request, const GemmCapabilities& caps, con
       break;
   }
   plan.bf16_onednn = caps.onednn_bf16 && caps.bf16_native;
+  if (plan.bf16_onednn && request == GemmRequest::Auto && timing && timing->onednn_bf16_s > 0) {
+    const double fp32_s = plan.fp32 == GemmProvider::OneDNN ? timing->onednn_s : timing->openblas_s;
+    if (fp32_s > 0 && fp32_s < timing->onednn_bf16_s / 1.1) plan.bf16_onednn = false;
+  }
   return plan;
 }
 
@@ -158,10 +178,13 @@ std::string describe_gemm_plan(const GemmPlan& plan, const GemmCapabilities& cap
     s += fp32_lib + (request == GemmRequest::Auto ? "" : " (run%gemm)");
   }
   s += "; bf16: ";
+  const bool bf16_timed = timing && timing->onednn_bf16_s > 0 && request == GemmRequest::Auto;
+  const std::string bf16_rate = bf16_timed ? " " + fmt1(timing->flops / timing->onednn_bf16_s * 1e-9) + " GFLOP/s" : "";
   if (plan.bf16_onednn) {
-    s += dnnl + " bf16 matmul (" + caps.onednn_bf16_impl + "), fp32 accumulation";
+    s += dnnl + " bf16 matmul (" + caps.onednn_bf16_impl + ")" + bf16_rate + ", fp32 accumulation";
   } else {
-    if (!caps.onednn_built) s += "no oneDNN in this build";
+    if (bf16_timed) s += dnnl + " bf16 matmul" + bf16_rate + " is slower here than fp32";
+    else if (!caps.onednn_built) s += "no oneDNN in this build";
     else if (!caps.onednn_bf16) s += "oneDNN has no bf16 matmul at " + caps.onednn_isa;
     else s += "no bf16 instructions at " + caps.onednn_isa + " (oneDNN would emulate)";
     s += " -> fp32 " + fp32_lib + " on bf16-rounded operands";
