@@ -125,7 +125,7 @@ template <typename T> void ParamStore<T>::initial_values(std::uint64_t seed, T* 
 
 template <typename T> void ParamStore<T>::use_bf16_values() {
   TH_CHECK((std::is_same_v<T, float>), "2-byte values need a float model");
-  TH_CHECK(allocated() && !bf16_values(), "use_bf16_values: allocate or attach first, once");
+  TH_CHECK(!bf16_values() && (allocated() || grads_ptr_), "use_bf16_values: allocate or attach first, once");
   values16_ = backend_->zeros({total_}, DType::BF16, MemCategory::Parameters);
   values16_ptr_ = static_cast<std::uint16_t*>(values16_.raw());
   std::int64_t n = 0;

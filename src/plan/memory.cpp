@@ -70,6 +70,12 @@ MemoryEstimate estimate_memory(const PlanModel& m, const PlanBatch& b, const Lay
   e.shard = S;
   const ModelStates ms = model_states(l.stage, N, P, sb);
   e.params = ms.params;
+  if (m.dtype == DType::BF16 && m.two_byte_params && sb.param == 4 && l.stage <= 2) {
+    // bf16 where 16-bit values are otherwise kept in fp32 (the CPU backend) at stages 0-2: the
+    // compute copy is 2-byte storage, plus an fp32 copy of the wide parameters (src/train/zero/).
+    const double a = machine.alloc_align_bytes;
+    e.params = std::ceil(2 * P / a) * a + std::ceil(4 * double(std::max<std::int64_t>(m.wide_params(), 1)) / a) * a;
+  }
   e.grads = ms.grads;
   e.optimizer = ms.optimizer;
   // The sinusoidal positional table [max_len, D]: a buffer, allocated with the parameters (a

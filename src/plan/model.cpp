@@ -75,6 +75,15 @@ std::int64_t PlanModel::params() const {
   return n;
 }
 
+std::int64_t PlanModel::wide_params() const {
+  const std::int64_t D = d_model, F = d_ff, attn = 4 * D, ffn = F + D, ln = 2 * D;
+  const bool enc = !decoder_only;
+  std::int64_t n = learned_positions ? std::int64_t{max_len} * D : 0;
+  if (enc) n += encoder_layers * (attn + ln + ffn + ln) + (pre_norm ? ln : 0);
+  n += decoder_layers * (attn + ln + (enc ? attn + ln : 0) + ffn + ln) + (pre_norm ? ln : 0);
+  return n;
+}
+
 PlanModel bare_gpt(double params, int layers, int width, int heads) {
   PlanModel m;
   m.decoder_only = true;
@@ -119,6 +128,7 @@ PlanModel plan_model(const Config& cfg) {
   m.max_len = cfg.plan.params > 0 && cfg.plan.seq_len > 0 ? cfg.plan.seq_len : cfg.model.max_len;
   m.checkpointing = cfg.parallel.activation_checkpointing;
   m.dtype = parse_dtype(cfg.precision.dtype);
+  m.two_byte_params = cfg.precision.param_storage == "auto";
   return m;
 }
 

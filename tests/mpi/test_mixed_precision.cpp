@@ -26,6 +26,7 @@
 #include <string>
 
 #include "th/config/config.hpp"
+#include "th/core/memory.hpp"
 #include "th/io/deck.hpp"
 #include "th/parallel/mpi_comm.hpp"
 #include "th/core/error.hpp"
@@ -244,5 +245,42 @@ TEST(MixedPrecision, ZeroStagesFollowStageZero) {
                     "%zu steps skipped (overflow)\n", dtype, stage, world().size(), worst, std::sqrt(d / n),
                     a.skipped.size());
     }
+  }
+}
+
+// bf16 at stages 0-2 keeps the parameters' compute copy in 2 bytes (precision%param_storage =
+// 'auto'; th/train/zero.hpp): the GEMMs and the embedding read it as it is, biases and LayerNorm
+// an fp32 copy widened from it, stages 1-2 all-gather it in 2 bytes. 'fp32' keeps the old storage
+// (fp32 holding bf16 values, rounded in place). Both hold the same values, so the runs must agree
+// bit for bit, and the 2-byte run's parameter bytes must be about half (2 bytes per value plus
+// the fp32 copies of the few per cent of parameters that are biases and LayerNorm weights).
+TEST(MixedPrecision, TwoByteComputeCopyGivesTheFp32StoragesBits) {
+  for (int stage : {0, 1, 2}) {
+    std::int64_t bytes[2] = {0, 0}, psi = 0;
+    Trained runs[2];
+    for (int k = 0; k < 2; ++k) {
+      ::Setup s{"bf16", stage, k == 0 ? "param_storage = 'auto'" : "param_storage = 'fp32'"};
+      s.steps = 6;
+      host_pool().trim();  // each trainer's buffers counted at their own size
+      Trainer t(make_cfg(s), world());
+      for (int i = 0; i < s.steps; ++i) runs[k].losses.push_back(t.step().loss);
+      runs[k].params = named_params(t);
+      const ZeroMemory m = t.memory_report("test")[static_cast<std::size_t>(world().rank())];
+      bytes[k] = m.params;
+      psi = m.psi;
+    }
+    EXPECT_EQ(runs[0].losses, runs[1].losses) << "stage " << stage;
+    for (const auto& [name, v] : runs[1].params)
+      EXPECT_EQ(0, std::memcmp(v.data(), runs[0].params.at(name).data(), sizeof(float) * v.size()))
+          << "stage " << stage << ": " << name << " differs";
+    const double ratio = double(bytes[0]) / double(bytes[1]);
+    if (world().rank() == 0)
+      std::printf("[ mp ] bf16 stage %d on %d ranks: parameter bytes 2-byte copy %lld, fp32 storage %lld (%.3fx), "
+                  "Psi %lld\n", stage, world().size(), static_cast<long long>(bytes[0]),
+                  static_cast<long long>(bytes[1]), ratio, static_cast<long long>(psi));
+    EXPECT_GE(bytes[1], 4 * psi) << "stage " << stage;  // fp32 storage (the pool may pad a block)
+    EXPECT_LT(bytes[1], 4 * psi + 65536) << "stage " << stage;
+    EXPECT_GE(bytes[0], 2 * psi) << "stage " << stage;
+    EXPECT_LT(ratio, 0.56) << "stage " << stage << ": the 2-byte compute copy was not used";
   }
 }

@@ -32,6 +32,7 @@ struct PlanModel {
   bool gelu = false;  // the feed-forward activation is GELU (erf per element), else ReLU
   bool checkpointing = false;
   DType dtype = DType::F32;  // compute type: F32, BF16, F16 (master weights stay fp32)
+  bool two_byte_params = true;  // precision%param_storage = 'auto' (bf16's 2-byte compute copy)
   // Parameter tensors (elements) of each gather unit, in declaration order.
   std::vector<std::vector<std::int64_t>> units;
   // Which unit is a block (enc/dec), a final norm, the embeddings, the untied output.
@@ -39,6 +40,9 @@ struct PlanModel {
   std::vector<UnitKind> kinds;
 
   std::int64_t params() const;  // without padding
+  // Elements of the parameters no GEMM and no embedding lookup reads (biases, LayerNorm, learned
+  // positions): the ones a 2-byte compute copy also keeps in fp32 (ParamStore::use_bf16_values).
+  std::int64_t wide_params() const;
   bool mixed() const { return dtype != DType::F32; }
 };
 

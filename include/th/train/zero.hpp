@@ -18,8 +18,13 @@
 // of what it updates (stage 0: every parameter, stages 1-3: the rank's partition, in partition
 // layout, counted as optimizer state) and the parameter buffers above become the 16-bit compute
 // copy: after every update (and at initialization and load) the master values are rounded to the
-// compute type into them. Storage stays fp32 holding exactly-representable 16-bit values (the
-// CPU backend has no 16-bit GEMM). Each rank's gradients are rounded to the compute type when
+// compute type into them. In bf16 at stages 0-2 on a backend that takes bf16 operands (CPU,
+// emulated) the compute copy is 2-byte storage (ParamStore::use_bf16_values(): the GEMMs and the
+// embedding read it as it is; biases, LayerNorm and learned positions keep an fp32 copy too), and
+// stages 1-2 all-gather it in 2 bytes (their layout is padded to 2N for that: pairs of values
+// travel as one 4-byte word). Otherwise (fp16, stage 3, the CUDA backend,
+// precision%param_storage = 'fp32') storage stays fp32 holding exactly-representable 16-bit
+// values. The two storages give the same bits. Each rank's gradients are rounded to the compute type when
 // handed to the reduction (fp16: beyond 65504 they become inf); accumulation over micro-batches
 // and the reduction sums are fp32. Checkpoints hold the master values.
 //
@@ -85,6 +90,9 @@ struct ZeroOptions {
   std::int64_t persistence_threshold = 0;    // stage 3: units below this many elements stay whole
   std::uint64_t seed = 0;                    // parameter initialization
   DType compute = DType::F32;                // F32, or BF16 / F16: fp32 master + 16-bit compute copy
+  // bf16: the compute copy in 2 bytes where it can be (precision%param_storage = 'auto': stages
+  // 0-2 on a backend that takes bf16 operands), else in fp32 storage holding bf16 values.
+  bool two_byte_params = true;
   AdamWConfig adam;
   OffloadOptions offload;                    // parallel%offload_optimizer / offload_param (th/train/offload.hpp)
 };

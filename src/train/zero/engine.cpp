@@ -15,7 +15,7 @@ const std::vector<ParamSegment>& closed_segments(ParamStore<float>& ps) {
 }  // namespace
 
 void ZeroEngine::configure(ModelSpec& spec, const ZeroOptions& opt, int world) {
-  zero::configure_layout(spec, zero::stage_policy(opt.stage), opt.bucket_mb, world);
+  zero::configure_layout(spec, zero::stage_policy(opt.stage), opt.bucket_mb, world, opt.compute);
 }
 
 ZeroEngine::Impl::Impl(Comm& c, Transformer<float>& m, const ZeroOptions& o)
@@ -23,7 +23,8 @@ ZeroEngine::Impl::Impl(Comm& c, Transformer<float>& m, const ZeroOptions& o)
       part(closed_segments(m.params()), policy.replicated ? 0 : c.rank(), policy.replicated ? 1 : c.size()) {
   const int N = comm.size();
   const std::int64_t P = ps.size(), S = part.shard_size();
-  TH_CHECK(policy.replicated || (m.spec().param_align == N && m.spec().external_param_storage == policy.grads_partitioned),
+  TH_CHECK(policy.replicated || (m.spec().param_align == zero::layout_align(policy, N, opt.compute) &&
+                                 m.spec().external_param_storage == policy.grads_partitioned),
            "the model was not configured for ZeRO stage " + std::to_string(policy.stage) + " (ZeroEngine::configure)");
   TH_CHECK(opt.offload.optimizer == OffloadTarget::None || !policy.replicated, "optimizer offload needs ZeRO stage >= 1");
   TH_CHECK(opt.offload.param == OffloadTarget::None || policy.params_partitioned,
@@ -44,9 +45,10 @@ ZeroEngine::Impl::Impl(Comm& c, Transformer<float>& m, const ZeroOptions& o)
 
   // The owned spans (stable pointers): the whole buffer when replicated, else one per piece.
   if (policy.replicated)
-    spans.push_back({ps.values(), ps.grads(), 0, P});
+    spans.push_back({ps.values(), ps.grads(), 0, P, ps.values16()});
   else
-    for (const ZeroPartition::Piece& p : part.pieces()) spans.push_back({params->owned(p), grads->owned(p), p.shard, p.count});
+    for (const ZeroPartition::Piece& p : part.pieces())
+      spans.push_back({params->owned(p), grads->owned(p), p.shard, p.count, params->owned16(p)});
   step = std::make_unique<zero::OptimizerStep>(comm, spans, *params, *store, opt.compute,
                                                policy.replicated ? 1 : N, moments, m.backend());
 

@@ -33,10 +33,12 @@ ZeroMemory ZeroEngine::memory() const {
   e.params->add_offload(m);
   const double psi = static_cast<double>(m.psi), n = e.comm.size();
   const double f = e.policy.formula_whole * psi + e.policy.formula_split * psi / n;
-  // Mixed precision as stored here: fp32 compute copy and gradients, plus the fp32 master (4 Psi,
-  // partitioned from stage 1 on).
+  // Mixed precision as stored here: the compute copy (2 bytes where ParamHome::two_byte(), stages
+  // 0-2, where it is whole: 2 Psi instead of 4; else fp32 storage) and fp32 gradients, plus the
+  // fp32 master (4 Psi, partitioned from stage 1 on).
   const double master = e.opt.compute != DType::F32 ? 4 * psi / (e.policy.replicated ? 1 : n) : 0;
-  m.formula = static_cast<std::int64_t>(f + master);
+  const double two_byte_saving = e.params->two_byte() ? 2 * psi : 0;
+  m.formula = static_cast<std::int64_t>(f + master - two_byte_saving);
   return m;
 }
 

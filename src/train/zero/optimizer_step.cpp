@@ -71,6 +71,10 @@ void OptimizerStep::master_to_compute() {
       round_to_compute_on_host(compute_, s.value, s.n);
       continue;
     }
+    if (s.value16) {  // the 2-byte compute copy
+      be_.fp32_to_bf16(s.value16, master_.data<float>() + s.shard, s.n);
+      continue;
+    }
     copy_device(be_, s.value, master_.data<float>() + s.shard, s.n);
     round_to_compute(be_, compute_, s.value, s.n);
   }

@@ -15,6 +15,7 @@ ZeroOptions zero_options(const Config& cfg) {
   z.persistence_threshold = cfg.parallel.param_persistence_threshold;
   z.seed = static_cast<std::uint64_t>(cfg.run.seed);
   z.compute = parse_dtype(cfg.precision.dtype);
+  z.two_byte_params = cfg.precision.param_storage == "auto";
   z.adam = AdamWConfig{cfg.optim.lr, cfg.optim.betas[0], cfg.optim.betas[1], cfg.optim.eps, cfg.optim.weight_decay};
   z.offload.optimizer = parse_offload_target(cfg.parallel.offload_optimizer, "parallel%offload_optimizer");
   z.offload.param = parse_offload_target(cfg.parallel.offload_param, "parallel%offload_param");

@@ -2,7 +2,8 @@
 // The rank's part of the optimizer's work in the layout of its moments: values and reduced
 // gradients [0, n) whose moments (and fp32 master) are [shard, shard + n). Stage 0: one span, the
 // whole buffer; stages 1-3: one per partition piece. `value` is nullptr when the values live in
-// a file (stage 3, offload_param = 'nvme').
+// a file (stage 3, offload_param = 'nvme') or in 2 bytes (`value16`: the parameters' 2-byte
+// compute copy, ParamStore::use_bf16_values(); bf16 at stages 0-2).
 #include <cstdint>
 #include <vector>
 
@@ -12,6 +13,7 @@ struct OwnedSpan {
   float* value = nullptr;
   float* grad = nullptr;
   std::int64_t shard = 0, n = 0;
+  std::uint16_t* value16 = nullptr;
 };
 using OwnedSpans = std::vector<OwnedSpan>;
 

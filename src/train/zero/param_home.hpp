@@ -30,6 +30,9 @@ class ParamHome {
   virtual ~ParamHome() = default;
   // The rank's values of piece p, updated in place by the optimizer (nullptr: in a file).
   virtual float* owned(const ZeroPartition::Piece& p) = 0;
+  // The same in the 2-byte compute copy (ZeroOptions::two_byte_params; nullptr otherwise).
+  virtual std::uint16_t* owned16(const ZeroPartition::Piece& /*p*/) { return nullptr; }
+  virtual bool two_byte() const { return false; }
   // Initial values from the seed, identical on every rank. Mixed precision (`master` set): the
   // master's spans get the fp32 values, the working values are rounded to `compute`.
   virtual void initialize(std::uint64_t seed, const OwnedSpans& spans, float* master, DType compute) = 0;

@@ -23,9 +23,14 @@ StagePolicy stage_policy(int stage) {
   return p;
 }
 
-void configure_layout(ModelSpec& spec, const StagePolicy& policy, double bucket_mb, int world) {
+int layout_align(const StagePolicy& policy, int world, DType compute) {
+  if (policy.replicated) return 1;
+  return compute == DType::BF16 ? 2 * world : world;
+}
+
+void configure_layout(ModelSpec& spec, const StagePolicy& policy, double bucket_mb, int world, DType compute) {
   if (policy.replicated) return;
-  spec.param_align = world;
+  spec.param_align = layout_align(policy, world, compute);
   const auto bucket = static_cast<std::int64_t>(bucket_mb * 1024 * 1024 / sizeof(float));
   spec.param_segment_max = std::max<std::int64_t>(world, bucket / world * world);
   spec.external_param_storage = policy.grads_partitioned;
