@@ -49,12 +49,13 @@ std::int64_t ParamStore<T>::declare(const std::string& name, std::vector<std::in
   return infos_.back().offset;
 }
 
-template <typename T> void ParamStore<T>::allocate() {
+template <typename T> void ParamStore<T>::allocate(bool two_byte) {
   end_unit();
-  values_ = backend_->zeros({total_}, dtype_of<T>(), MemCategory::Parameters);
   grads_ = backend_->zeros({total_}, dtype_of<T>(), MemCategory::Gradients);
-  values_ptr_ = values_.template data<T>();
   grads_ptr_ = grads_.template data<T>();
+  if (two_byte) return use_bf16_values();
+  values_ = backend_->zeros({total_}, dtype_of<T>(), MemCategory::Parameters);
+  values_ptr_ = values_.template data<T>();
 }
 
 template <typename T> void ParamStore<T>::attach(T* values, T* grads) {

@@ -93,7 +93,10 @@ Transformer<T>::Transformer(const ModelSpec& s, Backend& backend)
     out_unit_ = params_.current_unit();
     out_proj_ = params_.declare("output/weight", {V, D}, ParamInit::XavierUniform);
   }
-  if (!s.external_param_storage) params_.allocate();
+  if (!s.external_param_storage) {
+    const bool two_byte = s.two_byte_params && std::is_same_v<T, float> && backend.kernels<float>().bf16_operands();
+    params_.allocate(two_byte);
+  }
   if (s.positions == PositionEncoding::Sinusoidal) {
     // The sinusoidal table is a buffer, not a parameter: computed, never trained or communicated.
     pe_ = be_.empty({s.max_len, D}, dtype_of<T>(), MemCategory::Parameters);

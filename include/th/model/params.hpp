@@ -50,7 +50,9 @@ class ParamStore {
   // calls it after the parameters of each block. Empty units are not counted.
   int end_unit();
   int current_unit() const { return unit_; }
-  void allocate();                      // values (Parameters) and grads (Gradients), zeroed
+  // values (Parameters) and grads (Gradients), zeroed; two_byte: the values as the 2-byte compute
+  // copy (use_bf16_values), the fp32 buffer never allocated.
+  void allocate(bool two_byte = false);
   // Or external storage (ZeRO): size() elements each, owned and accounted by the caller.
   void attach(T* values, T* grads);
   // Initial values are computed on the host and copied to the device (a no-op on the CPU backend).

@@ -38,6 +38,9 @@ struct ModelSpec {
   std::int64_t param_align = 1, param_segment_max = 0;
   // The caller attaches the buffers (ParamStore::attach) instead of the model allocating them.
   bool external_param_storage = false;
+  // bf16 with ZeRO stages 0-2 (ZeroEngine::configure): the values are allocated as the 2-byte
+  // compute copy (ParamStore::use_bf16_values) where the backend takes bf16 operands, never in fp32.
+  bool two_byte_params = false;
   // Mixed-precision emulation (float models only): BF16 / F16 round the activations at the
   // layer boundaries (embeddings, every block's output, final norms, logits) and the activation
   // gradients between blocks in backward to that type; GEMMs and reductions accumulate in fp32.

@@ -15,7 +15,9 @@ const std::vector<ParamSegment>& closed_segments(ParamStore<float>& ps) {
 }  // namespace
 
 void ZeroEngine::configure(ModelSpec& spec, const ZeroOptions& opt, int world) {
-  zero::configure_layout(spec, zero::stage_policy(opt.stage), opt.bucket_mb, world, opt.compute);
+  const zero::StagePolicy policy = zero::stage_policy(opt.stage);
+  zero::configure_layout(spec, policy, opt.bucket_mb, world, opt.compute);
+  spec.two_byte_params = opt.compute == DType::BF16 && opt.two_byte_params && !policy.params_partitioned;
 }
 
 ZeroEngine::Impl::Impl(Comm& c, Transformer<float>& m, const ZeroOptions& o)

@@ -15,8 +15,9 @@ using Piece = ZeroPartition::Piece;
 
 class WholeParams : public ParamHome {
  public:
+  // two_byte: the compute copy in 2 bytes (the model allocated it so where configured to).
   WholeParams(Comm& comm, ParamStore<float>& ps, bool two_byte) : comm_(comm), ps_(ps) {
-    if (two_byte) ps_.use_bf16_values();
+    if (two_byte && !ps_.bf16_values()) ps_.use_bf16_values();
   }
   float* owned(const Piece& p) override { return half() ? nullptr : ps_.values() + p.begin; }
   std::uint16_t* owned16(const Piece& p) override { return half() ? ps_.values16() + p.begin : nullptr; }
@@ -85,7 +86,7 @@ class GatheredParams final : public WholeParams {
       if (!two_byte) values_ = ps.backend().zeros({ps.size()}, DType::F32, MemCategory::Parameters);
       ps.attach(two_byte ? nullptr : values_.data<float>(), grad_range);
     }  // stage 1: the model's own buffers
-    if (two_byte) ps_.use_bf16_values();
+    if (two_byte && !ps_.bf16_values()) ps_.use_bf16_values();
   }
   float* owned(const Piece& p) override { return half() ? nullptr : ps_.values() + part_.owned(p); }
   std::uint16_t* owned16(const Piece& p) override { return half() ? ps_.values16() + part_.owned(p) : nullptr; }
