@@ -463,7 +463,10 @@ TEST(GemmEngine, LinearWithBf16OperandsMatchesTheFp32EntryPoints) {
       std::vector<float> dx = dx0, dW = dW0, db(out, 0.f), rdx = dx0, rdW = dW0, rdb(out, 0.f);
       linear_backward_bf16(dx.data(), dW.data(), db.data(), dy.data(), nullptr, 1.0f, nullptr, x16.data(), Wf, Wh,
                            N, in, out, acc);
-      linear_backward<float>(rdx.data(), rdW.data(), rdb.data(), dy.data(), xw.data(), W.data(), N, in, out, acc);
+      // The reference: the products as separate fp32 GEMMs (which round their operands).
+      gemm<float>(false, false, N, in, out, 1.f, dy.data(), out, W.data(), in, acc ? 1.f : 0.f, rdx.data(), in);
+      gemm<float>(true, false, out, in, N, 1.f, dy.data(), out, xw.data(), in, 1.f, rdW.data(), in);
+      bias_grad<float>(rdb.data(), dy.data(), N, out);
       for (std::size_t i = 0; i < dx.size(); ++i) ASSERT_EQ(dx[i], rdx[i]) << p.name << " dx " << i;
       for (std::size_t i = 0; i < dW.size(); ++i) ASSERT_EQ(dW[i], rdW[i]) << p.name << " dW " << i;
       for (int i = 0; i < out; ++i) ASSERT_EQ(db[i], rdb[i]) << p.name << " db " << i;

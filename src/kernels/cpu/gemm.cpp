@@ -33,8 +33,8 @@ Operand<U> operand(const U* p, bool trans, int op_rows, int op_cols, int ld, std
 
 // Per-thread scratch for converted operands, grown as needed: a workspace outside the memory
 // pool, at most the two operands of the largest GEMM of a bf16 run (slots 0, 1), the output
-// gradient that linear_backward's two products share (slot 2) and 16-bit operands widened for an
-// fp32 provider (slots 3, 4).
+// gradient that linear_backward's two products share (slot 2; bf16 or, on the fp32 provider,
+// fp32 holding bf16 values) and operands converted for an fp32 provider (slots 3, 4).
 template <typename U>
 U* scratch(int slot, std::size_t n) {
   thread_local std::vector<U> buffers[5];
@@ -104,6 +104,15 @@ void run_bf16(const GemmPlan& plan, const Call& g, const Operand<u16>& a, const 
            {b32, b.rows, b.cols, b.cols, std::int64_t(b.rows) * b.cols});
 }
 
+// An operand of a bf16 run converted once for the fp32 provider: given as 16-bit values (o16.p
+// set: widened, exact) or fp32 (o: rounded to bf16 values); compact in float scratch `slot`.
+Operand<float> bf16_valued(int slot, const Operand<float>& o, const Operand<u16>& o16, int batch) {
+  const int nr = o16.p ? o16.rows : o.rows, nc = o16.p ? o16.cols : o.cols;
+  const float* p = o16.p ? pack<float>(slot, o16, batch, "GEMM::widen_bf16", rows::widen_bf16)
+                         : pack<float>(slot, o, batch, "GEMM::round_to_bf16", rows::round_bf16);
+  return {p, nr, nc, nc, std::int64_t(nr) * nc};
+}
+
 void run_fp32_as_bf16(const GemmPlan& plan, const Call& g, const Operand<float>& a, const Operand<float>& b) {
   if (plan.bf16_onednn) {
     const auto narrow = rows::narrow_bf16;
@@ -113,11 +122,7 @@ void run_fp32_as_bf16(const GemmPlan& plan, const Call& g, const Operand<float>&
              {b16, b.rows, b.cols, b.cols, std::int64_t(b.rows) * b.cols});
     return;
   }
-  const auto round = rows::round_bf16;
-  const float* ar = pack<float>(0, a, g.batch, "GEMM::round_to_bf16", round);
-  const float* br = pack<float>(1, b, g.batch, "GEMM::round_to_bf16", round);
-  run_fp32(plan.fp32, g, {ar, a.rows, a.cols, a.cols, std::int64_t(a.rows) * a.cols},
-           {br, b.rows, b.cols, b.cols, std::int64_t(b.rows) * b.cols});
+  run_fp32(plan.fp32, g, bf16_valued(0, a, Operand<u16>{}, g.batch), bf16_valued(1, b, Operand<u16>{}, g.batch));
 }
 
 // K == 0: C = beta C (the product is empty).
@@ -183,8 +188,7 @@ void linear_backward(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, s
   if constexpr (std::is_same_v<T, float>) {
     // bf16 run on oneDNN: dy is rounded to bf16 once for both products (the same operands and
     // products as two separate calls, one conversion pass fewer).
-    const GemmPlan& plan = gemm_plan();
-    if (plan.fp32_as_bf16 && plan.bf16_onednn)
+    if (gemm_plan().fp32_as_bf16)
       return linear_backward_bf16(dx, dW, db, dy, nullptr, 1.0f, x, nullptr, W, nullptr, N, in, out, accumulate_dx);
   }
   if (dx) gemm<T>(false, false, n, in, out, T(1), dy, out, W, in, accumulate_dx ? T(1) : T(0), dx, in);
@@ -212,7 +216,14 @@ void gemm_strided_batched_mixed(bool ta, bool tb, int M, int N, int K, float alp
     run_bf16(plan, g, as_bf16(0, A, A16, ta, M, K, lda, sa), as_bf16(1, B, B16, tb, K, N, ldb, sb));
     return;
   }
-  // No bf16 matmul: widen the 16-bit operands (exact, compact) and take the fp32 entry point.
+  if (plan.fp32_as_bf16) {
+    // A bf16 run on the fp32 provider: each operand converted once (16-bit widened, fp32 rounded),
+    // not widened and then rounded again by the fp32 entry point.
+    run_fp32(plan.fp32, g, bf16_valued(3, operand(A, ta, M, K, lda, sa), operand(A16, ta, M, K, lda, sa), batch),
+             bf16_valued(4, operand(B, tb, K, N, ldb, sb), operand(B16, tb, K, N, ldb, sb), batch));
+    return;
+  }
+  // fp32 plan: widen the 16-bit operands (exact, compact) and take the fp32 entry point.
   auto as_fp32 = [&](int slot, const float* p, const u16* p16, bool trans, int nr, int nc, int& ld,
                      std::int64_t& s) -> const float* {
     if (!p16) return p;
@@ -260,9 +271,20 @@ void linear_backward_bf16(float* dx, float* dW, float* db, const float* dy, cons
                                              rows::narrow_bf16);
       run_bf16(plan, Call{true, false, out, in, n, alpha, 1.0f, dW, in, 0, 1}, dyo, {xp, n, in, in, 0});
     }
+  } else if (plan.fp32_as_bf16 && n > 0 && in > 0 && out > 0) {
+    // A bf16 run on the fp32 provider: each operand converted once (dy for both products) and
+    // multiplied as it is: the values the fp32 entry points would round them to.
+    auto stored = [](auto* p, int nr, int nc) { return operand(p, false, nr, nc, nc, 0); };
+    const Operand<float> dyo = bf16_valued(2, stored(dy, n, out), stored(dy16, n, out), 1);
+    if (dx)
+      run_fp32(plan.fp32, Call{false, false, n, in, out, alpha, accumulate_dx ? 1.0f : 0.0f, dx, in, 0, 1}, dyo,
+               bf16_valued(3, stored(W, out, in), stored(W16, out, in), 1));
+    if (dW)
+      run_fp32(plan.fp32, Call{true, false, out, in, n, alpha, 1.0f, dW, in, 0, 1}, dyo,
+               bf16_valued(4, stored(x, n, in), stored(x16, n, in), 1));
   } else {
-    // The fp32 provider (or empty shapes): each product through the mixed entry point, which
-    // widens the 16-bit operands (exact) and rounds the fp32 ones as every GEMM of the run does.
+    // fp32 operands (or empty shapes): each product through the mixed entry point, which widens
+    // the 16-bit operands (exact).
     if (dx)
       gemm_strided_batched_mixed(false, false, n, in, out, alpha, dy, dy16, out, 0, W, W16, in, 0,
                                  accumulate_dx ? 1.0f : 0.0f, dx, in, 0, 1);
