@@ -172,7 +172,8 @@ class ZeroEngine {
   std::string offload_where() const;
   // Communication this rank issued per step in theory: 2 Psi (N-1)/N x 4 bytes (stages 0-2),
   // 3 Psi (N-1)/N x 4 (stage 3); in 16-bit runs the gradients' share (2 Psi at stage 0, the
-  // reduce-scatter's 1 Psi at stages 1-3) at 2 bytes. theory_formula() says which applies.
+  // reduce-scatter's 1 Psi at stages 1-3) at 2 bytes, and with bf16's 2-byte compute copy
+  // (stages 1-2) the parameters' all-gather too. theory_formula() says which applies.
   double theory_bytes_per_step() const;
   std::string theory_formula() const;
 

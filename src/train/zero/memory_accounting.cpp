@@ -91,7 +91,10 @@ std::vector<ZeroMemory> ZeroEngine::memory_report(const char* when) const {
                   static_cast<long long>(m.offload_window), static_cast<long long>(m.offload_nvme));
     }
   }
-  if (e.opt.compute != DType::F32)
+  if (e.params->two_byte())
+    std::printf("  bf16 (the compute copy in 2 bytes, gradients in fp32 storage): 2Psi less for the parameters, plus "
+                "the fp32 master, 4Psi at stage 0, 4Psi/N at stages 1-2\n");
+  else if (e.opt.compute != DType::F32)
     std::printf("  %s (emulated: 16-bit values in fp32 storage): plus the fp32 master, 4Psi at stage 0, 4Psi/N at "
                 "stages 1-3\n", e.opt.compute == DType::BF16 ? "bf16" : "fp16");
   std::fflush(stdout);
@@ -102,13 +105,15 @@ double ZeroEngine::theory_bytes_per_step() const {
   const double psi = static_cast<double>(impl_->ps.size()), n = impl_->comm.size();
   const zero::StagePolicy& p = impl_->policy;
   const double grad_bytes = static_cast<double>(dtype_size(impl_->opt.compute));  // the gradients' wire type
-  return (p.comm_grad_psi * grad_bytes + (p.comm_psi - p.comm_grad_psi) * 4.0) * psi * (n - 1) / n;
+  const double param_bytes = impl_->params->two_byte() ? 2.0 : 4.0;  // the all-gathered compute copy
+  return (p.comm_grad_psi * grad_bytes + (p.comm_psi - p.comm_grad_psi) * param_bytes) * psi * (n - 1) / n;
 }
 
 std::string ZeroEngine::theory_formula() const {
   const zero::StagePolicy& p = impl_->policy;
   if (impl_->opt.compute == DType::F32) return std::string(p.comm_formula) + " Psi (N-1)/N x 4 bytes";
-  if (p.comm_grad_psi == p.comm_psi) return std::string(p.comm_formula) + " Psi (N-1)/N x 2 bytes";
+  if (p.comm_grad_psi == p.comm_psi || impl_->params->two_byte())
+    return std::string(p.comm_formula) + " Psi (N-1)/N x 2 bytes";
   return "(" + std::to_string(p.comm_grad_psi) + " x 2 + " + std::to_string(p.comm_psi - p.comm_grad_psi) +
          " x 4 bytes) Psi (N-1)/N: 16-bit gradients, fp32 parameters";
 }
