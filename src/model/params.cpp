@@ -140,16 +140,15 @@ template <typename T> void ParamStore<T>::use_bf16_values() {
   values_ptr_ = nullptr;
 }
 
-template <typename T> bool ParamStore<T>::is_wide(std::int64_t offset) const {
+template <typename T> std::int64_t ParamStore<T>::wide_index(std::int64_t offset) const {
   const auto it = std::lower_bound(wide_at_.begin(), wide_at_.end(), std::make_pair(offset, std::int64_t(-1)));
-  return it != wide_at_.end() && it->first == offset;
+  return it != wide_at_.end() && it->first == offset ? it->second : -1;
 }
 
 template <typename T> T* ParamStore<T>::wide_value(std::int64_t offset) const {
-  const auto it = std::lower_bound(wide_at_.begin(), wide_at_.end(), std::make_pair(offset, std::int64_t(-1)));
-  TH_CHECK(it != wide_at_.end() && it->first == offset,
-           "parameter at offset " + std::to_string(offset) + " has only its 2-byte compute copy (read value16())");
-  return wide_.template data<T>() + it->second;
+  const std::int64_t i = wide_index(offset);
+  TH_CHECK(i >= 0, "parameter at offset " + std::to_string(offset) + " has only its 2-byte compute copy (read value16())");
+  return wide_.template data<T>() + i;
 }
 
 template <typename T> void ParamStore<T>::widen_copies() {

@@ -75,7 +75,7 @@ class ParamStore {
   bool bf16_values() const { return values16_ptr_ != nullptr; }
   std::uint16_t* values16() const { return values16_ptr_; }
   const std::uint16_t* value16(std::int64_t offset) const {
-    return values16_ptr_ && !is_wide(offset) ? values16_ptr_ + offset : nullptr;
+    return values16_ptr_ && wide_index(offset) < 0 ? values16_ptr_ + offset : nullptr;
   }
   void widen_copies();
   static bool wide(ParamInit init) { return init != ParamInit::XavierUniform && init != ParamInit::EmbeddingNormal; }
@@ -94,7 +94,7 @@ class ParamStore {
 
  private:
   void close_segment();
-  bool is_wide(std::int64_t offset) const;
+  std::int64_t wide_index(std::int64_t offset) const;  // into wide_, or -1: no wide parameter starts there
   T* wide_value(std::int64_t offset) const;  // throws unless a wide parameter starts at offset
   Backend* backend_;
   std::vector<ParamInfo> infos_;

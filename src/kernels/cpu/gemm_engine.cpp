@@ -80,13 +80,15 @@ GemmTiming time_gemm_providers(int d_model, int d_ff, bool bf16) {
       {false, false, R, D, F, x.data(), w.data(), F, D, y.data(), D, 0.f},  // dx[R,D] = dy[R,F] W[F,D]
       {true, false, F, D, R, x.data(), y.data(), F, D, dw.data(), D, 1.f},  // dW[F,D] += dy^T x
   };
-  std::vector<std::uint16_t> x16(x.size()), w16(w.size()), y16(y.size());
-  fp32_to_bf16(x16.data(), x.data(), static_cast<std::int64_t>(x.size()));
-  fp32_to_bf16(w16.data(), w.data(), static_cast<std::int64_t>(w.size()));
-  fp32_to_bf16(y16.data(), y.data(), static_cast<std::int64_t>(y.size()));
-  auto as16 = [&](const float* p) { return p == x.data() ? x16.data() : p == w.data() ? w16.data() : y16.data(); };
   bool onednn = gemm_capabilities().onednn_fp32;  // false once oneDNN fails a shape: not a candidate
   bool onednn16 = bf16 && gemm_capabilities().onednn_bf16 && gemm_capabilities().bf16_native;
+  std::vector<std::uint16_t> x16, w16, y16;  // the operands in bf16, only where the bf16 matmul is timed
+  auto to16 = [](std::vector<std::uint16_t>& out, const std::vector<float>& in) {
+    out.resize(in.size());
+    fp32_to_bf16(out.data(), in.data(), static_cast<std::int64_t>(in.size()));
+  };
+  if (onednn16) to16(x16, x), to16(w16, w), to16(y16, y);
+  auto as16 = [&](const float* p) { return p == x.data() ? x16.data() : p == w.data() ? w16.data() : y16.data(); };
   double onednn_s = 0, onednn16_s = 0;
   using clock = std::chrono::steady_clock;
   for (const Shape& s : shapes) {
