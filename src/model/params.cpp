@@ -49,10 +49,13 @@ std::int64_t ParamStore<T>::declare(const std::string& name, std::vector<std::in
   return infos_.back().offset;
 }
 
-template <typename T> void ParamStore<T>::allocate(bool two_byte) {
+template <typename T> void ParamStore<T>::allocate(bool two_byte, bool grads) {
   end_unit();
-  grads_ = backend_->zeros({total_}, dtype_of<T>(), MemCategory::Gradients);
-  grads_ptr_ = grads_.template data<T>();
+  laid_out_ = true;
+  if (grads) {
+    grads_ = backend_->zeros({total_}, dtype_of<T>(), MemCategory::Gradients);
+    grads_ptr_ = grads_.template data<T>();
+  }
   if (two_byte) return use_bf16_values();
   values_ = backend_->zeros({total_}, dtype_of<T>(), MemCategory::Parameters);
   values_ptr_ = values_.template data<T>();
@@ -60,9 +63,15 @@ template <typename T> void ParamStore<T>::allocate(bool two_byte) {
 
 template <typename T> void ParamStore<T>::attach(T* values, T* grads) {
   end_unit();
+  laid_out_ = true;
   values_.reset();
   grads_.reset();
   values_ptr_ = values;
+  grads_ptr_ = grads;
+}
+
+template <typename T> void ParamStore<T>::attach_grads(T* grads) {
+  TH_CHECK(laid_out_ && !grads_.defined(), "attach_grads: after allocate(.., false)");
   grads_ptr_ = grads;
 }
 
@@ -126,7 +135,7 @@ template <typename T> void ParamStore<T>::initial_values(std::uint64_t seed, T* 
 
 template <typename T> void ParamStore<T>::use_bf16_values() {
   TH_CHECK((std::is_same_v<T, float>), "2-byte values need a float model");
-  TH_CHECK(!bf16_values() && (allocated() || grads_ptr_), "use_bf16_values: allocate or attach first, once");
+  TH_CHECK(!bf16_values() && laid_out_, "use_bf16_values: allocate or attach first, once");
   values16_ = backend_->zeros({total_}, DType::BF16, MemCategory::Parameters);
   values16_ptr_ = static_cast<std::uint16_t*>(values16_.raw());
   std::int64_t n = 0;

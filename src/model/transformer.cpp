@@ -95,7 +95,7 @@ Transformer<T>::Transformer(const ModelSpec& s, Backend& backend)
   }
   if (!s.external_param_storage) {
     const bool two_byte = s.two_byte_params && std::is_same_v<T, float> && backend.kernels<float>().bf16_operands();
-    params_.allocate(two_byte);
+    params_.allocate(two_byte, !(two_byte && s.two_byte_grads));
   }
   if (s.positions == PositionEncoding::Sinusoidal) {
     // The sinusoidal table is a buffer, not a parameter: computed, never trained or communicated.

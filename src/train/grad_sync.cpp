@@ -41,6 +41,7 @@ double GradientSync::since_begin() const {
 void GradientSync::begin_backward(float* grads, bool communicate) {
   active_ = communicate && (comm_.size() > 1 || on_done_);
   grads_ = grads;
+  stored16_ = nullptr;
   next_ = 0;
   if (active_) {
     TH_CHECK(inflight_.empty(), "a gradient all-reduce is still in flight from the previous step");
@@ -48,6 +49,12 @@ void GradientSync::begin_backward(float* grads, bool communicate) {
     launch_s_.clear();
     done_.assign(buckets_.size(), 0);
   }
+}
+
+void GradientSync::begin_backward16(std::uint16_t* grads, bool communicate) {
+  TH_CHECK(wire_ != DType::F32, "2-byte gradients need a 16-bit wire type (set_wire_type)");
+  begin_backward(nullptr, communicate);
+  stored16_ = grads;
 }
 
 void GradientSync::launch_until(std::int64_t watermark) {
@@ -65,8 +72,11 @@ void GradientSync::launch_until(std::int64_t watermark) {
       continue;
     }
     if (wire_ != DType::F32) {
-      narrow(b.begin, b.end - b.begin);
-      auto* wire = reinterpret_cast<std::uint16_t*>(grads_ + b.begin);
+      std::uint16_t* wire = stored16_ ? stored16_ + b.begin : nullptr;
+      if (!wire) {
+        narrow(b.begin, b.end - b.begin);
+        wire = reinterpret_cast<std::uint16_t*>(grads_ + b.begin);
+      }
       inflight_.push_back(on_done_ ? comm_.ireduce_scatter16(wire, wire, block, wire_)
                                    : comm_.iallreduce16(wire, len, wire_));
       continue;
@@ -97,6 +107,11 @@ void GradientSync::launch_device(std::size_t i, std::size_t len, std::size_t blo
   if (wire_ == DType::F32) {
     inflight_.push_back(on_done_ ? dc.ireduce_scatter(grads_ + b.begin, grads_ + b.begin, block, ReduceOp::Sum)
                                  : dc.iallreduce(grads_ + b.begin, len, ReduceOp::Sum));
+    return;
+  }
+  if (stored16_) {
+    std::uint16_t* g = stored16_ + b.begin;
+    inflight_.push_back(on_done_ ? dc.ireduce_scatter16(g, g, block, wire_) : dc.iallreduce16(g, len, wire_));
     return;
   }
   if (narrow16_.size() != buckets_.size()) narrow16_.resize(buckets_.size());
@@ -161,7 +176,9 @@ void GradientSync::widen(std::int64_t begin, std::int64_t n) {
 
 void GradientSync::arrived(std::size_t i) {
   events_[i].finish();
-  if (!be_.device_is_host() && !done_[i]) {
+  if (stored16_) {
+    if (!on_done_) done_[i] = 1;
+  } else if (!be_.device_is_host() && !done_[i]) {
     if (wire_ != DType::F32) widen_device(i);
     if (!on_done_) done_[i] = 1;
   } else if (wire_ != DType::F32 && !done_[i]) {  // the bucket (all-reduce) or this rank's block (reduce-scatter)
@@ -206,7 +223,7 @@ void GradientSync::finish() {
   }
   inflight_.clear();
   exposed_s_ = since_begin() - backward_end_s_;
-  if (!on_done_) be_.f32().scale_inplace(grads_, 1.0f / static_cast<float>(comm_.size()), n_);
+  if (!on_done_ && !stored16_) be_.f32().scale_inplace(grads_, 1.0f / static_cast<float>(comm_.size()), n_);
   active_ = false;
 }
 

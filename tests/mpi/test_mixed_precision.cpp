@@ -17,6 +17,7 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -250,37 +251,62 @@ TEST(MixedPrecision, ZeroStagesFollowStageZero) {
 
 // bf16 at stages 0-2 keeps the parameters' compute copy in 2 bytes (precision%param_storage =
 // 'auto'; th/train/zero.hpp): the GEMMs and the embedding read it as it is, biases and LayerNorm
-// an fp32 copy widened from it, stages 1-2 all-gather it in 2 bytes. 'fp32' keeps the old storage
-// (fp32 holding bf16 values, rounded in place). Both hold the same values, so the runs must agree
-// bit for bit, and the 2-byte run's parameter bytes must be about half (2 bytes per value plus
-// the fp32 copies of the few per cent of parameters that are biases and LayerNorm weights).
-TEST(MixedPrecision, TwoByteComputeCopyGivesTheFp32StoragesBits) {
+// an fp32 copy widened from it, stages 1-2 all-gather it in 2 bytes. At stages 0-1 the gradients
+// are kept in 2 bytes too (precision%grad_storage = 'auto', one micro-batch per step): backward
+// writes each unit's into an fp32 window, rounded into the 2-byte buffer once final; the
+// buckets are reduced as they are and the optimizer widens them. 'fp32' keeps the old storage
+// (fp32 holding bf16 values, rounded in place). All three hold the same values, so the runs must
+// agree bit for bit (clip_norm = 1.0 clips here: the clip factor comes from the same sum of
+// squares, taken over the widened gradients in chunks of whole 4096-element blocks), and the
+// 2-byte runs' bytes must be about half (2 bytes per value plus the fp32 copies of the few per
+// cent of parameters that are biases and LayerNorm weights; for the gradients, what is left of
+// the window after the step: partly used pages).
+TEST(MixedPrecision, TwoByteStorageGivesTheFp32StoragesBits) {
+  const char* storages[3] = {"param_storage = 'auto'", "param_storage = 'auto', grad_storage = 'fp32'",
+                             "param_storage = 'fp32'"};
   for (int stage : {0, 1, 2}) {
-    std::int64_t bytes[2] = {0, 0}, psi = 0;
-    Trained runs[2];
-    for (int k = 0; k < 2; ++k) {
-      ::Setup s{"bf16", stage, k == 0 ? "param_storage = 'auto'" : "param_storage = 'fp32'"};
+    std::int64_t params[3] = {}, grads[3] = {}, psi = 0;
+    Trained runs[3];
+    double max_norm = 0;  // of the gradients before clipping: > 1 where the clip applies
+    for (int k = 0; k < 3; ++k) {
+      ::Setup s{"bf16", stage, storages[k]};
       s.steps = 6;
       host_pool().trim();  // each trainer's buffers counted at their own size
       Trainer t(make_cfg(s), world());
-      for (int i = 0; i < s.steps; ++i) runs[k].losses.push_back(t.step().loss);
+      for (int i = 0; i < s.steps; ++i) {
+        const Trainer::StepResult r = t.step();
+        runs[k].losses.push_back(r.loss);
+        max_norm = std::max(max_norm, r.grad_norm);
+      }
       runs[k].params = named_params(t);
       const ZeroMemory m = t.memory_report("test")[static_cast<std::size_t>(world().rank())];
-      bytes[k] = m.params;
+      params[k] = m.params;
+      grads[k] = m.grads;
       psi = m.psi;
     }
-    EXPECT_EQ(runs[0].losses, runs[1].losses) << "stage " << stage;
-    for (const auto& [name, v] : runs[1].params)
-      EXPECT_EQ(0, std::memcmp(v.data(), runs[0].params.at(name).data(), sizeof(float) * v.size()))
-          << "stage " << stage << ": " << name << " differs";
-    const double ratio = double(bytes[0]) / double(bytes[1]);
+    for (int k = 0; k < 2; ++k) {
+      EXPECT_EQ(runs[k].losses, runs[2].losses) << "stage " << stage << ", " << storages[k];
+      for (const auto& [name, v] : runs[2].params)
+        EXPECT_EQ(0, std::memcmp(v.data(), runs[k].params.at(name).data(), sizeof(float) * v.size()))
+            << "stage " << stage << ", " << storages[k] << ": " << name << " differs";
+    }
+    const double ratio = double(params[0]) / double(params[2]), gratio = double(grads[0]) / double(grads[1]);
     if (world().rank() == 0)
-      std::printf("[ mp ] bf16 stage %d on %d ranks: parameter bytes 2-byte copy %lld, fp32 storage %lld (%.3fx), "
-                  "Psi %lld\n", stage, world().size(), static_cast<long long>(bytes[0]),
-                  static_cast<long long>(bytes[1]), ratio, static_cast<long long>(psi));
-    EXPECT_GE(bytes[1], 4 * psi) << "stage " << stage;  // fp32 storage (the pool may pad a block)
-    EXPECT_LT(bytes[1], 4 * psi + 65536) << "stage " << stage;
-    EXPECT_GE(bytes[0], 2 * psi) << "stage " << stage;
+      std::printf("[ mp ] bf16 stage %d on %d ranks: parameter bytes 2-byte copy %lld, fp32 storage %lld (%.3fx); "
+                  "gradient bytes after a step, 2-byte %lld, fp32 %lld (%.3fx); Psi %lld; largest gradient norm %.2f\n", stage, world().size(),
+                  static_cast<long long>(params[0]), static_cast<long long>(params[2]), ratio,
+                  static_cast<long long>(grads[0]), static_cast<long long>(grads[1]), gratio,
+                  static_cast<long long>(psi), max_norm);
+    EXPECT_GE(params[2], 4 * psi) << "stage " << stage;  // fp32 storage (the pool may pad a block)
+    EXPECT_LT(params[2], 4 * psi + 65536) << "stage " << stage;
+    EXPECT_GE(params[0], 2 * psi) << "stage " << stage;
     EXPECT_LT(ratio, 0.56) << "stage " << stage << ": the 2-byte compute copy was not used";
+    if (stage <= 1) {
+      EXPECT_GE(grads[1], 4 * psi) << "stage " << stage;
+      EXPECT_GE(grads[0], 2 * psi) << "stage " << stage;
+      EXPECT_LT(gratio, 0.6) << "stage " << stage << ": the 2-byte gradients were not used";
+    } else {
+      EXPECT_EQ(grads[0], grads[1]) << "stage 2 keeps its fp32 partition: grad_storage changes nothing";
+    }
   }
 }

@@ -51,10 +51,12 @@ class ParamStore {
   int end_unit();
   int current_unit() const { return unit_; }
   // values (Parameters) and grads (Gradients), zeroed; two_byte: the values as the 2-byte compute
-  // copy (use_bf16_values), the fp32 buffer never allocated.
-  void allocate(bool two_byte = false);
+  // copy (use_bf16_values), the fp32 buffer never allocated; grads false: no gradient buffer (the
+  // caller attaches one, attach_grads: the 2-byte gradients of th/train/zero.hpp).
+  void allocate(bool two_byte = false, bool grads = true);
   // Or external storage (ZeRO): size() elements each, owned and accounted by the caller.
   void attach(T* values, T* grads);
+  void attach_grads(T* grads);  // the gradients alone, after allocate(.., false)
   // Initial values are computed on the host and copied to the device (a no-op on the CPU backend).
   void initialize(std::uint64_t seed);  // deterministic: identical on every rank for one seed
   // Only the parameters whose offset lies in [begin, end) (same values as initialize()).
@@ -104,6 +106,7 @@ class ParamStore {
   Tensor values_, grads_;
   T* values_ptr_ = nullptr;
   T* grads_ptr_ = nullptr;
+  bool laid_out_ = false;  // allocate() or attach() done
   // 2-byte values: the buffer, and the wide parameters' fp32 copies (offset -> index in wide_).
   Tensor values16_, wide_;
   std::uint16_t* values16_ptr_ = nullptr;

@@ -40,6 +40,10 @@ class GradientSync {
   // `communicate`: this backward's gradients are reduced (with accumulation in all-reduce mode,
   // only the last micro-batch's).
   void begin_backward(float* grads, bool communicate);
+  // The same for gradients kept in 2 bytes of the wire type (th/train/zero.hpp, bf16 at stages
+  // 0-1): the buckets go on the wire as they are (no narrowing, no widening) and finish() leaves
+  // the sum over ranks (the optimizer divides, in fp32, as it widens them).
+  void begin_backward16(std::uint16_t* grads, bool communicate);
   void grads_ready(std::int64_t watermark);  // the model's hook: grads[watermark, n) are final
   void finish();                             // after backward: launch the rest, wait (, average)
 
@@ -87,6 +91,7 @@ class GradientSync {
   int comm_track_ = 0;
   std::size_t next_ = 0;         // next bucket to launch
   float* grads_ = nullptr;
+  std::uint16_t* stored16_ = nullptr;  // begin_backward16: the 2-byte gradients
   DType wire_ = DType::F32;
   bool active_ = false;
   std::chrono::steady_clock::time_point t0_;

@@ -18,6 +18,8 @@ void ZeroEngine::configure(ModelSpec& spec, const ZeroOptions& opt, int world) {
   const zero::StagePolicy policy = zero::stage_policy(opt.stage);
   zero::configure_layout(spec, policy, opt.bucket_mb, world, opt.compute);
   spec.two_byte_params = opt.compute == DType::BF16 && opt.two_byte_params && !policy.params_partitioned;
+  spec.two_byte_grads = spec.two_byte_params && opt.two_byte_grads && !policy.grads_partitioned &&
+                        opt.grad_accum == 1 && opt.offload.optimizer == OffloadTarget::None;
 }
 
 ZeroEngine::Impl::Impl(Comm& c, Transformer<float>& m, const ZeroOptions& o)
@@ -32,7 +34,8 @@ ZeroEngine::Impl::Impl(Comm& c, Transformer<float>& m, const ZeroOptions& o)
   TH_CHECK(opt.offload.param == OffloadTarget::None || policy.params_partitioned,
            "parameter offload is 'cpu' or 'nvme' with ZeRO stage 3");
 
-  grads = zero::make_grad_reduction(policy, ps, part, opt.compute);
+  // 2-byte gradients: the model was configured for them and holds its values in 2 bytes.
+  grads = zero::make_grad_reduction(policy, ps, part, opt.compute, m.spec().two_byte_grads && ps.bf16_values());
   m.set_grad_access(grads->grad_access());
   params = zero::make_param_home(policy, comm, model, part, opt, grads->working());
   // The moment space: stage 0 the whole buffer, else the partition. An NVMe file that cannot be
@@ -47,12 +50,13 @@ ZeroEngine::Impl::Impl(Comm& c, Transformer<float>& m, const ZeroOptions& o)
 
   // The owned spans (stable pointers): the whole buffer when replicated, else one per piece.
   if (policy.replicated)
-    spans.push_back({ps.values(), ps.grads(), 0, P, ps.values16()});
+    spans.push_back({ps.values(), grads->owned({0, P, 0, 0}), 0, P, ps.values16(), grads->owned16({0, P, 0, 0})});
   else
     for (const ZeroPartition::Piece& p : part.pieces())
-      spans.push_back({params->owned(p), grads->owned(p), p.shard, p.count, params->owned16(p)});
-  step = std::make_unique<zero::OptimizerStep>(comm, spans, *params, *store, opt.compute,
-                                               policy.replicated ? 1 : N, moments, m.backend());
+      spans.push_back({params->owned(p), grads->owned(p), p.shard, p.count, params->owned16(p), grads->owned16(p)});
+  const int summed_over = policy.replicated ? 1 : N;
+  step = std::make_unique<zero::OptimizerStep>(comm, spans, *params, *store, opt.compute, summed_over,
+                                               grads->two_byte() ? N : summed_over, moments, m.backend());
 
   params->initialize(opt.seed, spans, step->master(), opt.compute);  // the same on every rank
   grads->init_sync(comm, opt);

@@ -1,5 +1,6 @@
 #include "grad_reduction.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include "precision.hpp"
@@ -11,12 +12,16 @@ using Piece = ZeroPartition::Piece;
 void GradReduction::begin_backward(bool last_micro_batch) {
   communicating_ = reduce_every_micro_batch() || last_micro_batch;
   rounded_from_ = ps_.size();
-  sync_->begin_backward(ps_.grads(), communicating_);
+  begin_sync(communicating_);
+}
+
+void GradReduction::finalize(std::int64_t w, std::int64_t end) {
+  if (compute_ != DType::F32) round_to_compute(ps_.backend(), compute_, ps_.grads() + w, end - w);
 }
 
 void GradReduction::grads_ready(std::int64_t w) {
-  if (compute_ != DType::F32 && communicating_ && w < rounded_from_) {  // 16-bit gradients into the reduction
-    round_to_compute(ps_.backend(), compute_, ps_.grads() + w, rounded_from_ - w);
+  if (communicating_ && w < rounded_from_) {  // the gradients into the reduction
+    finalize(w, rounded_from_);
     rounded_from_ = w;
   }
   account();  // the bucket pages backward has written so far
@@ -115,10 +120,75 @@ class ScatterPartition final : public GradReduction, public GradAccess {
   Tensor shard_;
 };
 
+class TwoByte final : public GradReduction, public GradAccess {
+ public:
+  // part: stage 1's partition (reduce-scatter), nullptr at stage 0 (all-reduce).
+  TwoByte(ParamStore<float>& ps, const ZeroPartition* part)
+      : GradReduction(ps, DType::BF16), part_(part), window_(ps.size(), MemCategory::Gradients, ps.backend()),
+        g16_(ps.backend().zeros({ps.size()}, DType::BF16, MemCategory::Gradients)),
+        chunk_(ps.backend().empty({kChunk}, DType::F32, MemCategory::Workspace)) {
+    TH_CHECK(!ps.grads(), "2-byte gradients: the model has a gradient buffer of its own");
+    ps.attach_grads(window_.data());
+  }
+  void zero_grad() override {
+    ps_.backend().zero(g16_.raw(), g16_.bytes(), MemorySpace::Device);
+    window_.release(0, ps_.size(), true);
+    window_.account();
+  }
+  float* owned(const Piece&) override { return nullptr; }
+  std::uint16_t* owned16(const Piece& p) override { return g16() + (part_ ? part_->owned(p) : p.begin); }
+  bool two_byte() const override { return true; }
+  GradAccess* grad_access() override { return this; }
+  void writing(int unit) override {
+    for (const ParamSegment& s : ps_.segments())
+      if (s.unit == unit) window_.commit(s.begin, s.end);
+    window_.account();
+  }
+
+ private:
+  static constexpr std::int64_t kChunk = 1 << 16;
+  std::uint16_t* g16() const { return static_cast<std::uint16_t*>(g16_.raw()); }
+  // The window's final gradients added into the 2-byte ones (rounded once: the 2-byte buffer
+  // holds zeros here unless a unit was finalized before), then given back.
+  void finalize(std::int64_t w, std::int64_t end) override {
+    Backend& be = ps_.backend();
+    float* t = chunk_.data<float>();
+    for (std::int64_t i = w; i < end; i += kChunk) {
+      const std::int64_t m = std::min(kChunk, end - i);
+      be.bf16_to_fp32(t, g16() + i, m);
+      be.f32().add_inplace(t, ps_.grads() + i, m);
+      be.fp32_to_bf16(g16() + i, t, m);
+    }
+    window_.release(w, end, true);
+    window_.account();
+  }
+  void begin_sync(bool communicating) override { sync_->begin_backward16(g16(), communicating); }
+  std::unique_ptr<GradientSync> make_sync(Comm& comm, const ZeroOptions& opt) override {
+    if (!part_) return std::make_unique<GradientSync>(comm, ps_.size(), opt.bucket_mb, opt.overlap, ps_.backend());
+    return std::make_unique<GradientSync>(comm, segment_buckets(*part_), opt.overlap, [this](std::size_t i) {
+      const Piece& p = bucket_piece(*part_, i);  // the in-place reduce-scatter left this rank's sum at p.begin
+      if (part_->rank() > 0) copy_device(ps_.backend(), g16() + part_->owned(p), g16() + p.begin, p.count);
+    }, ps_.backend());
+  }
+  bool reduce_every_micro_batch() const override { return true; }  // one micro-batch per step
+  void account() override { window_.account(); }
+  void after_finish() override {
+    window_.release(0, ps_.size(), true);
+    window_.account();
+  }
+  const ZeroPartition* part_;
+  ReservedRange window_;
+  Tensor g16_, chunk_;
+};
+
 }  // namespace
 
 std::unique_ptr<GradReduction> make_grad_reduction(const StagePolicy& policy, ParamStore<float>& ps,
-                                                   const ZeroPartition& part, DType compute) {
+                                                   const ZeroPartition& part, DType compute, bool two_byte) {
+  if (two_byte) {
+    TH_CHECK(compute == DType::BF16 && !policy.grads_partitioned, "2-byte gradients: bf16 at ZeRO stages 0-1");
+    return std::make_unique<TwoByte>(ps, policy.replicated ? nullptr : &part);
+  }
   if (policy.replicated) return std::make_unique<AllReduce>(ps, compute);
   if (!policy.grads_partitioned) return std::make_unique<ScatterInPlace>(ps, part, compute);
   return std::make_unique<ScatterPartition>(ps, part, compute);

@@ -9,6 +9,12 @@
 //                                 into the rank's partition; the full-size range is a reserved
 //                                 range whose bucket pages are given back once reduced
 //
+//   TwoByte          (stages 0-1, bf16, 2-byte compute copy, no accumulation) the gradients kept
+//                    in 2 bytes: backward writes each unit's into an fp32 window (a reserved
+//                    range backed from writing(unit)), which is rounded into the 2-byte buffer and
+//                    given back as soon as it is final; the buckets are reduced as they are, and
+//                    the optimizer widens them chunk by chunk (owned16)
+//
 // Mixed precision: each rank's gradients are rounded to the compute type as backward hands them
 // to the reduction (accumulation and sums stay fp32).
 #include <cstdint>
@@ -32,7 +38,12 @@ class GradReduction {
   void grads_ready(std::int64_t watermark);  // the model's hook: grads[watermark, P) are final
   void finish();
   // The rank's reduced gradients of piece p (partition layout): what the optimizer reads.
+  // nullptr where they are kept in 2 bytes: owned16.
   virtual float* owned(const ZeroPartition::Piece& p) = 0;
+  virtual std::uint16_t* owned16(const ZeroPartition::Piece&) { return nullptr; }
+  // The gradients kept in 2 bytes (TwoByte): then the reduced gradients are sums over ranks even
+  // at stage 0 (the optimizer divides as it widens them).
+  virtual bool two_byte() const { return false; }
   // The full-size gradient range backward writes (reserved, stages 2-3), nullptr: the model's own.
   virtual float* working() { return nullptr; }
   // Stages 2-3: what backs the gradient range before backward writes a unit's gradients.
@@ -52,6 +63,9 @@ class GradReduction {
   virtual bool reduce_every_micro_batch() const { return false; }
   virtual void account() {}        // the pages of the full-size range resident now
   virtual void after_finish() {}
+  // Gradients [w, end) are final and go to the reduction: 16-bit runs round them (default).
+  virtual void finalize(std::int64_t w, std::int64_t end);
+  virtual void begin_sync(bool communicating) { sync_->begin_backward(ps_.grads(), communicating); }
 
   ParamStore<float>& ps_;
   DType compute_;
@@ -63,7 +77,8 @@ class GradReduction {
 };
 
 // The reduction a stage uses (the sync itself is built by init_sync(), after the parameters).
+// two_byte: the model allocated no gradient buffer (ModelSpec::two_byte_grads): TwoByte.
 std::unique_ptr<GradReduction> make_grad_reduction(const StagePolicy& policy, ParamStore<float>& ps,
-                                                   const ZeroPartition& part, DType compute);
+                                                   const ZeroPartition& part, DType compute, bool two_byte);
 
 }  // namespace th::zero

@@ -34,10 +34,12 @@ ZeroMemory ZeroEngine::memory() const {
   const double psi = static_cast<double>(m.psi), n = e.comm.size();
   const double f = e.policy.formula_whole * psi + e.policy.formula_split * psi / n;
   // Mixed precision as stored here: the compute copy (2 bytes where ParamHome::two_byte(), stages
-  // 0-2, where it is whole: 2 Psi instead of 4; else fp32 storage) and fp32 gradients, plus the
-  // fp32 master (4 Psi, partitioned from stage 1 on).
+  // 0-2, where it is whole: 2 Psi instead of 4; else fp32 storage) and the gradients (2 bytes where
+  // GradReduction::two_byte(), stages 0-1: 2 Psi instead of 4; the fp32 window backward writes is
+  // given back unit by unit and not in the formula), plus the fp32 master (4 Psi, partitioned from
+  // stage 1 on).
   const double master = e.opt.compute != DType::F32 ? 4 * psi / (e.policy.replicated ? 1 : n) : 0;
-  const double two_byte_saving = e.params->two_byte() ? 2 * psi : 0;
+  const double two_byte_saving = (e.params->two_byte() ? 2 * psi : 0) + (e.grads->two_byte() ? 2 * psi : 0);
   m.formula = static_cast<std::int64_t>(f + master - two_byte_saving);
   return m;
 }
@@ -91,7 +93,11 @@ std::vector<ZeroMemory> ZeroEngine::memory_report(const char* when) const {
                   static_cast<long long>(m.offload_window), static_cast<long long>(m.offload_nvme));
     }
   }
-  if (e.params->two_byte())
+  if (e.params->two_byte() && e.grads->two_byte())
+    std::printf("  bf16 (the compute copy and the gradients in 2 bytes): 2Psi less for each, plus the fp32 master, "
+                "4Psi at stage 0, 4Psi/N at stage 1; backward's fp32 window (one unit at a time) is not in the "
+                "formula\n");
+  else if (e.params->two_byte())
     std::printf("  bf16 (the compute copy in 2 bytes, gradients in fp32 storage): 2Psi less for the parameters, plus "
                 "the fp32 master, 4Psi at stage 0, 4Psi/N at stages 1-2\n");
   else if (e.opt.compute != DType::F32)

@@ -14,26 +14,48 @@
 namespace th::zero {
 
 OptimizerStep::OptimizerStep(Comm& comm, const OwnedSpans& spans, ParamHome& params, OptimizerStore& store,
-                             DType compute, int summed_over, std::int64_t moments, Backend& backend)
-    : comm_(comm), be_(backend), spans_(spans), params_(params), store_(store), compute_(compute), summed_over_(summed_over) {
+                             DType compute, int summed_over, int divide_by, std::int64_t moments, Backend& backend)
+    : comm_(comm), be_(backend), spans_(spans), params_(params), store_(store), compute_(compute),
+      summed_over_(summed_over), divide_by_(divide_by) {
   TH_CHECK(compute == DType::F32 || compute == DType::BF16 || compute == DType::F16,
            std::string("compute type ") + to_string(compute));
   if (compute != DType::F32)
     master_ = be_.zeros({std::max<std::int64_t>(moments, 1)}, DType::F32, MemCategory::OptimizerState);
+  for (const OwnedSpan& s : spans_)
+    TH_CHECK(!s.grad != !s.grad16, "an owned span has gradients in fp32 or in 2 bytes");
+  if (std::any_of(spans_.begin(), spans_.end(), [](const OwnedSpan& s) { return s.grad16; }))
+    chunk_ = be_.empty({kChunk}, DType::F32, MemCategory::Workspace);
+}
+
+float* OptimizerStep::widened(const OwnedSpan& s, std::int64_t i, std::int64_t m) const {
+  float* t = chunk_.data<float>();
+  be_.bf16_to_fp32(t, s.grad16 + i, m);
+  for (float f : pending_) be_.f32().scale_inplace(t, f, m);
+  return t;
 }
 
 double OptimizerStep::clip_and_norm(double max_norm, double loss_scale) {
+  pending_.clear();
   // Sums over ranks -> averages (and the loss scale undone).
-  if (summed_over_ != 1 || loss_scale != 1.0) {
-    const float inv = loss_scale == 1.0 ? 1.0f / static_cast<float>(summed_over_)
-                                        : static_cast<float>(1.0 / (summed_over_ * loss_scale));
-    for (const OwnedSpan& s : spans_) be_.f32().scale_inplace(s.grad, inv, s.n);
+  if (divide_by_ != 1 || loss_scale != 1.0) {
+    const float inv = loss_scale == 1.0 ? 1.0f / static_cast<float>(divide_by_)
+                                        : static_cast<float>(1.0 / (divide_by_ * loss_scale));
+    for (const OwnedSpan& s : spans_)
+      if (s.grad) be_.f32().scale_inplace(s.grad, inv, s.n);
+    pending_.push_back(inv);
   }
   double sq = 0;
-  for (const OwnedSpan& s : spans_) sq += be_.f32().sum_squares(s.grad, s.n);
+  for (const OwnedSpan& s : spans_) {
+    if (s.grad) sq += be_.f32().sum_squares(s.grad, s.n);
+    else each_chunk(s, [&](std::int64_t i, std::int64_t m) { sq += be_.f32().sum_squares(widened(s, i, m), m); });
+  }
   if (summed_over_ != 1) sq = comm_.sum(sq);  // each rank holds a part of the gradients
-  for (const OwnedSpan& s : spans_) clip_by_global_norm(s.grad, s.n, sq, max_norm, be_);
-  return std::sqrt(sq);
+  for (const OwnedSpan& s : spans_)
+    if (s.grad) clip_by_global_norm(s.grad, s.n, sq, max_norm, be_);
+  const double norm = std::sqrt(sq);  // the factor clip_by_global_norm applies (th/train/optimizer.hpp)
+  if (max_norm > 0 && std::isfinite(norm) && max_norm / (norm + 1e-6) < 1.0)
+    pending_.push_back(static_cast<float>(max_norm / (norm + 1e-6)));
+  return norm;
 }
 
 bool OptimizerStep::local_overflow() const {
@@ -42,10 +64,14 @@ bool OptimizerStep::local_overflow() const {
   const float limit = compute_ == DType::F16 ? 65504.0f * static_cast<float>(summed_over_)
                                              : std::numeric_limits<float>::max();
   bool bad = false;
-  for (const OwnedSpan& s : spans_) {
+  auto check = [&](const float* dev, std::int64_t n) {
     Tensor staging;  // the gradients read on the host: an explicit copy (the CPU backend aliases)
-    const float* g = host_view(be_, s.grad, s.n, staging);
-    for (std::int64_t i = 0; i < s.n && !bad; ++i) bad = !(std::fabs(g[i]) <= limit);  // NaN too
+    const float* g = host_view(be_, dev, n, staging);
+    for (std::int64_t i = 0; i < n && !bad; ++i) bad = !(std::fabs(g[i]) <= limit);  // NaN too
+  };
+  for (const OwnedSpan& s : spans_) {
+    if (s.grad) check(s.grad, s.n);
+    else each_chunk(s, [&](std::int64_t i, std::int64_t m) { check(widened(s, i, m), m); });
   }
   return bad;
 }
@@ -53,7 +79,12 @@ bool OptimizerStep::local_overflow() const {
 void OptimizerStep::inject_overflow() {
   for (const OwnedSpan& s : spans_)
     if (s.n > 0) {
-      be_.f32().fill(s.grad, std::numeric_limits<float>::infinity(), 1);
+      if (s.grad) {
+        be_.f32().fill(s.grad, std::numeric_limits<float>::infinity(), 1);
+      } else {
+        be_.f32().fill(chunk_.data<float>(), std::numeric_limits<float>::infinity(), 1);
+        be_.fp32_to_bf16(s.grad16, chunk_.data<float>(), 1);
+      }
       return;
     }
 }
@@ -83,6 +114,9 @@ void OptimizerStep::master_to_compute() {
 void OptimizerStep::update(double lr) {
   // Mixed precision: Adam updates the fp32 master, the compute copy is rounded from it.
   float* master = this->master();
+  const bool two_byte_grads = chunk_.defined();
+  TH_CHECK(!two_byte_grads || (!params_.file() && !store_.does_io()),
+           "2-byte gradients with offloaded optimizer state or parameters");
   params_.drop_prefetched();  // nothing gathered ahead may outlive the old values
   store_.next_step();
   // The parameter file and the offloaded store work on the host: the gradients go down first, by
@@ -134,9 +168,19 @@ void OptimizerStep::update(double lr) {
     // Moments with the parameters: the backend's AdamW kernel in place.
     std::vector<AdamSpan> spans;
     spans.reserve(spans_.size());
-    for (const OwnedSpan& s : spans_) spans.push_back({master ? master + s.shard : s.value, s.grad, s.shard, s.n});
+    for (const OwnedSpan& s : spans_) {
+      float* p = master ? master + s.shard : s.value;
+      if (s.grad) {
+        spans.push_back({p, s.grad, s.shard, s.n});
+        continue;
+      }
+      each_chunk(s, [&](std::int64_t i, std::int64_t m) {  // 2-byte gradients: widened chunk by chunk
+        store_.update({{p + i, widened(s, i, m), s.shard + i, m}}, lr);
+      });
+    }
     store_.update(spans, lr);
   }
+  pending_.clear();
   if (master) master_to_compute();
   params_.regather();
   params_.order_recorded();
@@ -205,6 +249,7 @@ void OptimizerStep::update_offloaded_streamed(float* master, double lr) {
 }
 
 void OptimizerStep::skip_update() {
+  pending_.clear();
   params_.drop_prefetched();  // as after an update: the recorded order is complete after the first step
   params_.order_recorded();
 }

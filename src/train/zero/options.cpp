@@ -16,6 +16,8 @@ ZeroOptions zero_options(const Config& cfg) {
   z.seed = static_cast<std::uint64_t>(cfg.run.seed);
   z.compute = parse_dtype(cfg.precision.dtype);
   z.two_byte_params = cfg.precision.param_storage == "auto";
+  z.two_byte_grads = cfg.precision.grad_storage == "auto";
+  z.grad_accum = cfg.optim.grad_accum;
   z.adam = AdamWConfig{cfg.optim.lr, cfg.optim.betas[0], cfg.optim.betas[1], cfg.optim.eps, cfg.optim.weight_decay};
   z.offload.optimizer = parse_offload_target(cfg.parallel.offload_optimizer, "parallel%offload_optimizer");
   z.offload.param = parse_offload_target(cfg.parallel.offload_param, "parallel%offload_param");
