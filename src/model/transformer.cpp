@@ -300,9 +300,8 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
   Tensor g = scratch_buffer<T>(be_, Nt, D), g2 = scratch_buffer<T>(be_, Nt, D);
   if (dlogits16_.defined()) {  // bf16: forward wrote the logits' gradient (dloss = 1) in bf16
     writing(out_unit_);  // the embeddings' unit when tied
-    linear_bwd(kernels(), g.data<T>(), params_.grad(out_proj_), nullptr, nullptr,
-               static_cast<const std::uint16_t*>(dlogits16_.raw()), static_cast<float>(dloss), nullptr, final_.bf16(),
-               weight(params_, out_proj_), Nt, D, V);
+    output_backward(g.data<T>(), nullptr, static_cast<const std::uint16_t*>(dlogits16_.raw()), static_cast<float>(dloss),
+                    nullptr, final_.bf16());
     dlogits16_.reset();
   } else {
     T* dlogits = logits_.widen(wide_logits);  // overwritten in place
@@ -310,8 +309,7 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
                                      T(spec_.label_smoothing), spec_.pad_id, dloss);
     round_compute(dlogits, Nt * V);
     writing(out_unit_);  // the embeddings' unit when tied
-    linear_bwd(kernels(), g.data<T>(), params_.grad(out_proj_), nullptr, dlogits, nullptr, 1.0f, final_.widen(wide),
-               nullptr, weight(params_, out_proj_), Nt, D, V);
+    output_backward(g.data<T>(), dlogits, nullptr, 1.0f, final_.widen(wide), nullptr);
   }
   round_compute(g);
   logits_.reset();
@@ -377,6 +375,23 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
   }
   ready(0);
   discard();
+}
+
+template <typename T>
+void Transformer<T>::output_backward(T* dx, const T* dy, const std::uint16_t* dy16, float alpha, const T* x,
+                                     const std::uint16_t* x16) {
+  const int D = spec_.d_model, V = spec_.vocab_size;
+  const std::int64_t N = dec_ctx_.self.rows();
+  linear_bwd(kernels(), dx, nullptr, nullptr, dy, dy16, alpha, x, x16, weight(params_, out_proj_), N, D, V);
+  // The [V, D] weight gradient in blocks of about 2^19 elements (a V x D fp32 gradient would be
+  // the largest transient of a 2-byte gradient store): the same GEMM, row block by row block.
+  const int rows = std::max(1, (1 << 19) / std::max(D, 1));
+  for (int r0 = 0; r0 < V; r0 += rows) {
+    const int r1 = std::min(V, r0 + rows);
+    linear_dW_rows(kernels(), params_.grad(out_proj_), dy, dy16, alpha, x, x16, N, D, V, r0, r1);
+    if (grad_access_)
+      grad_access_->written(out_proj_ + static_cast<std::int64_t>(r0) * D, out_proj_ + static_cast<std::int64_t>(r1) * D);
+  }
 }
 
 template <typename T> std::int64_t Transformer<T>::flops_per_token_estimate() const {

@@ -38,8 +38,46 @@ double gathered_peak_bytes(const PlanModel& m, const FlatLayout& f, const Layout
   return peak;
 }
 
+namespace {
+// Pages touched by elements [b, e) of a page-aligned range (a written range is resident whole).
+double touched_bytes(std::int64_t b, std::int64_t e, double elem_bytes, double page) {
+  if (e <= b) return 0;
+  return (std::ceil(double(e) * elem_bytes / page) - std::floor(double(b) * elem_bytes / page)) * page;
+}
+
+double window_peak_bytes(const PlanModel& m, const FlatLayout& f, double page) {
+  constexpr double kFp32 = 4;
+  const double block_rows = std::max<std::int64_t>(1, (std::int64_t(1) << 19) / std::max(m.d_model, 1));
+  double peak = 0, held = 0, boundaries = 0;
+  auto unit_written = [&](std::size_t u, double bytes) {
+    peak = std::max(peak, held + bytes + boundaries);
+    if (std::fmod(double(f.units[u].begin) * kFp32, page) != 0) boundaries += page;
+    if (std::fmod(double(f.units[u].end) * kFp32, page) != 0) boundaries += page;
+  };
+  std::size_t embedding = 0;
+  for (std::size_t u = 0; u < m.kinds.size(); ++u)
+    if (m.kinds[u] == Kind::Embedding) embedding = u;
+  const double embedding_bytes = touched_bytes(f.units[embedding].begin, f.units[embedding].end, kFp32, page);
+  // The output projection (tied: rows of the embeddings' table) in row blocks.
+  const double block = std::min(double(m.vocab) * m.d_model, block_rows * m.d_model);
+  peak = std::max(peak, std::ceil(block * kFp32 / page) * page + 2 * page);
+  for (auto k : {Kind::Output, Kind::DecoderNorm, Kind::DecoderBlock})
+    for (std::size_t u = m.kinds.size(); u-- > 0;)
+      if (m.kinds[u] == k && k != Kind::Output)
+        unit_written(u, touched_bytes(f.units[u].begin, f.units[u].end, kFp32, page));
+  if (!m.decoder_only) held = embedding_bytes;  // the target lookup's gradient, until the source's
+  for (auto k : {Kind::EncoderNorm, Kind::EncoderBlock})
+    for (std::size_t u = m.kinds.size(); u-- > 0;)
+      if (m.kinds[u] == k) unit_written(u, touched_bytes(f.units[u].begin, f.units[u].end, kFp32, page));
+  held = 0;
+  unit_written(embedding, embedding_bytes);
+  return peak;
+}
+}  // namespace
+
 double grad_bucket_peak_bytes(const PlanModel& m, const FlatLayout& f, const Layout& l, const ZeroKnobs& z,
-                              double elem_bytes, double page, bool async_progress) {
+                              double elem_bytes, double page, bool async_progress, bool two_byte_window) {
+  if (two_byte_window) return window_peak_bytes(m, f, page);
   if (l.stage < 2) return 0;
   // Without a progress engine (MPI on the CPU backend: a non-blocking collective moves only
   // inside test/wait calls) a bucket may still be in flight when backward ends: every page of

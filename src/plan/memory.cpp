@@ -77,6 +77,15 @@ MemoryEstimate estimate_memory(const PlanModel& m, const PlanBatch& b, const Lay
     e.params = std::ceil(2 * P / a) * a + std::ceil(4 * double(std::max<std::int64_t>(m.wide_params(), 1)) / a) * a;
   }
   e.grads = ms.grads;
+  // bf16 gradients in 2 bytes (stages 0-1, one micro-batch per step, moments with the
+  // parameters; src/train/zero/grad_reduction.hpp): the 2-byte buffer, plus the fp32 window's
+  // last page, which the buffer's end shares with nothing (zeroed in place, so it stays).
+  const bool two_byte_grads = m.dtype == DType::BF16 && m.two_byte_params && m.two_byte_grads && sb.param == 4 &&
+                              l.stage <= 1 && b.grad_accum == 1 && l.optimizer == Placement::None;
+  if (two_byte_grads) {
+    const double a = machine.alloc_align_bytes;
+    e.grads = std::ceil(2 * P / a) * a + (std::fmod(P * 4, page) > 0 ? page : 0);
+  }
   e.optimizer = ms.optimizer;
   // The sinusoidal positional table [max_len, D]: a buffer, allocated with the parameters (a
   // learned table is a parameter, already in the flat buffer).
@@ -140,8 +149,10 @@ MemoryEstimate estimate_memory(const PlanModel& m, const PlanBatch& b, const Lay
   const StepAllocations& used = m.checkpointing ? ckpt : full;
   e.activations = used.activations;
   e.workspace = used.workspace;
+  // 2-byte gradients: the reduction's and the optimizer's fp32 chunk buffers (2^16 elements each).
+  if (two_byte_grads) e.workspace += 2 * 4 * 65536.0;
   e.gathered = gathered_peak_bytes(m, flat, l, z, sb.param, page);
-  e.grad_buckets = grad_bucket_peak_bytes(m, flat, l, z, sb.grad, page, machine.overlap >= 1);
+  e.grad_buckets = grad_bucket_peak_bytes(m, flat, l, z, sb.grad, page, machine.overlap >= 1, two_byte_grads);
   return e;
 }
 

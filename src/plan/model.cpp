@@ -129,6 +129,7 @@ PlanModel plan_model(const Config& cfg) {
   m.checkpointing = cfg.parallel.activation_checkpointing;
   m.dtype = parse_dtype(cfg.precision.dtype);
   m.two_byte_params = cfg.precision.param_storage == "auto";
+  m.two_byte_grads = cfg.precision.grad_storage == "auto";
   return m;
 }
 

@@ -107,7 +107,7 @@ const char* const kFullDeck = R"(
 /
 &precision
   dtype = 'bf16', loss_scale = 128, initial_scale_power = 12, loss_scale_window = 500
-  hysteresis = 4, min_loss_scale = 0.5, max_skipped_steps = 7, param_storage = 'fp32', allow_tf32 = T
+  hysteresis = 4, min_loss_scale = 0.5, max_skipped_steps = 7, param_storage = 'fp32', grad_storage = 'fp32', allow_tf32 = T
 /
 &checkpoint dir = 'ckpt', every_steps = 20, keep_last = 5, resume = 'never' /
 &profile enabled = T, start_step = 3, num_steps = 2 /
@@ -219,6 +219,7 @@ TEST(DeckSchema, ContractKeysOfDeckMdExist) {
                                              "precision%min_loss_scale",
                                              "precision%max_skipped_steps",
                                              "precision%param_storage",
+                                             "precision%grad_storage",
                                              "precision%allow_tf32",
                                              "checkpoint%dir",
                                              "checkpoint%every_steps",

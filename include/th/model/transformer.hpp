@@ -70,11 +70,14 @@ class ParamAccess {
 // Gradient memory backed on demand (ZeRO stages 2-3 keep the full-size gradient range in a
 // Reservation, th/backend/backend.hpp): backward calls writing(u) before it writes gradients of
 // gather unit u (a block's before that block's backward; the embeddings' before the output
-// projection when it is tied to them, and before the embedding backward).
+// projection when it is tied to them, and before the embedding backward). written(b, e) says that
+// gradients [b, e) are complete for now (the output projection's, block by block): a store may
+// take them at once; a later write there (the tied embeddings' lookup) comes after writing(u) again.
 class GradAccess {
  public:
   virtual ~GradAccess() = default;
   virtual void writing(int unit) = 0;
+  virtual void written(std::int64_t, std::int64_t) {}
 };
 
 // Token ids, row-major [B, S] and [B, T]; positions past a row's length hold pad_id.
@@ -133,6 +136,8 @@ class Transformer {
   void acquire(int unit) { if (access_) access_->acquire(unit); }
   void release(int unit) { if (access_) access_->release(unit); }
   void writing(int unit) { if (grad_access_) grad_access_->writing(unit); }
+  // The output projection's backward: dx, then its weight gradient block by block (written()).
+  void output_backward(T* dx, const T* dy, const std::uint16_t* dy16, float alpha, const T* x, const std::uint16_t* x16);
   void round_compute(T* x, std::int64_t n) const;  // ModelSpec::compute
   void round_compute(Tensor& t) const { round_compute(t.data<T>(), t.numel()); }
 

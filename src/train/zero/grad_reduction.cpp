@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
+#include <vector>
 
 #include "precision.hpp"
 
@@ -139,30 +141,59 @@ class TwoByte final : public GradReduction, public GradAccess {
   std::uint16_t* owned16(const Piece& p) override { return g16() + (part_ ? part_->owned(p) : p.begin); }
   bool two_byte() const override { return true; }
   GradAccess* grad_access() override { return this; }
+  // A unit written (again): its segments backed; what written() took of it is taken again at the
+  // end (the tied embeddings: the lookup's gradients add to the output projection's).
   void writing(int unit) override {
     for (const ParamSegment& s : ps_.segments())
-      if (s.unit == unit) window_.commit(s.begin, s.end);
+      if (s.unit == unit) {
+        window_.commit(s.begin, s.end);
+        taken_.erase(std::remove_if(taken_.begin(), taken_.end(),
+                                    [&](const Range& r) { return r.first >= s.begin && r.second <= s.end; }),
+                     taken_.end());
+      }
     window_.account();
+  }
+  void written(std::int64_t b, std::int64_t e) override {
+    take(b, e);
+    taken_.emplace_back(b, e);
   }
 
  private:
+  using Range = std::pair<std::int64_t, std::int64_t>;
   static constexpr std::int64_t kChunk = 1 << 16;
   std::uint16_t* g16() const { return static_cast<std::uint16_t*>(g16_.raw()); }
-  // The window's final gradients added into the 2-byte ones (rounded once: the 2-byte buffer
-  // holds zeros here unless a unit was finalized before), then given back.
-  void finalize(std::int64_t w, std::int64_t end) override {
+  // The window's gradients [b, e) added into the 2-byte ones (rounded once where the 2-byte
+  // buffer holds zeros: everywhere but the tied embeddings' output-projection part), then given back.
+  void take(std::int64_t b, std::int64_t e) {
     Backend& be = ps_.backend();
     float* t = chunk_.data<float>();
-    for (std::int64_t i = w; i < end; i += kChunk) {
-      const std::int64_t m = std::min(kChunk, end - i);
+    for (std::int64_t i = b; i < e; i += kChunk) {
+      const std::int64_t m = std::min(kChunk, e - i);
       be.bf16_to_fp32(t, g16() + i, m);
       be.f32().add_inplace(t, ps_.grads() + i, m);
       be.fp32_to_bf16(g16() + i, t, m);
     }
-    window_.release(w, end, true);
+    window_.account();  // the pages written: the window's peak
+    window_.release(b, e, true);
     window_.account();
   }
-  void begin_sync(bool communicating) override { sync_->begin_backward16(g16(), communicating); }
+  // Final gradients [w, end): taken, but for the ranges written() has taken already.
+  void finalize(std::int64_t w, std::int64_t end) override {
+    std::vector<Range> skip;
+    for (const Range& r : taken_)
+      if (r.first < end && r.second > w) skip.emplace_back(std::max(r.first, w), std::min(r.second, end));
+    std::sort(skip.begin(), skip.end());
+    std::int64_t at = w;
+    for (const Range& r : skip) {
+      if (r.first > at) take(at, r.first);
+      at = std::max(at, r.second);
+    }
+    if (at < end) take(at, end);
+  }
+  void begin_sync(bool communicating) override {
+    taken_.clear();
+    sync_->begin_backward16(g16(), communicating);
+  }
   std::unique_ptr<GradientSync> make_sync(Comm& comm, const ZeroOptions& opt) override {
     if (!part_) return std::make_unique<GradientSync>(comm, ps_.size(), opt.bucket_mb, opt.overlap, ps_.backend());
     return std::make_unique<GradientSync>(comm, segment_buckets(*part_), opt.overlap, [this](std::size_t i) {
@@ -179,6 +210,7 @@ class TwoByte final : public GradReduction, public GradAccess {
   const ZeroPartition* part_;
   ReservedRange window_;
   Tensor g16_, chunk_;
+  std::vector<Range> taken_;  // this backward's ranges written() took
 };
 
 }  // namespace
