@@ -164,6 +164,10 @@ class CpuKernels final : public Kernels<T> {
   void embedding_backward(T* dtable, const int* tokens, const T* dy, std::int64_t N, int D, T scale) override {
     cpu::embedding_backward<T>(dtable, tokens, dy, N, D, scale);
   }
+  void embedding_backward_rows(T* dtable, const int* tokens, const T* dy, std::int64_t N, int D, T scale, int r0,
+                               int r1) override {
+    cpu::embedding_backward_rows<T>(dtable, tokens, dy, N, D, scale, r0, r1);
+  }
   void position_backward(T* dpe, const T* dy, int B, int L, int D) override {
     cpu::position_backward<T>(dpe, dy, B, L, D);
   }

@@ -209,6 +209,13 @@ class EmulatedKernels final : public Kernels<T> {
     auto tok = staged(tokens, N);
     q_.queue([=] { cpu::embedding_backward<T>(dtd, ptr(tok), dyd, N, D, scale); });
   }
+  void embedding_backward_rows(T* dtable, const int* tokens, const T* dy, std::int64_t N, int D, T scale, int r0,
+                               int r1) override {
+    auto dtd = d(dtable);
+    auto dyd = d(dy);
+    auto tok = staged(tokens, N);
+    q_.queue([=] { cpu::embedding_backward_rows<T>(dtd, ptr(tok), dyd, N, D, scale, r0, r1); });
+  }
   void sinusoidal_table(T* pe, int L, int D) override {
     auto ped = d(pe);
     q_.queue([=] { cpu::sinusoidal_table<T>(ped, L, D); });

@@ -146,6 +146,8 @@ void Attention<T>::backward(T* dx, const T* dy, const T* x, const StepCtx<T>& ct
     linear_bwd(k, dC, ps_.grad(wo_), ps_.grad(bo_), dy, nullptr, 1.0f, ctx_.widen(wide_ctx), nullptr, weight(ps_, wo_), N,
                D, D);
   wide_ctx.reset();
+  ps_.written(wo_, std::int64_t(D) * D);
+  ps_.written(bo_, D);
   // Gradients of the projections land in one buffer laid out like the forward's.
   Tensor dq = scratch_buffer<T>(be, N, cross_ ? D : 3 * D), dkv;
   T *dQ = dq.data<T>(), *dK, *dV;
@@ -228,6 +230,8 @@ void Attention<T>::backward(T* dx, const T* dy, const T* x, const StepCtx<T>& ct
     linear_bwd(k, ctx.dmem, ps_.grad(wq_) + D * D, ps_.grad(bq_) + D, dkv.data<T>(), nullptr, 1.0f, ctx.mem, nullptr,
                weight(ps_, wq_).at(D * D), Nk, D, 2 * D, /*accumulate_dx=*/true);
   }
+  ps_.written(wq_, std::int64_t(3) * D * D);  // q, k, v (declared one after the other)
+  ps_.written(bq_, std::int64_t(3) * D);
 }
 
 template <typename T> void Attention<T>::release() {

@@ -64,11 +64,15 @@ void FeedForward<T>::backward(T* dx, const T* dy, const T* x, const StepCtx<T>& 
     wide_h.reset();
     dropped.reset();
   }
+  ps_.written(w2_, std::int64_t(D_) * F_);
+  ps_.written(b2_, D_);
   if (pre_.bf16() && k.bf16_operands())  // bf16: the stored pre-activation read as it is
     k.bias_act_backward_bf16(dh.data<T>(), ps_.grad(b1_), dh.data<T>(), pre_.bf16(), N, F_, act_);
   else
     k.bias_act_backward(dh.data<T>(), ps_.grad(b1_), dh.data<T>(), pre_.widen(wide_pre), N, F_, act_);
+  ps_.written(b1_, F_);
   linear_bwd(k, dx, ps_.grad(w1_), nullptr, dh.data<T>(), nullptr, 1.0f, x, nullptr, weight(ps_, w1_), N, D_, F_);
+  ps_.written(w1_, std::int64_t(F_) * D_);
 }
 
 template <typename T> void FeedForward<T>::release() {

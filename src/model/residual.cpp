@@ -25,6 +25,8 @@ template <typename T> void LayerNorm<T>::backward(T* dx, const T* dy, const T* x
   TH_CHECK(mean_.defined(), "LayerNorm backward without a saved forward");
   k.layernorm_backward(dx, ps_.grad(w_), ps_.grad(b_), dy, x, ps_.value(w_), mean_.data<T>(),
                           rstd_.data<T>(), N, D_);
+  ps_.written(w_, D_);
+  ps_.written(b_, D_);
 }
 
 template <typename T> void LayerNorm<T>::release() {

@@ -343,7 +343,7 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
   }
   kernels().dropout_forward(g.data<T>(), g.data<T>(), Nt * D, p, seed, dropout_stream(kTgtEmbedSite, micro));
   writing(embed_unit_);
-  kernels().embedding_backward(params_.grad(tgt_embed_), batch.tgt_in.data(), g.data<T>(), Nt, D, scale);
+  embedding_backward(tgt_embed_, batch.tgt_in.data(), g.data<T>(), Nt, scale);
   if (pos_embed_ >= 0) kernels().position_backward(params_.grad(pos_embed_), g.data<T>(), batch.B, batch.T, D);
   if (!spec_.decoder_only) {
     round_compute(dmemory_);  // summed over the decoder blocks' cross-attentions in fp32
@@ -370,7 +370,7 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
     }
     kernels().dropout_forward(e.data<T>(), e.data<T>(), Ns * D, p, seed, dropout_stream(kSrcEmbedSite, micro));
     writing(embed_unit_);
-    kernels().embedding_backward(params_.grad(src_embed_), batch.src.data(), e.data<T>(), Ns, D, scale);
+    embedding_backward(src_embed_, batch.src.data(), e.data<T>(), Ns, scale);
     if (pos_embed_ >= 0) kernels().position_backward(params_.grad(pos_embed_), e.data<T>(), batch.B, batch.S, D);
   }
   ready(0);
@@ -383,15 +383,34 @@ void Transformer<T>::output_backward(T* dx, const T* dy, const std::uint16_t* dy
   const int D = spec_.d_model, V = spec_.vocab_size;
   const std::int64_t N = dec_ctx_.self.rows();
   linear_bwd(kernels(), dx, nullptr, nullptr, dy, dy16, alpha, x, x16, weight(params_, out_proj_), N, D, V);
-  // The [V, D] weight gradient in blocks of about 2^19 elements (a V x D fp32 gradient would be
-  // the largest transient of a 2-byte gradient store): the same GEMM, row block by row block.
-  const int rows = std::max(1, (1 << 19) / std::max(D, 1));
+  // The [V, D] weight gradient in row blocks (a V x D fp32 gradient would be the largest
+  // transient of a 2-byte gradient store): the same GEMM, row block by row block.
+  const int rows = grad_block_rows(D);
   for (int r0 = 0; r0 < V; r0 += rows) {
     const int r1 = std::min(V, r0 + rows);
     linear_dW_rows(kernels(), params_.grad(out_proj_), dy, dy16, alpha, x, x16, N, D, V, r0, r1);
-    if (grad_access_)
-      grad_access_->written(out_proj_ + static_cast<std::int64_t>(r0) * D, out_proj_ + static_cast<std::int64_t>(r1) * D);
+    params_.written(out_proj_ + static_cast<std::int64_t>(r0) * D, static_cast<std::int64_t>(r1 - r0) * D);
   }
+}
+
+template <typename T>
+void Transformer<T>::embedding_backward(std::int64_t table, const int* tokens, const T* dy, std::int64_t N, T scale) {
+  const int D = spec_.d_model, V = spec_.vocab_size;
+  if (!params_.takes_written()) return kernels().embedding_backward(params_.grad(table), tokens, dy, N, D, scale);
+  const int rows = grad_block_rows(D);
+  for (int r0 = 0; r0 < V; r0 += rows) {
+    const int r1 = std::min(V, r0 + rows);
+    kernels().embedding_backward_rows(params_.grad(table), tokens, dy, N, D, scale, r0, r1);
+    params_.written(table + static_cast<std::int64_t>(r0) * D, static_cast<std::int64_t>(r1 - r0) * D);
+  }
+}
+
+template <typename T> void Transformer<T>::set_grad_access(GradAccess* access) {
+  grad_access_ = access;
+  if (access && access->takes_written())
+    params_.on_written([access](std::int64_t b, std::int64_t e) { access->written(b, e); });
+  else
+    params_.on_written(nullptr);
 }
 
 template <typename T> std::int64_t Transformer<T>::flops_per_token_estimate() const {

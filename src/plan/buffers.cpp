@@ -6,6 +6,7 @@
 #include <cmath>
 #include <vector>
 
+#include "th/model/transformer.hpp"
 #include "th/plan/memory.hpp"
 
 namespace th {
@@ -39,39 +40,28 @@ double gathered_peak_bytes(const PlanModel& m, const FlatLayout& f, const Layout
 }
 
 namespace {
-// Pages touched by elements [b, e) of a page-aligned range (a written range is resident whole).
-double touched_bytes(std::int64_t b, std::int64_t e, double elem_bytes, double page) {
-  if (e <= b) return 0;
-  return (std::ceil(double(e) * elem_bytes / page) - std::floor(double(b) * elem_bytes / page)) * page;
-}
-
 double window_peak_bytes(const PlanModel& m, const FlatLayout& f, double page) {
   constexpr double kFp32 = 4;
-  const double block_rows = std::max<std::int64_t>(1, (std::int64_t(1) << 19) / std::max(m.d_model, 1));
-  double peak = 0, held = 0, boundaries = 0;
-  auto unit_written = [&](std::size_t u, double bytes) {
-    peak = std::max(peak, held + bytes + boundaries);
-    if (std::fmod(double(f.units[u].begin) * kFp32, page) != 0) boundaries += page;
-    if (std::fmod(double(f.units[u].end) * kFp32, page) != 0) boundaries += page;
-  };
-  std::size_t embedding = 0;
-  for (std::size_t u = 0; u < m.kinds.size(); ++u)
-    if (m.kinds[u] == Kind::Embedding) embedding = u;
-  const double embedding_bytes = touched_bytes(f.units[embedding].begin, f.units[embedding].end, kFp32, page);
-  // The output projection (tied: rows of the embeddings' table) in row blocks.
-  const double block = std::min(double(m.vocab) * m.d_model, block_rows * m.d_model);
-  peak = std::max(peak, std::ceil(block * kFp32 / page) * page + 2 * page);
-  for (auto k : {Kind::Output, Kind::DecoderNorm, Kind::DecoderBlock})
-    for (std::size_t u = m.kinds.size(); u-- > 0;)
-      if (m.kinds[u] == k && k != Kind::Output)
-        unit_written(u, touched_bytes(f.units[u].begin, f.units[u].end, kFp32, page));
-  if (!m.decoder_only) held = embedding_bytes;  // the target lookup's gradient, until the source's
-  for (auto k : {Kind::EncoderNorm, Kind::EncoderBlock})
-    for (std::size_t u = m.kinds.size(); u-- > 0;)
-      if (m.kinds[u] == k) unit_written(u, touched_bytes(f.units[u].begin, f.units[u].end, kFp32, page));
-  held = 0;
-  unit_written(embedding, embedding_bytes);
-  return peak;
+  // Each parameter's gradient is taken once its kernel has written it (attention's q, k and v
+  // together); the [V, D] tables' in row blocks. A learned positional table is written by the
+  // target lookup and again by the source lookup, and taken at the end: it stays meanwhile.
+  const double block = std::min(double(m.vocab), double(grad_block_rows(m.d_model))) * m.d_model;
+  double largest = block, held = 0;
+  for (std::size_t u = 0; u < m.units.size(); ++u) {
+    double unit = 0, tensor = 0;
+    for (std::int64_t n : m.units[u]) {
+      unit += double(n);
+      tensor = std::max(tensor, double(n));
+    }
+    if (m.kinds[u] == Kind::Embedding) continue;  // its tables go by blocks
+    largest = std::max(largest, std::min(unit, 3 * tensor));
+  }
+  if (m.learned_positions) held = double(m.max_len) * m.d_model;
+  // Pages touched by a range: its whole pages plus a partial one at each end; the zeroed partial
+  // pages taken ranges leave behind stay until the end of the step (at most two per unit).
+  const double boundaries = 2 * page * double(f.units.size());
+  return std::ceil(largest * kFp32 / page) * page + 2 * page + std::ceil(held * kFp32 / page) * page + 2 * page +
+         boundaries;
 }
 }  // namespace
 

@@ -289,9 +289,9 @@ template <typename T> void expect_same_through_the_seam() {
     TrainRun run = train<T>(spec, batch, counting);
     for (const char* k : kStepKernels) EXPECT_GT(counting.counts[k], 0) << k << " never went through the backend";
     // Attention's per-head GEMMs are strided batches, one per batch row; the only single GEMMs
-    // are the output projection's weight gradient, in row blocks of max(1, 2^19 / D) rows
+    // are the output projection's weight gradient, in row blocks of grad_block_rows(D)
     // (Transformer::output_backward), once per backward.
-    const int rows = std::max(1, (1 << 19) / spec.d_model);
+    const int rows = grad_block_rows(spec.d_model);
     const auto blocks = static_cast<std::size_t>((spec.vocab_size + rows - 1) / rows);
     EXPECT_EQ(static_cast<std::size_t>(counting.counts["gemm"]), run.losses.size() * blocks);
     return run;

@@ -56,6 +56,11 @@ class Kernels {
   virtual void embedding_forward(T* y, const int* tokens, const T* table, const T* pe, int B, int L, int D,
                                  T scale) = 0;
   virtual void embedding_backward(T* dtable, const int* tokens, const T* dy, std::int64_t N, int D, T scale) = 0;
+  // The rows [row_begin, row_end) of it alone (th::cpu::embedding_backward_rows): where a 2-byte
+  // gradient store takes the table block by block (CPU and emulated backends; optional).
+  virtual void embedding_backward_rows(T*, const int*, const T*, std::int64_t, int, T, int, int) {
+    unsupported("embedding_backward_rows");
+  }
   virtual void sinusoidal_table(T* pe, int L, int D) = 0;
   // Learned positions (model%positions = 'learned'): dpe[t,:] += sum over b of dy[b,t,:].
   virtual void position_backward(T* dpe, const T* dy, int B, int L, int D) = 0;

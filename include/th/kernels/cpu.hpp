@@ -123,6 +123,11 @@ void embedding_forward_bf16(float* y, const int* tokens, const std::uint16_t* ta
 // write the same element).
 template <typename T>
 void embedding_backward(T* dtable, const int* tokens, const T* dy, std::int64_t N, int D, T scale);
+// Only the rows [row_begin, row_end) of the table (tokens outside are skipped): a row's sum in
+// the same order as embedding_backward's, so the row blocks together give its bits.
+template <typename T>
+void embedding_backward_rows(T* dtable, const int* tokens, const T* dy, std::int64_t N, int D, T scale, int row_begin,
+                             int row_end);
 // The positional table's gradient (learned positions): dpe[t,:] += sum_b dy[b,t,:] for t < L
 // (parallel over positions, so no two threads write the same row; summed in b order).
 template <typename T>

@@ -5,6 +5,7 @@
 // into these two buffers. The buffers live in the device memory of the store's backend
 // (th/backend/backend.hpp); the layers reach their kernels and buffers through backend().
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -89,6 +90,14 @@ class ParamStore {
   // fp32 values at `offset` (a parameter's start); with 2-byte values only a wide parameter's.
   T* value(std::int64_t offset) const { return values16_ptr_ ? wide_value(offset) : values() + offset; }
   T* grad(std::int64_t offset) const { return grads() + offset; }
+  // A 2-byte gradient store (th/train/zero.hpp) takes each gradient as soon as backward has
+  // written it: layers call written(offset, n) after the kernel that wrote gradients
+  // [offset, offset + n) (a no-op unless a store asked for them with on_written).
+  void on_written(std::function<void(std::int64_t, std::int64_t)> f) { written_ = std::move(f); }
+  bool takes_written() const { return static_cast<bool>(written_); }
+  void written(std::int64_t offset, std::int64_t n) const {
+    if (written_) written_(offset, offset + n);
+  }
   const std::vector<ParamInfo>& infos() const { return infos_; }
   const ParamInfo& find(const std::string& name) const;  // throws th::Error naming it
   const std::vector<ParamSegment>& segments() const { return segments_; }  // after allocate/attach
@@ -111,6 +120,7 @@ class ParamStore {
   Tensor values16_, wide_;
   std::uint16_t* values16_ptr_ = nullptr;
   std::vector<std::pair<std::int64_t, std::int64_t>> wide_at_;
+  std::function<void(std::int64_t, std::int64_t)> written_;
 };
 
 }  // namespace th

@@ -1,4 +1,5 @@
 #pragma once
+#include <algorithm>
 // The whole model: encoder-decoder (seq2seq) or decoder-only (language model), built from the
 // layers in layers.hpp. forward() computes the loss of a batch and keeps what backward() needs;
 // backward() accumulates parameter gradients into params().grads().
@@ -18,6 +19,11 @@ namespace th {
 // side): fixed sines and cosines (a buffer), or a trained parameter "pos_embed/weight"
 // [max_len, D] (GPT-2), one table shared by the encoder and decoder inputs.
 enum class PositionEncoding { Sinusoidal, Learned };
+
+// Rows of a [V, D] table's gradient block (the output projection's weight-gradient GEMM and, for
+// a 2-byte gradient store, the embeddings' lookups are made block by block): about 2^18 elements
+// each, so a 2-byte gradient store's fp32 window holds one (th/train/zero.hpp).
+inline int grad_block_rows(int d_model) { return std::max(1, (1 << 18) / std::max(d_model, 1)); }
 
 struct ModelSpec {
   bool decoder_only = false;
@@ -70,13 +76,16 @@ class ParamAccess {
 // Gradient memory backed on demand (ZeRO stages 2-3 keep the full-size gradient range in a
 // Reservation, th/backend/backend.hpp): backward calls writing(u) before it writes gradients of
 // gather unit u (a block's before that block's backward; the embeddings' before the output
-// projection when it is tied to them, and before the embedding backward). written(b, e) says that
-// gradients [b, e) are complete for now (the output projection's, block by block): a store may
-// take them at once; a later write there (the tied embeddings' lookup) comes after writing(u) again.
+// projection when it is tied to them, and before the embedding backward). A store with
+// takes_written() is told, by written(b, e), that gradients [b, e) are complete for now (each
+// parameter's after the kernel that wrote it; the output projection's and the embeddings' block
+// by block) and may take them at once; a later write there (the tied embeddings' lookups, a
+// learned positional table) comes after writing(u) again.
 class GradAccess {
  public:
   virtual ~GradAccess() = default;
   virtual void writing(int unit) = 0;
+  virtual bool takes_written() const { return false; }
   virtual void written(std::int64_t, std::int64_t) {}
 };
 
@@ -103,7 +112,7 @@ class Transformer {
   Backend& backend() const { return be_; }
   ParamStore<T>& params() { return params_; }
   void set_param_access(ParamAccess* access) { access_ = access; }
-  void set_grad_access(GradAccess* access) { grad_access_ = access; }
+  void set_grad_access(GradAccess* access);
 
   // Mean label-smoothed cross-entropy over the non-pad target tokens of the batch.
   // `micro` numbers the micro-batch for dropout masks; `train` = false turns dropout off.
@@ -138,6 +147,8 @@ class Transformer {
   void writing(int unit) { if (grad_access_) grad_access_->writing(unit); }
   // The output projection's backward: dx, then its weight gradient block by block (written()).
   void output_backward(T* dx, const T* dy, const std::uint16_t* dy16, float alpha, const T* x, const std::uint16_t* x16);
+  // A lookup's gradient into the table at `table` (block by block where the store takes them).
+  void embedding_backward(std::int64_t table, const int* tokens, const T* dy, std::int64_t N, T scale);
   void round_compute(T* x, std::int64_t n) const;  // ModelSpec::compute
   void round_compute(Tensor& t) const { round_compute(t.data<T>(), t.numel()); }
 

@@ -85,7 +85,7 @@ StepAllocations step_allocations(const PlanModel& m, const PlanBatch& b, bool ch
 // bucket may still be in flight at the end of backward: the whole working range.
 // Stages 0-1 with 2-byte gradients (`two_byte_window`): peak bytes of backward's fp32 window
 // (src/train/zero/grad_reduction.hpp) beyond what stays between steps: the unit being written
-// (the untied output projection: one row block of about 2^19 elements), the embeddings' gradient
+// (the output projection and the embeddings' lookups: one row block, grad_block_rows), the embeddings' gradient
 // while it waits for the source lookup (encoder-decoder: the target lookup's rows come first),
 // and the zeroed partial pages each taken range leaves behind.
 double gathered_peak_bytes(const PlanModel& m, const FlatLayout& flat, const Layout& l, const ZeroKnobs& z,

@@ -1,4 +1,5 @@
 #include <cmath>
+#include <limits>
 
 #include "th/core/half.hpp"
 #include "th/kernels/host_loop.hpp"
@@ -29,17 +30,24 @@ void embedding_forward_bf16(float* y, const int* tokens, const std::uint16_t* ta
 }
 
 template <typename T>
-void embedding_backward(T* dtable, const int* tokens, const T* dy, std::int64_t N, int D, T scale) {
+void embedding_backward_rows(T* dtable, const int* tokens, const T* dy, std::int64_t N, int D, T scale, int row_begin,
+                             int row_end) {
   constexpr int kBlock = 64;
   const std::int64_t nblocks = (D + kBlock - 1) / kBlock;
   host_for("Embedding::backward", nblocks, [=](std::int64_t blk) {
     const int j0 = static_cast<int>(blk) * kBlock, j1 = std::min(D, j0 + kBlock);
     for (std::int64_t n = 0; n < N; ++n) {
+      if (tokens[n] < row_begin || tokens[n] >= row_end) continue;
       T* row = dtable + static_cast<std::int64_t>(tokens[n]) * D;
       const T* g = dy + n * D;
       for (int j = j0; j < j1; ++j) row[j] += scale * g[j];
     }
   });
+}
+
+template <typename T>
+void embedding_backward(T* dtable, const int* tokens, const T* dy, std::int64_t N, int D, T scale) {
+  embedding_backward_rows(dtable, tokens, dy, N, D, scale, std::numeric_limits<int>::min(), std::numeric_limits<int>::max());
 }
 
 template <typename T>
@@ -67,6 +75,7 @@ template <typename T> void sinusoidal_table(T* pe, int L, int D) {
 #define TH_INSTANTIATE(T)                                                                     \
   template void embedding_forward<T>(T*, const int*, const T*, const T*, int, int, int, T);   \
   template void embedding_backward<T>(T*, const int*, const T*, std::int64_t, int, T);        \
+  template void embedding_backward_rows<T>(T*, const int*, const T*, std::int64_t, int, T, int, int); \
   template void position_backward<T>(T*, const T*, int, int, int);                            \
   template void sinusoidal_table<T>(T*, int, int);
 TH_INSTANTIATE(float)

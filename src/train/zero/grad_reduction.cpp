@@ -153,6 +153,7 @@ class TwoByte final : public GradReduction, public GradAccess {
       }
     window_.account();
   }
+  bool takes_written() const override { return true; }
   void written(std::int64_t b, std::int64_t e) override {
     take(b, e);
     taken_.emplace_back(b, e);
