@@ -57,16 +57,16 @@ class EmulatedKernels final : public Kernels<T> {
   }
   void linear_backward_bf16(T* dx, T* dW, T* db, const T* dy, const std::uint16_t* dy16, float alpha, const T* x,
                             const std::uint16_t* x16, const T* W, const std::uint16_t* W16, std::int64_t N, int in,
-                            int out, bool acc) override {
+                            int out, bool acc, int ldy) override {
     if constexpr (std::is_same_v<T, float>) {
       auto dxd = d(dx), dWd = d(dW), dbd = d(db);
       auto dyd = d(dy), xd = d(x), Wd = d(W);
       auto dy16d = d(dy16), x16d = d(x16), W16d = d(W16);
       q_.queue([=] {
-        cpu::linear_backward_bf16(dxd, dWd, dbd, dyd, dy16d, alpha, xd, x16d, Wd, W16d, N, in, out, acc);
+        cpu::linear_backward_bf16(dxd, dWd, dbd, dyd, dy16d, alpha, xd, x16d, Wd, W16d, N, in, out, acc, ldy);
       });
     } else {
-      Kernels<T>::linear_backward_bf16(dx, dW, db, dy, dy16, alpha, x, x16, W, W16, N, in, out, acc);
+      Kernels<T>::linear_backward_bf16(dx, dW, db, dy, dy16, alpha, x, x16, W, W16, N, in, out, acc, ldy);
     }
   }
   void embedding_forward_bf16(T* y, const int* tokens, const std::uint16_t* table16, const T* pe, int B, int L, int D,

@@ -382,13 +382,26 @@ void Transformer<T>::output_backward(T* dx, const T* dy, const std::uint16_t* dy
                                      const std::uint16_t* x16) {
   const int D = spec_.d_model, V = spec_.vocab_size;
   const std::int64_t N = dec_ctx_.self.rows();
-  linear_bwd(kernels(), dx, nullptr, nullptr, dy, dy16, alpha, x, x16, weight(params_, out_proj_), N, D, V);
   // The [V, D] weight gradient in row blocks (a V x D fp32 gradient would be the largest
-  // transient of a 2-byte gradient store): the same GEMM, row block by row block.
+  // transient of a 2-byte gradient store). With a bf16 dy (the bf16 kernels): both products per
+  // block of dy's columns, dx accumulated over the blocks, each block of dy converted once for
+  // both; else dx in one product and the weight gradient's row blocks as GEMMs of their own.
   const int rows = grad_block_rows(D);
+  const Weight<T> W = weight(params_, out_proj_);
+  if (dy16) {
+    for (int r0 = 0; r0 < V; r0 += rows) {
+      const int r1 = std::min(V, r0 + rows);
+      kernels().linear_backward_bf16(dx, params_.grad(out_proj_) + static_cast<std::int64_t>(r0) * D, nullptr, nullptr,
+                                     dy16 + r0, alpha, x16 ? nullptr : x, x16, W.f ? W.f + std::int64_t(r0) * D : nullptr,
+                                     W.h ? W.h + std::int64_t(r0) * D : nullptr, N, D, r1 - r0, r0 > 0, V);
+      params_.written(out_proj_ + static_cast<std::int64_t>(r0) * D, static_cast<std::int64_t>(r1 - r0) * D);
+    }
+    return;
+  }
+  linear_bwd(kernels(), dx, nullptr, nullptr, dy, nullptr, alpha, x, x16, W, N, D, V);
   for (int r0 = 0; r0 < V; r0 += rows) {
     const int r1 = std::min(V, r0 + rows);
-    linear_dW_rows(kernels(), params_.grad(out_proj_), dy, dy16, alpha, x, x16, N, D, V, r0, r1);
+    linear_dW_rows(kernels(), params_.grad(out_proj_), dy, nullptr, alpha, x, x16, N, D, V, r0, r1);
     params_.written(out_proj_ + static_cast<std::int64_t>(r0) * D, static_cast<std::int64_t>(r1 - r0) * D);
   }
 }

@@ -160,9 +160,9 @@ class CountingKernels final : public Kernels<T> {
   }
   void linear_backward_bf16(T* dx, T* dW, T* db, const T* dy, const std::uint16_t* dy16, float alpha, const T* x,
                             const std::uint16_t* x16, const T* W, const std::uint16_t* W16, std::int64_t N, int in,
-                            int out, bool acc) override {
+                            int out, bool acc, int ldy) override {
     ++c_["linear_backward_bf16"];
-    in_.linear_backward_bf16(dx, dW, db, dy, dy16, alpha, x, x16, W, W16, N, in, out, acc);
+    in_.linear_backward_bf16(dx, dW, db, dy, dy16, alpha, x, x16, W, W16, N, in, out, acc, ldy);
   }
   void embedding_forward_bf16(T* y, const int* tokens, const std::uint16_t* table16, const T* pe, int B, int L, int D,
                               T scale) override {

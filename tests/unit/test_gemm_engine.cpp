@@ -13,6 +13,7 @@
 // transposition, stride or scale gives errors of order |C| itself, far outside the bound.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -507,6 +508,65 @@ TEST(GemmEngine, LinearWithBf16OperandsMatchesTheFp32EntryPoints) {
                                     W16.data(), N, in, out),
                Error);
   EXPECT_THROW(linear_forward_bf16(nullptr, nullptr, x16.data(), W.data(), W16.data(), nullptr, N, in, out), Error);
+}
+
+// The output projection's backward by blocks of dy's columns (Transformer::output_backward):
+// linear_backward_bf16 with dy16's row stride ldy = V on a block, dx accumulated over the blocks.
+// Against a double reference of the bf16 values: every element within the fp32 accumulation
+// bound of its products (K terms plus one rounding per block of the accumulated dx), in every
+// plan; a strided dy with a bias gradient is refused.
+TEST(GemmEngine, LinearBackwardOnColumnBlocksOfDy) {
+  PlanGuard guard;
+  const int N = 23, in = 19, V = 53, bw = 16;  // blocks of 16, 16, 16, 5 columns
+  std::vector<float> dyw(N * V), xw(N * in), Ww(V * in), dW0(V * in);
+  std::vector<std::uint16_t> dy16(dyw.size()), x16(xw.size()), W16(Ww.size());
+  std::uint64_t s = 7;
+  auto fill16 = [&](std::vector<float>& w, std::vector<std::uint16_t>& h) {
+    for (std::size_t i = 0; i < w.size(); ++i) {
+      h[i] = bf16_bits(static_cast<float>(2.0 * uniform01(17, s, i) - 1.0));
+      w[i] = round_bf16(static_cast<float>(2.0 * uniform01(17, s, i) - 1.0));
+    }
+    ++s;
+  };
+  fill16(dyw, dy16), fill16(xw, x16), fill16(Ww, W16);
+  for (std::size_t i = 0; i < dW0.size(); ++i) dW0[i] = static_cast<float>(uniform01(19, 1, i) - 0.5);
+  std::vector<Named> plans = bf16_plans();
+  plans.push_back({"fp32 OpenBLAS", {GemmProvider::OpenBLAS, false, false}});
+  const float alpha = 0.61f;
+  for (const Named& p : plans) {
+    set_gemm_plan(p.plan);
+    std::vector<float> dx(N * in, 0.f), dW = dW0;
+    int blocks = 0;
+    for (int r0 = 0; r0 < V; r0 += bw, ++blocks) {
+      const int r1 = std::min(V, r0 + bw);
+      linear_backward_bf16(dx.data(), dW.data() + r0 * in, nullptr, nullptr, dy16.data() + r0, alpha, nullptr,
+                           x16.data(), nullptr, W16.data() + r0 * in, N, in, r1 - r0, r0 > 0, V);
+    }
+    for (int r = 0; r < N; ++r)
+      for (int c = 0; c < in; ++c) {
+        double e = 0, mag = 0;
+        for (int k = 0; k < V; ++k) {
+          const double t = double(alpha) * dyw[r * V + k] * Ww[k * in + c];
+          e += t, mag += std::abs(t);
+        }
+        const double K = V + blocks + 3, bound = K * kU / (1 - K * kU) * mag;
+        ASSERT_LE(std::abs(dx[r * in + c] - e), bound) << p.name << " dx " << r << "," << c;
+      }
+    for (int o = 0; o < V; ++o)
+      for (int c = 0; c < in; ++c) {
+        double e = dW0[o * in + c], mag = std::abs(e);
+        for (int r = 0; r < N; ++r) {
+          const double t = double(alpha) * dyw[r * V + o] * xw[r * in + c];
+          e += t, mag += std::abs(t);
+        }
+        const double bound = (N + 3) * kU / (1 - (N + 3) * kU) * mag;
+        ASSERT_LE(std::abs(dW[o * in + c] - e), bound) << p.name << " dW " << o << "," << c;
+      }
+  }
+  std::vector<float> dy(N * V), db(bw), dW(bw * in);
+  EXPECT_THROW(linear_backward_bf16(nullptr, dW.data(), db.data(), dy.data(), nullptr, 1.0f, nullptr, x16.data(),
+                                    nullptr, nullptr, N, in, bw, false, V),
+               Error);
 }
 
 // The loss's forward with its gradient in bf16 against cross_entropy_forward followed by

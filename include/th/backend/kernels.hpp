@@ -92,7 +92,7 @@ class Kernels {
   }
   virtual void linear_backward_bf16(T*, T*, T*, const T*, const std::uint16_t*, float, const T*,
                                     const std::uint16_t*, const T*, const std::uint16_t*, std::int64_t, int, int,
-                                    bool = false) {
+                                    bool = false, int /*ldy*/ = 0) {
     unsupported("linear_backward_bf16");
   }
   virtual void embedding_forward_bf16(T*, const int*, const std::uint16_t*, const T*, int, int, int, T) {

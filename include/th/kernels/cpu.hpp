@@ -53,12 +53,13 @@ void linear_backward(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, s
 // bf16 bits (exactly one of x / x16, W / W16, dy / dy16); the results are those of linear_forward /
 // linear_backward on the widened values. linear_backward_bf16 needs x or x16 only for dW and W or
 // W16 only for dx; with dy16 the GEMMs multiply by alpha, in fp32: dx (=|+=) alpha dy16 W,
-// dW += alpha dy16^T x; db needs dy.
+// dW += alpha dy16^T x; db needs dy. ldy > 0: dy's (dy16's) row stride, for a block of its
+// columns (the output projection by row blocks of its weight; no bias then); 0: out.
 void linear_forward_bf16(float* y, const float* x, const std::uint16_t* x16, const float* W, const std::uint16_t* W16,
                          const float* b, std::int64_t N, int in, int out);
 void linear_backward_bf16(float* dx, float* dW, float* db, const float* dy, const std::uint16_t* dy16, float alpha,
                           const float* x, const std::uint16_t* x16, const float* W, const std::uint16_t* W16,
-                          std::int64_t N, int in, int out, bool accumulate_dx = false);
+                          std::int64_t N, int in, int out, bool accumulate_dx = false, int ldy = 0);
 
 // bf16 runs: bias_act_backward<float> reading the stored pre-activation as bf16 bits (widened
 // exactly on the fly): the same values as on the widened array.

@@ -248,18 +248,20 @@ void linear_forward_bf16(float* y, const float* x, const u16* x16, const float* 
 
 void linear_backward_bf16(float* dx, float* dW, float* db, const float* dy, const u16* dy16, float alpha,
                           const float* x, const u16* x16, const float* W, const u16* W16, std::int64_t N, int in,
-                          int out, bool accumulate_dx) {
+                          int out, bool accumulate_dx, int ldy) {
   TH_CHECK((dy == nullptr) != (dy16 == nullptr) && (!dW || (x == nullptr) != (x16 == nullptr)) &&
                (!dx || (W == nullptr) != (W16 == nullptr)),
            "linear_backward_bf16: give exactly one of dy / dy16, (for dW) of x / x16 and (for dx) of W / W16");
   TH_CHECK(!db || dy, "linear_backward_bf16: the bias gradient needs the fp32 dy");
+  const int ld = ldy > 0 ? ldy : out;  // dy's row stride
+  TH_CHECK(ld >= out && (!db || ld == out), "linear_backward_bf16: dy's row stride is below its width, or strided with a bias");
   const int n = static_cast<int>(N);
   const GemmPlan& plan = gemm_plan();
   if (plan.fp32_as_bf16 && plan.bf16_onednn && n > 0 && in > 0 && out > 0) {
     // dy rounded once (slot 2) for both products.
-    const u16* dyp = dy16 ? dy16 : pack<u16>(2, operand(dy, false, n, out, out, 0), 1, "GEMM::round_to_bf16",
+    const u16* dyp = dy16 ? dy16 : pack<u16>(2, operand(dy, false, n, out, ld, 0), 1, "GEMM::round_to_bf16",
                                              rows::narrow_bf16);
-    const Operand<u16> dyo{dyp, n, out, out, 0};
+    const Operand<u16> dyo{dyp, n, out, dy16 ? ld : out, 0};
     if (dx) {
       const u16* Wp = W16 ? W16 : pack<u16>(1, operand(W, false, out, in, in, 0), 1, "GEMM::round_to_bf16",
                                             rows::narrow_bf16);
@@ -274,8 +276,8 @@ void linear_backward_bf16(float* dx, float* dW, float* db, const float* dy, cons
   } else if (plan.fp32_as_bf16 && n > 0 && in > 0 && out > 0) {
     // A bf16 run on the fp32 provider: each operand converted once (dy for both products) and
     // multiplied as it is: the values the fp32 entry points would round them to.
-    auto stored = [](auto* p, int nr, int nc) { return operand(p, false, nr, nc, nc, 0); };
-    const Operand<float> dyo = bf16_valued(2, stored(dy, n, out), stored(dy16, n, out), 1);
+    auto stored = [](auto* p, int nr, int nc, int l = 0) { return operand(p, false, nr, nc, l > 0 ? l : nc, 0); };
+    const Operand<float> dyo = bf16_valued(2, stored(dy, n, out, ld), stored(dy16, n, out, ld), 1);
     if (dx)
       run_fp32(plan.fp32, Call{false, false, n, in, out, alpha, accumulate_dx ? 1.0f : 0.0f, dx, in, 0, 1}, dyo,
                bf16_valued(3, stored(W, out, in), stored(W16, out, in), 1));
@@ -286,9 +288,9 @@ void linear_backward_bf16(float* dx, float* dW, float* db, const float* dy, cons
     // fp32 operands (or empty shapes): each product through the mixed entry point, which widens
     // the 16-bit operands (exact).
     if (dx)
-      gemm_strided_batched_mixed(false, false, n, in, out, alpha, dy, dy16, out, 0, W, W16, in, 0,
+      gemm_strided_batched_mixed(false, false, n, in, out, alpha, dy, dy16, ld, 0, W, W16, in, 0,
                                  accumulate_dx ? 1.0f : 0.0f, dx, in, 0, 1);
-    if (dW) gemm_strided_batched_mixed(true, false, out, in, n, alpha, dy, dy16, out, 0, x, x16, in, 0, 1.0f, dW, in, 0, 1);
+    if (dW) gemm_strided_batched_mixed(true, false, out, in, n, alpha, dy, dy16, ld, 0, x, x16, in, 0, 1.0f, dW, in, 0, 1);
   }
   if (db) {
     TH_CHECK(alpha == 1.0f, "linear_backward_bf16: a bias gradient with alpha != 1");

@@ -163,17 +163,24 @@ class TwoByte final : public GradReduction, public GradAccess {
   using Range = std::pair<std::int64_t, std::int64_t>;
   static constexpr std::int64_t kChunk = 1 << 16;
   std::uint16_t* g16() const { return static_cast<std::uint16_t*>(g16_.raw()); }
-  // The window's gradients [b, e) added into the 2-byte ones (rounded once where the 2-byte
-  // buffer holds zeros: everywhere but the tied embeddings' output-projection part), then given back.
+  // The window's gradients [b, e) into the 2-byte ones, then given back: rounded, where nothing
+  // was taken there before in this backward; else added to what was (the tied embeddings' rows:
+  // the lookups' gradients onto the output projection's, each part rounded once).
   void take(std::int64_t b, std::int64_t e) {
     Backend& be = ps_.backend();
-    float* t = chunk_.data<float>();
-    for (std::int64_t i = b; i < e; i += kChunk) {
-      const std::int64_t m = std::min(kChunk, e - i);
-      be.bf16_to_fp32(t, g16() + i, m);
-      be.f32().add_inplace(t, ps_.grads() + i, m);
-      be.fp32_to_bf16(g16() + i, t, m);
+    const bool fresh = std::none_of(dirty_.begin(), dirty_.end(), [&](const Range& r) { return r.first < e && r.second > b; });
+    if (fresh) {
+      be.fp32_to_bf16(g16() + b, ps_.grads() + b, e - b);
+    } else {
+      float* t = chunk_.data<float>();
+      for (std::int64_t i = b; i < e; i += kChunk) {
+        const std::int64_t m = std::min(kChunk, e - i);
+        be.bf16_to_fp32(t, g16() + i, m);
+        be.f32().add_inplace(t, ps_.grads() + i, m);
+        be.fp32_to_bf16(g16() + i, t, m);
+      }
     }
+    dirty_.emplace_back(b, e);
     window_.account();  // the pages written: the window's peak
     window_.release(b, e, true);
     window_.account();
@@ -193,6 +200,7 @@ class TwoByte final : public GradReduction, public GradAccess {
   }
   void begin_sync(bool communicating) override {
     taken_.clear();
+    dirty_.clear();
     sync_->begin_backward16(g16(), communicating);
   }
   std::unique_ptr<GradientSync> make_sync(Comm& comm, const ZeroOptions& opt) override {
@@ -211,7 +219,8 @@ class TwoByte final : public GradReduction, public GradAccess {
   const ZeroPartition* part_;
   ReservedRange window_;
   Tensor g16_, chunk_;
-  std::vector<Range> taken_;  // this backward's ranges written() took
+  std::vector<Range> taken_;  // this backward's ranges written() took (a unit written again: erased)
+  std::vector<Range> dirty_;  // every range taken in this backward
 };
 
 }  // namespace
