@@ -53,6 +53,38 @@ struct PlanGuard {
   ~PlanGuard() { set_gemm_plan(saved); }
 };
 
+// A linear layer's bf16 backward against a double reference of the bf16 values: dx[N,in] =
+// dx0 + alpha dy[N,out] W[out,in] (dx0 empty: 0), dW[out,in] = dW0 + alpha dy^T x[N,in], each
+// element within the fp32 accumulation bound of its K products plus `extra` roundings.
+void expect_dx_near(const std::vector<float>& dx, const std::vector<float>& dx0, float alpha,
+                    const std::vector<float>& dyw, const std::vector<float>& Ww, int N, int in, int out, int extra,
+                    const std::string& what) {
+  for (int r = 0; r < N; ++r)
+    for (int c = 0; c < in; ++c) {
+      double e = dx0.empty() ? 0.0 : dx0[r * in + c], mag = std::abs(e);
+      for (int k = 0; k < out; ++k) {
+        const double t = double(alpha) * dyw[r * out + k] * Ww[k * in + c];
+        e += t, mag += std::abs(t);
+      }
+      const double K = out + extra + 3, bound = K * kU / (1 - K * kU) * mag;
+      ASSERT_LE(std::abs(dx[r * in + c] - e), bound) << what << " dx " << r << "," << c;
+    }
+}
+void expect_dW_near(const std::vector<float>& dW, const std::vector<float>& dW0, float alpha,
+                    const std::vector<float>& dyw, const std::vector<float>& xw, int N, int in, int out,
+                    const std::string& what) {
+  for (int o = 0; o < out; ++o)
+    for (int c = 0; c < in; ++c) {
+      double e = dW0[o * in + c], mag = std::abs(e);
+      for (int r = 0; r < N; ++r) {
+        const double t = double(alpha) * dyw[r * out + o] * xw[r * in + c];
+        e += t, mag += std::abs(t);
+      }
+      const double bound = (N + 3) * kU / (1 - (N + 3) * kU) * mag;
+      ASSERT_LE(std::abs(dW[o * in + c] - e), bound) << what << " dW " << o << "," << c;
+    }
+}
+
 struct Case {
   bool ta, tb;
   int M, N, K, lda, ldb, ldc;
@@ -442,7 +474,8 @@ TEST(GemmEngine, LinearWithBf16OperandsMatchesTheFp32EntryPoints) {
   fill(dy), fill(x), fill(W), fill(b), fill(dx0), fill(dW0);
   std::vector<std::uint16_t> x16(x.size()), dy16(dy.size()), W16(W.size());
   for (std::size_t i = 0; i < W.size(); ++i) W16[i] = bf16_bits(W[i]);
-  std::vector<float> xw(x.size()), dyw(dy.size());  // the bf16 values, widened
+  std::vector<float> xw(x.size()), dyw(dy.size()), Wr(W.size());  // the bf16 values, widened
+  for (std::size_t i = 0; i < W.size(); ++i) Wr[i] = round_bf16(W[i]);
   for (std::size_t i = 0; i < x.size(); ++i) x16[i] = bf16_bits(x[i]), xw[i] = round_bf16(x[i]);
   for (std::size_t i = 0; i < dy.size(); ++i) dy16[i] = bf16_bits(dy[i]), dyw[i] = round_bf16(dy[i]);
   const float alpha = 0.37f;
@@ -477,26 +510,9 @@ TEST(GemmEngine, LinearWithBf16OperandsMatchesTheFp32EntryPoints) {
         dx = dx0, dW = dW0;
         linear_backward_bf16(dx.data(), dW.data(), nullptr, nullptr, dy16.data(), alpha, xin16 ? nullptr : x.data(),
                              xin16 ? x16.data() : nullptr, Wf, Wh, N, in, out, acc);
-        for (int r = 0; r < N; ++r)
-          for (int c = 0; c < in; ++c) {
-            double e = acc ? dx0[r * in + c] : 0.0, mag = std::abs(e);
-            for (int k = 0; k < out; ++k) {
-              const double t = double(alpha) * dyw[r * out + k] * round_bf16(W[k * in + c]);
-              e += t, mag += std::abs(t);
-            }
-            const double bound = (out + 3) * kU / (1 - (out + 3) * kU) * mag;
-            ASSERT_LE(std::abs(dx[r * in + c] - e), bound) << p.name << " dx16 " << r << "," << c;
-          }
-        for (int o = 0; o < out; ++o)
-          for (int c = 0; c < in; ++c) {
-            double e = dW0[o * in + c], mag = std::abs(e);
-            for (int r = 0; r < N; ++r) {
-              const double t = double(alpha) * dyw[r * out + o] * xw[r * in + c];
-              e += t, mag += std::abs(t);
-            }
-            const double bound = (N + 3) * kU / (1 - (N + 3) * kU) * mag;
-            ASSERT_LE(std::abs(dW[o * in + c] - e), bound) << p.name << " dW16 " << o << "," << c;
-          }
+        ASSERT_NO_FATAL_FAILURE(expect_dx_near(dx, acc ? dx0 : std::vector<float>{}, alpha, dyw, Wr, N, in, out, 0,
+                                               std::string(p.name) + " dy16"));
+        ASSERT_NO_FATAL_FAILURE(expect_dW_near(dW, dW0, alpha, dyw, xw, N, in, out, std::string(p.name) + " dy16"));
       }
     }
   }
@@ -542,26 +558,8 @@ TEST(GemmEngine, LinearBackwardOnColumnBlocksOfDy) {
       linear_backward_bf16(dx.data(), dW.data() + r0 * in, nullptr, nullptr, dy16.data() + r0, alpha, nullptr,
                            x16.data(), nullptr, W16.data() + r0 * in, N, in, r1 - r0, r0 > 0, V);
     }
-    for (int r = 0; r < N; ++r)
-      for (int c = 0; c < in; ++c) {
-        double e = 0, mag = 0;
-        for (int k = 0; k < V; ++k) {
-          const double t = double(alpha) * dyw[r * V + k] * Ww[k * in + c];
-          e += t, mag += std::abs(t);
-        }
-        const double K = V + blocks + 3, bound = K * kU / (1 - K * kU) * mag;
-        ASSERT_LE(std::abs(dx[r * in + c] - e), bound) << p.name << " dx " << r << "," << c;
-      }
-    for (int o = 0; o < V; ++o)
-      for (int c = 0; c < in; ++c) {
-        double e = dW0[o * in + c], mag = std::abs(e);
-        for (int r = 0; r < N; ++r) {
-          const double t = double(alpha) * dyw[r * V + o] * xw[r * in + c];
-          e += t, mag += std::abs(t);
-        }
-        const double bound = (N + 3) * kU / (1 - (N + 3) * kU) * mag;
-        ASSERT_LE(std::abs(dW[o * in + c] - e), bound) << p.name << " dW " << o << "," << c;
-      }
+    ASSERT_NO_FATAL_FAILURE(expect_dx_near(dx, {}, alpha, dyw, Ww, N, in, V, blocks, std::string(p.name) + " blocks"));
+    ASSERT_NO_FATAL_FAILURE(expect_dW_near(dW, dW0, alpha, dyw, xw, N, in, V, std::string(p.name) + " blocks"));
   }
   std::vector<float> dy(N * V), db(bw), dW(bw * in);
   EXPECT_THROW(linear_backward_bf16(nullptr, dW.data(), db.data(), dy.data(), nullptr, 1.0f, nullptr, x16.data(),
