@@ -64,27 +64,20 @@ bool OptimizerStep::local_overflow() const {
   const float limit = compute_ == DType::F16 ? 65504.0f * static_cast<float>(summed_over_)
                                              : std::numeric_limits<float>::max();
   bool bad = false;
-  auto check = [&](const float* dev, std::int64_t n) {
-    Tensor staging;  // the gradients read on the host: an explicit copy (the CPU backend aliases)
-    const float* g = host_view(be_, dev, n, staging);
-    for (std::int64_t i = 0; i < n && !bad; ++i) bad = !(std::fabs(g[i]) <= limit);  // NaN too
-  };
+  TH_CHECK(!chunk_.defined(), "the overflow check is fp16's; 2-byte gradients are bf16's");
   for (const OwnedSpan& s : spans_) {
-    if (s.grad) check(s.grad, s.n);
-    else each_chunk(s, [&](std::int64_t i, std::int64_t m) { check(widened(s, i, m), m); });
+    Tensor staging;  // the gradients read on the host: an explicit copy (the CPU backend aliases)
+    const float* g = host_view(be_, s.grad, s.n, staging);
+    for (std::int64_t i = 0; i < s.n && !bad; ++i) bad = !(std::fabs(g[i]) <= limit);  // NaN too
   }
   return bad;
 }
 
 void OptimizerStep::inject_overflow() {
+  TH_CHECK(!chunk_.defined(), "the overflow check is fp16's; 2-byte gradients are bf16's");
   for (const OwnedSpan& s : spans_)
     if (s.n > 0) {
-      if (s.grad) {
-        be_.f32().fill(s.grad, std::numeric_limits<float>::infinity(), 1);
-      } else {
-        be_.f32().fill(chunk_.data<float>(), std::numeric_limits<float>::infinity(), 1);
-        be_.fp32_to_bf16(s.grad16, chunk_.data<float>(), 1);
-      }
+      be_.f32().fill(s.grad, std::numeric_limits<float>::infinity(), 1);
       return;
     }
 }
