@@ -46,12 +46,15 @@ void AdamW<T>::update(T* params, const T* grads, std::int64_t offset, std::int64
 
 template <typename T>
 double clip_by_global_norm(T* grads, std::int64_t n, double sum_sq, double max_norm, Backend& backend) {
+  const double factor = clip_factor(sum_sq, max_norm);
+  if (factor < 1.0) backend.kernels<T>().scale_inplace(grads, static_cast<T>(factor), n);
+  return std::sqrt(sum_sq);
+}
+
+double clip_factor(double sum_sq, double max_norm) {
   const double norm = std::sqrt(sum_sq);
-  if (max_norm > 0 && std::isfinite(norm)) {
-    const double factor = max_norm / (norm + 1e-6);
-    if (factor < 1.0) backend.kernels<T>().scale_inplace(grads, static_cast<T>(factor), n);
-  }
-  return norm;
+  if (max_norm > 0 && std::isfinite(norm)) return std::min(1.0, max_norm / (norm + 1e-6));
+  return 1.0;
 }
 
 template class AdamW<float>;

@@ -54,5 +54,8 @@ class AdamW {
 // `grads` is in the backend's device memory.
 template <typename T>
 double clip_by_global_norm(T* grads, std::int64_t n, double sum_sq, double max_norm, Backend& backend = cpu_backend());
+// The factor clip_by_global_norm scales by: max_norm / (norm + 1e-6) where that is below 1 (and
+// max_norm > 0, the norm finite), else 1.
+double clip_factor(double sum_sq, double max_norm);
 
 }  // namespace th

@@ -52,10 +52,8 @@ double OptimizerStep::clip_and_norm(double max_norm, double loss_scale) {
   if (summed_over_ != 1) sq = comm_.sum(sq);  // each rank holds a part of the gradients
   for (const OwnedSpan& s : spans_)
     if (s.grad) clip_by_global_norm(s.grad, s.n, sq, max_norm, be_);
-  const double norm = std::sqrt(sq);  // the factor clip_by_global_norm applies (th/train/optimizer.hpp)
-  if (max_norm > 0 && std::isfinite(norm) && max_norm / (norm + 1e-6) < 1.0)
-    pending_.push_back(static_cast<float>(max_norm / (norm + 1e-6)));
-  return norm;
+  if (const double factor = clip_factor(sq, max_norm); factor < 1.0) pending_.push_back(static_cast<float>(factor));
+  return std::sqrt(sq);
 }
 
 bool OptimizerStep::local_overflow() const {
