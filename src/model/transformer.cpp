@@ -382,38 +382,46 @@ void Transformer<T>::output_backward(T* dx, const T* dy, const std::uint16_t* dy
                                      const std::uint16_t* x16) {
   const int D = spec_.d_model, V = spec_.vocab_size;
   const std::int64_t N = dec_ctx_.self.rows();
+  T* dW = params_.grad(out_proj_);
   // The [V, D] weight gradient in row blocks (a V x D fp32 gradient would be the largest
   // transient of a 2-byte gradient store). With a bf16 dy (the bf16 kernels): both products per
   // block of dy's columns, dx accumulated over the blocks, each block of dy converted once for
-  // both; else dx in one product and the weight gradient's row blocks as GEMMs of their own.
-  const int rows = grad_block_rows(D);
+  // both; else (fp32 dy and x) dx in one product and the weight gradient's row blocks as GEMMs of
+  // their own.
   const Weight<T> W = weight(params_, out_proj_);
   if (dy16) {
-    for (int r0 = 0; r0 < V; r0 += rows) {
-      const int r1 = std::min(V, r0 + rows);
-      kernels().linear_backward_bf16(dx, params_.grad(out_proj_) + static_cast<std::int64_t>(r0) * D, nullptr, nullptr,
-                                     dy16 + r0, alpha, x16 ? nullptr : x, x16, W.f ? W.f + std::int64_t(r0) * D : nullptr,
-                                     W.h ? W.h + std::int64_t(r0) * D : nullptr, N, D, r1 - r0, r0 > 0, V);
-      params_.written(out_proj_ + static_cast<std::int64_t>(r0) * D, static_cast<std::int64_t>(r1 - r0) * D);
-    }
+    by_row_blocks(out_proj_, [&](int r0, int r1) {
+      const std::int64_t o = static_cast<std::int64_t>(r0) * D;
+      kernels().linear_backward_bf16(dx, dW + o, nullptr, nullptr, dy16 + r0, alpha, x16 ? nullptr : x, x16,
+                                     W.f ? W.f + o : nullptr, W.h ? W.h + o : nullptr, N, D, r1 - r0, r0 > 0, V);
+    });
     return;
   }
-  linear_bwd(kernels(), dx, nullptr, nullptr, dy, nullptr, alpha, x, x16, W, N, D, V);
-  for (int r0 = 0; r0 < V; r0 += rows) {
-    const int r1 = std::min(V, r0 + rows);
-    linear_dW_rows(kernels(), params_.grad(out_proj_), dy, nullptr, alpha, x, x16, N, D, V, r0, r1);
-    params_.written(out_proj_ + static_cast<std::int64_t>(r0) * D, static_cast<std::int64_t>(r1 - r0) * D);
-  }
+  TH_CHECK(!x16 && alpha == 1.0f, "output_backward: an fp32 dy goes with an fp32 x and alpha 1");
+  linear_bwd(kernels(), dx, nullptr, nullptr, dy, nullptr, 1.0f, x, nullptr, W, N, D, V);
+  by_row_blocks(out_proj_, [&](int r0, int r1) {
+    if (N > 0)
+        kernels().gemm(true, false, r1 - r0, D, static_cast<int>(N), T(1), dy + r0, V, x, D, T(1),
+                     dW + static_cast<std::int64_t>(r0) * D, D);
+  });
 }
 
 template <typename T>
 void Transformer<T>::embedding_backward(std::int64_t table, const int* tokens, const T* dy, std::int64_t N, T scale) {
-  const int D = spec_.d_model, V = spec_.vocab_size;
+  const int D = spec_.d_model;
   if (!params_.takes_written()) return kernels().embedding_backward(params_.grad(table), tokens, dy, N, D, scale);
-  const int rows = grad_block_rows(D);
+  by_row_blocks(table, [&](int r0, int r1) {
+    kernels().embedding_backward_rows(params_.grad(table), tokens, dy, N, D, scale, r0, r1);
+  });
+}
+
+template <typename T>
+template <class F>
+void Transformer<T>::by_row_blocks(std::int64_t table, F&& f) {
+  const int D = spec_.d_model, V = spec_.vocab_size, rows = grad_block_rows(D);
   for (int r0 = 0; r0 < V; r0 += rows) {
     const int r1 = std::min(V, r0 + rows);
-    kernels().embedding_backward_rows(params_.grad(table), tokens, dy, N, D, scale, r0, r1);
+    f(r0, r1);
     params_.written(table + static_cast<std::int64_t>(r0) * D, static_cast<std::int64_t>(r1 - r0) * D);
   }
 }

@@ -50,23 +50,4 @@ void linear_bwd(Kernels<T>& k, Out<T> dx, Out<T> dW, Out<T> db, In<T> dy, const 
   k.linear_backward(dx, dW, db, dy, x, W.f, N, in, out, accumulate_dx);
 }
 
-// Rows [r0, r1) of a linear layer's weight gradient alone: dW[r0:r1] += alpha * dy[:, r0:r1]^T x,
-// with dy [N, out] and x [N, in] given in fp32 or as bf16 bits, as linear_bwd's dW product (the
-// same GEMM on a block of its rows: the output projection's gradient is made block by block so
-// that a 2-byte gradient store can take each block at once; th/model/transformer.hpp).
-template <typename T>
-void linear_dW_rows(Kernels<T>& k, Out<T> dW, In<T> dy, const std::uint16_t* dy16, float alpha, In<T> x,
-                    const std::uint16_t* x16, std::int64_t N, int in, int out, int r0, int r1) {
-  const int n = static_cast<int>(N);
-  if (n <= 0 || r1 <= r0) return;
-  T* C = dW + static_cast<std::int64_t>(r0) * in;
-  if (dy16 || x16) {
-    k.gemm_strided_batched_mixed(true, false, r1 - r0, in, n, alpha, dy16 ? nullptr : dy + r0, dy16 ? dy16 + r0 : nullptr,
-                                 out, 0, x16 ? nullptr : x, x16, in, 0, 1.0f, C, in, 0, 1);
-    return;
-  }
-  TH_CHECK(alpha == 1.0f, "linear_dW_rows: alpha != 1 needs a bf16 dy");
-  k.gemm(true, false, r1 - r0, in, n, T(1), dy + r0, out, x, in, T(1), C, in);
-}
-
 }  // namespace th

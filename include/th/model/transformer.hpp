@@ -149,6 +149,9 @@ class Transformer {
   void output_backward(T* dx, const T* dy, const std::uint16_t* dy16, float alpha, const T* x, const std::uint16_t* x16);
   // A lookup's gradient into the table at `table` (block by block where the store takes them).
   void embedding_backward(std::int64_t table, const int* tokens, const T* dy, std::int64_t N, T scale);
+  // f(r0, r1) for each block of grad_block_rows rows of the [V, D] table at flat offset `table`,
+  // each block's gradient handed to ParamStore::written after it.
+  template <class F> void by_row_blocks(std::int64_t table, F&& f);
   void round_compute(T* x, std::int64_t n) const;  // ModelSpec::compute
   void round_compute(Tensor& t) const { round_compute(t.data<T>(), t.numel()); }
 
