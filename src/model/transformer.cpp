@@ -94,8 +94,8 @@ Transformer<T>::Transformer(const ModelSpec& s, Backend& backend)
     out_proj_ = params_.declare("output/weight", {V, D}, ParamInit::XavierUniform);
   }
   if (!s.external_param_storage) {
-    const bool two_byte = s.two_byte_params && std::is_same_v<T, float> && backend.kernels<float>().bf16_operands();
-    params_.allocate(two_byte, !(two_byte && s.two_byte_grads));
+    const bool bf16_operands = std::is_same_v<T, float> && backend.kernels<float>().bf16_operands();
+    params_.allocate(s.two_byte_params && bf16_operands, !(s.two_byte_grads && bf16_operands));
   }
   if (s.positions == PositionEncoding::Sinusoidal) {
     // The sinusoidal table is a buffer, not a parameter: computed, never trained or communicated.

@@ -67,7 +67,10 @@ double window_peak_bytes(const PlanModel& m, const FlatLayout& f, double page) {
 
 double grad_bucket_peak_bytes(const PlanModel& m, const FlatLayout& f, const Layout& l, const ZeroKnobs& z,
                               double elem_bytes, double page, bool async_progress, bool two_byte_window) {
-  if (two_byte_window) return window_peak_bytes(m, f, page);
+  // 2-byte gradients: backward's fp32 window, plus at stages 2-3 the 2-byte range's pages
+  // waiting for their reduce-scatter (as the fp32 working range's, at 2 bytes a value).
+  if (two_byte_window)
+    return window_peak_bytes(m, f, page) + grad_bucket_peak_bytes(m, f, l, z, 2, page, async_progress, false);
   if (l.stage < 2) return 0;
   // Without a progress engine (MPI on the CPU backend: a non-blocking collective moves only
   // inside test/wait calls) a bucket may still be in flight when backward ends: every page of

@@ -288,7 +288,8 @@ StorageRun run(int stage, const char* storage, bool tie) {
 
 constexpr const char* kBoth = "param_storage = 'auto'";
 constexpr const char* kParams = "param_storage = 'auto', grad_storage = 'fp32'";
-constexpr const char* kNeither = "param_storage = 'fp32'";
+constexpr const char* kGrads = "param_storage = 'fp32'";
+constexpr const char* kNeither = "param_storage = 'fp32', grad_storage = 'fp32'";
 
 }  // namespace two_byte
 
@@ -300,36 +301,41 @@ constexpr const char* kNeither = "param_storage = 'fp32'";
 // after the step: partly used pages).
 TEST(MixedPrecision, TwoByteStorageGivesTheFp32StoragesBits) {
   using namespace two_byte;
-  const char* storages[3] = {kBoth, kParams, kNeither};
-  for (int stage : {0, 1, 2}) {
-    StorageRun r[3];
-    for (int k = 0; k < 3; ++k) r[k] = run(stage, storages[k], false);
-    for (int k = 0; k < 2; ++k) {
-      EXPECT_EQ(r[k].t.losses, r[2].t.losses) << "stage " << stage << ", " << storages[k];
-      for (const auto& [name, v] : r[2].t.params)
+  const char* storages[4] = {kBoth, kParams, kGrads, kNeither};
+  for (int stage : {0, 1, 2, 3}) {
+    StorageRun r[4];
+    for (int k = 0; k < 4; ++k) r[k] = run(stage, storages[k], false);
+    for (int k = 0; k < 3; ++k) {
+      EXPECT_EQ(r[k].t.losses, r[3].t.losses) << "stage " << stage << ", " << storages[k];
+      for (const auto& [name, v] : r[3].t.params)
         EXPECT_EQ(0, std::memcmp(v.data(), r[k].t.params.at(name).data(), sizeof(float) * v.size()))
             << "stage " << stage << ", " << storages[k] << ": " << name << " differs";
     }
     const std::int64_t psi = r[0].psi;
-    const double ratio = double(r[0].params) / double(r[2].params), gratio = double(r[0].grads) / double(r[1].grads);
+    const int N = world().size();
+    const double ratio = double(r[0].params) / double(r[3].params);
+    const double gratio = double(r[0].grads) / double(r[1].grads), gratio_alone = double(r[2].grads) / double(r[3].grads);
     if (world().rank() == 0)
       std::printf("[ mp ] bf16 stage %d on %d ranks: parameter bytes 2-byte copy %lld, fp32 storage %lld (%.3fx); "
-                  "gradient bytes after a step, 2-byte %lld, fp32 %lld (%.3fx); Psi %lld; largest gradient norm %.2f\n",
-                  stage, world().size(), static_cast<long long>(r[0].params), static_cast<long long>(r[2].params),
-                  ratio, static_cast<long long>(r[0].grads), static_cast<long long>(r[1].grads), gratio,
+                  "gradient bytes after a step, 2-byte %lld, fp32 %lld (%.3fx; with fp32 parameter storage %.3fx); "
+                  "Psi %lld; largest gradient norm %.2f\n",
+                  stage, N, static_cast<long long>(r[0].params), static_cast<long long>(r[3].params), ratio,
+                  static_cast<long long>(r[0].grads), static_cast<long long>(r[1].grads), gratio, gratio_alone,
                   static_cast<long long>(psi), r[0].max_norm);
     EXPECT_GT(r[0].max_norm, 1.0) << "the clip was not exercised";
-    EXPECT_GE(r[2].params, 4 * psi) << "stage " << stage;  // fp32 storage (the pool may pad a block)
-    EXPECT_LT(r[2].params, 4 * psi + 65536) << "stage " << stage;
-    EXPECT_GE(r[0].params, 2 * psi) << "stage " << stage;
-    EXPECT_LT(ratio, 0.56) << "stage " << stage << ": the 2-byte compute copy was not used";
-    if (stage <= 1) {
-      EXPECT_GE(r[1].grads, 4 * psi) << "stage " << stage;
-      EXPECT_GE(r[0].grads, 2 * psi) << "stage " << stage;
-      EXPECT_LT(gratio, 0.6) << "stage " << stage << ": the 2-byte gradients were not used";
-    } else {
-      EXPECT_EQ(r[0].grads, r[1].grads) << "stage 2 keeps its fp32 partition: grad_storage changes nothing";
+    if (stage <= 2) {  // stage 3 partitions fp32 parameters: no 2-byte compute copy
+      EXPECT_GE(r[3].params, 4 * psi) << "stage " << stage;  // fp32 storage (the pool may pad a block)
+      EXPECT_LT(r[3].params, 4 * psi + 65536) << "stage " << stage;
+      EXPECT_GE(r[0].params, 2 * psi) << "stage " << stage;
+      EXPECT_LT(ratio, 0.56) << "stage " << stage << ": the 2-byte compute copy was not used";
     }
+    // The gradients kept after a step: the whole buffer at stages 0-1, the rank's partition at
+    // stages 2-3 (plus, in both, partly used pages of the ranges given back).
+    const std::int64_t kept = stage <= 1 ? psi : psi / N;
+    EXPECT_GE(r[1].grads, 4 * kept) << "stage " << stage;
+    EXPECT_GE(r[0].grads, 2 * kept) << "stage " << stage;
+    EXPECT_LT(gratio, 0.6) << "stage " << stage << ": the 2-byte gradients were not used";
+    EXPECT_LT(gratio_alone, 0.6) << "stage " << stage << ": the 2-byte gradients were not used";
   }
 }
 
@@ -341,7 +347,7 @@ TEST(MixedPrecision, TwoByteStorageGivesTheFp32StoragesBits) {
 // and parameters within 1e-2 relative L2 over 6 steps (measured: the printed line).
 TEST(MixedPrecision, TwoByteGradientsWithTiedEmbeddingsFollowFp32Storage) {
   using namespace two_byte;
-  for (int stage : {0, 1}) {
+  for (int stage : {0, 1, 2, 3}) {
     const StorageRun a = run(stage, kBoth, true), ref = run(stage, kParams, true);
     double worst = 0;
     for (std::size_t s = 0; s < ref.t.losses.size(); ++s) {

@@ -47,8 +47,9 @@ struct ModelSpec {
   // bf16 with ZeRO stages 0-2 (ZeroEngine::configure): the values are allocated as the 2-byte
   // compute copy (ParamStore::use_bf16_values) where the backend takes bf16 operands, never in fp32.
   bool two_byte_params = false;
-  // And (stages 0-1, no accumulation) the gradients too: the model allocates no gradient buffer;
-  // the engine attaches its fp32 window and keeps the gradients in 2 bytes (th/train/zero.hpp).
+  // bf16 with one micro-batch per step, no offload (ZeroEngine::configure): the gradients in 2
+  // bytes, where the backend takes bf16 operands. The model allocates no gradient buffer; the
+  // engine attaches its fp32 window and keeps the gradients in 2 bytes (th/train/zero.hpp).
   bool two_byte_grads = false;
   // Mixed-precision emulation (float models only): BF16 / F16 round the activations at the
   // layer boundaries (embeddings, every block's output, final norms, logits) and the activation

@@ -83,11 +83,13 @@ StepAllocations step_allocations(const PlanModel& m, const PlanBatch& b, bool ch
 // embedding's gradient is dense from the logits on and final only at the end of backward). With
 // `async_progress` false (machine.overlap < 1: collectives progress only when waited on), every
 // bucket may still be in flight at the end of backward: the whole working range.
-// Stages 0-1 with 2-byte gradients (`two_byte_window`): peak bytes of backward's fp32 window
+// With 2-byte gradients (`two_byte_window`): peak bytes of backward's fp32 window
 // (src/train/zero/grad_reduction.hpp) beyond what stays between steps: the unit being written
-// (the output projection and the embeddings' lookups: one row block, grad_block_rows), the embeddings' gradient
-// while it waits for the source lookup (encoder-decoder: the target lookup's rows come first),
-// and the zeroed partial pages each taken range leaves behind.
+// (the output projection and the embeddings' lookups: one row block, grad_block_rows), the
+// embeddings' gradient while it waits for the source lookup (encoder-decoder: the target
+// lookup's rows come first), and the zeroed partial pages each taken range leaves behind; at
+// stages 2-3 plus the 2-byte range's pages waiting for their reduce-scatter (as above, at 2 bytes
+// a value).
 double gathered_peak_bytes(const PlanModel& m, const FlatLayout& flat, const Layout& l, const ZeroKnobs& z,
                            double elem_bytes, double page);
 double grad_bucket_peak_bytes(const PlanModel& m, const FlatLayout& flat, const Layout& l, const ZeroKnobs& z,

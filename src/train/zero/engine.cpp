@@ -18,8 +18,8 @@ void ZeroEngine::configure(ModelSpec& spec, const ZeroOptions& opt, int world) {
   const zero::StagePolicy policy = zero::stage_policy(opt.stage);
   zero::configure_layout(spec, policy, opt.bucket_mb, world, opt.compute);
   spec.two_byte_params = opt.compute == DType::BF16 && opt.two_byte_params && !policy.params_partitioned;
-  spec.two_byte_grads = spec.two_byte_params && opt.two_byte_grads && !policy.grads_partitioned &&
-                        opt.grad_accum == 1 && opt.offload.optimizer == OffloadTarget::None;
+  spec.two_byte_grads = opt.compute == DType::BF16 && opt.two_byte_grads && opt.grad_accum == 1 &&
+                        opt.offload.optimizer == OffloadTarget::None && opt.offload.param == OffloadTarget::None;
 }
 
 ZeroEngine::Impl::Impl(Comm& c, Transformer<float>& m, const ZeroOptions& o)
@@ -34,8 +34,10 @@ ZeroEngine::Impl::Impl(Comm& c, Transformer<float>& m, const ZeroOptions& o)
   TH_CHECK(opt.offload.param == OffloadTarget::None || policy.params_partitioned,
            "parameter offload is 'cpu' or 'nvme' with ZeRO stage 3");
 
-  // 2-byte gradients: the model was configured for them and holds its values in 2 bytes.
-  grads = zero::make_grad_reduction(policy, ps, part, opt.compute, m.spec().two_byte_grads && ps.bf16_values());
+  // 2-byte gradients: the model was configured for them, on a backend that takes bf16 operands
+  // (as the model's allocation asks, Transformer's constructor).
+  grads = zero::make_grad_reduction(policy, ps, part, opt.compute,
+                                    m.spec().two_byte_grads && m.backend().kernels<float>().bf16_operands());
   m.set_grad_access(grads->grad_access());
   params = zero::make_param_home(policy, comm, model, part, opt, grads->working());
   // The moment space: stage 0 the whole buffer, else the partition. An NVMe file that cannot be

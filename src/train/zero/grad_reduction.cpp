@@ -124,22 +124,38 @@ class ScatterPartition final : public GradReduction, public GradAccess {
 
 class TwoByte final : public GradReduction, public GradAccess {
  public:
-  // part: stage 1's partition (reduce-scatter), nullptr at stage 0 (all-reduce).
-  TwoByte(ParamStore<float>& ps, const ZeroPartition* part)
+  // part: the partition (stage 1: reduce-scatter in place; stages 2-3, `partitioned`: into the
+  // rank's 2-byte partition), nullptr at stage 0 (all-reduce).
+  TwoByte(ParamStore<float>& ps, const ZeroPartition* part, bool partitioned)
       : GradReduction(ps, DType::BF16), part_(part), window_(ps.size(), MemCategory::Gradients, ps.backend()),
-        g16_(ps.backend().zeros({ps.size()}, DType::BF16, MemCategory::Gradients)),
         chunk_(ps.backend().empty({kChunk}, DType::F32, MemCategory::Workspace)) {
+    Backend& be = ps.backend();
+    if (partitioned) {  // the full-size 2-byte range, backed where taken until its bucket is reduced
+      range16_ = std::make_unique<ReservedRange>(ps.size(), MemCategory::Gradients, be, sizeof(std::uint16_t));
+      shard16_ = be.zeros({part->shard_size()}, DType::BF16, MemCategory::Gradients);
+      return;  // the model's gradients are working(), attached with the parameters
+    }
+    g16_ = be.zeros({ps.size()}, DType::BF16, MemCategory::Gradients);
     TH_CHECK(!ps.grads(), "2-byte gradients: the model has a gradient buffer of its own");
     ps.attach_grads(window_.data());
   }
   void zero_grad() override {
-    ps_.backend().zero(g16_.raw(), g16_.bytes(), MemorySpace::Device);
-    window_.release(0, ps_.size(), true);
-    window_.account();
+    Backend& be = ps_.backend();
+    if (range16_) {
+      be.zero(shard16_.raw(), shard16_.bytes(), MemorySpace::Device);
+      release_all(*range16_);
+    } else {
+      be.zero(g16_.raw(), g16_.bytes(), MemorySpace::Device);
+    }
+    release_all(window_);
   }
   float* owned(const Piece&) override { return nullptr; }
-  std::uint16_t* owned16(const Piece& p) override { return g16() + (part_ ? part_->owned(p) : p.begin); }
+  std::uint16_t* owned16(const Piece& p) override {
+    if (range16_) return static_cast<std::uint16_t*>(shard16_.raw()) + p.shard;
+    return g16() + (part_ ? part_->owned(p) : p.begin);
+  }
   bool two_byte() const override { return true; }
+  float* working() override { return range16_ ? window_.data() : nullptr; }
   GradAccess* grad_access() override { return this; }
   // A unit written (again): its segments backed; what written() took of it is taken again at the
   // end (the tied embeddings: the lookup's gradients add to the output projection's).
@@ -162,13 +178,21 @@ class TwoByte final : public GradReduction, public GradAccess {
  private:
   using Range = std::pair<std::int64_t, std::int64_t>;
   static constexpr std::int64_t kChunk = 1 << 16;
-  std::uint16_t* g16() const { return static_cast<std::uint16_t*>(g16_.raw()); }
+  std::uint16_t* g16() const { return range16_ ? range16_->data16() : static_cast<std::uint16_t*>(g16_.raw()); }
+  void release_all(ReservedRange& r) {
+    r.release(0, ps_.size(), true);
+    r.account();
+  }
   // The window's gradients [b, e) into the 2-byte ones, then given back: rounded, where nothing
   // was taken there before in this backward; else added to what was (the tied embeddings' rows:
   // the lookups' gradients onto the output projection's, each part rounded once).
   void take(std::int64_t b, std::int64_t e) {
     Backend& be = ps_.backend();
     const bool fresh = std::none_of(dirty_.begin(), dirty_.end(), [&](const Range& r) { return r.first < e && r.second > b; });
+    if (range16_) {
+      range16_->commit(b, e);
+      range16_->account();
+    }
     if (fresh) {
       be.fp32_to_bf16(g16() + b, ps_.grads() + b, e - b);
     } else {
@@ -207,18 +231,28 @@ class TwoByte final : public GradReduction, public GradAccess {
     if (!part_) return std::make_unique<GradientSync>(comm, ps_.size(), opt.bucket_mb, opt.overlap, ps_.backend());
     return std::make_unique<GradientSync>(comm, segment_buckets(*part_), opt.overlap, [this](std::size_t i) {
       const Piece& p = bucket_piece(*part_, i);  // the in-place reduce-scatter left this rank's sum at p.begin
-      if (part_->rank() > 0) copy_device(ps_.backend(), g16() + part_->owned(p), g16() + p.begin, p.count);
+      if (range16_) {  // into the partition (one micro-batch per step: a copy), then the bucket given back
+        copy_device(ps_.backend(), static_cast<std::uint16_t*>(shard16_.raw()) + p.shard, g16() + p.begin, p.count);
+        range16_->release(p.begin, p.begin + p.count * part_->world(), true);
+        range16_->account();
+      } else if (part_->rank() > 0) {
+        copy_device(ps_.backend(), g16() + part_->owned(p), g16() + p.begin, p.count);
+      }
     }, ps_.backend());
   }
   bool reduce_every_micro_batch() const override { return true; }  // one micro-batch per step
-  void account() override { window_.account(); }
-  void after_finish() override {
-    window_.release(0, ps_.size(), true);
+  void account() override {
     window_.account();
+    if (range16_) range16_->account();
+  }
+  void after_finish() override {  // every bucket reduced: the pages shared by neighbours go too
+    release_all(window_);
+    if (range16_) release_all(*range16_);
   }
   const ZeroPartition* part_;
   ReservedRange window_;
-  Tensor g16_, chunk_;
+  std::unique_ptr<ReservedRange> range16_;  // stages 2-3: the full-size 2-byte range (else g16_)
+  Tensor g16_, shard16_, chunk_;
   std::vector<Range> taken_;  // this backward's ranges written() took (a unit written again: erased)
   std::vector<Range> dirty_;  // every range taken in this backward
 };
@@ -228,8 +262,8 @@ class TwoByte final : public GradReduction, public GradAccess {
 std::unique_ptr<GradReduction> make_grad_reduction(const StagePolicy& policy, ParamStore<float>& ps,
                                                    const ZeroPartition& part, DType compute, bool two_byte) {
   if (two_byte) {
-    TH_CHECK(compute == DType::BF16 && !policy.grads_partitioned, "2-byte gradients: bf16 at ZeRO stages 0-1");
-    return std::make_unique<TwoByte>(ps, policy.replicated ? nullptr : &part);
+    TH_CHECK(compute == DType::BF16, "2-byte gradients: bf16 only");
+    return std::make_unique<TwoByte>(ps, policy.replicated ? nullptr : &part, policy.grads_partitioned);
   }
   if (policy.replicated) return std::make_unique<AllReduce>(ps, compute);
   if (!policy.grads_partitioned) return std::make_unique<ScatterInPlace>(ps, part, compute);

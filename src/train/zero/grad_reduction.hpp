@@ -9,11 +9,14 @@
 //                                 into the rank's partition; the full-size range is a reserved
 //                                 range whose bucket pages are given back once reduced
 //
-//   TwoByte          (stages 0-1, bf16, 2-byte compute copy, no accumulation) the gradients kept
-//                    in 2 bytes: backward writes each unit's into an fp32 window (a reserved
-//                    range backed from writing(unit)), which is rounded into the 2-byte buffer and
-//                    given back as soon as it is final; the buckets are reduced as they are, and
-//                    the optimizer widens them chunk by chunk (owned16)
+//   TwoByte          (bf16, one micro-batch per step) the gradients kept in 2 bytes: backward
+//                    writes each unit's into an fp32 window (a reserved range backed from
+//                    writing(unit)), which is rounded into 2-byte storage and given back as soon
+//                    as it is final; the buckets are reduced as they are, and the optimizer widens
+//                    them chunk by chunk (owned16). The 2-byte storage: stages 0-1 a full-size
+//                    buffer (all-reduced, or reduce-scattered in place); stages 2-3 a full-size
+//                    reserved range whose bucket pages are given back once reduce-scattered into
+//                    the rank's 2-byte partition
 //
 // Mixed precision: each rank's gradients are rounded to the compute type as backward hands them
 // to the reduction (accumulation and sums stay fp32).
@@ -77,7 +80,8 @@ class GradReduction {
 };
 
 // The reduction a stage uses (the sync itself is built by init_sync(), after the parameters).
-// two_byte: the model allocated no gradient buffer (ModelSpec::two_byte_grads): TwoByte.
+// two_byte: the model's gradients are kept in 2 bytes (ModelSpec::two_byte_grads; at stages 0-1
+// the model allocated no gradient buffer): TwoByte.
 std::unique_ptr<GradReduction> make_grad_reduction(const StagePolicy& policy, ParamStore<float>& ps,
                                                    const ZeroPartition& part, DType compute, bool two_byte);
 

@@ -35,11 +35,13 @@ ZeroMemory ZeroEngine::memory() const {
   const double f = e.policy.formula_whole * psi + e.policy.formula_split * psi / n;
   // Mixed precision as stored here: the compute copy (2 bytes where ParamHome::two_byte(), stages
   // 0-2, where it is whole: 2 Psi instead of 4; else fp32 storage) and the gradients (2 bytes where
-  // GradReduction::two_byte(), stages 0-1: 2 Psi instead of 4; the fp32 window backward writes is
-  // given back unit by unit and not in the formula), plus the fp32 master (4 Psi, partitioned from
-  // stage 1 on).
+  // GradReduction::two_byte(): 2 Psi instead of 4 at stages 0-1, 2 Psi / N instead of 4 Psi / N
+  // at stages 2-3; the fp32 window backward writes is given back unit by unit and the 2-byte
+  // range of stages 2-3 bucket by bucket: not in the formula), plus the fp32 master (4 Psi,
+  // partitioned from stage 1 on).
   const double master = e.opt.compute != DType::F32 ? 4 * psi / (e.policy.replicated ? 1 : n) : 0;
-  const double two_byte_saving = (e.params->two_byte() ? 2 * psi : 0) + (e.grads->two_byte() ? 2 * psi : 0);
+  const double grads_saving = e.grads->two_byte() ? 2 * psi / (e.policy.grads_partitioned ? n : 1) : 0;
+  const double two_byte_saving = (e.params->two_byte() ? 2 * psi : 0) + grads_saving;
   m.formula = static_cast<std::int64_t>(f + master - two_byte_saving);
   return m;
 }
@@ -94,9 +96,13 @@ std::vector<ZeroMemory> ZeroEngine::memory_report(const char* when) const {
     }
   }
   if (e.params->two_byte() && e.grads->two_byte())
-    std::printf("  bf16 (the compute copy and the gradients in 2 bytes): 2Psi less for each, plus the fp32 master, "
-                "4Psi at stage 0, 4Psi/N at stage 1; backward's fp32 window (one unit at a time) is not in the "
-                "formula\n");
+    std::printf("  bf16 (the compute copy and the gradients in 2 bytes): 2Psi less for the parameters, 2Psi (stages "
+                "0-1) or 2Psi/N (stage 2) for the gradients, plus the fp32 master, 4Psi at stage 0, 4Psi/N from "
+                "stage 1; backward's fp32 window (one unit at a time) is not in the formula\n");
+  else if (e.grads->two_byte())
+    std::printf("  bf16 (the gradients in 2 bytes, the compute copy in fp32 storage): 2Psi less (stages 0-1) or "
+                "2Psi/N (stages 2-3) for the gradients, plus the fp32 master, 4Psi at stage 0, 4Psi/N from stage 1; "
+                "backward's fp32 window (one unit at a time) is not in the formula\n");
   else if (e.params->two_byte())
     std::printf("  bf16 (the compute copy in 2 bytes, gradients in fp32 storage): 2Psi less for the parameters, plus "
                 "the fp32 master, 4Psi at stage 0, 4Psi/N at stages 1-2\n");

@@ -4,18 +4,19 @@
 
 namespace th::zero {
 
-ReservedRange::ReservedRange(std::int64_t n, MemCategory cat, Backend& backend)
-    : cat_(cat), be_(backend), res_(backend.reserve(static_cast<std::size_t>(std::max<std::int64_t>(n, 1)) * sizeof(float))) {}
+ReservedRange::ReservedRange(std::int64_t n, MemCategory cat, Backend& backend, std::size_t elem_bytes)
+    : cat_(cat), be_(backend), elem_(elem_bytes),
+      res_(backend.reserve(static_cast<std::size_t>(std::max<std::int64_t>(n, 1)) * elem_bytes)) {}
 
 ReservedRange::~ReservedRange() { be_.pool(MemorySpace::Device).account(cat_, -accounted_); }
 
 void ReservedRange::commit(std::int64_t b, std::int64_t e) {
-  if (e > b) res_->commit(static_cast<std::size_t>(b) * sizeof(float), static_cast<std::size_t>(e - b) * sizeof(float));
+  if (e > b) res_->commit(static_cast<std::size_t>(b) * elem_, static_cast<std::size_t>(e - b) * elem_);
 }
 
 void ReservedRange::release(std::int64_t b, std::int64_t e, bool zero) {
   if (e > b)
-    res_->release(static_cast<std::size_t>(b) * sizeof(float), static_cast<std::size_t>(e - b) * sizeof(float), zero);
+    res_->release(static_cast<std::size_t>(b) * elem_, static_cast<std::size_t>(e - b) * elem_, zero);
 }
 
 void ReservedRange::account() {

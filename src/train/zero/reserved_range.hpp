@@ -17,11 +17,13 @@ namespace th::zero {
 
 class ReservedRange {
  public:
-  ReservedRange(std::int64_t n, MemCategory cat, Backend& backend);  // n floats
+  // n elements of elem_bytes each (fp32 by default; 2: the 2-byte gradients of stages 2-3).
+  ReservedRange(std::int64_t n, MemCategory cat, Backend& backend, std::size_t elem_bytes = sizeof(float));
   ~ReservedRange();
   ReservedRange(const ReservedRange&) = delete;
   ReservedRange& operator=(const ReservedRange&) = delete;
   float* data() const { return reinterpret_cast<float*>(res_->data()); }
+  std::uint16_t* data16() const { return reinterpret_cast<std::uint16_t*>(res_->data()); }
 
   // Backs elements [b, e) before they are written or read (a granule backed afresh reads zero).
   void commit(std::int64_t b, std::int64_t e);
@@ -34,6 +36,7 @@ class ReservedRange {
  private:
   MemCategory cat_;
   Backend& be_;
+  std::size_t elem_;
   std::unique_ptr<Reservation> res_;
   std::int64_t accounted_ = 0;
 };
