@@ -77,12 +77,12 @@ MemoryEstimate estimate_memory(const PlanModel& m, const PlanBatch& b, const Lay
     e.params = std::ceil(2 * P / a) * a + std::ceil(4 * double(std::max<std::int64_t>(m.wide_params(), 1)) / a) * a;
   }
   e.grads = ms.grads;
-  // bf16 gradients in 2 bytes (one micro-batch per step, no offload, a backend taking bf16
+  // bf16/fp16 gradients in 2 bytes (one micro-batch per step, no offload, a backend taking bf16
   // operands; src/train/zero/grad_reduction.hpp). Stages 0-1: the 2-byte buffer, plus the fp32
   // window's last page, which the buffer's end shares with nothing (zeroed in place, so it
   // stays). Stages 2-3: the 2-byte partition, plus the 2-byte range's last page (and the window's,
   // below, as the fp32 working range's).
-  const bool two_byte_grads = m.dtype == DType::BF16 && m.two_byte_grads && sb.param == 4 && b.grad_accum == 1 &&
+  const bool two_byte_grads = m.mixed() && m.two_byte_grads && sb.param == 4 && b.grad_accum == 1 &&
                               l.optimizer == Placement::None && l.param == Placement::None;
   if (two_byte_grads) {
     const double a = machine.alloc_align_bytes;

@@ -8,7 +8,10 @@
 //  * bf16 and fp16 training follow fp32 on a copy task: the mean loss of the last 10 of 80 steps
 //    within 5% of the fp32 run's (the reference), well below the starting loss, and the
 //    parameters the model computes with are exactly bf16 / fp16 values;
-//  * ZeRO stages 1-3 in bf16 (and stage 2 in fp16) follow stage 0 in the same precision.
+//  * ZeRO stages 1-3 in bf16 (and stage 2 in fp16) follow stage 0 in the same precision;
+//  * the 2-byte storages (bf16's compute copy, bf16's and fp16's gradients) give the fp32
+//    storages' bits at every stage (untied embeddings; fp16 with natural overflows), and agree to
+//    a 16-bit ulp with tied embeddings.
 //
 // Tolerance of the stage comparison: the stages differ only in the order of the fp32 reductions
 // (as in test_zero), but a last-bit difference can move a value across a 16-bit rounding
@@ -253,11 +256,12 @@ TEST(MixedPrecision, ZeroStagesFollowStageZero) {
 
 // bf16 at stages 0-2 keeps the parameters' compute copy in 2 bytes (precision%param_storage =
 // 'auto'; th/train/zero.hpp): the GEMMs and the embedding read it as it is, biases and LayerNorm
-// an fp32 copy widened from it, stages 1-2 all-gather it in 2 bytes. At stages 0-1 the gradients
-// are kept in 2 bytes too (precision%grad_storage = 'auto', one micro-batch per step): backward
-// writes them into an fp32 window, rounded into the 2-byte buffer once final (the output
-// projection's block by block); the buckets are reduced as they are and the optimizer widens
-// them. 'fp32' keeps the old storage (fp32 holding bf16 values, rounded in place).
+// an fp32 copy widened from it, stages 1-2 all-gather it in 2 bytes. bf16 and fp16 keep the
+// gradients in 2 bytes at every stage (precision%grad_storage = 'auto', one micro-batch per
+// step, whatever param_storage says): backward writes them into an fp32 window, rounded into
+// 2-byte storage once final (the output projection's block by block); the buckets are reduced as
+// they are (stages 2-3: into a 2-byte partition) and the optimizer widens them. 'fp32' keeps the
+// old storage (fp32 holding 16-bit values, rounded in place).
 namespace two_byte {
 
 struct StorageRun {
@@ -266,9 +270,9 @@ struct StorageRun {
   double max_norm = 0;  // of the gradients before clipping: > 1 where clip_norm = 1 applies
 };
 
-StorageRun run(int stage, const char* storage, bool tie) {
-  ::Setup s{"bf16", stage, storage};
-  s.steps = 6;
+StorageRun run(int stage, const std::string& storage, bool tie, const char* dtype = "bf16", int steps = 6) {
+  ::Setup s{dtype, stage, storage};
+  s.steps = steps;
   s.tie = tie;
   host_pool().trim();  // each trainer's buffers counted at their own size
   Trainer t(make_cfg(s), world());
@@ -276,7 +280,8 @@ StorageRun run(int stage, const char* storage, bool tie) {
   for (int i = 0; i < s.steps; ++i) {
     const Trainer::StepResult st = t.step();
     r.t.losses.push_back(st.loss);
-    r.max_norm = std::max(r.max_norm, st.grad_norm);
+    if (st.skipped) r.t.skipped.push_back(i + 1);
+    else r.max_norm = std::max(r.max_norm, st.grad_norm);
   }
   r.t.params = named_params(t);
   const ZeroMemory m = t.memory_report("test")[static_cast<std::size_t>(world().rank())];
@@ -339,6 +344,35 @@ TEST(MixedPrecision, TwoByteStorageGivesTheFp32StoragesBits) {
   }
 }
 
+// fp16 (no 2-byte compute copy: its GEMMs read fp32 storage) keeps its gradients in 2 bytes the
+// same way, each rounded to fp16 once, loss-scaled; the reduction sums fp16 values on the wire in
+// both stores. Untied embeddings: the 2-byte and the fp32 store must agree bit for bit, the
+// overflow check included (the scaler starts at 2^20, so the first steps overflow naturally and
+// are skipped: the same steps in both), and the 2-byte run's gradient bytes must be about half.
+TEST(MixedPrecision, TwoByteFp16GradientsGiveTheFp32StoragesBits) {
+  using namespace two_byte;
+  const std::string scaler = "initial_scale_power = 20, hysteresis = 1, ";
+  constexpr int kSteps = 12;
+  for (int stage : {0, 1, 2, 3}) {
+    const StorageRun a = run(stage, scaler + "grad_storage = 'auto'", false, "fp16", kSteps);
+    const StorageRun ref = run(stage, scaler + "grad_storage = 'fp32'", false, "fp16", kSteps);
+    EXPECT_EQ(a.t.losses, ref.t.losses) << "stage " << stage;
+    EXPECT_EQ(a.t.skipped, ref.t.skipped) << "stage " << stage;
+    EXPECT_FALSE(ref.t.skipped.empty()) << "stage " << stage << ": no overflow: the check was not exercised";
+    EXPECT_LE(ref.t.skipped.size(), kSteps - 4u) << "stage " << stage << ": too few steps taken to compare";
+    for (const auto& [name, v] : ref.t.params)
+      EXPECT_EQ(0, std::memcmp(v.data(), a.t.params.at(name).data(), sizeof(float) * v.size()))
+          << "stage " << stage << ": " << name << " differs";
+    const double gratio = double(a.grads) / double(ref.grads);
+    EXPECT_GE(a.grads, 2 * (stage <= 1 ? a.psi : a.psi / world().size())) << "stage " << stage;
+    EXPECT_LT(gratio, 0.6) << "stage " << stage << ": the 2-byte gradients were not used";
+    if (world().rank() == 0)
+      std::printf("[ mp ] fp16 stage %d on %d ranks: steps skipped %zu of %d in both; gradient bytes after a step, "
+                  "2-byte %lld, fp32 %lld (%.3fx)\n", stage, world().size(), ref.t.skipped.size(), kSteps,
+                  static_cast<long long>(a.grads), static_cast<long long>(ref.grads), gratio);
+  }
+}
+
 // Tied embeddings: the output projection's gradient is rounded into the 2-byte store block by
 // block as soon as it is made, and the embedding lookups' gradient is added to it at the end of
 // backward, so those rows are rounded twice where fp32 storage rounds their sum once (as in any
@@ -347,11 +381,12 @@ TEST(MixedPrecision, TwoByteStorageGivesTheFp32StoragesBits) {
 // and parameters within 1e-2 relative L2 over 6 steps (measured: the printed line).
 TEST(MixedPrecision, TwoByteGradientsWithTiedEmbeddingsFollowFp32Storage) {
   using namespace two_byte;
+  for (const char* dtype : {"bf16", "fp16"})
   for (int stage : {0, 1, 2, 3}) {
-    const StorageRun a = run(stage, kBoth, true), ref = run(stage, kParams, true);
+    const StorageRun a = run(stage, kBoth, true, dtype), ref = run(stage, kParams, true, dtype);
     double worst = 0;
     for (std::size_t s = 0; s < ref.t.losses.size(); ++s) {
-      EXPECT_NEAR(a.t.losses[s], ref.t.losses[s], 1e-2 * ref.t.losses[s]) << "stage " << stage << " step " << s + 1;
+      EXPECT_NEAR(a.t.losses[s], ref.t.losses[s], 1e-2 * ref.t.losses[s]) << dtype << " stage " << stage << " step " << s + 1;
       worst = std::max(worst, std::abs(a.t.losses[s] - ref.t.losses[s]) / ref.t.losses[s]);
     }
     double d = 0, n = 0;
@@ -362,10 +397,10 @@ TEST(MixedPrecision, TwoByteGradientsWithTiedEmbeddingsFollowFp32Storage) {
         n += double(v[i]) * v[i];
       }
     }
-    EXPECT_LT(std::sqrt(d / n), 1e-2) << "stage " << stage;
-    EXPECT_LT(double(a.grads) / double(ref.grads), 0.6) << "stage " << stage << ": the 2-byte gradients were not used";
+    EXPECT_LT(std::sqrt(d / n), 1e-2) << dtype << " stage " << stage;
+    EXPECT_LT(double(a.grads) / double(ref.grads), 0.6) << dtype << " stage " << stage << ": the 2-byte gradients were not used";
     if (world().rank() == 0)
-      std::printf("[ mp ] bf16 tied embeddings, stage %d on %d ranks, 2-byte vs fp32 gradients: worst loss rel. diff "
-                  "%.1e, params rel. diff %.1e\n", stage, world().size(), worst, std::sqrt(d / n));
+      std::printf("[ mp ] %s tied embeddings, stage %d on %d ranks, 2-byte vs fp32 gradients: worst loss rel. diff "
+                  "%.1e, params rel. diff %.1e\n", dtype, stage, world().size(), worst, std::sqrt(d / n));
   }
 }

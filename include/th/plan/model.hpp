@@ -33,7 +33,7 @@ struct PlanModel {
   bool checkpointing = false;
   DType dtype = DType::F32;  // compute type: F32, BF16, F16 (master weights stay fp32)
   bool two_byte_params = true;  // precision%param_storage = 'auto' (bf16's 2-byte compute copy)
-  bool two_byte_grads = true;   // precision%grad_storage = 'auto' (and bf16's 2-byte gradients)
+  bool two_byte_grads = true;   // precision%grad_storage = 'auto' (16-bit runs' 2-byte gradients)
   // Parameter tensors (elements) of each gather unit, in declaration order.
   std::vector<std::vector<std::int64_t>> units;
   // Which unit is a block (enc/dec), a final norm, the embeddings, the untied output.

@@ -93,7 +93,7 @@ struct ZeroOptions {
   // bf16: the compute copy in 2 bytes where it can be (precision%param_storage = 'auto': stages
   // 0-2 on a backend that takes bf16 operands), else in fp32 storage holding bf16 values.
   bool two_byte_params = true;
-  // bf16 at any stage with no accumulation over micro-batches (precision%grad_storage = 'auto',
+  // bf16/fp16 at any stage with no accumulation over micro-batches (precision%grad_storage = 'auto',
   // optim%grad_accum = 1, no offload) on a backend that takes bf16 operands: the gradients in 2
   // bytes. Backward writes each unit's gradients into an fp32 window that is rounded into 2-byte
   // storage and given back as soon as they are final; stages 2-3 keep a 2-byte partition

@@ -126,16 +126,17 @@ class TwoByte final : public GradReduction, public GradAccess {
  public:
   // part: the partition (stage 1: reduce-scatter in place; stages 2-3, `partitioned`: into the
   // rank's 2-byte partition), nullptr at stage 0 (all-reduce).
-  TwoByte(ParamStore<float>& ps, const ZeroPartition* part, bool partitioned)
-      : GradReduction(ps, DType::BF16), part_(part), window_(ps.size(), MemCategory::Gradients, ps.backend()),
+  // half: bf16 or fp16 (the compute type: the gradients' type on the wire too).
+  TwoByte(ParamStore<float>& ps, const ZeroPartition* part, bool partitioned, DType half)
+      : GradReduction(ps, half), part_(part), window_(ps.size(), MemCategory::Gradients, ps.backend()),
         chunk_(ps.backend().empty({kChunk}, DType::F32, MemCategory::Workspace)) {
     Backend& be = ps.backend();
     if (partitioned) {  // the full-size 2-byte range, backed where taken until its bucket is reduced
       range16_ = std::make_unique<ReservedRange>(ps.size(), MemCategory::Gradients, be, sizeof(std::uint16_t));
-      shard16_ = be.zeros({part->shard_size()}, DType::BF16, MemCategory::Gradients);
+      shard16_ = be.zeros({part->shard_size()}, half, MemCategory::Gradients);
       return;  // the model's gradients are working(), attached with the parameters
     }
-    g16_ = be.zeros({ps.size()}, DType::BF16, MemCategory::Gradients);
+    g16_ = be.zeros({ps.size()}, half, MemCategory::Gradients);
     TH_CHECK(!ps.grads(), "2-byte gradients: the model has a gradient buffer of its own");
     ps.attach_grads(window_.data());
   }
@@ -179,6 +180,14 @@ class TwoByte final : public GradReduction, public GradAccess {
   using Range = std::pair<std::int64_t, std::int64_t>;
   static constexpr std::int64_t kChunk = 1 << 16;
   std::uint16_t* g16() const { return range16_ ? range16_->data16() : static_cast<std::uint16_t*>(g16_.raw()); }
+  void narrow(std::uint16_t* y, const float* x, std::int64_t n) {
+    if (compute_ == DType::F16) ps_.backend().fp32_to_fp16(y, x, n);
+    else ps_.backend().fp32_to_bf16(y, x, n);
+  }
+  void widen(float* y, const std::uint16_t* x, std::int64_t n) {
+    if (compute_ == DType::F16) ps_.backend().fp16_to_fp32(y, x, n);
+    else ps_.backend().bf16_to_fp32(y, x, n);
+  }
   void release_all(ReservedRange& r) {
     r.release(0, ps_.size(), true);
     r.account();
@@ -194,14 +203,14 @@ class TwoByte final : public GradReduction, public GradAccess {
       range16_->account();
     }
     if (fresh) {
-      be.fp32_to_bf16(g16() + b, ps_.grads() + b, e - b);
+      narrow(g16() + b, ps_.grads() + b, e - b);
     } else {
       float* t = chunk_.data<float>();
       for (std::int64_t i = b; i < e; i += kChunk) {
         const std::int64_t m = std::min(kChunk, e - i);
-        be.bf16_to_fp32(t, g16() + i, m);
+        widen(t, g16() + i, m);
         be.f32().add_inplace(t, ps_.grads() + i, m);
-        be.fp32_to_bf16(g16() + i, t, m);
+        narrow(g16() + i, t, m);
       }
     }
     dirty_.emplace_back(b, e);
@@ -262,8 +271,8 @@ class TwoByte final : public GradReduction, public GradAccess {
 std::unique_ptr<GradReduction> make_grad_reduction(const StagePolicy& policy, ParamStore<float>& ps,
                                                    const ZeroPartition& part, DType compute, bool two_byte) {
   if (two_byte) {
-    TH_CHECK(compute == DType::BF16, "2-byte gradients: bf16 only");
-    return std::make_unique<TwoByte>(ps, policy.replicated ? nullptr : &part, policy.grads_partitioned);
+    TH_CHECK(compute == DType::BF16 || compute == DType::F16, "2-byte gradients: bf16 or fp16 runs");
+    return std::make_unique<TwoByte>(ps, policy.replicated ? nullptr : &part, policy.grads_partitioned, compute);
   }
   if (policy.replicated) return std::make_unique<AllReduce>(ps, compute);
   if (!policy.grads_partitioned) return std::make_unique<ScatterInPlace>(ps, part, compute);

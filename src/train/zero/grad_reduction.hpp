@@ -9,7 +9,7 @@
 //                                 into the rank's partition; the full-size range is a reserved
 //                                 range whose bucket pages are given back once reduced
 //
-//   TwoByte          (bf16, one micro-batch per step) the gradients kept in 2 bytes: backward
+//   TwoByte          (bf16/fp16, one micro-batch per step) the gradients kept in 2 bytes: backward
 //                    writes each unit's into an fp32 window (a reserved range backed from
 //                    writing(unit)), which is rounded into 2-byte storage and given back as soon
 //                    as it is final; the buckets are reduced as they are, and the optimizer widens

@@ -100,9 +100,10 @@ std::vector<ZeroMemory> ZeroEngine::memory_report(const char* when) const {
                 "0-1) or 2Psi/N (stage 2) for the gradients, plus the fp32 master, 4Psi at stage 0, 4Psi/N from "
                 "stage 1; backward's fp32 window (one unit at a time) is not in the formula\n");
   else if (e.grads->two_byte())
-    std::printf("  bf16 (the gradients in 2 bytes, the compute copy in fp32 storage): 2Psi less (stages 0-1) or "
+    std::printf("  %s (the gradients in 2 bytes, the compute copy in fp32 storage): 2Psi less (stages 0-1) or "
                 "2Psi/N (stages 2-3) for the gradients, plus the fp32 master, 4Psi at stage 0, 4Psi/N from stage 1; "
-                "backward's fp32 window (one unit at a time) is not in the formula\n");
+                "backward's fp32 window (one unit at a time) is not in the formula\n",
+                e.opt.compute == DType::BF16 ? "bf16" : "fp16");
   else if (e.params->two_byte())
     std::printf("  bf16 (the compute copy in 2 bytes, gradients in fp32 storage): 2Psi less for the parameters, plus "
                 "the fp32 master, 4Psi at stage 0, 4Psi/N at stages 1-2\n");

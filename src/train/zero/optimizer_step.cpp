@@ -27,19 +27,24 @@ OptimizerStep::OptimizerStep(Comm& comm, const OwnedSpans& spans, ParamHome& par
     chunk_ = be_.empty({kChunk}, DType::F32, MemCategory::Workspace);
 }
 
-float* OptimizerStep::widened(const OwnedSpan& s, std::int64_t i, std::int64_t m) const {
+float* OptimizerStep::widened(const OwnedSpan& s, std::int64_t i, std::int64_t m, bool scaled) const {
   float* t = chunk_.data<float>();
-  be_.bf16_to_fp32(t, s.grad16 + i, m);
-  for (float f : pending_) be_.f32().scale_inplace(t, f, m);
+  if (compute_ == DType::F16) be_.fp16_to_fp32(t, s.grad16 + i, m);
+  else be_.bf16_to_fp32(t, s.grad16 + i, m);
+  if (scaled)
+    for (float f : pending_) be_.f32().scale_inplace(t, f, m);
   return t;
 }
 
 double OptimizerStep::clip_and_norm(double max_norm, double loss_scale) {
   pending_.clear();
+  // 2-byte gradients at stage 0 hold sums over ranks: first the averaging that the fp32 store's
+  // all-reduce does (GradientSync::finish, the same factor), so the bits are the same.
+  if (divide_by_ != summed_over_) pending_.push_back(1.0f / static_cast<float>(divide_by_));
   // Sums over ranks -> averages (and the loss scale undone).
-  if (divide_by_ != 1 || loss_scale != 1.0) {
-    const float inv = loss_scale == 1.0 ? 1.0f / static_cast<float>(divide_by_)
-                                        : static_cast<float>(1.0 / (divide_by_ * loss_scale));
+  if (summed_over_ != 1 || loss_scale != 1.0) {
+    const float inv = loss_scale == 1.0 ? 1.0f / static_cast<float>(summed_over_)
+                                        : static_cast<float>(1.0 / (summed_over_ * loss_scale));
     for (const OwnedSpan& s : spans_)
       if (s.grad) be_.f32().scale_inplace(s.grad, inv, s.n);
     pending_.push_back(inv);
@@ -62,20 +67,34 @@ bool OptimizerStep::local_overflow() const {
   const float limit = compute_ == DType::F16 ? 65504.0f * static_cast<float>(summed_over_)
                                              : std::numeric_limits<float>::max();
   bool bad = false;
-  TH_CHECK(!chunk_.defined(), "the overflow check is fp16's; 2-byte gradients are bf16's");
+  auto check = [&](const float* g, std::int64_t n) {
+    for (std::int64_t i = 0; i < n && !bad; ++i) bad = !(std::fabs(g[i]) <= limit);  // NaN too
+  };
   for (const OwnedSpan& s : spans_) {
     Tensor staging;  // the gradients read on the host: an explicit copy (the CPU backend aliases)
-    const float* g = host_view(be_, s.grad, s.n, staging);
-    for (std::int64_t i = 0; i < s.n && !bad; ++i) bad = !(std::fabs(g[i]) <= limit);  // NaN too
+    if (s.grad) {
+      check(host_view(be_, s.grad, s.n, staging), s.n);
+      continue;
+    }
+    // 2-byte gradients: widened chunk by chunk, averaged as the fp32 store is at stage 0.
+    each_chunk(s, [&](std::int64_t i, std::int64_t m) {
+      float* t = widened(s, i, m, false);
+      if (divide_by_ != summed_over_) be_.f32().scale_inplace(t, 1.0f / static_cast<float>(divide_by_), m);
+      if (!bad) check(host_view(be_, t, m, staging), m);
+    });
   }
   return bad;
 }
 
 void OptimizerStep::inject_overflow() {
-  TH_CHECK(!chunk_.defined(), "the overflow check is fp16's; 2-byte gradients are bf16's");
   for (const OwnedSpan& s : spans_)
     if (s.n > 0) {
-      be_.f32().fill(s.grad, std::numeric_limits<float>::infinity(), 1);
+      if (s.grad16) {  // an inf of the gradients' 16-bit type
+        const std::uint16_t inf = compute_ == DType::F16 ? 0x7C00 : 0x7F80;
+        be_.host_to_device(s.grad16, &inf, sizeof inf);
+      } else {
+        be_.f32().fill(s.grad, std::numeric_limits<float>::infinity(), 1);
+      }
       return;
     }
 }

@@ -48,10 +48,11 @@ class OptimizerStep {
   // stream into pinned buffers, are updated on the host as they arrive and go back up on it.
   void update_offloaded_streamed(float* master, double lr);
   // 2-byte gradients (OwnedSpan::grad16): elements [i, i + m) of span s widened into the chunk
-  // buffer, with the scalings clip_and_norm decided applied in the order the fp32 path applies
-  // them in place (the same bits); m <= kChunk.
+  // buffer (bf16 or fp16, the compute type), with the scalings clip_and_norm decided applied in
+  // the order the fp32 path applies them in place (the same bits; `scaled` false: as reduced);
+  // m <= kChunk.
   static constexpr std::int64_t kChunk = 1 << 16;
-  float* widened(const OwnedSpan& s, std::int64_t i, std::int64_t m) const;
+  float* widened(const OwnedSpan& s, std::int64_t i, std::int64_t m, bool scaled = true) const;
   template <typename F> void each_chunk(const OwnedSpan& s, F&& f) const {
     for (std::int64_t i = 0; i < s.n; i += kChunk) f(i, std::min(kChunk, s.n - i));
   }
