@@ -47,7 +47,7 @@ struct ModelSpec {
   // bf16 with ZeRO stages 0-2 (ZeroEngine::configure): the values are allocated as the 2-byte
   // compute copy (ParamStore::use_bf16_values) where the backend takes bf16 operands, never in fp32.
   bool two_byte_params = false;
-  // bf16 with one micro-batch per step, no offload (ZeroEngine::configure): the gradients in 2
+  // bf16/fp16 with one micro-batch per step, no offload (ZeroEngine::configure): gradients in 2
   // bytes, where the backend takes bf16 operands. The model allocates no gradient buffer; the
   // engine attaches its fp32 window and keeps the gradients in 2 bytes (th/train/zero.hpp).
   bool two_byte_grads = false;
