@@ -204,7 +204,10 @@ TEST(MixedPrecision, Bf16AndFp16FollowFp32OnTheCopyTask) {
   const Trained ref = train({"fp32", 0, "", "copy", steps});
   const double ref_tail = tail_mean(ref.losses, 10);
   for (const char* dtype : {"bf16", "fp16"}) {
-    const Trained r = train({dtype, 0, "", "copy", steps});
+    // fp16's scaler starts at 2^12, not 2^16: a step skipped for overflow leaves the run an update
+    // behind fp32's for the rest of the comparison (measured on 3 ranks: 2 skipped steps moved the
+    // tail by 6-7%), which is the scaler's doing, tested above, not the precision's.
+    const Trained r = train({dtype, 0, std::string(dtype) == "fp16" ? "initial_scale_power = 12" : "", "copy", steps});
     const double tail = tail_mean(r.losses, 10);
     if (world().rank() == 0)
       std::printf("[ mp ] copy task, %d steps on %d ranks: %s mean loss of the last 10 steps %.4f, fp32 %.4f "
