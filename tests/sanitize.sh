@@ -11,8 +11,9 @@ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTH_ENABLE_CUDA=
   -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_C_FLAGS="$flags" \
   -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" >/dev/null
 # The MPI subset: the communicator, data parallelism, the dataset reader, checkpoints, ZeRO,
-# offload and the error agreement (the code with the most pointer arithmetic and buffer reuse).
-mpi_subset="test_comm|test_data_parallel|test_data_reader|test_checkpoint_io|test_zero|test_offload|test_agree"
+# offload, the error agreement and mixed precision (the 2-byte stores' reserved ranges: the code
+# with the most pointer arithmetic and buffer reuse).
+mpi_subset="test_comm|test_data_parallel|test_data_reader|test_checkpoint_io|test_zero|test_offload|test_agree|test_mixed_precision"
 targets=$(cd "$root/tests" && ls unit/test_*.cpp | sed 's#unit/\(.*\)\.cpp#th_\1#')
 targets+=" $(echo "$mpi_subset" | tr '|' '\n' | sed 's/^/th_/')"
 cmake --build "$build" -j "${TH_BUILD_JOBS:-$(nproc)}" --target $targets
