@@ -10,6 +10,7 @@
 
 #include "checkpoint_internal.hpp"
 #include "th/core/error.hpp"
+#include "th/core/version.hpp"
 #include "th/io/h5.hpp"
 
 namespace th::ckpt {
@@ -20,7 +21,7 @@ void put_state(hid_t file, const CheckpointState& s, const std::string& created,
   h5_put_attr(file, "format", std::string("torch-handle checkpoint"), path);
   h5_put_attr(file, "format_version", kCheckpointFormatVersion, path);
   h5_put_attr(file, "created", created, path);
-  h5_put_attr(file, "th_version", std::string(TH_VERSION " (git " TH_GIT_SHA ")"), path);
+  h5_put_attr(file, "th_version", version_string(), path);
   h5_put_attr(file, "step", s.step, path);
   h5_put_attr(file, "epoch", s.epoch, path);
   h5_put_attr(file, "step_in_epoch", s.step_in_epoch, path);

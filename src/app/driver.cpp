@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "th/config/config.hpp"
+#include "th/core/version.hpp"
 #include "th/io/deck.hpp"
 #include "th/io/deck_doc.hpp"
 #include "th/io/run_lock.hpp"
@@ -134,7 +135,7 @@ void print_banner(Runtime& rt, const Config& cfg, const std::string& deck, const
   Comm& w = rt.world();
   if (w.rank() != 0) return;
   std::FILE* out = task_log(cfg);
-  std::fprintf(out, "torch-handle %s (git %s)\n", TH_VERSION, TH_GIT_SHA);
+  std::fprintf(out, "torch-handle %s\n", version_string().c_str());
   std::fprintf(out, "  ranks %d on %d node(s), %d per node; MPI thread level %s\n", w.size(), w.num_nodes(),
                w.local_size(), rt.thread_level().c_str());
   std::fprintf(out, "  backend %s; Kokkos host space %s; %d thread(s) per rank\n", backend.c_str(),
@@ -152,7 +153,7 @@ std::string choose_backend(const Config& cfg) { return run_backend(cfg).name(); 
 int run_app(int argc, char** argv, Runtime& rt) {
   const CommandLine cl = parse_command_line(argc, argv);
   if (cl.help || cl.version) {
-    if (rt.world().rank() == 0) std::printf("torch-handle %s (git %s)\n%s", TH_VERSION, TH_GIT_SHA, cl.help ? kUsage : "");
+    if (rt.world().rank() == 0) std::printf("torch-handle %s\n%s", version_string().c_str(), cl.help ? kUsage : "");
     return 0;
   }
   if (cl.deck_keys) {

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "th/core/error.hpp"
+#include "th/core/version.hpp"
 #include "th/data/corpus.hpp"
 #include "th/data/dataset_h5.hpp"
 #include "th/data/split.hpp"
@@ -93,7 +94,7 @@ PrepareSummary prepare_datasets(const Config& cfg) {
   prov.corpus_pairs = sum.pairs;
   prov.skipped_empty = sum.skipped_empty;
   prov.skipped_missing = sum.skipped_missing;
-  prov.created_by = std::string("torch-handle ") + TH_VERSION + " (git " + TH_GIT_SHA + ")";
+  prov.created_by = "torch-handle " + version_string();
   prov.deck = cfg.resolved_deck;
   const std::string set[3] = {cfg.data.train_file, cfg.data.valid_file, cfg.data.test_file};
   for (int s = 0; s < 3; ++s) {

@@ -17,6 +17,7 @@
 
 #include "th/core/error.hpp"
 #include "th/core/rng.hpp"
+#include "th/core/version.hpp"
 #include "th/data/batching.hpp"
 #include "th/data/lm_dataset.hpp"
 #include "th/data/prepare.hpp"
@@ -305,7 +306,7 @@ TextPrepareSummary prepare_text_datasets(const Config& cfg, Comm& comm) {
   prov.test_fraction = cfg.prepare.test_fraction;
   prov.corpus_documents = pass.documents;
   prov.skipped_empty = pass.skipped_empty;
-  prov.created_by = std::string("torch-handle ") + TH_VERSION + " (git " + TH_GIT_SHA + ")";
+  prov.created_by = "torch-handle " + version_string();
   prov.deck = cfg.resolved_deck;
   const std::string set[3] = {cfg.data.train_file, cfg.data.valid_file, cfg.data.test_file};
   std::int64_t mine[6];
