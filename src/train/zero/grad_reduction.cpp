@@ -180,14 +180,6 @@ class TwoByte final : public GradReduction, public GradAccess {
   using Range = std::pair<std::int64_t, std::int64_t>;
   static constexpr std::int64_t kChunk = 1 << 16;
   std::uint16_t* g16() const { return range16_ ? range16_->data16() : static_cast<std::uint16_t*>(g16_.raw()); }
-  void narrow(std::uint16_t* y, const float* x, std::int64_t n) {
-    if (compute_ == DType::F16) ps_.backend().fp32_to_fp16(y, x, n);
-    else ps_.backend().fp32_to_bf16(y, x, n);
-  }
-  void widen(float* y, const std::uint16_t* x, std::int64_t n) {
-    if (compute_ == DType::F16) ps_.backend().fp16_to_fp32(y, x, n);
-    else ps_.backend().bf16_to_fp32(y, x, n);
-  }
   void release_all(ReservedRange& r) {
     r.release(0, ps_.size(), true);
     r.account();
@@ -203,14 +195,14 @@ class TwoByte final : public GradReduction, public GradAccess {
       range16_->account();
     }
     if (fresh) {
-      narrow(g16() + b, ps_.grads() + b, e - b);
+      narrow_to_compute(be, compute_, g16() + b, ps_.grads() + b, e - b);
     } else {
       float* t = chunk_.data<float>();
       for (std::int64_t i = b; i < e; i += kChunk) {
         const std::int64_t m = std::min(kChunk, e - i);
-        widen(t, g16() + i, m);
+        widen_from_compute(be, compute_, t, g16() + i, m);
         be.f32().add_inplace(t, ps_.grads() + i, m);
-        narrow(g16() + i, t, m);
+        narrow_to_compute(be, compute_, g16() + i, t, m);
       }
     }
     dirty_.emplace_back(b, e);

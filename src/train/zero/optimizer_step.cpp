@@ -29,8 +29,7 @@ OptimizerStep::OptimizerStep(Comm& comm, const OwnedSpans& spans, ParamHome& par
 
 float* OptimizerStep::widened(const OwnedSpan& s, std::int64_t i, std::int64_t m, bool scaled) const {
   float* t = chunk_.data<float>();
-  if (compute_ == DType::F16) be_.fp16_to_fp32(t, s.grad16 + i, m);
-  else be_.bf16_to_fp32(t, s.grad16 + i, m);
+  widen_from_compute(be_, compute_, t, s.grad16 + i, m);
   if (scaled)
     for (float f : pending_) be_.f32().scale_inplace(t, f, m);
   return t;

@@ -2,8 +2,9 @@
 // A full-size element range whose memory is backed only where it is in use: the backend's
 // Reservation (th/backend/backend.hpp; on the CPU anonymous address space committed page by page
 // when written, on CUDA cuMemMap granules, on the emulated device granules its kernels can touch
-// only while committed). Used for the full-size parameter range of stage 3 and the full-size
-// gradient range of stages 2-3. The pool of the backend's device space counts the bytes actually
+// only while committed). Used for the full-size parameter range of stage 3, the full-size
+// gradient range of stages 2-3, and the 2-byte gradients' fp32 window and (stages 2-3) 2-byte
+// range. The pool of the backend's device space counts the bytes actually
 // backed, so gathered parameters and live gradient buckets are accounted as what they are, not as
 // the whole range.
 #include <cstddef>
