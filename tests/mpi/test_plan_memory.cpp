@@ -2,7 +2,8 @@
 // every ZeRO stage, offload placement (none / cpu / nvme; at stage 3 the parameters go where the
 // optimizer state goes, as plan%offload does) and activation checkpointing on and off, on 1, 2
 // and 4 ranks, two models (an fp32 encoder-decoder, tied, post-norm, no dropout; a bf16
-// decoder-only, untied, pre-norm, dropout 0.1, also with learned positions at stages 0 and 3),
+// decoder-only, untied, pre-norm, dropout 0.1, also with learned positions at stages 0 and 3 and
+// in fp16 at stages 0 and 2: 2-byte gradients with the compute copy in fp32 storage),
 // one optimizer step of the engine on a fixed batch (the step task = 'bench' times). The
 // measurement is ZeroEngine::memory_all() (the report the trainer prints and writes to /memory/
 // of metrics.h5: live bytes per category after the step, the activation peak, offloaded bytes)
@@ -47,6 +48,7 @@ struct Case {
   std::string offload = "none";
   bool ckpt = false;
   bool learned = false;  // model%positions = 'learned': the table is a parameter, not a buffer
+  bool fp16 = false;     // decoder-only in fp16 instead of bf16 (2-byte gradients, fp32-stored compute copy)
 };
 
 Config make_cfg(const Case& c, const std::string& nvme) {
@@ -55,7 +57,7 @@ Config make_cfg(const Case& c, const std::string& nvme) {
           ? "&model arch = 'decoder-only', d_model = 64, n_heads = 4, d_ff = 256, n_encoder_layers = 0, "
             "n_decoder_layers = 3, activation = 'gelu', norm = 'pre', dropout = 0.1, tie_embeddings = F, "
             "max_len = 32, vocab_size = 384, positions = '" + std::string(c.learned ? "learned" : "sinusoidal") +
-                "' /\n&precision dtype = 'bf16' /\n"
+                "' /\n&precision dtype = '" + (c.fp16 ? "fp16" : "bf16") + "' /\n"
           : "&model arch = 'encoder-decoder', d_model = 64, n_heads = 4, d_ff = 256, n_encoder_layers = 2, "
             "n_decoder_layers = 2, dropout = 0.0, tie_embeddings = T, max_len = 32, vocab_size = 512 /\n";
   const std::string param = c.stage == 3 ? c.offload : "none";
@@ -140,9 +142,11 @@ TEST(PlanMemory, EveryCategoryMatchesTheEngineReport) {
         for (bool ckpt : {false, true})
           if (stage > 0 || std::string(off) == "none") cases.push_back({dec, stage, off, ckpt});
   for (int stage : {0, 3}) cases.push_back({true, stage, "none", false, true});  // learned positions
+  for (int stage : {0, 2}) cases.push_back({true, stage, "none", false, false, true});  // fp16
   double worst = 0;
   for (const Case& c : cases) {
-    const std::string name = std::string(c.decoder_only ? "decoder-only bf16" : "encoder-decoder fp32") +
+    const std::string name = std::string(c.decoder_only ? (c.fp16 ? "decoder-only fp16" : "decoder-only bf16")
+                                                        : "encoder-decoder fp32") +
                              (c.learned ? " learned positions" : "") +
                              ", stage " + std::to_string(c.stage) + ", offload " + c.offload + ", checkpointing " +
                              (c.ckpt ? "on" : "off") + ", " + std::to_string(w.size()) + " rank(s)";
