@@ -401,7 +401,7 @@ void Transformer<T>::output_backward(T* dx, const T* dy, const std::uint16_t* dy
   linear_bwd(kernels(), dx, nullptr, nullptr, dy, nullptr, 1.0f, x, nullptr, W, N, D, V);
   by_row_blocks(out_proj_, [&](int r0, int r1) {
     if (N > 0)
-        kernels().gemm(true, false, r1 - r0, D, static_cast<int>(N), T(1), dy + r0, V, x, D, T(1),
+      kernels().gemm(true, false, r1 - r0, D, static_cast<int>(N), T(1), dy + r0, V, x, D, T(1),
                      dW + static_cast<std::int64_t>(r0) * D, D);
   });
 }

@@ -1,8 +1,8 @@
 #pragma once
-#include <algorithm>
 // The whole model: encoder-decoder (seq2seq) or decoder-only (language model), built from the
 // layers in layers.hpp. forward() computes the loss of a batch and keeps what backward() needs;
 // backward() accumulates parameter gradients into params().grads().
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>

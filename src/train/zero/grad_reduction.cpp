@@ -87,8 +87,7 @@ class ScatterPartition final : public GradReduction, public GradAccess {
         shard_(ps.backend().zeros({part.shard_size()}, DType::F32, MemCategory::Gradients)) {}
   void zero_grad() override {
     ps_.backend().zero(shard_.raw(), shard_.bytes(), MemorySpace::Device);
-    range_.release(0, ps_.size(), true);
-    range_.account();
+    range_.clear();
   }
   float* owned(const Piece& p) override { return shard_.data<float>() + p.shard; }
   float* working() override { return range_.data(); }
@@ -113,10 +112,7 @@ class ScatterPartition final : public GradReduction, public GradAccess {
   }
   bool reduce_every_micro_batch() const override { return true; }
   void account() override { range_.account(); }
-  void after_finish() override {  // every bucket is in the partition now: the pages shared by neighbours go too
-    range_.release(0, ps_.size(), true);
-    range_.account();
-  }
+  void after_finish() override { range_.clear(); }  // every bucket is in the partition: shared pages go too
   const ZeroPartition& part_;
   ReservedRange range_;
   Tensor shard_;
@@ -133,27 +129,24 @@ class TwoByte final : public GradReduction, public GradAccess {
     Backend& be = ps.backend();
     if (partitioned) {  // the full-size 2-byte range, backed where taken until its bucket is reduced
       range16_ = std::make_unique<ReservedRange>(ps.size(), MemCategory::Gradients, be, sizeof(std::uint16_t));
-      shard16_ = be.zeros({part->shard_size()}, half, MemCategory::Gradients);
+      g16_ = range16_->data16();
+      kept_ = be.zeros({part->shard_size()}, half, MemCategory::Gradients);  // the rank's partition
       return;  // the model's gradients are working(), attached with the parameters
     }
-    g16_ = be.zeros({ps.size()}, half, MemCategory::Gradients);
+    kept_ = be.zeros({ps.size()}, half, MemCategory::Gradients);
+    g16_ = static_cast<std::uint16_t*>(kept_.raw());
     TH_CHECK(!ps.grads(), "2-byte gradients: the model has a gradient buffer of its own");
     ps.attach_grads(window_.data());
   }
   void zero_grad() override {
-    Backend& be = ps_.backend();
-    if (range16_) {
-      be.zero(shard16_.raw(), shard16_.bytes(), MemorySpace::Device);
-      release_all(*range16_);
-    } else {
-      be.zero(g16_.raw(), g16_.bytes(), MemorySpace::Device);
-    }
-    release_all(window_);
+    ps_.backend().zero(kept_.raw(), kept_.bytes(), MemorySpace::Device);
+    if (range16_) range16_->clear();
+    window_.clear();
   }
   float* owned(const Piece&) override { return nullptr; }
   std::uint16_t* owned16(const Piece& p) override {
-    if (range16_) return static_cast<std::uint16_t*>(shard16_.raw()) + p.shard;
-    return g16() + (part_ ? part_->owned(p) : p.begin);
+    if (range16_) return shard16() + p.shard;
+    return g16_ + (part_ ? part_->owned(p) : p.begin);
   }
   bool two_byte() const override { return true; }
   float* working() override { return range16_ ? window_.data() : nullptr; }
@@ -179,30 +172,27 @@ class TwoByte final : public GradReduction, public GradAccess {
  private:
   using Range = std::pair<std::int64_t, std::int64_t>;
   static constexpr std::int64_t kChunk = 1 << 16;
-  std::uint16_t* g16() const { return range16_ ? range16_->data16() : static_cast<std::uint16_t*>(g16_.raw()); }
-  void release_all(ReservedRange& r) {
-    r.release(0, ps_.size(), true);
-    r.account();
-  }
+  std::uint16_t* shard16() const { return static_cast<std::uint16_t*>(kept_.raw()); }  // stages 2-3
   // The window's gradients [b, e) into the 2-byte ones, then given back: rounded, where nothing
   // was taken there before in this backward; else added to what was (the tied embeddings' rows:
   // the lookups' gradients onto the output projection's, each part rounded once).
   void take(std::int64_t b, std::int64_t e) {
     Backend& be = ps_.backend();
-    const bool fresh = std::none_of(dirty_.begin(), dirty_.end(), [&](const Range& r) { return r.first < e && r.second > b; });
+    const bool fresh =
+        std::none_of(dirty_.begin(), dirty_.end(), [&](const Range& r) { return r.first < e && r.second > b; });
     if (range16_) {
       range16_->commit(b, e);
       range16_->account();
     }
     if (fresh) {
-      narrow_to_compute(be, compute_, g16() + b, ps_.grads() + b, e - b);
+      narrow_to_compute(be, compute_, g16_ + b, ps_.grads() + b, e - b);
     } else {
       float* t = chunk_.data<float>();
       for (std::int64_t i = b; i < e; i += kChunk) {
         const std::int64_t m = std::min(kChunk, e - i);
-        widen_from_compute(be, compute_, t, g16() + i, m);
+        widen_from_compute(be, compute_, t, g16_ + i, m);
         be.f32().add_inplace(t, ps_.grads() + i, m);
-        narrow_to_compute(be, compute_, g16() + i, t, m);
+        narrow_to_compute(be, compute_, g16_ + i, t, m);
       }
     }
     dirty_.emplace_back(b, e);
@@ -226,18 +216,18 @@ class TwoByte final : public GradReduction, public GradAccess {
   void begin_sync(bool communicating) override {
     taken_.clear();
     dirty_.clear();
-    sync_->begin_backward16(g16(), communicating);
+    sync_->begin_backward16(g16_, communicating);
   }
   std::unique_ptr<GradientSync> make_sync(Comm& comm, const ZeroOptions& opt) override {
     if (!part_) return std::make_unique<GradientSync>(comm, ps_.size(), opt.bucket_mb, opt.overlap, ps_.backend());
     return std::make_unique<GradientSync>(comm, segment_buckets(*part_), opt.overlap, [this](std::size_t i) {
       const Piece& p = bucket_piece(*part_, i);  // the in-place reduce-scatter left this rank's sum at p.begin
       if (range16_) {  // into the partition (one micro-batch per step: a copy), then the bucket given back
-        copy_device(ps_.backend(), static_cast<std::uint16_t*>(shard16_.raw()) + p.shard, g16() + p.begin, p.count);
+        copy_device(ps_.backend(), shard16() + p.shard, g16_ + p.begin, p.count);
         range16_->release(p.begin, p.begin + p.count * part_->world(), true);
         range16_->account();
       } else if (part_->rank() > 0) {
-        copy_device(ps_.backend(), g16() + part_->owned(p), g16() + p.begin, p.count);
+        copy_device(ps_.backend(), g16_ + part_->owned(p), g16_ + p.begin, p.count);
       }
     }, ps_.backend());
   }
@@ -247,13 +237,16 @@ class TwoByte final : public GradReduction, public GradAccess {
     if (range16_) range16_->account();
   }
   void after_finish() override {  // every bucket reduced: the pages shared by neighbours go too
-    release_all(window_);
-    if (range16_) release_all(*range16_);
+    window_.clear();
+    if (range16_) range16_->clear();
   }
   const ZeroPartition* part_;
   ReservedRange window_;
-  std::unique_ptr<ReservedRange> range16_;  // stages 2-3: the full-size 2-byte range (else g16_)
-  Tensor g16_, shard16_, chunk_;
+  std::unique_ptr<ReservedRange> range16_;  // stages 2-3: the full-size 2-byte range
+  // What is kept between backward and the update: the full-size 2-byte buffer (stages 0-1; g16_
+  // points into it) or the rank's 2-byte partition (stages 2-3; g16_ points into range16_).
+  Tensor kept_, chunk_;
+  std::uint16_t* g16_ = nullptr;  // the full-size 2-byte gradients backward's takes round into
   std::vector<Range> taken_;  // this backward's ranges written() took (a unit written again: erased)
   std::vector<Range> dirty_;  // every range taken in this backward
 };

@@ -31,12 +31,15 @@ class ReservedRange {
   // Gives back the granules wholly inside elements [b, e); with `zero`, the rest of [b, e) (on
   // granules shared with neighbours) is zeroed, so the whole range reads zero afterwards.
   void release(std::int64_t b, std::int64_t e, bool zero);
+  // The whole range given back and reading zero, and the pool's count brought up to date.
+  void clear();
   // Brings the pool's count of this range up to date with what is backed now.
   void account();
 
  private:
   MemCategory cat_;
   Backend& be_;
+  std::int64_t n_;
   std::size_t elem_;
   std::unique_ptr<Reservation> res_;
   std::int64_t accounted_ = 0;
