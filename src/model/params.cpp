@@ -49,14 +49,14 @@ std::int64_t ParamStore<T>::declare(const std::string& name, std::vector<std::in
   return infos_.back().offset;
 }
 
-template <typename T> void ParamStore<T>::allocate(bool two_byte, bool grads) {
+template <typename T> void ParamStore<T>::allocate(DType values16, bool grads) {
   end_unit();
   laid_out_ = true;
   if (grads) {
     grads_ = backend_->zeros({total_}, dtype_of<T>(), MemCategory::Gradients);
     grads_ptr_ = grads_.template data<T>();
   }
-  if (two_byte) return use_bf16_values();
+  if (values16 != DType::F32) return use_16bit_values(values16);
   values_ = backend_->zeros({total_}, dtype_of<T>(), MemCategory::Parameters);
   values_ptr_ = values_.template data<T>();
 }
@@ -116,7 +116,7 @@ std::vector<T> initial(const ParamInfo& p, std::uint64_t seed, std::size_t index
 
 template <typename T> void ParamStore<T>::initialize(std::uint64_t seed, std::int64_t begin, std::int64_t end) {
   TH_CHECK(allocated(), "initialize before allocate");
-  TH_CHECK(!bf16_values(), "initialize on 2-byte values: take initial_values() and convert");
+  TH_CHECK(!two_byte_values(), "initialize on 2-byte values: take initial_values() and convert");
   for (std::size_t k = 0; k < infos_.size(); ++k) {
     const ParamInfo& p = infos_[k];
     if (p.offset < begin || p.offset >= end) continue;
@@ -133,11 +133,13 @@ template <typename T> void ParamStore<T>::initial_values(std::uint64_t seed, T* 
   }
 }
 
-template <typename T> void ParamStore<T>::use_bf16_values() {
+template <typename T> void ParamStore<T>::use_16bit_values(DType type) {
   TH_CHECK((std::is_same_v<T, float>), "2-byte values need a float model");
-  TH_CHECK(!bf16_values() && laid_out_, "use_bf16_values: allocate or attach first, once");
-  values16_ = backend_->zeros({total_}, DType::BF16, MemCategory::Parameters);
+  TH_CHECK(type == DType::BF16 || type == DType::F16, "2-byte values are bf16 or fp16");
+  TH_CHECK(!two_byte_values() && laid_out_, "use_16bit_values: allocate or attach first, once");
+  values16_ = backend_->zeros({total_}, type, MemCategory::Parameters);
   values16_ptr_ = static_cast<std::uint16_t*>(values16_.raw());
+  values16_type_ = type;
   std::int64_t n = 0;
   for (const ParamInfo& p : infos_)
     if (wide(p.init)) {
@@ -162,9 +164,9 @@ template <typename T> T* ParamStore<T>::wide_value(std::int64_t offset) const {
 
 template <typename T> void ParamStore<T>::widen_copies() {
   if constexpr (std::is_same_v<T, float>) {
-    if (!bf16_values()) return;
+    if (!two_byte_values()) return;
     for (const ParamInfo& p : infos_)
-      if (wide(p.init)) backend_->bf16_to_fp32(wide_value(p.offset), values16_ptr_ + p.offset, p.numel);
+      if (wide(p.init)) backend_->widen_16bit(values16_type_, wide_value(p.offset), values16_ptr_ + p.offset, p.numel);
   }
 }
 

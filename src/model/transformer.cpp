@@ -95,7 +95,7 @@ Transformer<T>::Transformer(const ModelSpec& s, Backend& backend)
   }
   if (!s.external_param_storage) {
     const bool bf16_operands = std::is_same_v<T, float> && backend.kernels<float>().bf16_operands();
-    params_.allocate(s.two_byte_params && bf16_operands, !(s.two_byte_grads && bf16_operands));
+    params_.allocate(s.two_byte_params && bf16_operands ? s.compute : DType::F32, !(s.two_byte_grads && bf16_operands));
   }
   if (s.positions == PositionEncoding::Sinusoidal) {
     // The sinusoidal table is a buffer, not a parameter: computed, never trained or communicated.
@@ -127,10 +127,12 @@ void Transformer<T>::embed(T* y, const std::vector<int>& tokens, int B, int L, s
   for (int t : tokens)
     TH_CHECK(t >= 0 && t < spec_.vocab_size, "token id " + std::to_string(t) + " outside the vocabulary");
   const T scale = T(std::sqrt(static_cast<double>(spec_.d_model)));
-  if (const std::uint16_t* table16 = params_.value16(table))  // the table's 2-byte compute copy
-    kernels().embedding_forward_bf16(y, tokens.data(), table16, positional_table(), B, L, spec_.d_model, scale);
+  Tensor keep;  // the table's 2-byte compute copy (bf16 bits; fp16 widened), or fp32
+  const Weight<T> w = weight(params_, table).fp32(static_cast<std::int64_t>(spec_.vocab_size) * spec_.d_model, keep);
+  if (w.h)
+    kernels().embedding_forward_bf16(y, tokens.data(), w.h, positional_table(), B, L, spec_.d_model, scale);
   else
-    kernels().embedding_forward(y, tokens.data(), params_.value(table), positional_table(), B, L, spec_.d_model, scale);
+    kernels().embedding_forward(y, tokens.data(), w.f, positional_table(), B, L, spec_.d_model, scale);
 }
 
 template <typename T>
@@ -389,7 +391,8 @@ void Transformer<T>::output_backward(T* dx, const T* dy, const std::uint16_t* dy
   // both; else (fp32 dy and x) dx in one product and the weight gradient's row blocks as GEMMs of
   // their own.
   const Weight<T> W = weight(params_, out_proj_);
-  if (dy16) {
+  if (dy16) {  // bf16 runs only: W is fp32 or bf16 bits
+    TH_CHECK(!W.h16, "output_backward: a bf16 dy with fp16 weights");
     by_row_blocks(out_proj_, [&](int r0, int r1) {
       const std::int64_t o = static_cast<std::int64_t>(r0) * D;
       kernels().linear_backward_bf16(dx, dW + o, nullptr, nullptr, dy16 + r0, alpha, x16 ? nullptr : x, x16,

@@ -24,9 +24,9 @@ const char* to_string(Placement p) {
 }
 
 FlatLayout flat_layout(const PlanModel& m, int stage, int ranks, double bucket_mb) {
-  // Stage 0 is plain data parallelism: no padding, no segments (one bucket list of its own). bf16
+  // Stage 0 is plain data parallelism: no padding, no segments (one bucket list of its own). bf16/fp16
   // pads to 2N (src/train/zero/stage_policy.hpp: the 2-byte compute copy travels in pairs).
-  const std::int64_t align = stage == 0 ? 1 : m.dtype == DType::BF16 ? 2 * ranks : ranks;
+  const std::int64_t align = stage == 0 ? 1 : m.dtype != DType::F32 ? 2 * ranks : ranks;
   const auto bucket = static_cast<std::int64_t>(bucket_mb * 1024 * 1024 / 4);
   const std::int64_t max_seg = stage == 0 ? 0 : std::max<std::int64_t>(ranks, bucket / ranks * ranks);
   FlatLayout f;

@@ -70,8 +70,9 @@ MemoryEstimate estimate_memory(const PlanModel& m, const PlanBatch& b, const Lay
   e.shard = S;
   const ModelStates ms = model_states(l.stage, N, P, sb);
   e.params = ms.params;
-  if (m.dtype == DType::BF16 && m.two_byte_params && sb.param == 4 && l.stage <= 2) {
-    // bf16 where 16-bit values are otherwise kept in fp32 (the CPU backend) at stages 0-2: the
+  const bool two_byte_params = m.mixed() && m.two_byte_params && sb.param == 4 && l.stage <= 2;
+  if (two_byte_params) {
+    // bf16 / fp16 where 16-bit values are otherwise kept in fp32 (the CPU backend) at stages 0-2: the
     // compute copy is 2-byte storage, plus an fp32 copy of the wide parameters (src/train/zero/).
     const double a = machine.alloc_align_bytes;
     e.params = std::ceil(2 * P / a) * a + std::ceil(4 * double(std::max<std::int64_t>(m.wide_params(), 1)) / a) * a;
@@ -156,6 +157,14 @@ MemoryEstimate estimate_memory(const PlanModel& m, const PlanBatch& b, const Lay
   e.workspace = used.workspace;
   // 2-byte gradients: the reduction's and the optimizer's fp32 chunk buffers (2^16 elements each).
   if (two_byte_grads) e.workspace += 2 * 4 * 65536.0;
+  // An fp16 2-byte compute copy is widened into fp32 scratch right before each kernel that reads
+  // a weight (src/model/weights.hpp), one weight at a time: the largest (the [V, D] table, the
+  // fused [3D, D] Q/K/V, a [F, D] feed-forward matrix) counted on top of the walk's peak, an upper
+  // bound (the walk does not place it).
+  if (two_byte_params && m.dtype == DType::F16) {
+    const double D = m.d_model, widest = std::max({double(m.vocab) * D, 3 * D * D, double(m.d_ff) * D});
+    e.workspace += std::ceil(4 * widest / machine.alloc_align_bytes) * machine.alloc_align_bytes;
+  }
   e.gathered = gathered_peak_bytes(m, flat, l, z, sb.param, page);
   e.grad_buckets = grad_bucket_peak_bytes(m, flat, l, z, sb.grad, page, machine.overlap >= 1, two_byte_grads);
   return e;

@@ -257,9 +257,10 @@ TEST(MixedPrecision, ZeroStagesFollowStageZero) {
   }
 }
 
-// bf16 at stages 0-2 keeps the parameters' compute copy in 2 bytes (precision%param_storage =
-// 'auto'; th/train/zero.hpp): the GEMMs and the embedding read it as it is, biases and LayerNorm
-// an fp32 copy widened from it, stages 1-2 all-gather it in 2 bytes. bf16 and fp16 keep the
+// bf16 and fp16 at stages 0-2 keep the parameters' compute copy in 2 bytes (precision%param_storage
+// = 'auto'; th/train/zero.hpp): the GEMMs and the embedding read bf16 as it is and fp16 widened
+// (exactly) right before use, biases and LayerNorm an fp32 copy widened from it, stages 1-2
+// all-gather it in 2 bytes. bf16 and fp16 keep the
 // gradients in 2 bytes at every stage (precision%grad_storage = 'auto', one micro-batch per
 // step, whatever param_storage says): backward writes them into an fp32 window, rounded into
 // 2-byte storage once final (the output projection's block by block); the buckets are reduced as
@@ -347,18 +348,19 @@ TEST(MixedPrecision, TwoByteStorageGivesTheFp32StoragesBits) {
   }
 }
 
-// fp16 (no 2-byte compute copy: its GEMMs read fp32 storage) keeps its gradients in 2 bytes the
-// same way, each rounded to fp16 once, loss-scaled; the reduction sums fp16 values on the wire in
-// both stores. Untied embeddings: the 2-byte and the fp32 store must agree bit for bit, the
+// fp16 keeps its compute copy (stages 0-2) and its gradients in 2 bytes the same way, each
+// gradient rounded to fp16 once, loss-scaled; the reduction sums fp16 values on the wire in both
+// stores. Untied embeddings: the 2-byte storage and the fp32 one must agree bit for bit, the
 // overflow check included (the scaler starts at 2^20, so the first steps overflow naturally and
-// are skipped: the same steps in both), and the 2-byte run's gradient bytes must be about half.
+// are skipped: the same steps in both), and the 2-byte run's parameter and gradient bytes must be
+// about half.
 TEST(MixedPrecision, TwoByteFp16GradientsGiveTheFp32StoragesBits) {
   using namespace two_byte;
   const std::string scaler = "initial_scale_power = 20, hysteresis = 1, ";
   constexpr int kSteps = 12;
   for (int stage : {0, 1, 2, 3}) {
-    const StorageRun a = run(stage, scaler + "grad_storage = 'auto'", false, "fp16", kSteps);
-    const StorageRun ref = run(stage, scaler + "grad_storage = 'fp32'", false, "fp16", kSteps);
+    const StorageRun a = run(stage, scaler + kBoth, false, "fp16", kSteps);
+    const StorageRun ref = run(stage, scaler + kNeither, false, "fp16", kSteps);
     EXPECT_EQ(a.t.losses, ref.t.losses) << "stage " << stage;
     EXPECT_EQ(a.t.skipped, ref.t.skipped) << "stage " << stage;
     EXPECT_FALSE(ref.t.skipped.empty()) << "stage " << stage << ": no overflow: the check was not exercised";
@@ -366,13 +368,19 @@ TEST(MixedPrecision, TwoByteFp16GradientsGiveTheFp32StoragesBits) {
     for (const auto& [name, v] : ref.t.params)
       EXPECT_EQ(0, std::memcmp(v.data(), a.t.params.at(name).data(), sizeof(float) * v.size()))
           << "stage " << stage << ": " << name << " differs";
-    const double gratio = double(a.grads) / double(ref.grads);
+    const double gratio = double(a.grads) / double(ref.grads), pratio = double(a.params) / double(ref.params);
     EXPECT_GE(a.grads, 2 * (stage <= 1 ? a.psi : a.psi / world().size())) << "stage " << stage;
     EXPECT_LT(gratio, 0.6) << "stage " << stage << ": the 2-byte gradients were not used";
+    if (stage <= 2) {  // stage 3 partitions fp32 parameters: no 2-byte compute copy
+      EXPECT_GE(a.params, 2 * a.psi) << "stage " << stage;
+      EXPECT_LT(pratio, 0.56) << "stage " << stage << ": the 2-byte compute copy was not used";
+    }
     if (world().rank() == 0)
-      std::printf("[ mp ] fp16 stage %d on %d ranks: steps skipped %zu of %d in both; gradient bytes after a step, "
-                  "2-byte %lld, fp32 %lld (%.3fx)\n", stage, world().size(), ref.t.skipped.size(), kSteps,
-                  static_cast<long long>(a.grads), static_cast<long long>(ref.grads), gratio);
+      std::printf("[ mp ] fp16 stage %d on %d ranks: steps skipped %zu of %d in both; parameter bytes 2-byte %lld, "
+                  "fp32 %lld (%.3fx); gradient bytes after a step, 2-byte %lld, fp32 %lld (%.3fx)\n", stage,
+                  world().size(), ref.t.skipped.size(), kSteps, static_cast<long long>(a.params),
+                  static_cast<long long>(ref.params), pratio, static_cast<long long>(a.grads),
+                  static_cast<long long>(ref.grads), gratio);
   }
 }
 

@@ -75,6 +75,15 @@ class Backend {
   virtual void bf16_to_fp32(float* y, const std::uint16_t* x, std::int64_t n) = 0;
   virtual void fp32_to_fp16(std::uint16_t* y, const float* x, std::int64_t n) = 0;
   virtual void fp16_to_fp32(float* y, const std::uint16_t* x, std::int64_t n) = 0;
+  // The same by 16-bit type (BF16 or F16): 2-byte storage of that type (compute copies, gradients).
+  void narrow_16bit(DType type, std::uint16_t* y, const float* x, std::int64_t n) {
+    if (type == DType::F16) fp32_to_fp16(y, x, n);
+    else fp32_to_bf16(y, x, n);
+  }
+  void widen_16bit(DType type, float* y, const std::uint16_t* x, std::int64_t n) {
+    if (type == DType::F16) fp16_to_fp32(y, x, n);
+    else bf16_to_fp32(y, x, n);
+  }
 
   // ---- memory
   // The pool of a space (its live / peak bytes per category are the memory report's).

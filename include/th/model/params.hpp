@@ -51,10 +51,11 @@ class ParamStore {
   // calls it after the parameters of each block. Empty units are not counted.
   int end_unit();
   int current_unit() const { return unit_; }
-  // values (Parameters) and grads (Gradients), zeroed; two_byte: the values as the 2-byte compute
-  // copy (use_bf16_values), the fp32 buffer never allocated; grads false: no gradient buffer (the
-  // caller attaches one, attach_grads: the 2-byte gradients of th/train/zero.hpp).
-  void allocate(bool two_byte = false, bool grads = true);
+  // values (Parameters) and grads (Gradients), zeroed; values16 BF16 / F16: the values as the
+  // 2-byte compute copy of that type (use_16bit_values), the fp32 buffer never allocated (F32: in
+  // fp32); grads false: no gradient buffer (the caller attaches one, attach_grads: the 2-byte
+  // gradients of th/train/zero.hpp).
+  void allocate(DType values16 = DType::F32, bool grads = true);
   // Or external storage (ZeRO): size() elements each, owned and accounted by the caller.
   void attach(T* values, T* grads);
   void attach_grads(T* grads);  // the gradients alone, after allocate(.., false)
@@ -67,15 +68,18 @@ class ParamStore {
   // flat layout; padding untouched): what initialize() stores, for a caller that keeps them itself.
   void initial_values(std::uint64_t seed, T* out) const;
 
-  // The 2-byte compute copy (bf16 runs on a backend that takes bf16 operands, ZeRO stages 0-2;
-  // th/train/zero.hpp): after allocate() or attach(), the values become size() bf16 values
-  // (Parameters) and their fp32 buffer is released (an attached one stays its owner's). The
-  // parameters no GEMM and no embedding lookup reads (biases, LayerNorm, learned positions: the
-  // `wide` ones, a few per cent of the model) keep an fp32 copy as well, which widen_copies()
-  // refreshes from the 2-byte values whenever those change. Layers ask value16() first: a 16-bit
-  // weight where there is one (nullptr otherwise, and always in fp32 storage), else value().
-  void use_bf16_values();
-  bool bf16_values() const { return values16_ptr_ != nullptr; }
+  // The 2-byte compute copy (bf16 and fp16 runs on a backend that takes bf16 operands, ZeRO
+  // stages 0-2; th/train/zero.hpp): after allocate() or attach(), the values become size() 16-bit
+  // values of `type`, BF16 or F16 (Parameters), and their fp32 buffer is released (an attached one
+  // stays its owner's). The parameters no GEMM and no embedding lookup reads (biases, LayerNorm,
+  // learned positions: the `wide` ones, a few per cent of the model) keep an fp32 copy as well,
+  // which widen_copies() refreshes from the 2-byte values whenever those change. Layers ask
+  // value16() first: a 16-bit weight where there is one (nullptr otherwise, and always in fp32
+  // storage), else value(); the kernels take bf16 bits as they are, fp16 bits widened first
+  // (src/model/weights.hpp: no CPU kernel multiplies fp16).
+  void use_16bit_values(DType type);
+  bool two_byte_values() const { return values16_ptr_ != nullptr; }
+  DType values16_type() const { return values16_type_; }  // BF16 / F16 where two_byte_values()
   std::uint16_t* values16() const { return values16_ptr_; }
   const std::uint16_t* value16(std::int64_t offset) const {
     return values16_ptr_ && wide_index(offset) < 0 ? values16_ptr_ + offset : nullptr;
@@ -119,6 +123,7 @@ class ParamStore {
   // 2-byte values: the buffer, and the wide parameters' fp32 copies (offset -> index in wide_).
   Tensor values16_, wide_;
   std::uint16_t* values16_ptr_ = nullptr;
+  DType values16_type_ = DType::F32;
   std::vector<std::pair<std::int64_t, std::int64_t>> wide_at_;
   std::function<void(std::int64_t, std::int64_t)> written_;
 };

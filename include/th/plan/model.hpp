@@ -32,7 +32,7 @@ struct PlanModel {
   bool gelu = false;  // the feed-forward activation is GELU (erf per element), else ReLU
   bool checkpointing = false;
   DType dtype = DType::F32;  // compute type: F32, BF16, F16 (master weights stay fp32)
-  bool two_byte_params = true;  // precision%param_storage = 'auto' (bf16's 2-byte compute copy)
+  bool two_byte_params = true;  // precision%param_storage = 'auto' (the 2-byte compute copy)
   bool two_byte_grads = true;   // precision%grad_storage = 'auto' (16-bit runs' 2-byte gradients)
   // Parameter tensors (elements) of each gather unit, in declaration order.
   std::vector<std::vector<std::int64_t>> units;

@@ -17,7 +17,7 @@ const std::vector<ParamSegment>& closed_segments(ParamStore<float>& ps) {
 void ZeroEngine::configure(ModelSpec& spec, const ZeroOptions& opt, int world) {
   const zero::StagePolicy policy = zero::stage_policy(opt.stage);
   zero::configure_layout(spec, policy, opt.bucket_mb, world, opt.compute);
-  spec.two_byte_params = opt.compute == DType::BF16 && opt.two_byte_params && !policy.params_partitioned;
+  spec.two_byte_params = opt.compute != DType::F32 && opt.two_byte_params && !policy.params_partitioned;
   spec.two_byte_grads = opt.compute != DType::F32 && opt.two_byte_grads && opt.grad_accum == 1 &&
                         opt.offload.optimizer == OffloadTarget::None && opt.offload.param == OffloadTarget::None;
 }

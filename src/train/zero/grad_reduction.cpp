@@ -185,14 +185,14 @@ class TwoByte final : public GradReduction, public GradAccess {
       range16_->account();
     }
     if (fresh) {
-      narrow_to_compute(be, compute_, g16_ + b, ps_.grads() + b, e - b);
+      be.narrow_16bit(compute_, g16_ + b, ps_.grads() + b, e - b);
     } else {
       float* t = chunk_.data<float>();
       for (std::int64_t i = b; i < e; i += kChunk) {
         const std::int64_t m = std::min(kChunk, e - i);
-        widen_from_compute(be, compute_, t, g16_ + i, m);
+        be.widen_16bit(compute_, t, g16_ + i, m);
         be.f32().add_inplace(t, ps_.grads() + i, m);
-        narrow_to_compute(be, compute_, g16_ + i, t, m);
+        be.narrow_16bit(compute_, g16_ + i, t, m);
       }
     }
     dirty_.emplace_back(b, e);

@@ -95,21 +95,21 @@ std::vector<ZeroMemory> ZeroEngine::memory_report(const char* when) const {
                   static_cast<long long>(m.offload_window), static_cast<long long>(m.offload_nvme));
     }
   }
+  const char* type = e.opt.compute == DType::BF16 ? "bf16" : "fp16";
   if (e.params->two_byte() && e.grads->two_byte())
-    std::printf("  bf16 (the compute copy and the gradients in 2 bytes): 2Psi less for the parameters, 2Psi (stages "
+    std::printf("  %s (the compute copy and the gradients in 2 bytes): 2Psi less for the parameters, 2Psi (stages "
                 "0-1) or 2Psi/N (stage 2) for the gradients, plus the fp32 master, 4Psi at stage 0, 4Psi/N from "
-                "stage 1; backward's fp32 window (one unit at a time) is not in the formula\n");
+                "stage 1; backward's fp32 window (one unit at a time) is not in the formula\n", type);
   else if (e.grads->two_byte())
     std::printf("  %s (the gradients in 2 bytes, the compute copy in fp32 storage): 2Psi less (stages 0-1) or "
                 "2Psi/N (stages 2-3) for the gradients, plus the fp32 master, 4Psi at stage 0, 4Psi/N from stage 1; "
-                "backward's fp32 window (one unit at a time) is not in the formula\n",
-                e.opt.compute == DType::BF16 ? "bf16" : "fp16");
+                "backward's fp32 window (one unit at a time) is not in the formula\n", type);
   else if (e.params->two_byte())
-    std::printf("  bf16 (the compute copy in 2 bytes, gradients in fp32 storage): 2Psi less for the parameters, plus "
-                "the fp32 master, 4Psi at stage 0, 4Psi/N at stages 1-2\n");
+    std::printf("  %s (the compute copy in 2 bytes, gradients in fp32 storage): 2Psi less for the parameters, plus "
+                "the fp32 master, 4Psi at stage 0, 4Psi/N at stages 1-2\n", type);
   else if (e.opt.compute != DType::F32)
     std::printf("  %s (emulated: 16-bit values in fp32 storage): plus the fp32 master, 4Psi at stage 0, 4Psi/N at "
-                "stages 1-3\n", e.opt.compute == DType::BF16 ? "bf16" : "fp16");
+                "stages 1-3\n", type);
   std::fflush(stdout);
   return all;
 }

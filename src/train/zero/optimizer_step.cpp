@@ -29,7 +29,7 @@ OptimizerStep::OptimizerStep(Comm& comm, const OwnedSpans& spans, ParamHome& par
 
 float* OptimizerStep::widened(const OwnedSpan& s, std::int64_t i, std::int64_t m, bool scaled) const {
   float* t = chunk_.data<float>();
-  widen_from_compute(be_, compute_, t, s.grad16 + i, m);
+  be_.widen_16bit(compute_, t, s.grad16 + i, m);
   if (scaled)
     for (float f : pending_) be_.f32().scale_inplace(t, f, m);
   return t;
@@ -112,7 +112,7 @@ void OptimizerStep::master_to_compute() {
       continue;
     }
     if (s.value16) {  // the 2-byte compute copy
-      be_.fp32_to_bf16(s.value16, master_.data<float>() + s.shard, s.n);
+      be_.narrow_16bit(compute_, s.value16, master_.data<float>() + s.shard, s.n);
       continue;
     }
     copy_device(be_, s.value, master_.data<float>() + s.shard, s.n);

@@ -1,7 +1,7 @@
 #pragma once
 // Mixed precision (ZeroOptions::compute = BF16 / F16): values of the 16-bit compute copy are kept
-// in fp32 storage, rounded to the compute type (where no 2-byte storage is used), and the
-// conversions of 2-byte storage by compute type.
+// in fp32 storage, rounded to the compute type (where no 2-byte storage is used; 2-byte storage
+// converts with Backend::narrow_16bit / widen_16bit).
 #include <cstdint>
 
 #include "th/backend/backend.hpp"
@@ -14,17 +14,6 @@ namespace th::zero {
 inline void round_to_compute(Backend& be, DType compute, float* x, std::int64_t n) {
   if (compute == DType::BF16) be.round_to_bf16(x, n);
   if (compute == DType::F16) be.round_to_fp16(x, n);
-}
-
-// 2-byte storage of the compute type (the gradients of TwoByte, grad_reduction.hpp): fp32 x
-// rounded into the 16-bit bits y, and back (exact), on the backend's device memory.
-inline void narrow_to_compute(Backend& be, DType compute, std::uint16_t* y, const float* x, std::int64_t n) {
-  if (compute == DType::F16) be.fp32_to_fp16(y, x, n);
-  else be.fp32_to_bf16(y, x, n);
-}
-inline void widen_from_compute(Backend& be, DType compute, float* y, const std::uint16_t* x, std::int64_t n) {
-  if (compute == DType::F16) be.fp16_to_fp32(y, x, n);
-  else be.bf16_to_fp32(y, x, n);
 }
 
 // x in host memory (a chunk slot of an NVMe file): the host's own kernel, whatever the backend.

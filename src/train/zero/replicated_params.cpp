@@ -15,9 +15,9 @@ using Piece = ZeroPartition::Piece;
 
 class WholeParams : public ParamHome {
  public:
-  // two_byte: the compute copy in 2 bytes (the model allocated it so where configured to).
-  WholeParams(Comm& comm, ParamStore<float>& ps, bool two_byte) : comm_(comm), ps_(ps) {
-    if (two_byte && !ps_.bf16_values()) ps_.use_bf16_values();
+  // two_byte: the compute copy in 2 bytes of type `compute` (the model allocated it so where configured to).
+  WholeParams(Comm& comm, ParamStore<float>& ps, bool two_byte, DType compute) : comm_(comm), ps_(ps) {
+    if (two_byte && !ps_.two_byte_values()) ps_.use_16bit_values(compute);
   }
   float* owned(const Piece& p) override { return half() ? nullptr : ps_.values() + p.begin; }
   std::uint16_t* owned16(const Piece& p) override { return half() ? ps_.values16() + p.begin : nullptr; }
@@ -32,7 +32,7 @@ class WholeParams : public ParamHome {
       ps_.initial_values(seed, f);
       broadcast_device(be, comm_, f, sizeof(float) * static_cast<std::size_t>(P), 0);  // rank 0's wins
       for (const OwnedSpan& s : spans) copy_device(be, master + s.shard, f + (s.value16 - ps_.values16()), s.n);
-      be.fp32_to_bf16(ps_.values16(), f, P);
+      be.narrow_16bit(ps_.values16_type(), ps_.values16(), f, P);
       ps_.widen_copies();
       return;
     }
@@ -48,7 +48,7 @@ class WholeParams : public ParamHome {
     std::vector<float> out(static_cast<std::size_t>(ps_.size()));
     if (half()) {
       Tensor wide = ps_.backend().empty({ps_.size()}, DType::F32, MemCategory::Workspace);
-      ps_.backend().bf16_to_fp32(wide.data<float>(), ps_.values16(), ps_.size());
+      ps_.backend().widen_16bit(ps_.values16_type(), wide.data<float>(), ps_.values16(), ps_.size());
       copy_to_host(ps_.backend(), out.data(), wide.data<float>(), ps_.size());
     } else {
       copy_to_host(ps_.backend(), out.data(), ps_.values(), ps_.size());
@@ -69,7 +69,7 @@ class WholeParams : public ParamHome {
   bool two_byte() const override { return half(); }
 
  protected:
-  bool half() const { return ps_.bf16_values(); }
+  bool half() const { return ps_.two_byte_values(); }
   float* fp32_values() const {  // checkpoints of fp32 runs only (mixed precision saves its master)
     TH_CHECK(!half(), "fp32 checkpoint values asked of a 2-byte compute copy");
     return ps_.values();
@@ -80,13 +80,14 @@ class WholeParams : public ParamHome {
 
 class GatheredParams final : public WholeParams {
  public:
-  GatheredParams(Comm& comm, ParamStore<float>& ps, const ZeroPartition& part, float* grad_range, bool two_byte)
-      : WholeParams(comm, ps, false), part_(part) {
+  GatheredParams(Comm& comm, ParamStore<float>& ps, const ZeroPartition& part, float* grad_range, bool two_byte,
+                 DType compute)
+      : WholeParams(comm, ps, false, compute), part_(part) {
     if (grad_range) {  // stage 2: the values live here (2-byte: in the store), the gradients are the range
       if (!two_byte) values_ = ps.backend().zeros({ps.size()}, DType::F32, MemCategory::Parameters);
       ps.attach(two_byte ? nullptr : values_.data<float>(), grad_range);
     }  // stage 1: the model's own buffers
-    if (two_byte && !ps_.bf16_values()) ps_.use_bf16_values();
+    if (two_byte && !ps_.two_byte_values()) ps_.use_16bit_values(compute);
   }
   float* owned(const Piece& p) override { return half() ? nullptr : ps_.values() + part_.owned(p); }
   std::uint16_t* owned16(const Piece& p) override { return half() ? ps_.values16() + part_.owned(p) : nullptr; }
@@ -94,7 +95,7 @@ class GatheredParams final : public WholeParams {
     std::vector<CommRequestPtr> reqs;
     for (const Piece& p : part_.pieces()) {
       if (half()) {
-        // Two bf16 values per 4-byte word: pieces have even lengths and offsets (layout_align).
+        // Two 16-bit values per 4-byte word: pieces have even lengths and offsets (layout_align).
         TH_CHECK(p.count % 2 == 0 && p.begin % 2 == 0, "2-byte all-gather of a piece with an odd length or offset");
         auto* words = reinterpret_cast<float*>(ps_.values16());
         reqs.push_back(iall_gather_device(ps_.backend(), comm_, words + part_.owned(p) / 2, words + p.begin / 2,
@@ -134,12 +135,12 @@ class GatheredParams final : public WholeParams {
 
 std::unique_ptr<ParamHome> make_param_home(const StagePolicy& policy, Comm& comm, Transformer<float>& model,
                                            const ZeroPartition& part, const ZeroOptions& opt, float* grad_range) {
-  // The 2-byte compute copy: bf16, asked for, and a backend whose kernels take bf16 operands.
-  const bool two_byte = opt.compute == DType::BF16 && opt.two_byte_params &&
+  // The 2-byte compute copy: bf16 or fp16, asked for, and a backend whose kernels take bf16 operands.
+  const bool two_byte = opt.compute != DType::F32 && opt.two_byte_params &&
                         model.backend().kernels<float>().bf16_operands();
-  if (policy.replicated) return std::make_unique<WholeParams>(comm, model.params(), two_byte);
+  if (policy.replicated) return std::make_unique<WholeParams>(comm, model.params(), two_byte, opt.compute);
   if (!policy.params_partitioned)
-    return std::make_unique<GatheredParams>(comm, model.params(), part, grad_range, two_byte);
+    return std::make_unique<GatheredParams>(comm, model.params(), part, grad_range, two_byte, opt.compute);
   return make_partitioned_params(comm, model, part, opt, grad_range);
 }
 

@@ -25,7 +25,7 @@ StagePolicy stage_policy(int stage) {
 
 int layout_align(const StagePolicy& policy, int world, DType compute) {
   if (policy.replicated) return 1;
-  return compute == DType::BF16 ? 2 * world : world;
+  return compute != DType::F32 ? 2 * world : world;
 }
 
 void configure_layout(ModelSpec& spec, const StagePolicy& policy, double bucket_mb, int world, DType compute) {

@@ -32,7 +32,7 @@ StagePolicy stage_policy(int stage);
 
 // The model layout this policy needs (ModelSpec::param_align, param_segment_max,
 // external_param_storage): every segment a multiple of layout_align() elements, at most
-// bucket_mb. layout_align: 1 when replicated, else the world size N, or 2N in bf16 (each rank's
+// bucket_mb. layout_align: 1 when replicated, else the world size N, or 2N in bf16 / fp16 (each rank's
 // piece of a segment then has an even length and offset: the 2-byte compute copy is all-gathered
 // as 4-byte words, two values each; th/plan/layout.cpp restates the rule).
 int layout_align(const StagePolicy& policy, int world, DType compute);
