@@ -126,19 +126,21 @@ template <typename T> void ParamStore<T>::initialize(std::uint64_t seed, std::in
   }
 }
 
-template <typename T> void ParamStore<T>::initial_values(std::uint64_t seed, T* out) const {
+template <typename T>
+void ParamStore<T>::initial_values(std::uint64_t seed, T* out, std::int64_t begin, std::int64_t end) const {
   for (std::size_t k = 0; k < infos_.size(); ++k) {
+    if (infos_[k].offset < begin || infos_[k].offset >= end) continue;
     const std::vector<T> host = initial<T>(infos_[k], seed, k);
-    backend_->host_to_device(out + infos_[k].offset, host.data(), sizeof(T) * host.size());
+    backend_->host_to_device(out + (infos_[k].offset - begin), host.data(), sizeof(T) * host.size());
   }
 }
 
-template <typename T> void ParamStore<T>::use_16bit_values(DType type) {
+template <typename T> void ParamStore<T>::use_16bit_values(DType type, std::uint16_t* external) {
   TH_CHECK((std::is_same_v<T, float>), "2-byte values need a float model");
   TH_CHECK(type == DType::BF16 || type == DType::F16, "2-byte values are bf16 or fp16");
   TH_CHECK(!two_byte_values() && laid_out_, "use_16bit_values: allocate or attach first, once");
-  values16_ = backend_->zeros({total_}, type, MemCategory::Parameters);
-  values16_ptr_ = static_cast<std::uint16_t*>(values16_.raw());
+  if (!external) values16_ = backend_->zeros({total_}, type, MemCategory::Parameters);
+  values16_ptr_ = external ? external : static_cast<std::uint16_t*>(values16_.raw());
   values16_type_ = type;
   std::int64_t n = 0;
   for (const ParamInfo& p : infos_)
@@ -162,11 +164,12 @@ template <typename T> T* ParamStore<T>::wide_value(std::int64_t offset) const {
   return wide_.template data<T>() + i;
 }
 
-template <typename T> void ParamStore<T>::widen_copies() {
+template <typename T> void ParamStore<T>::widen_copies(std::int64_t begin, std::int64_t end) {
   if constexpr (std::is_same_v<T, float>) {
     if (!two_byte_values()) return;
+    if (end < 0) end = total_;
     for (const ParamInfo& p : infos_)
-      if (wide(p.init)) backend_->widen_16bit(values16_type_, wide_value(p.offset), values16_ptr_ + p.offset, p.numel);
+      if (wide(p.init) && p.offset >= begin && p.offset < end) backend_->widen_16bit(values16_type_, wide_value(p.offset), values16_ptr_ + p.offset, p.numel);
   }
 }
 

@@ -70,13 +70,17 @@ MemoryEstimate estimate_memory(const PlanModel& m, const PlanBatch& b, const Lay
   e.shard = S;
   const ModelStates ms = model_states(l.stage, N, P, sb);
   e.params = ms.params;
-  const bool two_byte_params = m.mixed() && m.two_byte_params && sb.param == 4 && l.stage <= 2;
+  const bool two_byte_params =
+      m.mixed() && m.two_byte_params && sb.param == 4 && (l.stage <= 2 || l.param == Placement::None);
   if (two_byte_params) {
-    // bf16 / fp16 where 16-bit values are otherwise kept in fp32 (the CPU backend) at stages 0-2: the
-    // compute copy is 2-byte storage, plus an fp32 copy of the wide parameters (src/train/zero/).
+    // bf16 / fp16 where 16-bit values are otherwise kept in fp32 (the CPU backend): the compute
+    // copy is 2-byte storage (stages 0-2 the whole buffer, stage 3 the partition and the gathered
+    // range), plus an fp32 copy of the wide parameters (src/train/zero/).
     const double a = machine.alloc_align_bytes;
-    e.params = std::ceil(2 * P / a) * a + std::ceil(4 * double(std::max<std::int64_t>(m.wide_params(), 1)) / a) * a;
+    e.params = std::ceil(2 * (l.stage == 3 ? S : P) / a) * a +
+               std::ceil(4 * double(std::max<std::int64_t>(m.wide_params(), 1)) / a) * a;
   }
+  const double param_bytes = two_byte_params ? 2 : sb.param;  // per element of the parameter range
   e.grads = ms.grads;
   // bf16/fp16 gradients in 2 bytes (one micro-batch per step, no offload, a backend taking bf16
   // operands; src/train/zero/grad_reduction.hpp). Stages 0-1: the 2-byte buffer, plus the fp32
@@ -110,13 +114,13 @@ MemoryEstimate estimate_memory(const PlanModel& m, const PlanBatch& b, const Lay
     // the pages a unit shares with a neighbour.
     std::set<std::int64_t> kept;
     for (const FlatLayout::Unit& u : flat.units) {
-      const PageSpan p = pages_of(double(u.begin), double(u.end), sb.param, page);
+      const PageSpan p = pages_of(double(u.begin), double(u.end), param_bytes, page);
       if (u.end - u.begin < z.persistence_threshold) {
         for (std::int64_t q = p.first; q <= p.last; ++q) kept.insert(q);
         continue;
       }
-      if (std::fmod(u.begin * sb.param, page) != 0) kept.insert(p.first);
-      if (std::fmod(u.end * sb.param, page) != 0) kept.insert(p.last);
+      if (std::fmod(u.begin * param_bytes, page) != 0) kept.insert(p.first);
+      if (std::fmod(u.end * param_bytes, page) != 0) kept.insert(p.last);
     }
     e.params += double(kept.size()) * page;
     // Offloaded partition: on the host ('cpu') or in a file with a two-chunk window ('nvme').
@@ -165,7 +169,7 @@ MemoryEstimate estimate_memory(const PlanModel& m, const PlanBatch& b, const Lay
     const double D = m.d_model, widest = std::max({double(m.vocab) * D, 3 * D * D, double(m.d_ff) * D});
     e.workspace += std::ceil(4 * widest / machine.alloc_align_bytes) * machine.alloc_align_bytes;
   }
-  e.gathered = gathered_peak_bytes(m, flat, l, z, sb.param, page);
+  e.gathered = gathered_peak_bytes(m, flat, l, z, param_bytes, page);
   e.grad_buckets = grad_bucket_peak_bytes(m, flat, l, z, sb.grad, page, machine.overlap >= 1, two_byte_grads);
   return e;
 }

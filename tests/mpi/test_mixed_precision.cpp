@@ -19,6 +19,7 @@
 // relative, parameters within 1e-2 relative L2 after 20 steps (measured: see the printed lines).
 #include <gtest/gtest.h>
 #include <mpi.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -257,10 +258,10 @@ TEST(MixedPrecision, ZeroStagesFollowStageZero) {
   }
 }
 
-// bf16 and fp16 at stages 0-2 keep the parameters' compute copy in 2 bytes (precision%param_storage
-// = 'auto'; th/train/zero.hpp): the GEMMs and the embedding read bf16 as it is and fp16 widened
-// (exactly) right before use, biases and LayerNorm an fp32 copy widened from it, stages 1-2
-// all-gather it in 2 bytes. bf16 and fp16 keep the
+// bf16 and fp16 keep the parameters' compute copy in 2 bytes (precision%param_storage = 'auto';
+// th/train/zero.hpp): the GEMMs and the embedding read bf16 as it is and fp16 widened (exactly)
+// right before use, biases and LayerNorm an fp32 copy widened from it; stages 1-2 all-gather it in
+// 2 bytes, stage 3 keeps a 2-byte partition and gathers each unit in 2 bytes. bf16 and fp16 keep the
 // gradients in 2 bytes at every stage (precision%grad_storage = 'auto', one micro-batch per
 // step, whatever param_storage says): backward writes them into an fp32 window, rounded into
 // 2-byte storage once final (the output projection's block by block); the buckets are reduced as
@@ -271,6 +272,7 @@ namespace two_byte {
 struct StorageRun {
   Trained t;
   std::int64_t params = 0, grads = 0, psi = 0;
+  std::int64_t wide = 0;  // parameters a 2-byte compute copy also keeps in fp32 (ParamStore::wide)
   double max_norm = 0;  // of the gradients before clipping: > 1 where clip_norm = 1 applies
 };
 
@@ -288,11 +290,25 @@ StorageRun run(int stage, const std::string& storage, bool tie, const char* dtyp
     else r.max_norm = std::max(r.max_norm, st.grad_norm);
   }
   r.t.params = named_params(t);
+  for (const ParamInfo& p : t.model().params().infos())
+    if (ParamStore<float>::wide(p.init)) r.wide += p.numel;
   const ZeroMemory m = t.memory_report("test")[static_cast<std::size_t>(world().rank())];
   r.params = m.params;
   r.grads = m.grads;
   r.psi = m.psi;
   return r;
+}
+
+// Stage 3's parameter bytes with the 2-byte compute copy (`two`) and in fp32 storage (`fp32`): the
+// partition (Psi/N values, 2 or 4 bytes each), the 2-byte copy's whole fp32 copies of the wide
+// parameters, and the pages of the range kept between steps (persistent units, pages shared
+// with a neighbour), which take no more pages in 2 bytes than in 4 (two pages of slack).
+void expect_stage3_params(const StorageRun& two, const StorageRun& fp32, const char* what) {
+  const std::int64_t N = world().size(), page = sysconf(_SC_PAGESIZE);
+  EXPECT_GE(fp32.params, 4 * fp32.psi / N) << what;
+  EXPECT_GE(two.params, 2 * two.psi / N + 4 * two.wide) << what;
+  EXPECT_LE(two.params, fp32.params - 2 * two.psi / N + 4 * two.wide + 2 * page)
+      << what << ": the 2-byte compute copy was not used";
 }
 
 constexpr const char* kBoth = "param_storage = 'auto'";
@@ -332,11 +348,13 @@ TEST(MixedPrecision, TwoByteStorageGivesTheFp32StoragesBits) {
                   static_cast<long long>(r[0].grads), static_cast<long long>(r[1].grads), gratio, gratio_alone,
                   static_cast<long long>(psi), r[0].max_norm);
     EXPECT_GT(r[0].max_norm, 1.0) << "the clip was not exercised";
-    if (stage <= 2) {  // stage 3 partitions fp32 parameters: no 2-byte compute copy
+    if (stage <= 2) {
       EXPECT_GE(r[3].params, 4 * psi) << "stage " << stage;  // fp32 storage (the pool may pad a block)
       EXPECT_LT(r[3].params, 4 * psi + 65536) << "stage " << stage;
       EXPECT_GE(r[0].params, 2 * psi) << "stage " << stage;
       EXPECT_LT(ratio, 0.56) << "stage " << stage << ": the 2-byte compute copy was not used";
+    } else {
+      expect_stage3_params(r[0], r[3], "bf16 stage 3");
     }
     // The gradients kept after a step: the whole buffer at stages 0-1, the rank's partition at
     // stages 2-3 (plus, in both, partly used pages of the ranges given back).
@@ -348,7 +366,7 @@ TEST(MixedPrecision, TwoByteStorageGivesTheFp32StoragesBits) {
   }
 }
 
-// fp16 keeps its compute copy (stages 0-2) and its gradients in 2 bytes the same way, each
+// fp16 keeps its compute copy and its gradients in 2 bytes the same way, each
 // gradient rounded to fp16 once, loss-scaled; the reduction sums fp16 values on the wire in both
 // stores. Untied embeddings: the 2-byte storage and the fp32 one must agree bit for bit, the
 // overflow check included (the scaler starts at 2^20, so the first steps overflow naturally and
@@ -371,9 +389,11 @@ TEST(MixedPrecision, TwoByteFp16GradientsGiveTheFp32StoragesBits) {
     const double gratio = double(a.grads) / double(ref.grads), pratio = double(a.params) / double(ref.params);
     EXPECT_GE(a.grads, 2 * (stage <= 1 ? a.psi : a.psi / world().size())) << "stage " << stage;
     EXPECT_LT(gratio, 0.6) << "stage " << stage << ": the 2-byte gradients were not used";
-    if (stage <= 2) {  // stage 3 partitions fp32 parameters: no 2-byte compute copy
+    if (stage <= 2) {
       EXPECT_GE(a.params, 2 * a.psi) << "stage " << stage;
       EXPECT_LT(pratio, 0.56) << "stage " << stage << ": the 2-byte compute copy was not used";
+    } else {
+      expect_stage3_params(a, ref, "fp16 stage 3");
     }
     if (world().rank() == 0)
       std::printf("[ mp ] fp16 stage %d on %d ranks: steps skipped %zu of %d in both; parameter bytes 2-byte %lld, "

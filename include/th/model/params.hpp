@@ -66,25 +66,29 @@ class ParamStore {
   void zero_grad();
   // Initial values of every parameter, fp32, into `out` (size() elements of device memory, in the
   // flat layout; padding untouched): what initialize() stores, for a caller that keeps them itself.
-  void initial_values(std::uint64_t seed, T* out) const;
+  void initial_values(std::uint64_t seed, T* out) const { initial_values(seed, out, 0, total_); }
+  // Only the parameters whose offset lies in [begin, end), out[offset - begin] onwards.
+  void initial_values(std::uint64_t seed, T* out, std::int64_t begin, std::int64_t end) const;
 
-  // The 2-byte compute copy (bf16 and fp16 runs on a backend that takes bf16 operands, ZeRO
-  // stages 0-2; th/train/zero.hpp): after allocate() or attach(), the values become size() 16-bit
-  // values of `type`, BF16 or F16 (Parameters), and their fp32 buffer is released (an attached one
-  // stays its owner's). The parameters no GEMM and no embedding lookup reads (biases, LayerNorm,
-  // learned positions: the `wide` ones, a few per cent of the model) keep an fp32 copy as well,
-  // which widen_copies() refreshes from the 2-byte values whenever those change. Layers ask
+  // The 2-byte compute copy (bf16 and fp16 runs on a backend that takes bf16 operands;
+  // th/train/zero.hpp): after allocate() or attach(), the values become size() 16-bit values of
+  // `type`, BF16 or F16 (Parameters; or `external` storage of that many, owned and accounted by
+  // the caller: stage 3's gathered range), and their fp32 buffer is released (an attached one stays
+  // its owner's). The parameters no GEMM and no embedding lookup reads (biases, LayerNorm, learned
+  // positions: the `wide` ones, a few per cent of the model) keep an fp32 copy as well, which
+  // widen_copies() refreshes from the 2-byte values whenever those change (those starting in
+  // [begin, end): stage 3, as a unit is gathered). Layers ask
   // value16() first: a 16-bit weight where there is one (nullptr otherwise, and always in fp32
   // storage), else value(); the kernels take bf16 bits as they are, fp16 bits widened first
   // (src/model/weights.hpp: no CPU kernel multiplies fp16).
-  void use_16bit_values(DType type);
+  void use_16bit_values(DType type, std::uint16_t* external = nullptr);
   bool two_byte_values() const { return values16_ptr_ != nullptr; }
   DType values16_type() const { return values16_type_; }  // BF16 / F16 where two_byte_values()
   std::uint16_t* values16() const { return values16_ptr_; }
   const std::uint16_t* value16(std::int64_t offset) const {
     return values16_ptr_ && wide_index(offset) < 0 ? values16_ptr_ + offset : nullptr;
   }
-  void widen_copies();
+  void widen_copies(std::int64_t begin = 0, std::int64_t end = -1);
   static bool wide(ParamInit init) { return init != ParamInit::XavierUniform && init != ParamInit::EmbeddingNormal; }
 
   bool allocated() const { return values_ptr_ != nullptr || values16_ptr_ != nullptr; }

@@ -71,10 +71,12 @@ void Gatherer::drop() {
 }
 
 void Gatherer::wait(Unit& u) {
+  const bool fresh = !u.reqs.empty();
   for (auto& r : u.reqs) r->wait();
   u.reqs.clear();
   u.resident = true;
   range_.account();
+  if (fresh) source_.arrived(u.begin, u.end);
 }
 
 }  // namespace th::zero

@@ -20,6 +20,8 @@ class PieceSource {
  public:
   virtual ~PieceSource() = default;
   virtual void launch(const std::vector<std::size_t>& pieces, std::vector<CommRequestPtr>& reqs) = 0;
+  // Elements [begin, end) of the range have just been gathered (their gathers completed).
+  virtual void arrived(std::int64_t /*begin*/, std::int64_t /*end*/) {}
 };
 
 class Gatherer final : public ParamAccess {

@@ -33,15 +33,17 @@ ZeroMemory ZeroEngine::memory() const {
   e.params->add_offload(m);
   const double psi = static_cast<double>(m.psi), n = e.comm.size();
   const double f = e.policy.formula_whole * psi + e.policy.formula_split * psi / n;
-  // Mixed precision as stored here: the compute copy (2 bytes where ParamHome::two_byte(), stages
-  // 0-2, where it is whole: 2 Psi instead of 4; else fp32 storage) and the gradients (2 bytes where
+  // Mixed precision as stored here: the compute copy (2 bytes where ParamHome::two_byte(): at
+  // stages 0-2, where it is whole, 2 Psi instead of 4; at stage 3 the partition, 2 Psi / N instead
+  // of 4 Psi / N; else fp32 storage) and the gradients (2 bytes where
   // GradReduction::two_byte(): 2 Psi instead of 4 at stages 0-1, 2 Psi / N instead of 4 Psi / N
   // at stages 2-3; the fp32 window backward writes is given back unit by unit and the 2-byte
   // range of stages 2-3 bucket by bucket: not in the formula), plus the fp32 master (4 Psi,
   // partitioned from stage 1 on).
   const double master = e.opt.compute != DType::F32 ? 4 * psi / (e.policy.replicated ? 1 : n) : 0;
   const double grads_saving = e.grads->two_byte() ? 2 * psi / (e.policy.grads_partitioned ? n : 1) : 0;
-  const double two_byte_saving = (e.params->two_byte() ? 2 * psi : 0) + grads_saving;
+  const double params_saving = e.params->two_byte() ? 2 * psi / (e.policy.params_partitioned ? n : 1) : 0;
+  const double two_byte_saving = params_saving + grads_saving;
   m.formula = static_cast<std::int64_t>(f + master - two_byte_saving);
   return m;
 }
@@ -97,16 +99,16 @@ std::vector<ZeroMemory> ZeroEngine::memory_report(const char* when) const {
   }
   const char* type = e.opt.compute == DType::BF16 ? "bf16" : "fp16";
   if (e.params->two_byte() && e.grads->two_byte())
-    std::printf("  %s (the compute copy and the gradients in 2 bytes): 2Psi less for the parameters, 2Psi (stages "
-                "0-1) or 2Psi/N (stage 2) for the gradients, plus the fp32 master, 4Psi at stage 0, 4Psi/N from "
+    std::printf("  %s (the compute copy and the gradients in 2 bytes): 2Psi (stages 0-2) or 2Psi/N (stage 3) less "
+                "for the parameters, 2Psi (stages 0-1) or 2Psi/N (stages 2-3) for the gradients, plus the fp32 master, 4Psi at stage 0, 4Psi/N from "
                 "stage 1; backward's fp32 window (one unit at a time) is not in the formula\n", type);
   else if (e.grads->two_byte())
     std::printf("  %s (the gradients in 2 bytes, the compute copy in fp32 storage): 2Psi less (stages 0-1) or "
                 "2Psi/N (stages 2-3) for the gradients, plus the fp32 master, 4Psi at stage 0, 4Psi/N from stage 1; "
                 "backward's fp32 window (one unit at a time) is not in the formula\n", type);
   else if (e.params->two_byte())
-    std::printf("  %s (the compute copy in 2 bytes, gradients in fp32 storage): 2Psi less for the parameters, plus "
-                "the fp32 master, 4Psi at stage 0, 4Psi/N at stages 1-2\n", type);
+    std::printf("  %s (the compute copy in 2 bytes, gradients in fp32 storage): 2Psi (stages 0-2) or 2Psi/N (stage "
+                "3) less for the parameters, plus the fp32 master, 4Psi at stage 0, 4Psi/N from stage 1\n", type);
   else if (e.opt.compute != DType::F32)
     std::printf("  %s (emulated: 16-bit values in fp32 storage): plus the fp32 master, 4Psi at stage 0, 4Psi/N at "
                 "stages 1-3\n", type);

@@ -7,6 +7,12 @@
 // working range is all-gathered in place, so the collective only touches working memory. With
 // offload_param = 'nvme' that copy comes from the file: stage_pieces() reads the chunks holding
 // the rank's blocks (verified) into their places before the gathers start.
+//
+// Mixed precision without parameter offload on a backend that takes bf16 operands with host
+// memory (the CPU's; `two_byte`): the partition and the working range hold the 2-byte compute copy
+// (bf16 or fp16, ParamStore::use_16bit_values on the range), all-gathered as 4-byte words of two
+// values (the layout pads segments to 2N, so every piece has an even length and offset); the wide
+// parameters' fp32 copies are refreshed as their unit arrives (PieceSource::arrived).
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -29,9 +35,11 @@ using Piece = ZeroPartition::Piece;
 class PartitionedParams final : public ParamHome, public PieceSource {
  public:
   PartitionedParams(Comm& comm, Transformer<float>& model, const ZeroPartition& part, const ZeroOptions& opt,
-                    float* grad_range)
-      : comm_(comm), ps_(model.params()), part_(part), param_(opt.offload.param),
-        range_(ps_.size(), MemCategory::Parameters, ps_.backend()) {
+                    float* grad_range, bool two_byte)
+      : comm_(comm), ps_(model.params()), part_(part), param_(opt.offload.param), two_byte_(two_byte),
+        type_(opt.compute), range_(ps_.size(), MemCategory::Parameters, ps_.backend(), two_byte ? 2 : sizeof(float)) {
+    TH_CHECK(!two_byte_ || (param_ == OffloadTarget::None && ps_.backend().device_is_host() && type_ != DType::F32),
+             "stage 3's 2-byte compute copy: mixed precision, no parameter offload, host memory");
     if (param_ != OffloadTarget::None && !ps_.backend().device_is_host() && opt.offload.optimizer == OffloadTarget::None)
       throw InputError(std::string("parallel%offload_param = '") + (param_ == OffloadTarget::Cpu ? "cpu" : "nvme") +
                        "' on the " + ps_.backend().name() +
@@ -43,18 +51,24 @@ class PartitionedParams final : public ParamHome, public PieceSource {
         file_ = std::make_unique<ChunkFile>(opt.offload.nvme_path, "th_param_rank" + std::to_string(comm.rank()) + ".bin",
                                             S, 1, opt.offload.nvme_chunk_mb, MemCategory::Parameters);
       });
+    else if (two_byte_)
+      shard16_ = ps_.backend().zeros({S}, type_, MemCategory::Parameters);
     else
       shard_ = ps_.backend().zeros({S}, DType::F32, MemCategory::Parameters, shard_space());
-    ps_.attach(range_.data(), grad_range);
+    ps_.attach(two_byte_ ? nullptr : range_.data(), grad_range);
+    if (two_byte_) ps_.use_16bit_values(type_, range_.data16());
     gatherer_ = std::make_unique<Gatherer>(part, range_, *this, opt.prefetch, opt.persistence_threshold);
     model.set_param_access(gatherer_.get());
   }
 
   float* owned(const Piece& p) override { return shard_.defined() ? shard_.data<float>() + p.shard : nullptr; }
+  std::uint16_t* owned16(const Piece& p) override { return two_byte_ ? shard16() + p.shard : nullptr; }
+  bool two_byte() const override { return two_byte_; }
 
   // Unit by unit: only one unit is ever whole. offload_param = 'nvme': the initial partition is
   // assembled in a transient workspace and written to the file once.
   void initialize(std::uint64_t seed, const OwnedSpans&, float* master, DType compute) override {
+    if (two_byte_) return initialize16(seed, master);
     const std::int64_t S = part_.shard_size();
     Tensor init = file_ ? Tensor::zeros({std::max<std::int64_t>(S, 1)}, DType::F32, MemCategory::Workspace) : shard_;
     for (int u = 0; u < gatherer_->count(); ++u) {
@@ -87,10 +101,21 @@ class PartitionedParams final : public ParamHome, public PieceSource {
       if (gatherer_->persistent(part_.pieces()[k].unit)) idx.push_back(k);
     launch(idx, reqs);
     for (auto& r : reqs) r->wait();
+    for (int u = 0; u < gatherer_->count(); ++u)
+      if (gatherer_->persistent(u)) arrived(gatherer_->begin(u), gatherer_->end(u));
   }
 
   std::vector<float> gather_values() override {
     std::vector<float> full(static_cast<std::size_t>(ps_.size()), 0.0f);
+    if (two_byte_) {  // the 2-byte partitions (host memory) gathered in words of two, then widened
+      std::vector<std::uint16_t> full16(full.size() + 1, 0);
+      auto* words = reinterpret_cast<float*>(full16.data());
+      for (const Piece& p : part_.pieces())
+        comm_.all_gather(reinterpret_cast<const float*>(shard16() + p.shard), words + p.begin / 2,
+                         static_cast<std::size_t>(p.count / 2));
+      ps_.backend().widen_16bit(type_, full.data(), full16.data(), ps_.size());
+      return full;
+    }
     Tensor staged = file_ ? read_partition() : shard_;
     if (!file_ && shard_space() == MemorySpace::Device && !ps_.backend().device_is_host()) {  // host copy for MPI
       staged = Tensor::empty({std::max<std::int64_t>(part_.shard_size(), 1)}, DType::F32, MemCategory::Workspace);
@@ -104,7 +129,11 @@ class PartitionedParams final : public ParamHome, public PieceSource {
   bool replicas_identical() override {
     std::vector<float> kept;  // only the persistent units are replicated (read by host copies)
     for (int u = 0; u < gatherer_->count(); ++u)
-      if (gatherer_->persistent(u)) {
+      if (gatherer_->persistent(u) && two_byte_) {  // host memory: widened (one-to-one on the bits)
+        kept.resize(kept.size() + static_cast<std::size_t>(gatherer_->end(u) - gatherer_->begin(u)));
+        ps_.backend().widen_16bit(type_, kept.data() + kept.size() - (gatherer_->end(u) - gatherer_->begin(u)),
+                                  range_.data16() + gatherer_->begin(u), gatherer_->end(u) - gatherer_->begin(u));
+      } else if (gatherer_->persistent(u)) {
         Tensor staging;
         const float* v = host_view(ps_.backend(), ps_.values() + gatherer_->begin(u),
                                    gatherer_->end(u) - gatherer_->begin(u), staging);
@@ -115,6 +144,7 @@ class PartitionedParams final : public ParamHome, public PieceSource {
 
   // Host memory for the checkpoint: the partition itself where the host can read it, else a copy.
   const float* partition_values(Tensor& scratch, const OwnedSpans&) override {
+    fp32_only();
     if (shard_.defined() && host_readable_shard()) return shard_.data<float>();
     if (shard_.defined()) {
       scratch = Tensor::empty({std::max<std::int64_t>(part_.shard_size(), 1)}, DType::F32, MemCategory::Workspace);
@@ -125,12 +155,14 @@ class PartitionedParams final : public ParamHome, public PieceSource {
     return scratch.data<float>();
   }
   float* load_target(Tensor& scratch) override {
+    fp32_only();
     settle_uploads();  // the host writes the partition: no copy out of it may be in flight
     if (shard_.defined() && host_readable_shard()) return shard_.data<float>();
     scratch = Tensor::zeros({std::max<std::int64_t>(part_.shard_size(), 1)}, DType::F32, MemCategory::Workspace);
     return scratch.data<float>();
   }
   void loaded(const Tensor& scratch, const OwnedSpans&) override {
+    fp32_only();
     if (file_) write_partition(scratch.data<float>(), DType::F32);
     else if (!host_readable_shard()) copy_to_device(ps_.backend(), shard_.data<float>(), scratch.data<float>(), part_.shard_size());
   }
@@ -171,8 +203,41 @@ class PartitionedParams final : public ParamHome, public PieceSource {
     if (file_) stage_pieces(idx);
     for (std::size_t k : idx) reqs.push_back(gather_piece(part_.pieces()[k]));
   }
+  void arrived(std::int64_t begin, std::int64_t end) override { ps_.widen_copies(begin, end); }
 
  private:
+  std::uint16_t* shard16() const { return static_cast<std::uint16_t*>(shard16_.raw()); }
+  void fp32_only() const {  // checkpoints of fp32 runs only (mixed precision saves its master)
+    TH_CHECK(!two_byte_, "fp32 checkpoint values asked of a 2-byte compute copy");
+  }
+
+  // initialize() for the 2-byte compute copy, unit by unit: the unit's fp32 initial values in a
+  // transient workspace, the master's pieces from them, then narrowed into the partition and the
+  // working range (the bits rounding in place would give).
+  void initialize16(std::uint64_t seed, float* master) {
+    Backend& be = ps_.backend();
+    for (int u = 0; u < gatherer_->count(); ++u) {
+      const std::int64_t b = gatherer_->begin(u), e = gatherer_->end(u);
+      range_.commit(b, e);
+      Tensor init = be.zeros({e - b}, DType::F32, MemCategory::Workspace);
+      float* f = init.data<float>();
+      ps_.initial_values(seed, f, b, e);
+      for (const auto& p : part_.pieces())
+        if (p.unit == u) {
+          if (master) copy_device(be, master + p.shard, f + (part_.owned(p) - b), p.count);
+          be.narrow_16bit(type_, shard16() + p.shard, f + (part_.owned(p) - b), p.count);
+        }
+      be.narrow_16bit(type_, range_.data16() + b, f, e - b);
+      arrived(b, e);
+      range_.account();
+      if (gatherer_->persistent(u))
+        gatherer_->mark_resident(u);
+      else
+        range_.release(b, e, false);
+    }
+    range_.account();
+  }
+
   // The partition's memory: host with offload_param 'cpu' (pinned on a device backend, so that its
   // uploads run on the copy stream), else the backend's device.
   MemorySpace shard_space() const {
@@ -192,6 +257,13 @@ class PartitionedParams final : public ParamHome, public PieceSource {
   CommRequestPtr gather_piece(const Piece& p) {
     float* working = range_.data();
     const auto count = static_cast<std::size_t>(p.count);
+    if (two_byte_) {  // words of two 16-bit values: even lengths and offsets (layout_align)
+      TH_CHECK(p.count % 2 == 0 && p.begin % 2 == 0 && p.shard % 2 == 0,
+               "2-byte all-gather of a piece with an odd length or offset");
+      auto* words = reinterpret_cast<float*>(range_.data16());
+      return iall_gather_device(ps_.backend(), comm_, reinterpret_cast<const float*>(shard16() + p.shard),
+                                words + p.begin / 2, count / 2);
+    }
     if (param_ == OffloadTarget::None)
       return iall_gather_device(ps_.backend(), comm_, shard_.data<float>() + p.shard, working + p.begin, count);
     if (!file_) {
@@ -265,8 +337,11 @@ class PartitionedParams final : public ParamHome, public PieceSource {
   ParamStore<float>& ps_;
   const ZeroPartition& part_;
   OffloadTarget param_;
+  bool two_byte_;                     // the compute copy in 2 bytes of type_ (partition and range)
+  DType type_;
   ReservedRange range_;               // the full-size working range, committed per gathered unit
-  Tensor shard_;                      // the partition ('none', 'cpu')
+  Tensor shard_;                      // the partition ('none', 'cpu'), or
+  Tensor shard16_;                    // its 2-byte compute copy
   std::unique_ptr<ChunkFile> file_;   // or its file ('nvme')
   std::unique_ptr<Gatherer> gatherer_;
   Backend::Event last_upload_ = 0;  // the copy stream's last upload of the partition
@@ -276,8 +351,8 @@ class PartitionedParams final : public ParamHome, public PieceSource {
 }  // namespace
 
 std::unique_ptr<ParamHome> make_partitioned_params(Comm& comm, Transformer<float>& model, const ZeroPartition& part,
-                                                   const ZeroOptions& opt, float* grad_range) {
-  return std::make_unique<PartitionedParams>(comm, model, part, opt, grad_range);
+                                                   const ZeroOptions& opt, float* grad_range, bool two_byte) {
+  return std::make_unique<PartitionedParams>(comm, model, part, opt, grad_range, two_byte);
 }
 
 }  // namespace th::zero
