@@ -9,7 +9,7 @@
 //    within 5% of the fp32 run's (the reference), well below the starting loss, and the
 //    parameters the model computes with are exactly bf16 / fp16 values;
 //  * ZeRO stages 1-3 in bf16 (and stage 2 in fp16) follow stage 0 in the same precision;
-//  * the 2-byte storages (bf16's compute copy, bf16's and fp16's gradients) give the fp32
+//  * the 2-byte storages (bf16's and fp16's compute copies and gradients) give the fp32
 //    storages' bits at every stage (untied embeddings; fp16 with natural overflows), and agree to
 //    a 16-bit ulp with tied embeddings.
 //

@@ -3,7 +3,7 @@
 // optimizer state goes, as plan%offload does) and activation checkpointing on and off, on 1, 2
 // and 4 ranks, two models (an fp32 encoder-decoder, tied, post-norm, no dropout; a bf16
 // decoder-only, untied, pre-norm, dropout 0.1, also with learned positions at stages 0 and 3 and
-// in fp16 at stages 0 and 2: 2-byte gradients with the compute copy in fp32 storage),
+// in fp16 at stages 0 and 2: 2-byte gradients and compute copy, fp16's widened for each kernel),
 // one optimizer step of the engine on a fixed batch (the step task = 'bench' times). The
 // measurement is ZeroEngine::memory_all() (the report the trainer prints and writes to /memory/
 // of metrics.h5: live bytes per category after the step, the activation peak, offloaded bytes)
@@ -48,7 +48,7 @@ struct Case {
   std::string offload = "none";
   bool ckpt = false;
   bool learned = false;  // model%positions = 'learned': the table is a parameter, not a buffer
-  bool fp16 = false;     // decoder-only in fp16 instead of bf16 (2-byte gradients, fp32-stored compute copy)
+  bool fp16 = false;     // decoder-only in fp16 instead of bf16 (2-byte gradients and compute copy)
 };
 
 Config make_cfg(const Case& c, const std::string& nvme) {

@@ -44,9 +44,9 @@ struct ModelSpec {
   std::int64_t param_align = 1, param_segment_max = 0;
   // The caller attaches the buffers (ParamStore::attach) instead of the model allocating them.
   bool external_param_storage = false;
-  // bf16/fp16 with ZeRO stages 0-2 (ZeroEngine::configure): the values are allocated as the 2-byte
-  // compute copy of `compute` (ParamStore::use_16bit_values) where the backend takes bf16
-  // operands, never in fp32.
+  // bf16/fp16 with ZeRO stages 0-2 (ZeroEngine::configure; stage 3 attaches a 2-byte range of its
+  // own): the values are allocated as the 2-byte compute copy of `compute`
+  // (ParamStore::use_16bit_values) where the backend takes bf16 operands, never in fp32.
   bool two_byte_params = false;
   // bf16/fp16 with one micro-batch per step, no offload (ZeroEngine::configure): gradients in 2
   // bytes, where the backend takes bf16 operands. The model allocates no gradient buffer; the

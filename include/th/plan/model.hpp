@@ -42,7 +42,7 @@ struct PlanModel {
 
   std::int64_t params() const;  // without padding
   // Elements of the parameters no GEMM and no embedding lookup reads (biases, LayerNorm, learned
-  // positions): the ones a 2-byte compute copy also keeps in fp32 (ParamStore::use_bf16_values).
+  // positions): the ones a 2-byte compute copy also keeps in fp32 (ParamStore::use_16bit_values).
   std::int64_t wide_params() const;
   bool mixed() const { return dtype != DType::F32; }
 };

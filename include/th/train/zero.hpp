@@ -18,13 +18,14 @@
 // of what it updates (stage 0: every parameter, stages 1-3: the rank's partition, in partition
 // layout, counted as optimizer state) and the parameter buffers above become the 16-bit compute
 // copy: after every update (and at initialization and load) the master values are rounded to the
-// compute type into them. In bf16 at stages 0-2 on a backend that takes bf16 operands (CPU,
-// emulated) the compute copy is 2-byte storage (ParamStore::use_bf16_values(): the GEMMs and the
-// embedding read it as it is; biases, LayerNorm and learned positions keep an fp32 copy too), and
-// stages 1-2 all-gather it in 2 bytes (their layout is padded to 2N for that: pairs of values
-// travel as one 4-byte word). Otherwise (fp16, stage 3, the CUDA backend,
-// precision%param_storage = 'fp32') storage stays fp32 holding exactly-representable 16-bit
-// values. The two storages give the same bits. Each rank's gradients are rounded to the compute type when
+// compute type into them. In bf16 and fp16 on a backend that takes bf16 operands (CPU, emulated)
+// the compute copy is 2-byte storage (ParamStore::use_16bit_values(): the GEMMs and the embedding
+// read bf16 as it is and fp16 widened right before use; biases, LayerNorm and learned positions
+// keep an fp32 copy too); stages 1-2 all-gather it in 2 bytes, stage 3 keeps a 2-byte partition
+// and gathers each unit in 2 bytes (the layout is padded to 2N for that: pairs of values travel
+// as one 4-byte word). Otherwise (stage 3 with parameter offload or on the emulated device, the
+// CUDA backend, precision%param_storage = 'fp32') storage stays fp32 holding exactly-representable
+// 16-bit values. The two storages give the same bits. Each rank's gradients are rounded to the compute type when
 // handed to the reduction (fp16: beyond 65504 they become inf); accumulation over micro-batches
 // and the reduction sums are fp32. Checkpoints hold the master values.
 //

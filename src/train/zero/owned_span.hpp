@@ -3,8 +3,8 @@
 // gradients [0, n) whose moments (and fp32 master) are [shard, shard + n). Stage 0: one span, the
 // whole buffer; stages 1-3: one per partition piece. `value` is nullptr when the values live in
 // a file (stage 3, offload_param = 'nvme') or in 2 bytes (`value16`: the parameters' 2-byte
-// compute copy, ParamStore::use_bf16_values(); bf16 at stages 0-2); `grad` is nullptr when the
-// reduced gradients are kept in 2 bytes (`grad16`, zero/grad_reduction.hpp; bf16 at stages 0-1).
+// compute copy, ParamStore::use_16bit_values(); bf16 / fp16); `grad` is nullptr when the
+// reduced gradients are kept in 2 bytes (`grad16`, zero/grad_reduction.hpp; bf16 / fp16).
 #include <cstdint>
 #include <vector>
 
