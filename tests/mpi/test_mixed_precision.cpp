@@ -4,7 +4,8 @@
 //    that step: parameters and the optimizer's step count bitwise unchanged across it, identical
 //    over ranks, and the scale halves (hysteresis 1);
 //  * a permanent overflow stops the run on every rank with the scaler's message (no hang);
-//  * an fp16 run with a skipped step resumes bitwise from a checkpoint;
+//  * an fp16 run with a skipped step resumes bitwise from a checkpoint, and so does a bf16 run
+//    at stage 3 with its 2-byte partition (still 2-byte after the load);
 //  * bf16 and fp16 training follow fp32 on a copy task: the mean loss of the last 10 of 80 steps
 //    within 5% of the fp32 run's (the reference), well below the starting loss, and the
 //    parameters the model computes with are exactly bf16 / fp16 values;
@@ -198,6 +199,44 @@ TEST(MixedPrecision, Fp16ResumeIsBitwise) {
   EXPECT_EQ(a.scaler().scale(), 256.0);
   const std::vector<float> p = c.parameters();
   EXPECT_EQ(std::memcmp(p.data(), ref_params.data(), sizeof(float) * p.size()), 0);
+}
+
+// A run whose compute copy and gradients are 2-byte at stage 3 (bf16: the 2-byte partition, its
+// units gathered in 2 bytes) resumes bitwise: the checkpoint holds the fp32 master, the load
+// narrows it into the partition and regathers what stays whole.
+TEST(MixedPrecision, TwoByteStageThreeResumeIsBitwise) {
+  Comm& w = world();
+  const std::string dir = ::testing::TempDir() + "th_mp_resume3_np" + std::to_string(w.size());
+  if (w.rank() == 0) {
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+  }
+  w.barrier();
+  ::Setup s{"bf16", 3, "", "reverse", 8, dir + "/a"};
+  std::vector<double> ref;
+  std::vector<float> ref_params;
+  {
+    Trainer a(make_cfg(s), w);
+    for (int i = 0; i < 8; ++i) ref.push_back(a.step().loss);
+    ref_params = a.parameters();
+  }
+  s.dir = dir + "/b";
+  s.resume = "auto";
+  const Config cfg_b = make_cfg(s);
+  {
+    Trainer b(cfg_b, w);
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(b.step().loss, ref[static_cast<std::size_t>(i)]) << "step " << i + 1;
+    b.save_checkpoint_now();
+  }
+  host_pool().trim();  // the resumed trainer's buffers counted alone
+  Trainer c(cfg_b, w);
+  EXPECT_EQ(c.steps_done(), 5);
+  for (int i = 5; i < 8; ++i) EXPECT_EQ(c.step().loss, ref[static_cast<std::size_t>(i)]) << "step " << i + 1;
+  const std::vector<float> p = c.parameters();
+  EXPECT_EQ(std::memcmp(p.data(), ref_params.data(), sizeof(float) * p.size()), 0);
+  // The 2-byte partition and the pages kept between steps: less than an fp32 partition.
+  const ZeroMemory m = c.memory_report("resumed")[static_cast<std::size_t>(w.rank())];
+  EXPECT_LT(m.params, 4 * m.psi / w.size()) << "the resumed run's compute copy is not 2-byte";
 }
 
 TEST(MixedPrecision, Bf16AndFp16FollowFp32OnTheCopyTask) {
