@@ -169,7 +169,8 @@ template <typename T> void ParamStore<T>::widen_copies(std::int64_t begin, std::
     if (!two_byte_values()) return;
     if (end < 0) end = total_;
     for (const ParamInfo& p : infos_)
-      if (wide(p.init) && p.offset >= begin && p.offset < end) backend_->widen_16bit(values16_type_, wide_value(p.offset), values16_ptr_ + p.offset, p.numel);
+      if (wide(p.init) && p.offset >= begin && p.offset < end)
+        backend_->widen_16bit(values16_type_, wide_value(p.offset), values16_ptr_ + p.offset, p.numel);
   }
 }
 

@@ -392,7 +392,7 @@ void Transformer<T>::output_backward(T* dx, const T* dy, const std::uint16_t* dy
   // their own.
   const Weight<T> W = weight(params_, out_proj_);
   if (dy16) {  // bf16 runs only: W is fp32 or bf16 bits
-    TH_CHECK(!W.h16, "output_backward: a bf16 dy with fp16 weights");
+    TH_CHECK(!W.fp16_bits, "output_backward: a bf16 dy with fp16 weights");
     by_row_blocks(out_proj_, [&](int r0, int r1) {
       const std::int64_t o = static_cast<std::int64_t>(r0) * D;
       kernels().linear_backward_bf16(dx, dW + o, nullptr, nullptr, dy16 + r0, alpha, x16 ? nullptr : x, x16,

@@ -18,18 +18,18 @@ namespace th {
 
 template <typename T>
 struct Weight {
-  const T* f = nullptr;               // fp32 values, or
-  const std::uint16_t* h = nullptr;   // bf16 bits, or
-  const std::uint16_t* h16 = nullptr;  // fp16 bits (widened by fp32(), on `be`)
+  const T* f = nullptr;                      // fp32 values, or
+  const std::uint16_t* h = nullptr;          // bf16 bits, or
+  const std::uint16_t* fp16_bits = nullptr;  // fp16 bits (widened by fp32(), on `be`)
   Backend* be = nullptr;
   Weight at(std::int64_t offset) const {
-    return {f ? f + offset : nullptr, h ? h + offset : nullptr, h16 ? h16 + offset : nullptr, be};
+    return {f ? f + offset : nullptr, h ? h + offset : nullptr, fp16_bits ? fp16_bits + offset : nullptr, be};
   }
   // n elements as a kernel takes them: fp16 bits widened into `keep` (Workspace), else itself.
   Weight fp32(std::int64_t n, Tensor& keep) const {
-    if (!h16) return *this;
+    if (!fp16_bits) return *this;
     keep = be->empty({n}, dtype_of<T>(), MemCategory::Workspace);
-    if constexpr (std::is_same_v<T, float>) be->fp16_to_fp32(keep.data<T>(), h16, n);
+    if constexpr (std::is_same_v<T, float>) be->fp16_to_fp32(keep.data<T>(), fp16_bits, n);
     return {keep.data<T>(), nullptr, nullptr, nullptr};
   }
 };

@@ -128,17 +128,18 @@ class PartitionedParams final : public ParamHome, public PieceSource {
 
   bool replicas_identical() override {
     std::vector<float> kept;  // only the persistent units are replicated (read by host copies)
-    for (int u = 0; u < gatherer_->count(); ++u)
-      if (gatherer_->persistent(u) && two_byte_) {  // host memory: widened (one-to-one on the bits)
-        kept.resize(kept.size() + static_cast<std::size_t>(gatherer_->end(u) - gatherer_->begin(u)));
-        ps_.backend().widen_16bit(type_, kept.data() + kept.size() - (gatherer_->end(u) - gatherer_->begin(u)),
-                                  range_.data16() + gatherer_->begin(u), gatherer_->end(u) - gatherer_->begin(u));
-      } else if (gatherer_->persistent(u)) {
-        Tensor staging;
-        const float* v = host_view(ps_.backend(), ps_.values() + gatherer_->begin(u),
-                                   gatherer_->end(u) - gatherer_->begin(u), staging);
-        kept.insert(kept.end(), v, v + (gatherer_->end(u) - gatherer_->begin(u)));
+    for (int u = 0; u < gatherer_->count(); ++u) {
+      if (!gatherer_->persistent(u)) continue;
+      const std::int64_t b = gatherer_->begin(u), n = gatherer_->end(u) - b;
+      if (two_byte_) {  // host memory: widened (one-to-one on the bits)
+        kept.resize(kept.size() + static_cast<std::size_t>(n));
+        ps_.backend().widen_16bit(type_, kept.data() + kept.size() - n, range_.data16() + b, n);
+        continue;
       }
+      Tensor staging;
+      const float* v = host_view(ps_.backend(), ps_.values() + b, n, staging);
+      kept.insert(kept.end(), v, v + n);
+    }
     return th::replicas_identical(comm_, kept.data(), static_cast<std::int64_t>(kept.size()));
   }
 
