@@ -79,6 +79,25 @@ struct Trained {
   Named params;
 };
 
+// A fresh checkpoint directory for this rank count (rank 0 makes it, every rank waits).
+std::string fresh_dir(const std::string& name) {
+  const std::string dir = ::testing::TempDir() + name + "_np" + std::to_string(world().size());
+  if (world().rank() == 0) {
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+  }
+  world().barrier();
+  return dir;
+}
+
+// The first `n` steps of `s` (with resume = 'auto'), each loss the uninterrupted run's `ref`,
+// then a checkpoint.
+void train_and_save(const Setup& s, const std::vector<double>& ref, int n) {
+  Trainer b(make_cfg(s), world());
+  for (int i = 0; i < n; ++i) EXPECT_EQ(b.step().loss, ref[static_cast<std::size_t>(i)]) << "step " << i + 1;
+  b.save_checkpoint_now();
+}
+
 Trained train(const Setup& s) {
   const Config cfg = make_cfg(s);
   Trainer t(cfg, world());
@@ -166,12 +185,7 @@ TEST(MixedPrecision, PermanentOverflowStopsTheRunWithAMessage) {
 // uninterrupted run (scale, scaler counters and the optimizer's update count are restored).
 TEST(MixedPrecision, Fp16ResumeIsBitwise) {
   Comm& w = world();
-  const std::string dir = ::testing::TempDir() + "th_mp_resume_np" + std::to_string(w.size());
-  if (w.rank() == 0) {
-    std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir);
-  }
-  w.barrier();
+  const std::string dir = fresh_dir("th_mp_resume");
   FaultEnv fault(std::to_string(w.size() - 1) + ":3:overflow");
   const std::string keys = "initial_scale_power = 8, hysteresis = 1, loss_scale_window = 3";
   ::Setup s{"fp16", 2, keys, "reverse", 8, dir + "/a"};
@@ -182,13 +196,8 @@ TEST(MixedPrecision, Fp16ResumeIsBitwise) {
   const std::vector<float> ref_params = a.parameters();
   s.dir = dir + "/b";
   s.resume = "auto";
-  const Config cfg_b = make_cfg(s);
-  {
-    Trainer b(cfg_b, w);
-    for (int i = 0; i < 5; ++i) EXPECT_EQ(b.step().loss, ref[static_cast<std::size_t>(i)]) << "step " << i + 1;
-    b.save_checkpoint_now();
-  }
-  Trainer c(cfg_b, w);
+  train_and_save(s, ref, 5);
+  Trainer c(make_cfg(s), w);
   EXPECT_EQ(c.steps_done(), 5);
   EXPECT_EQ(c.zero().steps(), 4);  // step 3 was skipped
   EXPECT_EQ(c.scaler().scale(), 128.0);
@@ -206,12 +215,7 @@ TEST(MixedPrecision, Fp16ResumeIsBitwise) {
 // narrows it into the partition and regathers what stays whole.
 TEST(MixedPrecision, TwoByteStageThreeResumeIsBitwise) {
   Comm& w = world();
-  const std::string dir = ::testing::TempDir() + "th_mp_resume3_np" + std::to_string(w.size());
-  if (w.rank() == 0) {
-    std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir);
-  }
-  w.barrier();
+  const std::string dir = fresh_dir("th_mp_resume3");
   ::Setup s{"bf16", 3, "", "reverse", 8, dir + "/a"};
   std::vector<double> ref;
   std::vector<float> ref_params;
@@ -222,14 +226,9 @@ TEST(MixedPrecision, TwoByteStageThreeResumeIsBitwise) {
   }
   s.dir = dir + "/b";
   s.resume = "auto";
-  const Config cfg_b = make_cfg(s);
-  {
-    Trainer b(cfg_b, w);
-    for (int i = 0; i < 5; ++i) EXPECT_EQ(b.step().loss, ref[static_cast<std::size_t>(i)]) << "step " << i + 1;
-    b.save_checkpoint_now();
-  }
+  train_and_save(s, ref, 5);
   host_pool().trim();  // the resumed trainer's buffers counted alone
-  Trainer c(cfg_b, w);
+  Trainer c(make_cfg(s), w);
   EXPECT_EQ(c.steps_done(), 5);
   for (int i = 5; i < 8; ++i) EXPECT_EQ(c.step().loss, ref[static_cast<std::size_t>(i)]) << "step " << i + 1;
   const std::vector<float> p = c.parameters();
