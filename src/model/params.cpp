@@ -117,19 +117,14 @@ std::vector<T> initial(const ParamInfo& p, std::uint64_t seed, std::size_t index
 template <typename T> void ParamStore<T>::initialize(std::uint64_t seed, std::int64_t begin, std::int64_t end) {
   TH_CHECK(allocated(), "initialize before allocate");
   TH_CHECK(!two_byte_values(), "initialize on 2-byte values: take initial_values() and convert");
-  for (std::size_t k = 0; k < infos_.size(); ++k) {
-    const ParamInfo& p = infos_[k];
-    if (p.offset < begin || p.offset >= end) continue;
-    // Computed on the host, then copied to the parameter's device memory.
-    const std::vector<T> host = initial<T>(p, seed, k);
-    backend_->host_to_device(value(p.offset), host.data(), sizeof(T) * host.size());
-  }
+  initial_values(seed, values() + begin, begin, end);  // fp32 values: value(offset) is values() + offset
 }
 
 template <typename T>
 void ParamStore<T>::initial_values(std::uint64_t seed, T* out, std::int64_t begin, std::int64_t end) const {
   for (std::size_t k = 0; k < infos_.size(); ++k) {
     if (infos_[k].offset < begin || infos_[k].offset >= end) continue;
+    // Computed on the host, then copied to the parameter's device memory.
     const std::vector<T> host = initial<T>(infos_[k], seed, k);
     backend_->host_to_device(out + (infos_[k].offset - begin), host.data(), sizeof(T) * host.size());
   }

@@ -3,6 +3,7 @@
 #include "th/backend/staged_comm.hpp"
 #include "th/core/error.hpp"
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <utility>
@@ -41,6 +42,14 @@ CommRequestPtr iall_gather_device(Backend& be, Comm& comm, const float* send, fl
   if (be.device_is_host()) return comm.iall_gather(send, recv, count);
   if (Comm* dc = be.device_comm()) return dc->iall_gather(send, recv, count);
   return StagedComm(be, comm).iall_gather(send, recv, count);  // the request does not need the StagedComm
+}
+
+CommRequestPtr iall_gather_device_16bit(Backend& be, Comm& comm, const std::uint16_t* send, std::uint16_t* recv,
+                                        std::size_t count) {
+  TH_CHECK(count % 2 == 0 && reinterpret_cast<std::uintptr_t>(send) % 4 == 0 &&
+               reinterpret_cast<std::uintptr_t>(recv) % 4 == 0,
+           "2-byte all-gather of a piece with an odd length or offset");
+  return iall_gather_device(be, comm, reinterpret_cast<const float*>(send), reinterpret_cast<float*>(recv), count / 2);
 }
 
 }  // namespace th

@@ -7,6 +7,7 @@
 // (th/backend/staged_comm.hpp) moves them through pinned buffers to MPI. GradientSync makes the
 // same choice for its buckets (grad_sync.hpp).
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -41,5 +42,10 @@ void broadcast_device(Backend& be, Comm& comm, void* data, std::size_t bytes, in
 // rank into recv (send may lie inside recv, at this rank's block). The returned request copies
 // the result into recv when it completes (test() true or wait()); until then recv is unchanged.
 CommRequestPtr iall_gather_device(Backend& be, Comm& comm, const float* send, float* recv, std::size_t count);
+// The same for `count` 2-byte values (bf16 / fp16 bits), carried as 4-byte words of two: count
+// even, send and recv 4-byte aligned (a 16-bit ZeRO layout pads its segments to 2N,
+// zero::layout_align, so every piece qualifies); th::Error otherwise.
+CommRequestPtr iall_gather_device_16bit(Backend& be, Comm& comm, const std::uint16_t* send, std::uint16_t* recv,
+                                        std::size_t count);
 
 }  // namespace th

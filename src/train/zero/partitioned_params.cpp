@@ -107,12 +107,11 @@ class PartitionedParams final : public ParamHome, public PieceSource {
 
   std::vector<float> gather_values() override {
     std::vector<float> full(static_cast<std::size_t>(ps_.size()), 0.0f);
-    if (two_byte_) {  // the 2-byte partitions (host memory) gathered in words of two, then widened
-      std::vector<std::uint16_t> full16(full.size() + 1, 0);
-      auto* words = reinterpret_cast<float*>(full16.data());
+    if (two_byte_) {  // the 2-byte partitions (host memory) gathered, then widened
+      std::vector<std::uint16_t> full16(full.size(), 0);
       for (const Piece& p : part_.pieces())
-        comm_.all_gather(reinterpret_cast<const float*>(shard16() + p.shard), words + p.begin / 2,
-                         static_cast<std::size_t>(p.count / 2));
+        iall_gather_device_16bit(ps_.backend(), comm_, shard16() + p.shard, full16.data() + p.begin,
+                                 static_cast<std::size_t>(p.count))->wait();
       ps_.backend().widen_16bit(type_, full.data(), full16.data(), ps_.size());
       return full;
     }
@@ -258,13 +257,8 @@ class PartitionedParams final : public ParamHome, public PieceSource {
   CommRequestPtr gather_piece(const Piece& p) {
     float* working = range_.data();
     const auto count = static_cast<std::size_t>(p.count);
-    if (two_byte_) {  // words of two 16-bit values: even lengths and offsets (layout_align)
-      TH_CHECK(p.count % 2 == 0 && p.begin % 2 == 0 && p.shard % 2 == 0,
-               "2-byte all-gather of a piece with an odd length or offset");
-      auto* words = reinterpret_cast<float*>(range_.data16());
-      return iall_gather_device(ps_.backend(), comm_, reinterpret_cast<const float*>(shard16() + p.shard),
-                                words + p.begin / 2, count / 2);
-    }
+    if (two_byte_)
+      return iall_gather_device_16bit(ps_.backend(), comm_, shard16() + p.shard, range_.data16() + p.begin, count);
     if (param_ == OffloadTarget::None)
       return iall_gather_device(ps_.backend(), comm_, shard_.data<float>() + p.shard, working + p.begin, count);
     if (!file_) {

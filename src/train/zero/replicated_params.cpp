@@ -95,11 +95,8 @@ class GatheredParams final : public WholeParams {
     std::vector<CommRequestPtr> reqs;
     for (const Piece& p : part_.pieces()) {
       if (half()) {
-        // Two 16-bit values per 4-byte word: pieces have even lengths and offsets (layout_align).
-        TH_CHECK(p.count % 2 == 0 && p.begin % 2 == 0, "2-byte all-gather of a piece with an odd length or offset");
-        auto* words = reinterpret_cast<float*>(ps_.values16());
-        reqs.push_back(iall_gather_device(ps_.backend(), comm_, words + part_.owned(p) / 2, words + p.begin / 2,
-                                          static_cast<std::size_t>(p.count / 2)));
+        reqs.push_back(iall_gather_device_16bit(ps_.backend(), comm_, ps_.values16() + part_.owned(p),
+                                                ps_.values16() + p.begin, static_cast<std::size_t>(p.count)));
       } else {
         reqs.push_back(iall_gather_device(ps_.backend(), comm_, ps_.values() + part_.owned(p), ps_.values() + p.begin,
                                           static_cast<std::size_t>(p.count)));
