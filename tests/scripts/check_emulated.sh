@@ -4,7 +4,8 @@
 # streams on the CPU kernels) against the CPU backend, 2 ranks, on DECK (the copy task):
 #   stage<S>_<dtype>  20 steps of ZeRO stage S in fp32/bf16/fp16 on both backends: the progress
 #                     lines (loss, grad norm), the validation line and every parameter and moment
-#                     of the last checkpoint must be identical (h5diff on /model and /optimizer).
+#                     of the last checkpoint must be identical (h5diff on /model and /optimizer);
+#                     in 16 bits both report the same parameters peak (2-byte compute copies).
 #                     The emulated runs use the backend's device communicator (parallel%comm =
 #                     'auto': the emulated device's stand-in for NCCL, the code path NCCL takes on
 #                     CUDA); stage0_fp32 and stage1_bf16 also run with 'mpi' (the sync's own
@@ -69,6 +70,24 @@ case $scenario in
         fail "$be run failed: $(tail -5 "$out/$be.log")"
     done
     same_run cpu emulated
+    if [[ $dt != fp32 ]]; then
+      # The emulated device holds the parameters' 2-byte compute copy as the CPU does. Stages 0-2:
+      # the same parameters peak. Stage 3 gathers into device workspaces (a different peak than
+      # the CPU's): its peak must be well under the same run with an fp32 compute copy (2 bytes
+      # of 4 per gathered value, the shard's fp32 master aside: 0.5-0.6; an fp32 copy gives 1).
+      pp() { grep -m1 -oE 'per category peak: parameters [0-9.]+ [KMG]iB' "$out/$1.log" | sed 's/.*parameters //'; }
+      kib() { awk '{ print $1 * ($2 == "GiB" ? 1048576 : $2 == "MiB" ? 1024 : 1) }' <<<"$1"; }
+      [[ -n $(pp cpu) && -n $(pp emulated) ]] || fail "no memory report in $out/cpu.log or $out/emulated.log"
+      if [[ $stage != 3 ]]; then
+        [[ $(pp cpu) == $(pp emulated) ]] ||
+          fail "parameters peak: cpu $(pp cpu), emulated $(pp emulated) (expected equal: 2-byte compute copies)"
+      else
+        run fp32copy emulated --set parallel%zero_stage=3 --set "precision%dtype='$dt'" \
+          --set "precision%param_storage='fp32'" || fail "param_storage 'fp32' run failed: $(tail -5 "$out/fp32copy.log")"
+        awk -v a="$(kib "$(pp emulated)")" -v b="$(kib "$(pp fp32copy)")" 'BEGIN { exit !(b > 0 && a <= 0.75 * b) }' ||
+          fail "parameters peak on the emulated device: $(pp emulated) with 2-byte compute copies, $(pp fp32copy) with fp32 ones"
+      fi
+    fi
     if [[ $scenario == stage0_fp32 || $scenario == stage1_bf16 ]]; then
       grep -q "collectives: the device communicator (emulated: staged inside it through pinned memory to MPI) (parallel%comm = 'auto')" \
         "$out/emulated.log" || fail "the emulated run does not say how it communicates"

@@ -8,8 +8,8 @@
 // offload_param = 'nvme' that copy comes from the file: stage_pieces() reads the chunks holding
 // the rank's blocks (verified) into their places before the gathers start.
 //
-// Mixed precision without parameter offload on a backend that takes bf16 operands with host
-// memory (the CPU's; `two_byte`): the partition and the working range hold the 2-byte compute copy
+// Mixed precision without parameter offload on a backend that takes bf16 operands (the CPU's,
+// the emulated device's; `two_byte`): the partition and the working range hold the 2-byte compute copy
 // (bf16 or fp16, ParamStore::use_16bit_values on the range), all-gathered as 4-byte words of two
 // values (the layout pads segments to 2N, so every piece has an even length and offset); the wide
 // parameters' fp32 copies are refreshed as their unit arrives (PieceSource::arrived).
@@ -38,8 +38,8 @@ class PartitionedParams final : public ParamHome, public PieceSource {
                     float* grad_range, bool two_byte)
       : comm_(comm), ps_(model.params()), part_(part), param_(opt.offload.param), two_byte_(two_byte),
         type_(opt.compute), range_(ps_.size(), MemCategory::Parameters, ps_.backend(), two_byte ? 2 : sizeof(float)) {
-    TH_CHECK(!two_byte_ || (param_ == OffloadTarget::None && ps_.backend().device_is_host() && type_ != DType::F32),
-             "stage 3's 2-byte compute copy: mixed precision, no parameter offload, host memory");
+    TH_CHECK(!two_byte_ || (param_ == OffloadTarget::None && type_ != DType::F32),
+             "stage 3's 2-byte compute copy: mixed precision, no parameter offload");
     if (param_ != OffloadTarget::None && !ps_.backend().device_is_host() && opt.offload.optimizer == OffloadTarget::None)
       throw InputError(std::string("parallel%offload_param = '") + (param_ == OffloadTarget::Cpu ? "cpu" : "nvme") +
                        "' on the " + ps_.backend().name() +
@@ -107,12 +107,15 @@ class PartitionedParams final : public ParamHome, public PieceSource {
 
   std::vector<float> gather_values() override {
     std::vector<float> full(static_cast<std::size_t>(ps_.size()), 0.0f);
-    if (two_byte_) {  // the 2-byte partitions (host memory) gathered, then widened
-      std::vector<std::uint16_t> full16(full.size(), 0);
+    if (two_byte_) {  // the 2-byte partitions gathered and widened in device workspace, then copied
+      Backend& be = ps_.backend();
+      Tensor full16 = be.zeros({std::max<std::int64_t>(ps_.size(), 1)}, type_, MemCategory::Workspace);
+      auto* f16 = static_cast<std::uint16_t*>(full16.raw());
       for (const Piece& p : part_.pieces())
-        iall_gather_device_16bit(ps_.backend(), comm_, shard16() + p.shard, full16.data() + p.begin,
-                                 static_cast<std::size_t>(p.count))->wait();
-      ps_.backend().widen_16bit(type_, full.data(), full16.data(), ps_.size());
+        iall_gather_device_16bit(be, comm_, shard16() + p.shard, f16 + p.begin, static_cast<std::size_t>(p.count))->wait();
+      Tensor wide = be.empty({std::max<std::int64_t>(ps_.size(), 1)}, DType::F32, MemCategory::Workspace);
+      be.widen_16bit(type_, wide.data<float>(), f16, ps_.size());
+      copy_to_host(be, full.data(), wide.data<float>(), ps_.size());
       return full;
     }
     Tensor staged = file_ ? read_partition() : shard_;
@@ -130,9 +133,11 @@ class PartitionedParams final : public ParamHome, public PieceSource {
     for (int u = 0; u < gatherer_->count(); ++u) {
       if (!gatherer_->persistent(u)) continue;
       const std::int64_t b = gatherer_->begin(u), n = gatherer_->end(u) - b;
-      if (two_byte_) {  // host memory: widened (one-to-one on the bits)
+      if (two_byte_) {  // widened on the device (one-to-one on the bits), then copied
+        Tensor wide = ps_.backend().empty({std::max<std::int64_t>(n, 1)}, DType::F32, MemCategory::Workspace);
+        ps_.backend().widen_16bit(type_, wide.data<float>(), range_.data16() + b, n);
         kept.resize(kept.size() + static_cast<std::size_t>(n));
-        ps_.backend().widen_16bit(type_, kept.data() + kept.size() - n, range_.data16() + b, n);
+        copy_to_host(ps_.backend(), kept.data() + kept.size() - n, wide.data<float>(), n);
         continue;
       }
       Tensor staging;
