@@ -70,12 +70,12 @@ MemoryEstimate estimate_memory(const PlanModel& m, const PlanBatch& b, const Lay
   e.shard = S;
   const ModelStates ms = model_states(l.stage, N, P, sb);
   e.params = ms.params;
-  const bool two_byte_params =
-      m.mixed() && m.two_byte_params && sb.param == 4 && (l.stage <= 2 || l.param == Placement::None);
+  const bool two_byte_params = m.mixed() && m.two_byte_params && sb.param == 4;
   if (two_byte_params) {
     // bf16 / fp16 where 16-bit values are otherwise kept in fp32 (the CPU backend): the compute
     // copy is 2-byte storage (stages 0-2 the whole buffer, stage 3 the partition and the gathered
-    // range), plus an fp32 copy of the wide parameters (src/train/zero/).
+    // range, the partition offloaded to the host with it; an NVMe file keeps fp32 numbers), plus
+    // an fp32 copy of the wide parameters (src/train/zero/).
     const double a = machine.alloc_align_bytes;
     e.params = std::ceil(2 * (l.stage == 3 ? S : P) / a) * a +
                std::ceil(4 * double(std::max<std::int64_t>(m.wide_params(), 1)) / a) * a;
@@ -125,9 +125,11 @@ MemoryEstimate estimate_memory(const PlanModel& m, const PlanBatch& b, const Lay
     e.params += double(kept.size()) * page;
     // Offloaded partition: on the host ('cpu') or in a file with a two-chunk window ('nvme').
     if (l.param != Placement::None) {
-      e.params -= sb.param * S;
+      const double partition = two_byte_params ? std::ceil(2 * S / machine.alloc_align_bytes) * machine.alloc_align_bytes
+                                               : sb.param * S;
+      e.params -= partition;
       if (l.param == Placement::Cpu) {
-        e.host_params = sb.param * S;
+        e.host_params = two_byte_params ? 2 * S : sb.param * S;
       } else {
         const ChunkStore c = chunk_store(S, 1, z.nvme_chunk_mb);
         e.host_params = c.window;

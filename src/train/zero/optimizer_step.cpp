@@ -106,6 +106,11 @@ void OptimizerStep::master_to_compute() {
   }
   if (params_.owned_on_host()) params_.drop_prefetched();  // the host writes the partition: uploads end first
   for (const OwnedSpan& s : spans_) {
+    if (params_.owned_on_host() && s.value16) {  // host-resident 2-byte partition on a device backend
+      Tensor staging;
+      narrow_16bit_on_host(compute_, s.value16, host_view(be_, master_.data<float>() + s.shard, s.n, staging), s.n);
+      continue;
+    }
     if (params_.owned_on_host()) {  // host-resident partition on a device backend
       copy_to_host(be_, s.value, master_.data<float>() + s.shard, s.n);
       round_to_compute_on_host(compute_, s.value, s.n);

@@ -66,7 +66,7 @@ std::unique_ptr<ParamHome> make_param_home(const StagePolicy& policy, Comm& comm
                                            const ZeroPartition& part, const ZeroOptions& opt, float* grad_range);
 
 // Stage 3 (partitioned_params.cpp).
-// two_byte: the compute copy in 2 bytes (mixed precision, no parameter offload, a backend taking bf16 operands).
+// two_byte: the compute copy in 2 bytes (mixed precision, a backend taking bf16 operands).
 std::unique_ptr<ParamHome> make_partitioned_params(Comm& comm, Transformer<float>& model, const ZeroPartition& part,
                                                    const ZeroOptions& opt, float* grad_range, bool two_byte);
 

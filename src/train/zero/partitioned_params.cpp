@@ -8,11 +8,14 @@
 // offload_param = 'nvme' that copy comes from the file: stage_pieces() reads the chunks holding
 // the rank's blocks (verified) into their places before the gathers start.
 //
-// Mixed precision without parameter offload on a backend that takes bf16 operands (the CPU's,
-// the emulated device's; `two_byte`): the partition and the working range hold the 2-byte compute copy
-// (bf16 or fp16, ParamStore::use_16bit_values on the range), all-gathered as 4-byte words of two
-// values (the layout pads segments to 2N, so every piece has an even length and offset); the wide
-// parameters' fp32 copies are refreshed as their unit arrives (PieceSource::arrived).
+// Mixed precision on a backend that takes bf16 operands (the CPU's, the emulated device's;
+// `two_byte`): the working range holds the 2-byte compute copy (bf16 or fp16,
+// ParamStore::use_16bit_values on the range), all-gathered as 4-byte words of two values (the
+// layout pads segments to 2N, so every piece has an even length and offset), and so does the
+// partition (device memory, or host memory with offload_param = 'cpu'); with offload_param =
+// 'nvme' the file keeps the compute values in fp32 (rounded: the same values), narrowed on the
+// host as they are staged. The wide parameters' fp32 copies are refreshed as their unit arrives
+// (PieceSource::arrived).
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -38,8 +41,7 @@ class PartitionedParams final : public ParamHome, public PieceSource {
                     float* grad_range, bool two_byte)
       : comm_(comm), ps_(model.params()), part_(part), param_(opt.offload.param), two_byte_(two_byte),
         type_(opt.compute), range_(ps_.size(), MemCategory::Parameters, ps_.backend(), two_byte ? 2 : sizeof(float)) {
-    TH_CHECK(!two_byte_ || (param_ == OffloadTarget::None && type_ != DType::F32),
-             "stage 3's 2-byte compute copy: mixed precision, no parameter offload");
+    TH_CHECK(!two_byte_ || type_ != DType::F32, "stage 3's 2-byte compute copy without mixed precision");
     if (param_ != OffloadTarget::None && !ps_.backend().device_is_host() && opt.offload.optimizer == OffloadTarget::None)
       throw InputError(std::string("parallel%offload_param = '") + (param_ == OffloadTarget::Cpu ? "cpu" : "nvme") +
                        "' on the " + ps_.backend().name() +
@@ -52,7 +54,7 @@ class PartitionedParams final : public ParamHome, public PieceSource {
                                             S, 1, opt.offload.nvme_chunk_mb, MemCategory::Parameters);
       });
     else if (two_byte_)
-      shard16_ = ps_.backend().zeros({S}, type_, MemCategory::Parameters);
+      shard16_ = ps_.backend().zeros({S}, type_, MemCategory::Parameters, shard_space());
     else
       shard_ = ps_.backend().zeros({S}, DType::F32, MemCategory::Parameters, shard_space());
     ps_.attach(two_byte_ ? nullptr : range_.data(), grad_range);
@@ -62,7 +64,7 @@ class PartitionedParams final : public ParamHome, public PieceSource {
   }
 
   float* owned(const Piece& p) override { return shard_.defined() ? shard_.data<float>() + p.shard : nullptr; }
-  std::uint16_t* owned16(const Piece& p) override { return two_byte_ ? shard16() + p.shard : nullptr; }
+  std::uint16_t* owned16(const Piece& p) override { return shard16_.defined() ? shard16() + p.shard : nullptr; }
   bool two_byte() const override { return two_byte_; }
 
   // Unit by unit: only one unit is ever whole. offload_param = 'nvme': the initial partition is
@@ -107,7 +109,7 @@ class PartitionedParams final : public ParamHome, public PieceSource {
 
   std::vector<float> gather_values() override {
     std::vector<float> full(static_cast<std::size_t>(ps_.size()), 0.0f);
-    if (two_byte_) {  // the 2-byte partitions gathered and widened in device workspace, then copied
+    if (two_byte_ && param_ == OffloadTarget::None) {  // gathered and widened in device workspace, then copied
       Backend& be = ps_.backend();
       Tensor full16 = be.zeros({std::max<std::int64_t>(ps_.size(), 1)}, type_, MemCategory::Workspace);
       auto* f16 = static_cast<std::uint16_t*>(full16.raw());
@@ -118,8 +120,8 @@ class PartitionedParams final : public ParamHome, public PieceSource {
       copy_to_host(be, full.data(), wide.data<float>(), ps_.size());
       return full;
     }
-    Tensor staged = file_ ? read_partition() : shard_;
-    if (!file_ && shard_space() == MemorySpace::Device && !ps_.backend().device_is_host()) {  // host copy for MPI
+    Tensor staged = file_ ? read_partition() : two_byte_ ? widened_partition() : shard_;
+    if (!file_ && !two_byte_ && shard_space() == MemorySpace::Device && !ps_.backend().device_is_host()) {  // host copy for MPI
       staged = Tensor::empty({std::max<std::int64_t>(part_.shard_size(), 1)}, DType::F32, MemCategory::Workspace);
       copy_to_host(ps_.backend(), staged.data<float>(), shard_.data<float>(), part_.shard_size());
     }
@@ -191,7 +193,7 @@ class PartitionedParams final : public ParamHome, public PieceSource {
   void order_recorded() override { gatherer_->stop_recording(); }
   bool collective_forward() const override { return true; }
   void add_offload(ZeroMemory& m) const override {
-    if (param_ == OffloadTarget::Cpu) m.offload_host += static_cast<std::int64_t>(sizeof(float)) * part_.shard_size();
+    if (param_ == OffloadTarget::Cpu) m.offload_host += (two_byte_ ? 2 : 4) * part_.shard_size();
     if (file_) {  // 'nvme': the host holds the file's two chunk slots
       m.offload_host += file_->window_bytes();
       m.offload_window += file_->window_bytes();
@@ -221,18 +223,26 @@ class PartitionedParams final : public ParamHome, public PieceSource {
   // working range (the bits rounding in place would give).
   void initialize16(std::uint64_t seed, float* master) {
     Backend& be = ps_.backend();
+    Tensor file_init;  // offload_param = 'nvme': the partition assembled here, written once
+    if (file_) file_init = Tensor::zeros({std::max<std::int64_t>(part_.shard_size(), 1)}, DType::F32, MemCategory::Workspace);
     for (int u = 0; u < gatherer_->count(); ++u) {
       const std::int64_t b = gatherer_->begin(u), e = gatherer_->end(u);
       range_.commit(b, e);
       Tensor init = be.zeros({e - b}, DType::F32, MemCategory::Workspace);
       float* f = init.data<float>();
       ps_.initial_values(seed, f, b, e);
+      be.narrow_16bit(type_, range_.data16() + b, f, e - b);
       for (const auto& p : part_.pieces())
         if (p.unit == u) {
-          if (master) copy_device(be, master + p.shard, f + (part_.owned(p) - b), p.count);
-          be.narrow_16bit(type_, shard16() + p.shard, f + (part_.owned(p) - b), p.count);
+          const std::int64_t o = part_.owned(p);
+          if (master) copy_device(be, master + p.shard, f + (o - b), p.count);
+          if (file_)  // the file's fp32 values: the 16-bit ones widened (exact)
+            copy_to_host(be, file_init.data<float>() + p.shard, f + (o - b), p.count);
+          else if (shard_space() == MemorySpace::Device)
+            copy_device(be, shard16() + p.shard, range_.data16() + o, p.count);
+          else
+            copy_to_host(be, shard16() + p.shard, range_.data16() + o, p.count);
         }
-      be.narrow_16bit(type_, range_.data16() + b, f, e - b);
       arrived(b, e);
       range_.account();
       if (gatherer_->persistent(u))
@@ -241,6 +251,14 @@ class PartitionedParams final : public ParamHome, public PieceSource {
         range_.release(b, e, false);
     }
     range_.account();
+    if (file_) write_partition(file_init.data<float>(), type_);
+  }
+
+  // offload_param = 'cpu' with the 2-byte partition (host memory): widened on the host.
+  Tensor widened_partition() {
+    Tensor x = Tensor::empty({std::max<std::int64_t>(part_.shard_size(), 1)}, DType::F32, MemCategory::Workspace);
+    widen_16bit_on_host(type_, x.data<float>(), shard16(), part_.shard_size());
+    return x;
   }
 
   // The partition's memory: host with offload_param 'cpu' (pinned on a device backend, so that its
@@ -260,15 +278,23 @@ class PartitionedParams final : public ParamHome, public PieceSource {
 
   // Starts the all-gather of one piece from the partition into the working range.
   CommRequestPtr gather_piece(const Piece& p) {
-    float* working = range_.data();
     const auto count = static_cast<std::size_t>(p.count);
-    if (two_byte_)
-      return iall_gather_device_16bit(ps_.backend(), comm_, shard16() + p.shard, range_.data16() + p.begin, count);
+    if (two_byte_) {
+      std::uint16_t* working = range_.data16();
+      if (param_ == OffloadTarget::None)
+        return iall_gather_device_16bit(ps_.backend(), comm_, shard16() + p.shard, working + p.begin, count);
+      if (!file_) {
+        ProfileScope scope(profiler(), "offload/param_upload", Category::Offload);
+        upload(working + part_.owned(p), shard16() + p.shard, 2 * count);
+      }
+      return iall_gather_device_16bit(ps_.backend(), comm_, working + part_.owned(p), working + p.begin, count);
+    }
+    float* working = range_.data();
     if (param_ == OffloadTarget::None)
       return iall_gather_device(ps_.backend(), comm_, shard_.data<float>() + p.shard, working + p.begin, count);
     if (!file_) {
       ProfileScope scope(profiler(), "offload/param_upload", Category::Offload);
-      upload(working + part_.owned(p), shard_.data<float>() + p.shard, p.count);
+      upload(working + part_.owned(p), shard_.data<float>() + p.shard, sizeof(float) * count);
     }
     return iall_gather_device(ps_.backend(), comm_, working + part_.owned(p), working + p.begin, count);
   }
@@ -278,15 +304,15 @@ class PartitionedParams final : public ParamHome, public PieceSource {
   // kernels issued after it (the gathers are issued ahead by the prefetch); the compute stream, and
   // the gather after it, start after the copy. The host waits for the last upload before it writes the partition again
   // (settle_uploads).
-  void upload(float* dst, const float* src, std::int64_t n) {
+  void upload(void* dst, const void* src, std::size_t bytes) {
     Backend& be = ps_.backend();
     if (shard_space() != MemorySpace::Pinned) {
-      copy_to_device(be, dst, src, n);
+      be.host_to_device(dst, src, bytes);
       return;
     }
     // After the compute stream's work issued so far (its last reads of this part of the range).
     be.stream_wait(Backend::Stream::Copy, be.record(Backend::Stream::Compute));
-    be.copy_to_device_async(dst, src, sizeof(float) * static_cast<std::size_t>(n), Backend::Stream::Copy);
+    be.copy_to_device_async(dst, src, bytes, Backend::Stream::Copy);
     last_upload_ = be.record(Backend::Stream::Copy);
     be.stream_wait(Backend::Stream::Compute, last_upload_);
     upload_pending_ = true;
@@ -301,8 +327,8 @@ class PartitionedParams final : public ParamHome, public PieceSource {
   // (verified reads, agreed over ranks).
   void stage_pieces(const std::vector<std::size_t>& idx) {
     if (idx.empty()) return;
-    float* working = range_.data();
     const auto& pieces = part_.pieces();
+    std::vector<std::uint16_t> narrowed;  // the 2-byte compute copy: the file's values narrowed
     std::int64_t lo = pieces[idx.front()].shard, hi = lo;
     for (std::size_t k : idx) {
       lo = std::min(lo, pieces[k].shard);
@@ -314,8 +340,15 @@ class PartitionedParams final : public ParamHome, public PieceSource {
         for (std::size_t k : idx) {
           const Piece& p = pieces[k];
           const std::int64_t b = std::max(c0, p.shard), e = std::min(c1, p.shard + p.count);
-          if (b < e)
-            copy_to_device(ps_.backend(), working + part_.owned(p) + (b - p.shard), a + (b - c0), e - b);
+          if (b >= e) continue;
+          const std::int64_t at = part_.owned(p) + (b - p.shard);
+          if (!two_byte_) {
+            copy_to_device(ps_.backend(), range_.data() + at, a + (b - c0), e - b);
+            continue;
+          }
+          narrowed.resize(static_cast<std::size_t>(e - b));
+          narrow_16bit_on_host(type_, narrowed.data(), a + (b - c0), e - b);
+          copy_to_device(ps_.backend(), range_.data16() + at, narrowed.data(), e - b);
         }
       });
     });
@@ -341,7 +374,7 @@ class PartitionedParams final : public ParamHome, public PieceSource {
   DType type_;
   ReservedRange range_;               // the full-size working range, committed per gathered unit
   Tensor shard_;                      // the partition ('none', 'cpu'), or
-  Tensor shard16_;                    // its 2-byte compute copy
+  Tensor shard16_;                    // its 2-byte compute copy ('none', 'cpu')
   std::unique_ptr<ChunkFile> file_;   // or its file ('nvme')
   std::unique_ptr<Gatherer> gatherer_;
   Backend::Event last_upload_ = 0;  // the copy stream's last upload of the partition

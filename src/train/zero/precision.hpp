@@ -22,4 +22,15 @@ inline void round_to_compute_on_host(DType compute, float* x, std::int64_t n) {
   if (compute == DType::F16) cpu::round_to_fp16(x, n);
 }
 
+// 2-byte storage in host memory (a host-resident partition, a chunk of an NVMe file): the host's
+// conversions, whatever the backend.
+inline void narrow_16bit_on_host(DType type, std::uint16_t* y, const float* x, std::int64_t n) {
+  if (type == DType::F16) cpu::fp32_to_fp16(y, x, n);
+  else cpu::fp32_to_bf16(y, x, n);
+}
+inline void widen_16bit_on_host(DType type, float* y, const std::uint16_t* x, std::int64_t n) {
+  if (type == DType::F16) cpu::fp16_to_fp32(y, x, n);
+  else cpu::bf16_to_fp32(y, x, n);
+}
+
 }  // namespace th::zero

@@ -138,9 +138,7 @@ std::unique_ptr<ParamHome> make_param_home(const StagePolicy& policy, Comm& comm
   if (policy.replicated) return std::make_unique<WholeParams>(comm, model.params(), two_byte, opt.compute);
   if (!policy.params_partitioned)
     return std::make_unique<GatheredParams>(comm, model.params(), part, grad_range, two_byte, opt.compute);
-  // Stage 3 keeps it in 2 bytes without parameter offload.
-  return make_partitioned_params(comm, model, part, opt, grad_range,
-                                 two_byte && opt.offload.param == OffloadTarget::None);
+  return make_partitioned_params(comm, model, part, opt, grad_range, two_byte);
 }
 
 }  // namespace th::zero
