@@ -16,9 +16,13 @@ build=${BUILD:-build}
 dtypes=${DTYPES:-fp32 bf16}
 rounds=${ROUNDS:-1}
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "bench_side_by_side.sh: ROUNDS='$rounds': expected a positive integer" >&2; exit 2; }
-run_ours() {  # ranks threads dtype
-  OMP_NUM_THREADS=$2 mpirun --oversubscribe -np "$1" "$build/bin/torch-handle" inputs/bench_small.nml \
-    --set run%threads="$2" --set "precision%dtype='$3'" 2>&1 | tee /dev/stderr | grep '^bench: tokens_per_s'
+run_ours() {  # ranks threads dtype; the whole output to stderr, the bench line to stdout
+  # (not `tee /dev/stderr`: with stderr redirected to a file, reopening it truncates that file)
+  local out
+  out=$(OMP_NUM_THREADS=$2 mpirun --oversubscribe -np "$1" "$build/bin/torch-handle" inputs/bench_small.nml \
+    --set run%threads="$2" --set "precision%dtype='$3'" 2>&1)
+  printf '%s\n' "$out" >&2
+  grep -m1 '^bench: tokens_per_s' <<<"$out"
 }
 run_peer() {  # procs threads dtype
   local flag=""
