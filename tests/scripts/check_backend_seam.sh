@@ -8,13 +8,16 @@ set -u
 root=${1:?usage: check_backend_seam.sh SOURCE_DIR}
 cd "$root" || exit 1
 # Allowed: the Activation enum (a type, not a call); host loops over host memory by design:
-# the offloaded optimizer's AdamW (src/train/offload.cpp) and the 16-bit rounding of an NVMe
-# chunk slot (round_to_compute_on_host in src/train/zero/precision.hpp).
+# the offloaded optimizer's AdamW (src/train/offload.cpp), the 16-bit rounding of an NVMe
+# chunk slot (round_to_compute_on_host in src/train/zero/precision.hpp) and the 2-byte
+# conversions of a host-resident partition or a staged NVMe chunk (narrow_16bit_on_host,
+# widen_16bit_on_host, ibid.).
 bad=$(grep -n 'cpu::' src/model/*.cpp src/model/*.hpp include/th/model/*.hpp src/train/*.cpp src/train/zero/*.cpp \
         src/train/zero/*.hpp |
       grep -v 'cpu::Activation' |
       grep -v '^src/train/offload.cpp:.*cpu::\(host_for\|AdamWCoefficients\)' |
       grep -v '^src/train/zero/precision.hpp:.*cpu::round_to_\(bf16\|fp16\)(x, n);' |
+      grep -v '^src/train/zero/precision.hpp:.*cpu::\(fp32_to_\(bf16\|fp16\)\|\(bf16\|fp16\)_to_fp32\)(y, x, n);' |
       grep -v '^[^:]*:[0-9]*: *//')
 mem=$(grep -n 'memcpy\|memmove' src/train/optimizer.cpp src/train/grad_sync.cpp src/train/zero/optimizer_step.cpp \
         src/train/zero/grad_reduction.cpp src/train/zero/optimizer_store.cpp src/train/zero/replicated_params.cpp \
