@@ -125,11 +125,11 @@ MemoryEstimate estimate_memory(const PlanModel& m, const PlanBatch& b, const Lay
     e.params += double(kept.size()) * page;
     // Offloaded partition: on the host ('cpu') or in a file with a two-chunk window ('nvme').
     if (l.param != Placement::None) {
-      const double partition = two_byte_params ? std::ceil(2 * S / machine.alloc_align_bytes) * machine.alloc_align_bytes
-                                               : sb.param * S;
-      e.params -= partition;
+      const double partition = param_bytes * S;  // the 2-byte one was counted as allocated (aligned)
+      const double a = machine.alloc_align_bytes;
+      e.params -= two_byte_params ? std::ceil(partition / a) * a : partition;
       if (l.param == Placement::Cpu) {
-        e.host_params = two_byte_params ? 2 * S : sb.param * S;
+        e.host_params = partition;
       } else {
         const ChunkStore c = chunk_store(S, 1, z.nvme_chunk_mb);
         e.host_params = c.window;

@@ -276,27 +276,27 @@ class PartitionedParams final : public ParamHome, public PieceSource {
       copy_device(ps_.backend(), dst, src, n);
   }
 
-  // Starts the all-gather of one piece from the partition into the working range.
+  // Starts the all-gather of one piece from the partition into the working range (2-byte or fp32).
   CommRequestPtr gather_piece(const Piece& p) {
+    Backend& be = ps_.backend();
+    if (two_byte_)
+      return gather_into(p, range_.data16(), shard16(), [&](const std::uint16_t* s, std::uint16_t* r, std::size_t n) {
+        return iall_gather_device_16bit(be, comm_, s, r, n);
+      });
+    return gather_into(p, range_.data(), static_cast<const float*>(shard_.raw()),
+                       [&](const float* s, float* r, std::size_t n) { return iall_gather_device(be, comm_, s, r, n); });
+  }
+  // Without parameter offload straight from the partition; offloaded, the rank's block goes up
+  // into its place first (from the host partition, or staged from the file), then in place.
+  template <typename T, typename Gather>
+  CommRequestPtr gather_into(const Piece& p, T* working, const T* partition, Gather gather) {
     const auto count = static_cast<std::size_t>(p.count);
-    if (two_byte_) {
-      std::uint16_t* working = range_.data16();
-      if (param_ == OffloadTarget::None)
-        return iall_gather_device_16bit(ps_.backend(), comm_, shard16() + p.shard, working + p.begin, count);
-      if (!file_) {
-        ProfileScope scope(profiler(), "offload/param_upload", Category::Offload);
-        upload(working + part_.owned(p), shard16() + p.shard, 2 * count);
-      }
-      return iall_gather_device_16bit(ps_.backend(), comm_, working + part_.owned(p), working + p.begin, count);
-    }
-    float* working = range_.data();
-    if (param_ == OffloadTarget::None)
-      return iall_gather_device(ps_.backend(), comm_, shard_.data<float>() + p.shard, working + p.begin, count);
+    if (param_ == OffloadTarget::None) return gather(partition + p.shard, working + p.begin, count);
     if (!file_) {
       ProfileScope scope(profiler(), "offload/param_upload", Category::Offload);
-      upload(working + part_.owned(p), shard_.data<float>() + p.shard, sizeof(float) * count);
+      upload(working + part_.owned(p), partition + p.shard, sizeof(T) * count);
     }
-    return iall_gather_device(ps_.backend(), comm_, working + part_.owned(p), working + p.begin, count);
+    return gather(working + part_.owned(p), working + p.begin, count);
   }
 
   // The rank's block from the host partition up into the working range. A pinned partition (device
