@@ -257,8 +257,9 @@ check_run "$id" 20
 grep -q "ZeRO stage 3" "torch-handle-$id.out" || fail "train_zero3.sbatch: job $id did not report ZeRO stage 3"
 say "PASS train_zero3.sbatch (job $id): ZeRO stage 3, 20 steps"
 
-# ---- 5: USR1 to the batch shell -> checkpoint at step K -> self-requeue -> resume -> 120 ----
-total=120
+# ---- 5: USR1 to the batch shell -> checkpoint at step K -> self-requeue -> resume -> 400 ----
+# (enough steps that a fast CPU does not finish between step 10 and the signal: ~8 s on a Zen 5)
+total=400
 id=$(timeout 20 sbatch --parsable "$root/jobs/slurm/train_single_node.sbatch" tiny.nml --set run%max_steps=$total "${small[@]}")
 log=torch-handle-$id.out
 wait_log "$log" "^step 10/$total " 60
