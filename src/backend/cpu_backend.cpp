@@ -19,9 +19,10 @@ namespace th {
 
 namespace {
 
-// Anonymous address space (MAP_NORESERVE): a page is backed when first written (commit() has
-// nothing to do) and given back with madvise(MADV_DONTNEED), after which it reads zero; committed()
-// counts the resident pages (mincore). Huge pages are off, so commits and releases are page-sized.
+// Anonymous address space (MAP_NORESERVE): commit() backs the pages (on kernels before 5.14 the
+// first touch does), release() gives them back with madvise(MADV_DONTNEED), after which they read
+// zero; committed() counts the resident pages (mincore). Huge pages are off, so commits and
+// releases are page-sized.
 class CpuReservation final : public Reservation {
  public:
   explicit CpuReservation(std::size_t bytes) : page_(static_cast<std::size_t>(sysconf(_SC_PAGESIZE))) {
@@ -37,7 +38,23 @@ class CpuReservation final : public Reservation {
   char* data() const override { return base_; }
   std::size_t bytes() const override { return bytes_; }
   std::size_t granularity() const override { return page_; }
-  void commit(std::size_t, std::size_t) override {}
+  // Backing::Now: backs the pages now, in one call (MADV_POPULATE_WRITE, Linux 5.14+), instead of
+  // a page fault per page on first touch, two where the first touch is a read (the zero page, then
+  // copy on write): under some hypervisors a fault costs microseconds, and a bf16 step releases
+  // and recommits its gradient window unit by unit. Backing::OnTouch, or a kernel without it: the
+  // first touch backs each page.
+  void commit(std::size_t off, std::size_t n, Backing backing) override {
+    if (backing == Backing::OnTouch || !populate_ || n == 0 || off >= bytes_) return;
+    const std::size_t lo = off / page_ * page_, hi = std::min(bytes_, (off + n + page_ - 1) / page_ * page_);
+    while (madvise(base_ + lo, hi - lo, kPopulateWrite) != 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      if (errno == ENOMEM || errno == EFAULT)
+        throw Error("cannot back " + std::to_string(hi - lo) + " bytes of memory (madvise(MADV_POPULATE_WRITE): " +
+                    std::strerror(errno) + ")");
+      populate_ = false;  // an older kernel (EINVAL) or one that refuses it: pages are backed on first touch
+      return;
+    }
+  }
   void release(std::size_t off, std::size_t n, bool zero) override {
     n = std::min(off + n, bytes_) - std::min(off, bytes_);
     const std::size_t end = off + n;
@@ -61,8 +78,14 @@ class CpuReservation final : public Reservation {
   }
 
  private:
+#ifdef MADV_POPULATE_WRITE
+  static constexpr int kPopulateWrite = MADV_POPULATE_WRITE;
+#else
+  static constexpr int kPopulateWrite = 23;  // Linux 5.14's value, for older C library headers
+#endif
   std::size_t page_, bytes_ = 0;
   char* base_ = nullptr;
+  bool populate_ = true;
   std::vector<unsigned char> resident_;
 };
 

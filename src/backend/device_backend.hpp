@@ -29,7 +29,7 @@ class GranuleReservation : public Reservation {
   // work): the host runs at most one release ahead of the device, so released memory is given
   // back while the device still has queued work, and the backed total stays bounded by what is
   // in use (a GPU's queue would otherwise let every unit's granules pile up as pending).
-  void commit(std::size_t off, std::size_t n) override {
+  void commit(std::size_t off, std::size_t n, Backing) override {
     poll();
     if (!n) return;
     const std::size_t k1 = std::min((off + n + gran_ - 1) / gran_, state_.size());

@@ -139,6 +139,8 @@ void Attention<T>::backward(T* dx, const T* dy, const T* x, const StepCtx<T>& ct
   Tensor dctx = scratch_buffer<T>(be, N, D);
   T* dC = dctx.data<T>();
   Tensor wide_ctx, wide_q, wide_kv, wide_p;  // 16-bit runs: the saved values widened to T
+  ps_.writing(wo_, std::int64_t(D) * D);
+  ps_.writing(bo_, D);
   if (ctx_.bf16() && k.bf16_operands())
     linear_bwd(k, dC, ps_.grad(wo_), ps_.grad(bo_), dy, nullptr, 1.0f, nullptr, ctx_.bf16(), weight(ps_, wo_), N, D,
                D);
@@ -223,6 +225,8 @@ void Attention<T>::backward(T* dx, const T* dy, const T* x, const StepCtx<T>& ct
     batched(k, true, false, Lk, Dh, Lq, at(dPt, pofs), at(dP16, pofs), Lk, plane, at(Q, qofs), at(Q16, qofs), ldq, Dh,
             dK + kofs, ldk, Dh, H);
   }
+  ps_.writing(wq_, std::int64_t(3) * D * D);
+  ps_.writing(bq_, std::int64_t(3) * D);
   if (!cross_) {
     linear_bwd(k, dx, ps_.grad(wq_), ps_.grad(bq_), dQ, nullptr, 1.0f, x, nullptr, weight(ps_, wq_), N, D, 3 * D);
   } else {

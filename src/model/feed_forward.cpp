@@ -49,6 +49,8 @@ void FeedForward<T>::backward(T* dx, const T* dy, const T* x, const StepCtx<T>& 
   const bool drop = ctx.train && dropout_ > 0;
   const std::uint64_t stream = dropout_stream(site_, ctx.micro);
   Tensor dh = scratch_buffer<T>(be, N, F_), dropped, wide_h, wide_pre;
+  ps_.writing(w2_, std::int64_t(D_) * F_);
+  ps_.writing(b2_, D_);
   if (!drop && h_.bf16() && k.bf16_operands()) {  // bf16: the stored h is the GEMM operand
     linear_bwd(k, dh.data<T>(), ps_.grad(w2_), ps_.grad(b2_), dy, nullptr, 1.0f, nullptr, h_.bf16(),
                weight(ps_, w2_), N, F_, D_);
@@ -66,11 +68,13 @@ void FeedForward<T>::backward(T* dx, const T* dy, const T* x, const StepCtx<T>& 
   }
   ps_.written(w2_, std::int64_t(D_) * F_);
   ps_.written(b2_, D_);
+  ps_.writing(b1_, F_);
   if (pre_.bf16() && k.bf16_operands())  // bf16: the stored pre-activation read as it is
     k.bias_act_backward_bf16(dh.data<T>(), ps_.grad(b1_), dh.data<T>(), pre_.bf16(), N, F_, act_);
   else
     k.bias_act_backward(dh.data<T>(), ps_.grad(b1_), dh.data<T>(), pre_.widen(wide_pre), N, F_, act_);
   ps_.written(b1_, F_);
+  ps_.writing(w1_, std::int64_t(F_) * D_);
   linear_bwd(k, dx, ps_.grad(w1_), nullptr, dh.data<T>(), nullptr, 1.0f, x, nullptr, weight(ps_, w1_), N, D_, F_);
   ps_.written(w1_, std::int64_t(F_) * D_);
 }

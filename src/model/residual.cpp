@@ -23,6 +23,8 @@ template <typename T> void LayerNorm<T>::backward(T* dx, const T* dy, const T* x
   Backend& be = ps_.backend();
   Kernels<T>& k = be.kernels<T>();
   TH_CHECK(mean_.defined(), "LayerNorm backward without a saved forward");
+  ps_.writing(w_, D_);
+  ps_.writing(b_, D_);
   k.layernorm_backward(dx, ps_.grad(w_), ps_.grad(b_), dy, x, ps_.value(w_), mean_.data<T>(),
                           rstd_.data<T>(), N, D_);
   ps_.written(w_, D_);

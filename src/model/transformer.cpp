@@ -301,7 +301,7 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
   Tensor wide_logits, wide;  // 16-bit runs: saved values widened to T
   Tensor g = scratch_buffer<T>(be_, Nt, D), g2 = scratch_buffer<T>(be_, Nt, D);
   if (dlogits16_.defined()) {  // bf16: forward wrote the logits' gradient (dloss = 1) in bf16
-    writing(out_unit_);  // the embeddings' unit when tied
+    writing(out_unit_, Backing::OnTouch);  // the embeddings' unit when tied; by blocks
     output_backward(g.data<T>(), nullptr, static_cast<const std::uint16_t*>(dlogits16_.raw()), static_cast<float>(dloss),
                     nullptr, final_.bf16());
     dlogits16_.reset();
@@ -310,7 +310,7 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
     kernels().cross_entropy_backward(dlogits, dlogits, lse_.data<T>(), batch.tgt_out.data(), Nt, V,
                                      T(spec_.label_smoothing), spec_.pad_id, dloss);
     round_compute(dlogits, Nt * V);
-    writing(out_unit_);  // the embeddings' unit when tied
+    writing(out_unit_, Backing::OnTouch);  // the embeddings' unit when tied; by blocks
     output_backward(g.data<T>(), dlogits, nullptr, 1.0f, final_.widen(wide), nullptr);
   }
   round_compute(g);
@@ -344,7 +344,7 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
     ready(dec_begin_[i]);
   }
   kernels().dropout_forward(g.data<T>(), g.data<T>(), Nt * D, p, seed, dropout_stream(kTgtEmbedSite, micro));
-  writing(embed_unit_);
+  writing(embed_unit_, Backing::OnTouch);
   embedding_backward(tgt_embed_, batch.tgt_in.data(), g.data<T>(), Nt, scale);
   if (pos_embed_ >= 0) kernels().position_backward(params_.grad(pos_embed_), g.data<T>(), batch.B, batch.T, D);
   if (!spec_.decoder_only) {
@@ -371,7 +371,7 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
       ready(enc_begin_[i]);
     }
     kernels().dropout_forward(e.data<T>(), e.data<T>(), Ns * D, p, seed, dropout_stream(kSrcEmbedSite, micro));
-    writing(embed_unit_);
+    writing(embed_unit_, Backing::OnTouch);
     embedding_backward(src_embed_, batch.src.data(), e.data<T>(), Ns, scale);
     if (pos_embed_ >= 0) kernels().position_backward(params_.grad(pos_embed_), e.data<T>(), batch.B, batch.S, D);
   }
@@ -424,6 +424,7 @@ void Transformer<T>::by_row_blocks(std::int64_t table, F&& f) {
   const int D = spec_.d_model, V = spec_.vocab_size, rows = grad_block_rows(D);
   for (int r0 = 0; r0 < V; r0 += rows) {
     const int r1 = std::min(V, r0 + rows);
+    params_.writing(table + static_cast<std::int64_t>(r0) * D, static_cast<std::int64_t>(r1 - r0) * D);
     f(r0, r1);
     params_.written(table + static_cast<std::int64_t>(r0) * D, static_cast<std::int64_t>(r1 - r0) * D);
   }
@@ -435,6 +436,10 @@ template <typename T> void Transformer<T>::set_grad_access(GradAccess* access) {
     params_.on_written([access](std::int64_t b, std::int64_t e) { access->written(b, e); });
   else
     params_.on_written(nullptr);
+  if (access)
+    params_.on_writing([access](std::int64_t b, std::int64_t e) { access->writing_range(b, e); });
+  else
+    params_.on_writing(nullptr);
 }
 
 template <typename T> std::int64_t Transformer<T>::flops_per_token_estimate() const {

@@ -7,6 +7,9 @@
 #include <algorithm>
 #include <gtest/gtest.h>
 
+#include <sys/utsname.h>
+
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <string>
@@ -404,6 +407,32 @@ TEST(BackendSeam, CpuMemorySpacesCopiesAndViews) {
   be.f32().fill(d.data<float>(), 2.5f, 6);
   EXPECT_EQ(d.data<float>()[3], 2.5f);
   be.sync();
+}
+
+// The CPU backend's reservation: commit(Backing::Now) backs the pages it covers in one call (no
+// fault per page), Backing::OnTouch leaves them to first touch, a commit keeps what resident
+// pages hold, and release() gives back whole pages, the rest zeroed.
+TEST(BackendSeam, CpuReservationCommitBacksPagesAndReleaseGivesThemBack) {
+  struct utsname u {};
+  ASSERT_EQ(uname(&u), 0);
+  int major = 0, minor = 0;
+  std::sscanf(u.release, "%d.%d", &major, &minor);
+  if (major < 5 || (major == 5 && minor < 14)) GTEST_SKIP() << "kernel " << u.release << " has no MADV_POPULATE_WRITE";
+  auto r = cpu_backend().reserve(64 * 4096);
+  const std::size_t page = r->granularity();
+  ASSERT_EQ(r->committed(), 0u);
+  r->commit(0, 64 * 4096, Backing::OnTouch);  // a lookup's rows: backed as touched
+  EXPECT_EQ(r->committed(), 0u);
+  r->commit(page + 10, 2 * page, Backing::Now);  // overlaps pages 1, 2 and 3
+  EXPECT_EQ(r->committed(), 3 * page);
+  for (std::size_t i = page; i < 4 * page; ++i) ASSERT_EQ(r->data()[i], 0) << i;
+  std::memset(r->data() + page, 7, 3 * page);
+  r->commit(page, 3 * page, Backing::Now);  // already backed: contents stay
+  EXPECT_EQ(r->data()[2 * page + 5], 7);
+  r->release(page + 1, 3 * page - 1, true);  // pages 2 and 3 given back, page 1's tail zeroed
+  EXPECT_EQ(r->committed(), page);
+  EXPECT_EQ(r->data()[page], 7);
+  for (std::size_t i = page + 1; i < 4 * page; ++i) ASSERT_EQ(r->data()[i], 0) << i;
 }
 
 TEST(BackendSeam, RunBackendChoice) {

@@ -170,19 +170,19 @@ TEST(EmulatedDevice, ReservedRangesCommitAndGiveBackGranules) {
   EXPECT_EQ(r->committed(), 0u);
   auto* f = reinterpret_cast<float*>(r->data());
   const std::int64_t per = static_cast<std::int64_t>(g / sizeof(float));
-  r->commit(g / 2, 2 * g);  // overlaps granules 0, 1 and 2
+  r->commit(g / 2, 2 * g, Backing::Now);  // overlaps granules 0, 1 and 2
   EXPECT_EQ(r->committed(), 3 * g);
   dev().f32().fill(f, 7.0f, 3 * per);
   EXPECT_EQ(read_back(f + 3 * per - 1, 1)[0], 7.0f);
   // Release [g/2, 3g) with zero: granules 1 and 2 go, the second half of granule 0 reads zero.
   r->release(g / 2, 3 * g - g / 2, true);
   dev().sync();
-  r->commit(5 * g, 1);  // polls: the release has completed
+  r->commit(5 * g, 1, Backing::Now);  // polls: the release has completed
   EXPECT_EQ(r->committed(), 2 * g);  // granules 0 and 5
   const std::vector<float> g0 = read_back(f, per);
   EXPECT_EQ(g0[0], 7.0f);
   EXPECT_EQ(g0[static_cast<std::size_t>(per / 2)], 0.0f);
-  r->commit(g, g);  // granule 1 again: fresh, zero
+  r->commit(g, g, Backing::Now);  // granule 1 again: fresh, zero
   const std::vector<float> g1 = read_back(f + per, per);
   EXPECT_EQ(*std::max_element(g1.begin(), g1.end()), 0.0f);
   EXPECT_EQ(*std::min_element(g1.begin(), g1.end()), 0.0f);
@@ -191,7 +191,7 @@ TEST(EmulatedDevice, ReservedRangesCommitAndGiveBackGranules) {
 TEST_F(EmulatedDeathTest, AKernelOnAnUncommittedGranuleFaults) {
   auto r = dev().reserve(4 * 65536);
   auto* f = reinterpret_cast<float*>(r->data());
-  r->commit(0, 65536);
+  r->commit(0, 65536, Backing::Now);
   EXPECT_DEATH(
       {
         dev().f32().fill(f, 1.0f, 65536 / 4 + 1);  // one float past the committed granule
@@ -203,7 +203,7 @@ TEST_F(EmulatedDeathTest, AKernelOnAnUncommittedGranuleFaults) {
 TEST_F(EmulatedDeathTest, AKernelAfterTheReleaseFaults) {
   auto r = dev().reserve(2 * 65536);
   auto* f = reinterpret_cast<float*>(r->data());
-  r->commit(0, 2 * 65536);
+  r->commit(0, 2 * 65536, Backing::Now);
   r->release(0, 2 * 65536, false);
   EXPECT_DEATH(
       {
@@ -249,7 +249,7 @@ TEST(EmulatedDevice, ReleasesDoNotPileUpBehindABusyStream) {
   auto* f = reinterpret_cast<float*>(r->data());
   std::size_t most = 0;
   for (std::size_t u = 0; u < 20; ++u) {
-    r->commit(u * g, g);
+    r->commit(u * g, g, Backing::Now);
     dev().f32().fill(f + u * (g / 4), 2.0f, static_cast<std::int64_t>(g / 4));
     r->release(u * g, g, false);
     most = std::max(most, r->committed());

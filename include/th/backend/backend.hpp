@@ -34,6 +34,13 @@ enum class MemorySpace { Host, Device, Pinned };
 // run%backend: parsed once (parse_backend_kind), never compared as a string deeper down.
 enum class BackendKind { Cpu, Cuda, Emulated, Auto };
 
+// When a Reservation::commit backs host pages. Now: at once, in one call instead of a page fault
+// per page (for ranges the work that follows writes whole: a gather, a GEMM's gradient). OnTouch:
+// each page at its first touch, so what is never touched costs no memory (an embedding lookup's
+// rows of a table; a range written and given back block by block, each block committed Now just
+// before it is written). Device backends back every granule at the commit either way.
+enum class Backing { Now, OnTouch };
+
 // A reserved range of Device address space with memory behind only the parts in use (CUDA's
 // virtual memory management: cuMemAddressReserve, then cuMemCreate / cuMemMap per granule). ZeRO
 // stages 2-3 keep their full-size parameter and gradient ranges in one, committing a unit's part
@@ -48,7 +55,7 @@ class Reservation {
   virtual std::size_t granularity() const = 0;
   // Backs the granules that overlap [off, off + n) for all work issued from now on, on either
   // stream. A granule backed afresh reads zero.
-  virtual void commit(std::size_t off, std::size_t n) = 0;
+  virtual void commit(std::size_t off, std::size_t n, Backing backing) = 0;
   // Gives back the granules wholly inside [off, off + n) once the work issued before, on both
   // streams, has finished (no host wait: the release completes later); their contents are lost and
   // using them again needs a commit. With `zero`, the bytes of [off, off + n) on granules that stay

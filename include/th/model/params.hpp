@@ -106,6 +106,12 @@ class ParamStore {
   void written(std::int64_t offset, std::int64_t n) const {
     if (written_) written_(offset, offset + n);
   }
+  // Layers call writing(offset, n) just before a kernel writes all of gradients [offset, offset +
+  // n): a store backing its gradients on demand backs those pages then, in one call (on_writing).
+  void on_writing(std::function<void(std::int64_t, std::int64_t)> f) { writing_ = std::move(f); }
+  void writing(std::int64_t offset, std::int64_t n) const {
+    if (writing_) writing_(offset, offset + n);
+  }
   const std::vector<ParamInfo>& infos() const { return infos_; }
   const ParamInfo& find(const std::string& name) const;  // throws th::Error naming it
   const std::vector<ParamSegment>& segments() const { return segments_; }  // after allocate/attach
@@ -129,7 +135,7 @@ class ParamStore {
   std::uint16_t* values16_ptr_ = nullptr;
   DType values16_type_ = DType::F32;
   std::vector<std::pair<std::int64_t, std::int64_t>> wide_at_;
-  std::function<void(std::int64_t, std::int64_t)> written_;
+  std::function<void(std::int64_t, std::int64_t)> written_, writing_;
 };
 
 }  // namespace th

@@ -82,11 +82,16 @@ class ParamAccess {
 // takes_written() is told, by written(b, e), that gradients [b, e) are complete for now (each
 // parameter's after the kernel that wrote it; the output projection's and the embeddings' block
 // by block) and may take them at once; a later write there (the tied embeddings' lookups, a
-// learned positional table) comes after writing(u) again.
+// learned positional table) comes after writing(u) again. writing_range(b, e) comes just before a
+// kernel writes gradients [b, e) (each parameter's GEMM or norm; the output projection's and the
+// lookups' block by block). The embeddings' unit is announced with writing(u, Backing::OnTouch):
+// its pages are backed block by block as they come, not the whole table at once, and a lookup
+// without blocks (a store that does not take them) touches only its tokens' rows.
 class GradAccess {
  public:
   virtual ~GradAccess() = default;
-  virtual void writing(int unit) = 0;
+  virtual void writing(int unit, Backing backing) = 0;
+  virtual void writing_range(std::int64_t, std::int64_t) {}
   virtual bool takes_written() const { return false; }
   virtual void written(std::int64_t, std::int64_t) {}
 };
@@ -146,13 +151,17 @@ class Transformer {
   void run_encoder(const Batch& batch, std::uint64_t seed, std::uint64_t micro, bool train);
   void acquire(int unit) { if (access_) access_->acquire(unit); }
   void release(int unit) { if (access_) access_->release(unit); }
-  void writing(int unit) { if (grad_access_) grad_access_->writing(unit); }
+  void writing(int unit, Backing backing = Backing::Now) {
+    if (grad_access_) grad_access_->writing(unit, backing);
+  }
   // The output projection's backward: dx, then its weight gradient block by block (written()).
   void output_backward(T* dx, const T* dy, const std::uint16_t* dy16, float alpha, const T* x, const std::uint16_t* x16);
   // A lookup's gradient into the table at `table` (block by block where the store takes them).
   void embedding_backward(std::int64_t table, const int* tokens, const T* dy, std::int64_t N, T scale);
   // f(r0, r1) for each block of grad_block_rows rows of the [V, D] table at flat offset `table`,
-  // each block's gradient handed to ParamStore::written after it.
+  // each block announced to ParamStore::writing before it and handed to ParamStore::written after
+  // it (a lookup writes only some rows of a block, but a store that takes it gives it back at once:
+  // backing the whole block costs one block's pages, and saves a fault per page).
   template <class F> void by_row_blocks(std::int64_t table, F&& f);
   void round_compute(T* x, std::int64_t n) const;  // ModelSpec::compute
   void round_compute(Tensor& t) const { round_compute(t.data<T>(), t.numel()); }

@@ -94,10 +94,11 @@ class ScatterPartition final : public GradReduction, public GradAccess {
   GradAccess* grad_access() override { return this; }
   // The unit's segments (their padding included) are backed before its gradients are written;
   // each bucket gives its part back after its reduce-scatter.
-  void writing(int unit) override {
+  void writing(int unit, Backing backing) override {
     for (const ParamSegment& s : ps_.segments())
-      if (s.unit == unit) range_.commit(s.begin, s.end);
+      if (s.unit == unit) range_.commit(s.begin, s.end, backing);
   }
+  void writing_range(std::int64_t b, std::int64_t e) override { range_.commit(b, e, Backing::Now); }
 
  private:
   std::unique_ptr<GradientSync> make_sync(Comm& comm, const ZeroOptions& opt) override {
@@ -153,16 +154,20 @@ class TwoByte final : public GradReduction, public GradAccess {
   GradAccess* grad_access() override { return this; }
   // A unit written (again): its segments backed; what written() took of it is taken again at the
   // end (the tied embeddings: the lookup's gradients add to the output projection's).
-  void writing(int unit) override {
+  // Backing::OnTouch whatever the model asks: the window's pages are backed parameter by parameter
+  // (writing_range) and given back as each is taken, so the whole unit is never held at once.
+  void writing(int unit, Backing) override {
     for (const ParamSegment& s : ps_.segments())
       if (s.unit == unit) {
-        window_.commit(s.begin, s.end);
+        window_.commit(s.begin, s.end, Backing::OnTouch);
         taken_.erase(std::remove_if(taken_.begin(), taken_.end(),
                                     [&](const Range& r) { return r.first >= s.begin && r.second <= s.end; }),
                      taken_.end());
       }
     window_.account();
   }
+  // Each parameter's pages backed just before its kernel writes it (they go again when taken).
+  void writing_range(std::int64_t b, std::int64_t e) override { window_.commit(b, e, Backing::Now); }
   bool takes_written() const override { return true; }
   void written(std::int64_t b, std::int64_t e) override {
     take(b, e);
@@ -181,7 +186,7 @@ class TwoByte final : public GradReduction, public GradAccess {
     const bool fresh =
         std::none_of(dirty_.begin(), dirty_.end(), [&](const Range& r) { return r.first < e && r.second > b; });
     if (range16_) {
-      range16_->commit(b, e);
+      range16_->commit(b, e, Backing::OnTouch);
       range16_->account();
     }
     if (fresh) {

@@ -10,8 +10,8 @@ ReservedRange::ReservedRange(std::int64_t n, MemCategory cat, Backend& backend, 
 
 ReservedRange::~ReservedRange() { be_.pool(MemorySpace::Device).account(cat_, -accounted_); }
 
-void ReservedRange::commit(std::int64_t b, std::int64_t e) {
-  if (e > b) res_->commit(static_cast<std::size_t>(b) * elem_, static_cast<std::size_t>(e - b) * elem_);
+void ReservedRange::commit(std::int64_t b, std::int64_t e, Backing backing) {
+  if (e > b) res_->commit(static_cast<std::size_t>(b) * elem_, static_cast<std::size_t>(e - b) * elem_, backing);
 }
 
 void ReservedRange::release(std::int64_t b, std::int64_t e, bool zero) {

@@ -26,8 +26,9 @@ class ReservedRange {
   float* data() const { return reinterpret_cast<float*>(res_->data()); }
   std::uint16_t* data16() const { return reinterpret_cast<std::uint16_t*>(res_->data()); }
 
-  // Backs elements [b, e) before they are written or read (a granule backed afresh reads zero).
-  void commit(std::int64_t b, std::int64_t e);
+  // Backs elements [b, e) before they are written or read (a granule backed afresh reads zero);
+  // `backing`: now, or on the CPU page by page as touched (th/backend/backend.hpp).
+  void commit(std::int64_t b, std::int64_t e, Backing backing = Backing::Now);
   // Gives back the granules wholly inside elements [b, e); with `zero`, the rest of [b, e) (on
   // granules shared with neighbours) is zeroed, so the whole range reads zero afterwards.
   void release(std::int64_t b, std::int64_t e, bool zero);
