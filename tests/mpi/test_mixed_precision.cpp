@@ -312,6 +312,8 @@ struct StorageRun {
   Trained t;
   std::int64_t params = 0, grads = 0, psi = 0, offload_host = 0, offload_window = 0;
   std::int64_t params_peak = 0;  // the pool's parameter bytes at their highest over the steps
+  std::int64_t grads_peak = 0;   // and the gradient bytes
+  std::int64_t largest_unit = 0;  // elements of the largest gather unit (its segments)
   std::int64_t wide = 0;  // parameters a 2-byte compute copy also keeps in fp32 (ParamStore::wide)
   double max_norm = 0;  // of the gradients before clipping: > 1 where clip_norm = 1 applies
 };
@@ -335,6 +337,9 @@ StorageRun run(int stage, const std::string& storage, bool tie, const char* dtyp
   r.t.params = named_params(t);
   for (const ParamInfo& p : t.model().params().infos())
     if (ParamStore<float>::wide(p.init)) r.wide += p.numel;
+  std::map<int, std::int64_t> units;
+  for (const ParamSegment& seg : t.model().params().segments()) units[seg.unit] += seg.end - seg.begin;
+  for (const auto& [u, n] : units) r.largest_unit = std::max(r.largest_unit, n);
   const ZeroMemory m = t.memory_report("test")[static_cast<std::size_t>(world().rank())];
   r.params = m.params;
   r.grads = m.grads;
@@ -342,6 +347,7 @@ StorageRun run(int stage, const std::string& storage, bool tie, const char* dtyp
   r.offload_host = m.offload_host;
   r.offload_window = m.offload_window;
   r.params_peak = host_pool().peak(MemCategory::Parameters);
+  r.grads_peak = host_pool().peak(MemCategory::Gradients);
   return r;
 }
 
@@ -409,6 +415,17 @@ TEST(MixedPrecision, TwoByteStorageGivesTheFp32StoragesBits) {
     EXPECT_GE(r[0].grads, 2 * kept) << "stage " << stage;
     EXPECT_LT(gratio, 0.6) << "stage " << stage << ": the 2-byte gradients were not used";
     EXPECT_LT(gratio_alone, 0.6) << "stage " << stage << ": the 2-byte gradients were not used";
+    // The fp32 window backward writes is backed parameter by parameter (ParamStore::writing) and
+    // given back as each is taken: at stages 0-1 (the 2-byte gradients whole after the step) its
+    // pages at the peak stay below one whole unit's in fp32 (backing a unit at once reaches it).
+    const std::int64_t window = r[0].grads_peak - r[0].grads;
+    if (world().rank() == 0)
+      std::printf("[ mp ] bf16 stage %d: gradient peak 2-byte %lld, fp32 %lld (%.3fx); the fp32 window's part %lld, "
+                  "the largest unit in fp32 %lld bytes\n",
+                  stage, static_cast<long long>(r[0].grads_peak), static_cast<long long>(r[1].grads_peak),
+                  double(r[0].grads_peak) / double(r[1].grads_peak), static_cast<long long>(window),
+                  static_cast<long long>(4 * r[0].largest_unit));
+    if (stage <= 1) EXPECT_LT(window, 4 * r[0].largest_unit) << "stage " << stage << ": a whole unit's window backed at once";
   }
 }
 
