@@ -149,8 +149,9 @@ class Backend {
   virtual void sync() = 0;
   // ---- reserved ranges
   // `bytes` of Device address space (rounded up to the granularity), nothing backed yet. The CPU
-  // backend's pages are backed when first written, so its commit() is a no-op; a device backend
-  // needs the commit before any kernel or copy touches the memory (the emulated device faults).
+  // backend's pages are backed by commit(Backing::Now) or at their first touch (a touch without
+  // a commit is not an error there); a device backend needs the commit before any kernel or copy
+  // touches the memory (the emulated device faults).
   virtual std::unique_ptr<Reservation> reserve(std::size_t bytes) = 0;
 
   // True where host code may dereference Device memory (the CPU backend): communication and I/O

@@ -10,9 +10,9 @@
 //                                 range whose bucket pages are given back once reduced
 //
 //   TwoByte          (bf16/fp16, one micro-batch per step) the gradients kept in 2 bytes: backward
-//                    writes each unit's into an fp32 window (a reserved range backed from
-//                    writing(unit)), which is rounded into 2-byte storage and given back as soon
-//                    as it is final; the buckets are reduced as they are, and the optimizer widens
+//                    writes each unit's into an fp32 window (a reserved range backed parameter
+//                    by parameter from writing_range(), never a whole unit at once), which is
+//                    rounded into 2-byte storage and given back as soon as it is final; the buckets are reduced as they are, and the optimizer widens
 //                    them chunk by chunk (owned16). The 2-byte storage: stages 0-1 a full-size
 //                    buffer (all-reduced, or reduce-scattered in place); stages 2-3 a full-size
 //                    reserved range whose bucket pages are given back once reduce-scattered into
