@@ -301,7 +301,7 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
   Tensor wide_logits, wide;  // 16-bit runs: saved values widened to T
   Tensor g = scratch_buffer<T>(be_, Nt, D), g2 = scratch_buffer<T>(be_, Nt, D);
   if (dlogits16_.defined()) {  // bf16: forward wrote the logits' gradient (dloss = 1) in bf16
-    writing(out_unit_, Backing::OnTouch);  // the embeddings' unit when tied; by blocks
+    writing(out_unit_);  // the embeddings' unit when tied
     output_backward(g.data<T>(), nullptr, static_cast<const std::uint16_t*>(dlogits16_.raw()), static_cast<float>(dloss),
                     nullptr, final_.bf16());
     dlogits16_.reset();
@@ -310,7 +310,7 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
     kernels().cross_entropy_backward(dlogits, dlogits, lse_.data<T>(), batch.tgt_out.data(), Nt, V,
                                      T(spec_.label_smoothing), spec_.pad_id, dloss);
     round_compute(dlogits, Nt * V);
-    writing(out_unit_, Backing::OnTouch);  // the embeddings' unit when tied; by blocks
+    writing(out_unit_);  // the embeddings' unit when tied
     output_backward(g.data<T>(), dlogits, nullptr, 1.0f, final_.widen(wide), nullptr);
   }
   round_compute(g);
@@ -344,7 +344,7 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
     ready(dec_begin_[i]);
   }
   kernels().dropout_forward(g.data<T>(), g.data<T>(), Nt * D, p, seed, dropout_stream(kTgtEmbedSite, micro));
-  writing(embed_unit_, Backing::OnTouch);
+  writing(embed_unit_);
   embedding_backward(tgt_embed_, batch.tgt_in.data(), g.data<T>(), Nt, scale);
   if (pos_embed_ >= 0) kernels().position_backward(params_.grad(pos_embed_), g.data<T>(), batch.B, batch.T, D);
   if (!spec_.decoder_only) {
@@ -371,7 +371,7 @@ template <typename T> void Transformer<T>::backward(double loss_scale, const Gra
       ready(enc_begin_[i]);
     }
     kernels().dropout_forward(e.data<T>(), e.data<T>(), Ns * D, p, seed, dropout_stream(kSrcEmbedSite, micro));
-    writing(embed_unit_, Backing::OnTouch);
+    writing(embed_unit_);
     embedding_backward(src_embed_, batch.src.data(), e.data<T>(), Ns, scale);
     if (pos_embed_ >= 0) kernels().position_backward(params_.grad(pos_embed_), e.data<T>(), batch.B, batch.S, D);
   }

@@ -82,15 +82,16 @@ class ParamAccess {
 // takes_written() is told, by written(b, e), that gradients [b, e) are complete for now (each
 // parameter's after the kernel that wrote it; the output projection's and the embeddings' block
 // by block) and may take them at once; a later write there (the tied embeddings' lookups, a
-// learned positional table) comes after writing(u) again. writing_range(b, e) comes just before a
-// kernel writes gradients [b, e) (each parameter's GEMM or norm; the output projection's and the
-// lookups' block by block). The embeddings' unit is announced with writing(u, Backing::OnTouch):
-// its pages are backed block by block as they come, not the whole table at once, and a lookup
-// without blocks (a store that does not take them) touches only its tokens' rows.
+// learned positional table) comes after writing(u) again. writing(u) commits the unit with
+// Backing::OnTouch (a device backs it all; the host backs nothing yet), and writing_range(b, e)
+// comes just before a kernel writes gradients [b, e) (each parameter's GEMM or norm; the output
+// projection's and the lookups' block by block), which the host backs then, in one call: the
+// pages come as they are written, never a whole unit or table at once, and a lookup without
+// blocks (a store that does not take them) touches only its tokens' rows.
 class GradAccess {
  public:
   virtual ~GradAccess() = default;
-  virtual void writing(int unit, Backing backing) = 0;
+  virtual void writing(int unit) = 0;
   virtual void writing_range(std::int64_t, std::int64_t) {}
   virtual bool takes_written() const { return false; }
   virtual void written(std::int64_t, std::int64_t) {}
@@ -151,9 +152,7 @@ class Transformer {
   void run_encoder(const Batch& batch, std::uint64_t seed, std::uint64_t micro, bool train);
   void acquire(int unit) { if (access_) access_->acquire(unit); }
   void release(int unit) { if (access_) access_->release(unit); }
-  void writing(int unit, Backing backing = Backing::Now) {
-    if (grad_access_) grad_access_->writing(unit, backing);
-  }
+  void writing(int unit) { if (grad_access_) grad_access_->writing(unit); }
   // The output projection's backward: dx, then its weight gradient block by block (written()).
   void output_backward(T* dx, const T* dy, const std::uint16_t* dy16, float alpha, const T* x, const std::uint16_t* x16);
   // A lookup's gradient into the table at `table` (block by block where the store takes them).

@@ -94,9 +94,9 @@ class ScatterPartition final : public GradReduction, public GradAccess {
   GradAccess* grad_access() override { return this; }
   // The unit's segments (their padding included) are backed before its gradients are written;
   // each bucket gives its part back after its reduce-scatter.
-  void writing(int unit, Backing backing) override {
+  void writing(int unit) override {
     for (const ParamSegment& s : ps_.segments())
-      if (s.unit == unit) range_.commit(s.begin, s.end, backing);
+      if (s.unit == unit) range_.commit(s.begin, s.end, Backing::OnTouch);
   }
   void writing_range(std::int64_t b, std::int64_t e) override { range_.commit(b, e, Backing::Now); }
 
@@ -154,9 +154,9 @@ class TwoByte final : public GradReduction, public GradAccess {
   GradAccess* grad_access() override { return this; }
   // A unit written (again): its segments backed; what written() took of it is taken again at the
   // end (the tied embeddings: the lookup's gradients add to the output projection's).
-  // Backing::OnTouch whatever the model asks: the window's pages are backed parameter by parameter
-  // (writing_range) and given back as each is taken, so the whole unit is never held at once.
-  void writing(int unit, Backing) override {
+  // The window's pages are backed parameter by parameter (writing_range) and given back as each is
+  // taken, so the whole unit is never held at once.
+  void writing(int unit) override {
     for (const ParamSegment& s : ps_.segments())
       if (s.unit == unit) {
         window_.commit(s.begin, s.end, Backing::OnTouch);
